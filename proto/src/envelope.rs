@@ -1,0 +1,269 @@
+//! The outer envelope: what travels on gossip and sync.
+//!
+//! `ciphertext = XChaCha20-Poly1305(epoch key, nonce, pad(item bytes), aad)` with
+//! `aad = version ‖ hood ‖ epoch`. The author is only inside the ciphertext. The item id
+//! is `SHA-256(ITEM_ID ‖ envelope bytes)`: content-addressed for dedupe, sync and gossip
+//! message ids.
+
+use std::fmt;
+
+use chacha20poly1305::aead::{Aead, Payload};
+use chacha20poly1305::{KeyInit, XChaCha20Poly1305, XNonce};
+use rand_core::CryptoRng;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::codec::{self, CodecError};
+use crate::domain;
+use crate::hood::HoodId;
+use crate::item::Item;
+use crate::keys::{EpochId, EpochKey, KeyRing};
+use crate::limits::{MAX_ENVELOPE_BYTES, MAX_ITEM_BYTES};
+
+pub const VERSION: u8 = 1;
+/// Padding buckets below 16 KiB; above it, multiples of 16 KiB.
+pub const BUCKETS: [usize; 7] = [256, 512, 1024, 2048, 4096, 8192, 16384];
+const LARGE_BUCKET: usize = 16384;
+const TAG_BYTES: usize = 16;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub version: u8,
+    pub hood: HoodId,
+    pub epoch: EpochId,
+    pub nonce: [u8; 24],
+    #[serde(with = "serde_bytes")]
+    pub ciphertext: Vec<u8>,
+}
+
+impl Envelope {
+    pub fn decode(bytes: &[u8]) -> Result<Envelope, CodecError> {
+        codec::decode(bytes, MAX_ENVELOPE_BYTES)
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        codec::encode(self)
+    }
+}
+
+/// `SHA-256(ITEM_ID ‖ envelope bytes)`.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ItemId(pub [u8; 32]);
+
+impl ItemId {
+    pub fn of(envelope_bytes: &[u8]) -> ItemId {
+        ItemId(
+            Sha256::new()
+                .chain_update(domain::ITEM_ID)
+                .chain_update(envelope_bytes)
+                .finalize()
+                .into(),
+        )
+    }
+
+    pub fn to_hex(&self) -> String {
+        codec::hex(&self.0)
+    }
+
+    pub fn from_hex(s: &str) -> Option<ItemId> {
+        codec::parse_hex(s).map(ItemId)
+    }
+}
+
+impl fmt::Display for ItemId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl fmt::Debug for ItemId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ItemId({})", &self.to_hex()[..12])
+    }
+}
+
+/// Why an envelope could not be opened, in the order the checks run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OpenError {
+    #[error("envelope is {0} bytes, over the limit")]
+    Oversize(usize),
+    #[error("malformed envelope: {0}")]
+    Malformed(CodecError),
+    #[error("unsupported envelope version {0}")]
+    UnsupportedVersion(u8),
+    #[error("envelope is for another hood")]
+    WrongHood,
+    #[error("envelope is sealed under an epoch this member does not hold")]
+    UnknownEpoch,
+    #[error("ciphertext does not authenticate")]
+    Decrypt,
+    #[error("bad padding inside the ciphertext")]
+    BadPadding,
+    #[error("malformed item: {0}")]
+    MalformedItem(CodecError),
+}
+
+/// Why an item could not be sealed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SealError {
+    #[error("item is {0} bytes, over the limit")]
+    Oversize(usize),
+}
+
+/// The envelope header bytes authenticated with the ciphertext.
+pub fn aad(version: u8, hood: &HoodId, epoch: &EpochId) -> Vec<u8> {
+    [&[version][..], &hood.0, &epoch.0].concat()
+}
+
+/// The padded size for an item of `len` bytes (one byte of padding at least).
+pub fn padded_len(len: usize) -> usize {
+    let need = len + 1;
+    BUCKETS
+        .iter()
+        .copied()
+        .find(|b| *b >= need)
+        .unwrap_or_else(|| need.div_ceil(LARGE_BUCKET) * LARGE_BUCKET)
+}
+
+/// ISO/IEC 7816-4 padding: `0x80`, then zeros up to the bucket.
+pub fn pad(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(padded_len(bytes.len()));
+    out.extend_from_slice(bytes);
+    out.push(0x80);
+    out.resize(padded_len(bytes.len()), 0);
+    out
+}
+
+pub fn unpad(mut bytes: Vec<u8>) -> Option<Vec<u8>> {
+    let end = bytes.iter().rposition(|b| *b != 0)?;
+    if bytes[end] != 0x80 || bytes.len() != padded_len(end) {
+        return None;
+    }
+    bytes.truncate(end);
+    Some(bytes)
+}
+
+/// Seals `item` under `key` with the given 24-byte nonce (random, from the caller).
+pub fn seal(
+    item: &Item,
+    hood: &HoodId,
+    key: &EpochKey,
+    nonce: [u8; 24],
+) -> Result<Vec<u8>, SealError> {
+    let item_bytes = item.encode();
+    if item_bytes.len() > MAX_ITEM_BYTES {
+        return Err(SealError::Oversize(item_bytes.len()));
+    }
+    let epoch = key.id();
+    let cipher = XChaCha20Poly1305::new(key.secret().into());
+    let ciphertext = cipher
+        .encrypt(
+            &XNonce::from(nonce),
+            Payload {
+                msg: &pad(&item_bytes),
+                aad: &aad(VERSION, hood, &epoch),
+            },
+        )
+        .map_err(|_| SealError::Oversize(item_bytes.len()))?;
+    let envelope = Envelope {
+        version: VERSION,
+        hood: *hood,
+        epoch,
+        nonce,
+        ciphertext,
+    };
+    let bytes = envelope.encode();
+    if bytes.len() > MAX_ENVELOPE_BYTES {
+        return Err(SealError::Oversize(bytes.len()));
+    }
+    Ok(bytes)
+}
+
+/// Seals with a fresh random nonce.
+pub fn seal_random(
+    item: &Item,
+    hood: &HoodId,
+    key: &EpochKey,
+    rng: &mut impl CryptoRng,
+) -> Result<Vec<u8>, SealError> {
+    let mut nonce = [0u8; 24];
+    rng.fill_bytes(&mut nonce);
+    seal(item, hood, key, nonce)
+}
+
+/// An opened envelope: its id, the epoch it was sealed under, and the (not yet verified)
+/// inner item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Opened {
+    pub id: ItemId,
+    pub epoch: EpochId,
+    pub item: Item,
+}
+
+/// Opens an envelope for `hood` with the keys in `ring`. Cheap checks run first (size,
+/// decoding, version, hood, known epoch), then the AEAD, then the item's decoding. The
+/// item's signature is *not* checked here: see `validate`.
+pub fn open(bytes: &[u8], hood: &HoodId, ring: &KeyRing) -> Result<Opened, OpenError> {
+    if bytes.len() > MAX_ENVELOPE_BYTES {
+        return Err(OpenError::Oversize(bytes.len()));
+    }
+    let envelope = Envelope::decode(bytes).map_err(OpenError::Malformed)?;
+    if envelope.version != VERSION {
+        return Err(OpenError::UnsupportedVersion(envelope.version));
+    }
+    if envelope.hood != *hood {
+        return Err(OpenError::WrongHood);
+    }
+    let key = ring.get(&envelope.epoch).ok_or(OpenError::UnknownEpoch)?;
+    if envelope.ciphertext.len() < TAG_BYTES {
+        return Err(OpenError::Decrypt);
+    }
+    let cipher = XChaCha20Poly1305::new(key.secret().into());
+    let padded = cipher
+        .decrypt(
+            &XNonce::from(envelope.nonce),
+            Payload {
+                msg: &envelope.ciphertext,
+                aad: &aad(envelope.version, &envelope.hood, &envelope.epoch),
+            },
+        )
+        .map_err(|_| OpenError::Decrypt)?;
+    let item_bytes = unpad(padded).ok_or(OpenError::BadPadding)?;
+    let item = Item::decode(&item_bytes).map_err(OpenError::MalformedItem)?;
+    Ok(Opened {
+        id: ItemId::of(bytes),
+        epoch: envelope.epoch,
+        item,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn padding_round_trips_at_every_bucket_edge() {
+        for len in [0usize, 1, 254, 255, 256, 511, 16383, 16384, 40000] {
+            let bytes: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let padded = pad(&bytes);
+            assert!(padded.len() > len);
+            assert_eq!(padded.len(), padded_len(len));
+            assert_eq!(unpad(padded), Some(bytes));
+        }
+    }
+
+    #[test]
+    fn padding_hides_length_within_a_bucket() {
+        assert_eq!(pad(&[1; 10]).len(), pad(&[1; 200]).len());
+    }
+
+    #[test]
+    fn bad_padding_is_refused() {
+        assert_eq!(unpad(vec![0; 256]), None);
+        let mut p = pad(&[1, 2, 3]);
+        p[3] = 0x81;
+        assert_eq!(unpad(p), None);
+        // Right marker, wrong bucket: a sender must pad to the bucket, not to any length.
+        assert_eq!(unpad(vec![1, 2, 0x80, 0]), None);
+    }
+}

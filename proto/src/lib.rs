@@ -1,0 +1,81 @@
+//! `porchlight-proto`: the pure protocol core of Porchlight.
+//!
+//! No I/O, no clock and no RNG of its own: time (`now`, Unix seconds) and randomness
+//! (`&mut impl CryptoRng`) are passed in, so everything here is deterministic and testable
+//! without a socket.
+//!
+//! # Layout
+//! - [`codec`]: postcard with size caps and no trailing bytes; hex helpers; field checks.
+//! - [`identity`]: member keys (ed25519 + X25519), [`MemberId`], fingerprints.
+//! - [`hood`]: [`HoodId`], [`Policy`], the gossip topic name.
+//! - [`report`]: report, update, resolve and retract bodies and their rules.
+//! - [`item`]: the signed inner [`Item`] and its typed [`Body`].
+//! - [`keys`]: epoch keys, HPKE key wraps, the [`KeyRing`].
+//! - [`envelope`]: seal and open: padding, XChaCha20-Poly1305, item ids.
+//! - [`invite`]: one-time tickets and their `porchlight1…` text form.
+//! - [`membership`]: operations and the [`Roster`], a deterministic fold over their set.
+//! - [`validate`]: the one function that judges incoming envelope bytes.
+//!
+//! The wire format is specified in `docs/protocol.md`, whose test vectors are checked by
+//! `tests/vectors.rs`.
+
+pub mod codec;
+pub mod envelope;
+pub mod hood;
+pub mod identity;
+pub mod invite;
+pub mod item;
+pub mod keys;
+pub mod membership;
+pub mod report;
+pub mod validate;
+
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
+
+pub use envelope::{Envelope, ItemId};
+pub use hood::{HoodId, Permission, Policy, RateLimit};
+pub use identity::{ExchangeKey, MemberId, MemberKeys, Signature};
+pub use invite::{Ticket, TicketId};
+pub use item::{Body, Item, Kind, OpId};
+pub use keys::{EpochId, EpochKey, KeyRing};
+pub use membership::{JoinRequest, Op, Roster, Welcome};
+pub use report::{Category, ClipRef, Location, Report, Severity};
+pub use validate::{Accepted, Context, Lookup, RateLimiter, Reason, Verdict, validate};
+
+/// Domain-separation tags. Every signature and hash in the protocol starts with one; each
+/// ends in a NUL so that no tag is a prefix of another.
+pub mod domain {
+    pub const ITEM: &[u8] = b"porchlight-v1-item\0";
+    pub const TICKET: &[u8] = b"porchlight-v1-ticket\0";
+    pub const JOIN_REQUEST: &[u8] = b"porchlight-v1-join-request\0";
+    pub const HOOD_ID: &[u8] = b"porchlight-v1-hood-id\0";
+    pub const EPOCH_ID: &[u8] = b"porchlight-v1-epoch-id\0";
+    pub const WRAP: &[u8] = b"porchlight-v1-epoch-wrap\0";
+    pub const ITEM_ID: &[u8] = b"porchlight-v1-item-id\0";
+    pub const OP_ID: &[u8] = b"porchlight-v1-op-id\0";
+    pub const FINGERPRINT: &[u8] = b"porchlight-v1-fingerprint\0";
+    pub const TOPIC: &[u8] = b"porchlight-v1-topic\0";
+}
+
+/// Protocol-wide bounds. Each is checked before the work it bounds.
+pub mod limits {
+    /// Largest envelope on the wire. A `Rekey` to `MAX_MEMBERS` members fits.
+    pub const MAX_ENVELOPE_BYTES: usize = 512 * 1024;
+    /// Largest inner item (before padding).
+    pub const MAX_ITEM_BYTES: usize = MAX_ENVELOPE_BYTES - 1024;
+    /// Most members a hood may have (a rekey wraps to each).
+    pub const MAX_MEMBERS: usize = 4000;
+    /// Most membership operations a roster holds.
+    pub const MAX_OPS: usize = 20_000;
+    /// Most epochs a key ring keeps, and a join hands over.
+    pub const MAX_EPOCHS: usize = 256;
+    /// Largest `Welcome` on the wire.
+    pub const MAX_WELCOME_BYTES: usize = 8 * 1024 * 1024;
+    /// How far in the future an item's `created_at` may be, for clock skew.
+    pub const MAX_CLOCK_SKEW_SECS: u64 = 600;
+    /// Hard cap on any report's lifetime, whatever the policy says: 30 days.
+    pub const MAX_TTL_SECS: u32 = 30 * 24 * 3600;
+    /// Longest hood name and member display name, in bytes.
+    pub const MAX_NAME_BYTES: usize = 64;
+}

@@ -1,0 +1,290 @@
+//! The one place where every rule about incoming items lives. The node calls
+//! [`validate`] for gossip and for sync alike, and acts on the verdict.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::codec::{CodecError, FieldError};
+use crate::envelope::{self, ItemId, OpenError};
+use crate::hood::Policy;
+use crate::identity::MemberId;
+use crate::item::{Body, Item, OpId};
+use crate::keys::{EpochId, KeyRing};
+use crate::limits::{MAX_CLOCK_SKEW_SECS, MAX_MEMBERS};
+use crate::membership::{self, Denied, MembershipError, Roster};
+use crate::report;
+
+/// How the node finds the author of a report that an update, resolve or retract names.
+pub trait Lookup {
+    fn report_author(&self, report: &ItemId) -> Option<MemberId>;
+}
+
+impl Lookup for BTreeMap<ItemId, MemberId> {
+    fn report_author(&self, report: &ItemId) -> Option<MemberId> {
+        self.get(report).copied()
+    }
+}
+
+impl Lookup for HashMap<ItemId, MemberId> {
+    fn report_author(&self, report: &ItemId) -> Option<MemberId> {
+        self.get(report).copied()
+    }
+}
+
+/// No reports known (for tests and tools that judge only reports and operations).
+impl Lookup for () {
+    fn report_author(&self, _: &ItemId) -> Option<MemberId> {
+        None
+    }
+}
+
+/// Everything `validate` judges against. Nothing here is changed by judging.
+#[derive(Clone, Copy)]
+pub struct Context<'a> {
+    pub roster: &'a Roster,
+    pub keys: &'a KeyRing,
+    pub rate: &'a RateLimiter,
+    pub lookup: &'a dyn Lookup,
+    /// Unix seconds.
+    pub now: u64,
+}
+
+impl std::fmt::Debug for Context<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("hood", &self.roster.hood())
+            .field("now", &self.now)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An accepted item, opened, verified and decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    /// Id of the envelope (what sync and gossip know it by).
+    pub id: ItemId,
+    /// Id of the inner item (the same for every envelope that carries it).
+    pub op_id: OpId,
+    pub epoch: EpochId,
+    pub item: Item,
+    pub body: Body,
+    pub created_at: u64,
+    /// `None` for membership operations, which do not expire.
+    pub expires_at: Option<u64>,
+}
+
+/// The verdict on one envelope. `Reject` means the sender misbehaved (the node penalizes
+/// the peer that sent it); `Ignore` means it is not for us now (duplicate, expired, from
+/// an epoch or about a report we do not know yet) and nobody is blamed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Accept(Box<Accepted>),
+    Reject(Reason),
+    Ignore(Reason),
+}
+
+/// Why an envelope was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Reason {
+    #[error("envelope is {0} bytes, over the limit")]
+    Oversize(usize),
+    #[error("malformed envelope: {0}")]
+    Malformed(CodecError),
+    #[error("unsupported envelope version {0}")]
+    UnsupportedVersion(u8),
+    #[error("envelope is for another hood")]
+    WrongHood,
+    #[error("sealed under an unknown epoch")]
+    UnknownEpoch,
+    #[error("ciphertext does not authenticate")]
+    DecryptFailed,
+    #[error("bad padding")]
+    BadPadding,
+    #[error("malformed item: {0}")]
+    MalformedItem(CodecError),
+    #[error("author is not a member")]
+    NotAMember,
+    #[error("author was removed from the hood")]
+    AuthorRemoved,
+    #[error("bad signature")]
+    BadSignature,
+    #[error("malformed body: {0}")]
+    MalformedBody(CodecError),
+    #[error("created_at is more than {MAX_CLOCK_SKEW_SECS} s in the future")]
+    FutureTimestamp,
+    #[error("item has expired")]
+    Expired,
+    #[error("invalid body: {0}")]
+    InvalidBody(FieldError),
+    #[error("only a report's author or an admin may update, resolve or retract it")]
+    NotReportAuthor,
+    #[error("refers to a report this node does not have")]
+    UnknownReport,
+    #[error("author is over the hood's rate limit")]
+    RateLimited,
+    #[error("invalid membership operation: {0}")]
+    InvalidOp(MembershipError),
+    #[error("membership operation not allowed: {0}")]
+    Unauthorized(Denied),
+    #[error("membership operation already known")]
+    DuplicateOp,
+}
+
+/// Judges envelope bytes. Cheap checks first (size, decoding, version, hood, known epoch),
+/// then the AEAD, then membership of the author and the signature, then the body's rules.
+pub fn validate(bytes: &[u8], cx: &Context<'_>) -> Verdict {
+    match judge(bytes, cx) {
+        Ok(accepted) => Verdict::Accept(Box::new(accepted)),
+        Err(reason) if reason.is_ignore() => Verdict::Ignore(reason),
+        Err(reason) => Verdict::Reject(reason),
+    }
+}
+
+impl Reason {
+    /// Reasons that blame nobody: the state of this node, not the sender, decides.
+    pub fn is_ignore(&self) -> bool {
+        matches!(
+            self,
+            Reason::UnsupportedVersion(_)
+                | Reason::UnknownEpoch
+                | Reason::Expired
+                | Reason::UnknownReport
+                | Reason::DuplicateOp
+        )
+    }
+}
+
+fn judge(bytes: &[u8], cx: &Context<'_>) -> Result<Accepted, Reason> {
+    let roster = cx.roster;
+    let hood = roster.hood();
+    let opened = envelope::open(bytes, &hood, cx.keys).map_err(|e| match e {
+        OpenError::Oversize(n) => Reason::Oversize(n),
+        OpenError::Malformed(e) => Reason::Malformed(e),
+        OpenError::UnsupportedVersion(v) => Reason::UnsupportedVersion(v),
+        OpenError::WrongHood => Reason::WrongHood,
+        OpenError::UnknownEpoch => Reason::UnknownEpoch,
+        OpenError::Decrypt => Reason::DecryptFailed,
+        OpenError::BadPadding => Reason::BadPadding,
+        OpenError::MalformedItem(e) => Reason::MalformedItem(e),
+    })?;
+    let item = opened.item;
+    let author = item.author;
+    if roster.is_removed(&author) {
+        return Err(Reason::AuthorRemoved);
+    }
+    if !roster.is_member(&author) {
+        return Err(Reason::NotAMember);
+    }
+    if !item.verify(&hood) {
+        return Err(Reason::BadSignature);
+    }
+    let body = item.body().map_err(Reason::MalformedBody)?;
+    let (created_at, expires_at) = body.times();
+    if created_at > cx.now.saturating_add(MAX_CLOCK_SKEW_SECS) {
+        return Err(Reason::FutureTimestamp);
+    }
+    let policy = roster.policy();
+    if let Some(expires_at) = expires_at {
+        report::check_lifetime(created_at, expires_at, policy).map_err(Reason::InvalidBody)?;
+        if expires_at <= cx.now {
+            return Err(Reason::Expired);
+        }
+    }
+    match &body {
+        Body::Report(r) => r.check().map_err(Reason::InvalidBody)?,
+        Body::Update(u) => {
+            u.check().map_err(Reason::InvalidBody)?;
+            check_reference(cx, &author, &u.report)?;
+        }
+        Body::Resolve(r) => {
+            r.check().map_err(Reason::InvalidBody)?;
+            check_reference(cx, &author, &r.report)?;
+        }
+        Body::Retract(r) => check_reference(cx, &author, &r.report)?,
+        Body::Membership(_) => {
+            if roster.contains_op(&item.op_id()) {
+                return Err(Reason::DuplicateOp);
+            }
+            let verified = membership::verify_op(&hood, &item).map_err(Reason::InvalidOp)?;
+            roster
+                .authorize(&author, &verified.op, verified.ticket.as_ref())
+                .map_err(Reason::Unauthorized)?;
+        }
+    }
+    if expires_at.is_some() && !cx.rate.allows(policy, &author, created_at) {
+        return Err(Reason::RateLimited);
+    }
+    Ok(Accepted {
+        id: opened.id,
+        op_id: item.op_id(),
+        epoch: opened.epoch,
+        item,
+        body,
+        created_at,
+        expires_at,
+    })
+}
+
+fn check_reference(cx: &Context<'_>, author: &MemberId, report: &ItemId) -> Result<(), Reason> {
+    match cx.lookup.report_author(report) {
+        None => Err(Reason::UnknownReport),
+        Some(original) if original == *author || cx.roster.is_admin(author) => Ok(()),
+        Some(_) => Err(Reason::NotReportAuthor),
+    }
+}
+
+/// Most `(member, window)` counters kept; past this the oldest windows are dropped.
+pub const MAX_RATE_ENTRIES: usize = MAX_MEMBERS * 32;
+
+/// Per-member counts of accepted report-kind items, by window of `created_at`. Counting by
+/// the author's own timestamps (not arrival time) means a node catching up through sync
+/// reaches the same verdicts as one that was online.
+#[derive(Debug, Clone, Default)]
+pub struct RateLimiter {
+    counts: BTreeMap<(u64, MemberId), u16>,
+}
+
+impl RateLimiter {
+    pub fn new() -> RateLimiter {
+        RateLimiter::default()
+    }
+
+    fn window(policy: &Policy, created_at: u64) -> u64 {
+        created_at / u64::from(policy.rate_limit.window_secs.max(1))
+    }
+
+    pub fn allows(&self, policy: &Policy, author: &MemberId, created_at: u64) -> bool {
+        let count = self
+            .counts
+            .get(&(Self::window(policy, created_at), *author))
+            .copied()
+            .unwrap_or(0);
+        count < policy.rate_limit.max_items
+    }
+
+    /// Counts an accepted item. Membership operations are not rate-limited.
+    pub fn record(&mut self, policy: &Policy, accepted: &Accepted) {
+        if accepted.expires_at.is_none() {
+            return;
+        }
+        let key = (Self::window(policy, accepted.created_at), accepted.item.author);
+        *self.counts.entry(key).or_insert(0) += 1;
+        while self.counts.len() > MAX_RATE_ENTRIES {
+            self.counts.pop_first();
+        }
+    }
+
+    /// Forgets windows that ended before anything in them could still be live.
+    pub fn prune(&mut self, policy: &Policy, now: u64) {
+        let oldest_live = now.saturating_sub(u64::from(policy.max_ttl_secs));
+        let first_kept = Self::window(policy, oldest_live);
+        self.counts.retain(|(window, _), _| *window >= first_kept);
+    }
+
+    pub fn len(&self) -> usize {
+        self.counts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.counts.is_empty()
+    }
+}
