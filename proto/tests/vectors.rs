@@ -1,0 +1,129 @@
+//! The test vectors in `docs/protocol.md` are what this code produces, byte for byte.
+//! Run with `PORCHLIGHT_BLESS=1` to rewrite the block after a deliberate format change.
+
+use porchlight_proto::codec::hex;
+use porchlight_proto::envelope::{self, ItemId};
+use porchlight_proto::invite::{self, SignedTicket, Ticket, TicketId};
+use porchlight_proto::item::{Body, Item};
+use porchlight_proto::keys::KeyRing;
+use porchlight_proto::membership::{self, JoinRequest, Roster};
+use porchlight_proto::report::{Category, ClipRef, Location, Report, Severity};
+use porchlight_proto::testkit::{NOW, SeededRng};
+use porchlight_proto::{MemberKeys, Policy};
+
+const DOC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/protocol.md");
+const BEGIN: &str = "```vectors\n";
+const END: &str = "```\n<!-- vectors:end -->";
+
+fn keys(seed: u64) -> MemberKeys {
+    let mut rng = SeededRng::new(seed);
+    let signing: [u8; 32] = rng.bytes();
+    let exchange: [u8; 32] = rng.bytes();
+    MemberKeys::from_secrets(&signing, &exchange)
+}
+
+fn vectors() -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    let alice = keys(1);
+    let (s, x) = alice.to_secrets();
+    out.push(("alice.signing_secret", hex(s.as_ref())));
+    out.push(("alice.exchange_secret", hex(x.as_ref())));
+    out.push(("alice.member_id", alice.id().to_hex()));
+    out.push(("alice.exchange_key", hex(&alice.exchange_key().0)));
+    out.push(("alice.fingerprint", alice.id().fingerprint()));
+
+    let new = membership::found(&alice, "Elm Street", "Alice", Policy::default(), NOW, &mut SeededRng::new(2))
+        .expect("vector genesis is valid");
+    let hood = new.hood;
+    out.push(("genesis.item", hex(&new.genesis.encode())));
+    out.push(("genesis.op_id", new.genesis.op_id().to_string()));
+    out.push(("hood.id", hood.to_hex()));
+    out.push(("hood.topic", hood.topic()));
+    out.push(("epoch0.key", hex(new.epoch.secret())));
+    out.push(("epoch0.id", new.epoch.id().to_string()));
+
+    let ticket = Ticket {
+        hood,
+        hood_name: "Elm Street".into(),
+        inviter: alice.id(),
+        id: TicketId([0x11; 16]),
+        expires_at: NOW + 3600,
+        bootstrap: vec!["/ip4/127.0.0.1/tcp/4001".into()],
+    };
+    let signed = SignedTicket::issue(&alice, &ticket).expect("vector ticket fits");
+    let code = signed.to_code();
+    assert_eq!(invite::parse(&code, NOW).expect("vector code parses").1, ticket);
+    out.push(("invite.code", code));
+
+    let bob = keys(3);
+    out.push(("bob.member_id", bob.id().to_hex()));
+    let request = JoinRequest::new(&bob, signed, &ticket, "Bob").expect("vector name");
+    let roster = Roster::from_genesis(&new.genesis).expect("vector roster");
+    let mut ring = KeyRing::new();
+    roster.learn_keys(&alice, &mut ring);
+    let join = roster
+        .admit(&alice, &ring, &request, NOW + 60, &mut SeededRng::new(4))
+        .expect("vector join allowed");
+    out.push(("join.item", hex(&join.encode())));
+    out.push(("join.op_id", join.op_id().to_string()));
+
+    let report = Body::Report(Report {
+        created_at: NOW + 120,
+        expires_at: NOW + 120 + 72 * 3600,
+        category: Category::SuspiciousActivity,
+        severity: Severity::Warning,
+        text: "Man trying car door handles on Elm St".into(),
+        behavior: Some("Tried the handles of three parked cars, then left on foot".into()),
+        location: Location {
+            text: "Elm St, 400 block".into(),
+            geohash: Some("9q8yyk8".into()),
+        },
+        clips: vec![ClipRef {
+            sha256: [0xab; 32],
+            size: 1_048_576,
+            camera: "front-door".into(),
+            captured_at: NOW + 100,
+        }],
+    });
+    let item = Item::sign(&alice, &hood, &report);
+    out.push(("report.item", hex(&item.encode())));
+    let envelope = envelope::seal(&item, &hood, &new.epoch, [0x24; 24]).expect("vector seals");
+    out.push(("report.envelope", hex(&envelope)));
+    out.push(("report.item_id", ItemId::of(&envelope).to_hex()));
+    // The vector opens with the epoch key, and is the same item.
+    let opened = envelope::open(&envelope, &hood, &ring).expect("vector opens");
+    assert_eq!(opened.item, item);
+    out
+}
+
+fn block() -> String {
+    let mut s = String::from(BEGIN);
+    for (name, value) in vectors() {
+        s.push_str(&format!("{name} = {value}\n"));
+    }
+    s
+}
+
+#[test]
+fn protocol_doc_vectors_match_the_code() {
+    let doc = std::fs::read_to_string(DOC).expect("docs/protocol.md exists");
+    let start = doc.find(BEGIN).expect("docs/protocol.md has a ```vectors block");
+    let end = doc[start..].find(END).expect("the vectors block ends with <!-- vectors:end -->") + start;
+    let expected = block();
+    if doc[start..end] != expected {
+        if std::env::var_os("PORCHLIGHT_BLESS").is_some() {
+            let new_doc = format!("{}{}{}", &doc[..start], expected, &doc[end..]);
+            std::fs::write(DOC, new_doc).expect("docs/protocol.md is writable");
+            return;
+        }
+        panic!(
+            "docs/protocol.md's vectors differ from the code. If the change is deliberate, run \
+             PORCHLIGHT_BLESS=1 cargo test -p porchlight-proto --test vectors\n\nThe code gives:\n{expected}"
+        );
+    }
+}
+
+#[test]
+fn vectors_are_deterministic() {
+    assert_eq!(vectors(), vectors());
+}
