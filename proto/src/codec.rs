@@ -180,7 +180,10 @@ mod tests {
     #[test]
     fn overlong_varint_is_rejected() {
         // 5 as a two-byte varint (0x85 0x00) instead of 0x05.
-        assert_eq!(decode::<u32>(&[0x85, 0x00], 10), Err(CodecError::NonCanonical));
+        assert_eq!(
+            decode::<u32>(&[0x85, 0x00], 10),
+            Err(CodecError::NonCanonical)
+        );
         assert_eq!(decode::<u32>(&[0x05], 10), Ok(5));
     }
 

@@ -109,10 +109,12 @@ impl Default for Policy {
 
 impl Policy {
     pub fn check(&self) -> Result<(), FieldError> {
-        let invalid = |why| Err(FieldError::Invalid {
-            what: "policy",
-            why,
-        });
+        let invalid = |why| {
+            Err(FieldError::Invalid {
+                what: "policy",
+                why,
+            })
+        };
         if self.rate_limit.max_items == 0 || self.rate_limit.window_secs == 0 {
             return invalid("rate limit must allow at least one item per non-empty window");
         }

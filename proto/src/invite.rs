@@ -49,7 +49,11 @@ pub struct Ticket {
 impl Ticket {
     fn check(&self) -> Result<(), FieldError> {
         check_text("hood name", &self.hood_name, MAX_NAME_BYTES, false)?;
-        check_len("bootstrap addresses", self.bootstrap.len(), MAX_BOOTSTRAP_ADDRS)?;
+        check_len(
+            "bootstrap addresses",
+            self.bootstrap.len(),
+            MAX_BOOTSTRAP_ADDRS,
+        )?;
         for addr in &self.bootstrap {
             check_text("bootstrap address", addr, MAX_ADDR_BYTES, false)?;
             if addr.chars().any(char::is_whitespace) {
@@ -191,7 +195,10 @@ mod tests {
         let (keys, ticket) = sample(&mut rng);
         let code = SignedTicket::issue(&keys, &ticket).unwrap().to_code();
         assert!(code.starts_with(PREFIX));
-        assert!(code.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()));
+        assert!(
+            code.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        );
         let (_, back) = parse(&code, 9_999).unwrap();
         assert_eq!(back, ticket);
         // A QR scanner in alphanumeric mode gives upper case.
@@ -212,7 +219,10 @@ mod tests {
 
     #[test]
     fn wrong_prefix_and_mixed_case_are_refused() {
-        assert_eq!(parse("bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4", 0), Err(InviteError::WrongPrefix));
+        assert_eq!(
+            parse("bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4", 0),
+            Err(InviteError::WrongPrefix)
+        );
         let mut rng = SeededRng::new(5);
         let (keys, ticket) = sample(&mut rng);
         let code = SignedTicket::issue(&keys, &ticket).unwrap().to_code();

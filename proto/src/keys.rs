@@ -49,7 +49,9 @@ pub struct EpochKey {
 
 impl fmt::Debug for EpochKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EpochKey").field("id", &self.id).finish_non_exhaustive()
+        f.debug_struct("EpochKey")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -163,8 +165,8 @@ pub fn unwrap(
         return Err(KeyError::NotForMe);
     }
     let secret = me.exchange_secret();
-    let private =
-        <Kem as hpke::Kem>::PrivateKey::from_bytes(secret.as_ref()).map_err(|_| KeyError::Unwrap)?;
+    let private = <Kem as hpke::Kem>::PrivateKey::from_bytes(secret.as_ref())
+        .map_err(|_| KeyError::Unwrap)?;
     let enc = <Kem as hpke::Kem>::EncappedKey::from_bytes(&w.enc).map_err(|_| KeyError::Unwrap)?;
     let plain = Zeroizing::new(
         hpke::single_shot_open::<HpkeAead, HkdfSha256, Kem>(
@@ -234,7 +236,9 @@ impl KeyRing {
 
     /// `(generation, key)` for each epoch, for persisting.
     pub fn iter(&self) -> impl Iterator<Item = (u64, &EpochKey)> {
-        self.keys.values().map(|(generation, key)| (*generation, key))
+        self.keys
+            .values()
+            .map(|(generation, key)| (*generation, key))
     }
 }
 
@@ -255,15 +259,30 @@ mod tests {
         let opened = unwrap(&w, &hood, &key.id(), &alice).unwrap();
         assert_eq!(opened.secret(), key.secret());
 
-        assert!(matches!(unwrap(&w, &hood, &key.id(), &bob), Err(KeyError::NotForMe)));
+        assert!(matches!(
+            unwrap(&w, &hood, &key.id(), &bob),
+            Err(KeyError::NotForMe)
+        ));
         let mut moved = w.clone();
         moved.to = bob.id();
-        assert!(matches!(unwrap(&moved, &hood, &key.id(), &bob), Err(KeyError::Unwrap)));
-        assert!(matches!(unwrap(&w, &HoodId([2; 32]), &key.id(), &alice), Err(KeyError::Unwrap)));
-        assert!(matches!(unwrap(&w, &hood, &EpochId([0; 16]), &alice), Err(KeyError::Unwrap)));
+        assert!(matches!(
+            unwrap(&moved, &hood, &key.id(), &bob),
+            Err(KeyError::Unwrap)
+        ));
+        assert!(matches!(
+            unwrap(&w, &HoodId([2; 32]), &key.id(), &alice),
+            Err(KeyError::Unwrap)
+        ));
+        assert!(matches!(
+            unwrap(&w, &hood, &EpochId([0; 16]), &alice),
+            Err(KeyError::Unwrap)
+        ));
         let mut tampered = w.clone();
         tampered.ciphertext[0] ^= 1;
-        assert!(matches!(unwrap(&tampered, &hood, &key.id(), &alice), Err(KeyError::Unwrap)));
+        assert!(matches!(
+            unwrap(&tampered, &hood, &key.id(), &alice),
+            Err(KeyError::Unwrap)
+        ));
     }
 
     #[test]

@@ -391,7 +391,8 @@ pub fn verify_op(hood: &HoodId, item: &Item) -> Result<VerifiedOp, MembershipErr
 impl Roster {
     /// A roster holding only its genesis.
     pub fn from_genesis(genesis: &Item) -> Result<Roster, MembershipError> {
-        let Body::Membership(Op::Genesis(g)) = genesis.body().map_err(MembershipError::Malformed)?
+        let Body::Membership(Op::Genesis(g)) =
+            genesis.body().map_err(MembershipError::Malformed)?
         else {
             return Err(MembershipError::NoGenesis);
         };
@@ -469,13 +470,16 @@ impl Roster {
         let policy = self.policy;
         let founder = self.founder;
         // The first join per ticket, in op-id order, is the only one that can count.
-        let mut per_ticket: BTreeMap<TicketId, (OpId, &VerifiedOp, &Join, &Ticket)> = BTreeMap::new();
+        let mut per_ticket: BTreeMap<TicketId, (OpId, &VerifiedOp, &Join, &Ticket)> =
+            BTreeMap::new();
         let mut promotes = Vec::new();
         let mut removes = Vec::new();
         for (id, stored) in &self.ops {
             match (&stored.op, &stored.ticket) {
                 (Op::Join(join), Some(ticket)) => {
-                    per_ticket.entry(ticket.id).or_insert((*id, stored, join, ticket));
+                    per_ticket
+                        .entry(ticket.id)
+                        .or_insert((*id, stored, join, ticket));
                 }
                 (Op::Promote(p), _) => promotes.push((stored.item.author, p.target)),
                 (Op::Remove(r), _) => removes.push((stored.item.author, r.target)),
@@ -611,7 +615,12 @@ impl Roster {
 
     /// Whether `author` may perform `op` given the roster as it stands: the gate that
     /// `validate` applies to operations arriving from the network.
-    pub fn authorize(&self, author: &MemberId, op: &Op, ticket: Option<&Ticket>) -> Result<(), Denied> {
+    pub fn authorize(
+        &self,
+        author: &MemberId,
+        op: &Op,
+        ticket: Option<&Ticket>,
+    ) -> Result<(), Denied> {
         if !self.members.contains_key(author) {
             return Err(Denied::AuthorNotMember);
         }
@@ -764,17 +773,24 @@ impl Roster {
     /// no longer a member, or some member lacks the sealing epoch's key.
     pub fn needs_rekey(&self) -> bool {
         let newest = self.epochs.values().max_by_key(|e| (e.generation, e.id));
-        match (newest, self.sealing_epoch().and_then(|id| self.epochs.get(&id))) {
+        match (
+            newest,
+            self.sealing_epoch().and_then(|id| self.epochs.get(&id)),
+        ) {
             (Some(newest), Some(sealing)) => {
-                newest.id != sealing.id
-                    || self.members.keys().any(|m| !sealing.holders.contains(m))
+                newest.id != sealing.id || self.members.keys().any(|m| !sealing.holders.contains(m))
             }
             _ => true,
         }
     }
 
     fn next_generation(&self) -> u64 {
-        self.epochs.values().map(|e| e.generation).max().unwrap_or(0) + 1
+        self.epochs
+            .values()
+            .map(|e| e.generation)
+            .max()
+            .unwrap_or(0)
+            + 1
     }
 
     /// Makes the `Join` that admits `request`, handing over every key in `ring`.
@@ -806,7 +822,11 @@ impl Roster {
                 wrap,
             });
         }
-        Ok(Item::sign(admitter, &self.hood, &Body::Membership(Op::Join(join))))
+        Ok(Item::sign(
+            admitter,
+            &self.hood,
+            &Body::Membership(Op::Join(join)),
+        ))
     }
 
     /// Makes a `Rekey`: a fresh epoch key wrapped to every current member.
@@ -834,11 +854,20 @@ impl Roster {
             epoch: key.id(),
             wraps,
         });
-        Ok((Item::sign(keys, &self.hood, &Body::Membership(op)), key, generation))
+        Ok((
+            Item::sign(keys, &self.hood, &Body::Membership(op)),
+            key,
+            generation,
+        ))
     }
 
     /// Makes a `Remove` (follow it with a `Rekey` once inserted).
-    pub fn remove(&self, keys: &MemberKeys, target: MemberId, now: u64) -> Result<Item, MembershipError> {
+    pub fn remove(
+        &self,
+        keys: &MemberKeys,
+        target: MemberId,
+        now: u64,
+    ) -> Result<Item, MembershipError> {
         let op = Op::Remove(Remove {
             created_at: now,
             target,
@@ -849,7 +878,12 @@ impl Roster {
     }
 
     /// Makes a `Promote`.
-    pub fn promote(&self, keys: &MemberKeys, target: MemberId, now: u64) -> Result<Item, MembershipError> {
+    pub fn promote(
+        &self,
+        keys: &MemberKeys,
+        target: MemberId,
+        now: u64,
+    ) -> Result<Item, MembershipError> {
         let op = Op::Promote(Promote {
             created_at: now,
             target,
@@ -887,7 +921,8 @@ impl Roster {
                 }
                 match keys::unwrap(wrap, &self.hood, &epoch, me) {
                     Ok(key) => {
-                        let generation = self.epochs.get(&epoch).map_or(generation, |e| e.generation);
+                        let generation =
+                            self.epochs.get(&epoch).map_or(generation, |e| e.generation);
                         ring.insert(generation, key);
                         learned += 1;
                     }

@@ -266,7 +266,10 @@ impl RateLimiter {
         if accepted.expires_at.is_none() {
             return;
         }
-        let key = (Self::window(policy, accepted.created_at), accepted.item.author);
+        let key = (
+            Self::window(policy, accepted.created_at),
+            accepted.item.author,
+        );
         *self.counts.entry(key).or_insert(0) += 1;
         while self.counts.len() > MAX_RATE_ENTRIES {
             self.counts.pop_first();

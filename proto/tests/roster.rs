@@ -1,5 +1,7 @@
 //! The roster is a deterministic function of the *set* of membership operations.
 
+#![allow(clippy::unwrap_used)]
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use porchlight_proto::keys::KeyRing;

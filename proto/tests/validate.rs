@@ -1,5 +1,7 @@
 //! Negative (and a few positive) tests of `validate`: each asserts the exact verdict.
 
+#![allow(clippy::unwrap_used)]
+
 use chacha20poly1305::aead::{Aead, Payload};
 use chacha20poly1305::{KeyInit, XChaCha20Poly1305, XNonce};
 use porchlight_proto::codec::{CodecError, FieldError};

@@ -1,6 +1,8 @@
 //! The test vectors in `docs/protocol.md` are what this code produces, byte for byte.
 //! Run with `PORCHLIGHT_BLESS=1` to rewrite the block after a deliberate format change.
 
+#![allow(clippy::unwrap_used)]
+
 use porchlight_proto::codec::hex;
 use porchlight_proto::envelope::{self, ItemId};
 use porchlight_proto::invite::{self, SignedTicket, Ticket, TicketId};
@@ -32,8 +34,15 @@ fn vectors() -> Vec<(&'static str, String)> {
     out.push(("alice.exchange_key", hex(&alice.exchange_key().0)));
     out.push(("alice.fingerprint", alice.id().fingerprint()));
 
-    let new = membership::found(&alice, "Elm Street", "Alice", Policy::default(), NOW, &mut SeededRng::new(2))
-        .expect("vector genesis is valid");
+    let new = membership::found(
+        &alice,
+        "Elm Street",
+        "Alice",
+        Policy::default(),
+        NOW,
+        &mut SeededRng::new(2),
+    )
+    .expect("vector genesis is valid");
     let hood = new.hood;
     out.push(("genesis.item", hex(&new.genesis.encode())));
     out.push(("genesis.op_id", new.genesis.op_id().to_string()));
@@ -52,7 +61,10 @@ fn vectors() -> Vec<(&'static str, String)> {
     };
     let signed = SignedTicket::issue(&alice, &ticket).expect("vector ticket fits");
     let code = signed.to_code();
-    assert_eq!(invite::parse(&code, NOW).expect("vector code parses").1, ticket);
+    assert_eq!(
+        invite::parse(&code, NOW).expect("vector code parses").1,
+        ticket
+    );
     out.push(("invite.code", code));
 
     let bob = keys(3);
@@ -107,8 +119,13 @@ fn block() -> String {
 #[test]
 fn protocol_doc_vectors_match_the_code() {
     let doc = std::fs::read_to_string(DOC).expect("docs/protocol.md exists");
-    let start = doc.find(BEGIN).expect("docs/protocol.md has a ```vectors block");
-    let end = doc[start..].find(END).expect("the vectors block ends with <!-- vectors:end -->") + start;
+    let start = doc
+        .find(BEGIN)
+        .expect("docs/protocol.md has a ```vectors block");
+    let end = doc[start..]
+        .find(END)
+        .expect("the vectors block ends with <!-- vectors:end -->")
+        + start;
     let expected = block();
     if doc[start..end] != expected {
         if std::env::var_os("PORCHLIGHT_BLESS").is_some() {

@@ -1,0 +1,485 @@
+//! The hood engine: the member's keys, roster, key ring and rate state over the store.
+//! No network here: the event loop hands it bytes and publishes what it queues. Every
+//! protocol rule is `porchlight_proto`'s; the engine applies verdicts to the store.
+
+use porchlight_proto::envelope;
+use porchlight_proto::item::{Body, Item};
+use porchlight_proto::membership::{self, MembershipError};
+use porchlight_proto::validate::{self, Accepted, Context, Lookup, RateLimiter, Reason, Verdict};
+use porchlight_proto::{
+    EpochId, HoodId, ItemId, JoinRequest, KeyRing, Kind, MemberId, MemberKeys, Policy, Roster,
+    Welcome,
+};
+use rand_core::CryptoRng;
+
+use crate::store::{ItemRecord, Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("membership: {0}")]
+    Membership(#[from] MembershipError),
+    #[error("this node is not a member of the hood in the welcome")]
+    NotWelcomed,
+    #[error("the welcome is for another hood than the invite")]
+    WrongHood,
+    #[error("this node holds no epoch key it can seal with")]
+    NoEpochKey,
+    #[error("the item does not fit in an envelope")]
+    TooLarge,
+    #[error("the hood refused our own item: {0}")]
+    Refused(Reason),
+    #[error("stored operations are corrupt: {0}")]
+    CorruptOps(String),
+}
+
+/// What became of bytes handed to [`Engine::ingest`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ingest {
+    /// Accepted and stored now.
+    New(Box<Accepted>),
+    /// Already seen: not stored again, no second alert.
+    Duplicate,
+    Rejected(Reason),
+    Ignored(Reason),
+}
+
+struct StoreLookup<'a>(&'a Store);
+
+impl Lookup for StoreLookup<'_> {
+    fn report_author(&self, report: &ItemId) -> Option<MemberId> {
+        match self.0.item(report) {
+            Ok(Some(record)) if record.kind == Kind::Report => Some(record.author),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Engine {
+    keys: MemberKeys,
+    store: Store,
+    roster: Roster,
+    ring: KeyRing,
+    rate: RateLimiter,
+}
+
+impl Engine {
+    /// The engine for the hood in `store`, or `None` if this node has no hood yet.
+    pub fn load(store: Store, keys: MemberKeys) -> Result<Option<Engine>, EngineError> {
+        let Some(hood) = store.hood()? else {
+            return Ok(None);
+        };
+        let mut items = Vec::new();
+        for bytes in store.ops()? {
+            items.push(Item::decode(&bytes).map_err(|e| EngineError::CorruptOps(e.to_string()))?);
+        }
+        let roster = Roster::from_items(&hood, &items)?;
+        let ring = store.key_ring(&hood)?;
+        let mut rate = RateLimiter::new();
+        for (id, record) in store.items()? {
+            if let Ok(item) = Item::decode(&record.item)
+                && let Ok(body) = item.body()
+            {
+                let accepted = Accepted {
+                    id,
+                    op_id: item.op_id(),
+                    epoch: EpochId([0; 16]),
+                    body,
+                    created_at: record.created_at,
+                    expires_at: Some(record.expires_at),
+                    item,
+                };
+                rate.record(roster.policy(), &accepted);
+            }
+        }
+        Ok(Some(Engine {
+            keys,
+            store,
+            roster,
+            ring,
+            rate,
+        }))
+    }
+
+    /// Founds a new hood with this node's member as founder.
+    pub fn found(
+        store: Store,
+        keys: MemberKeys,
+        hood_name: &str,
+        my_name: &str,
+        policy: Policy,
+        now: u64,
+        rng: &mut impl CryptoRng,
+    ) -> Result<Engine, EngineError> {
+        let new = membership::found(&keys, hood_name, my_name, policy, now, rng)?;
+        let roster = Roster::from_genesis(&new.genesis)?;
+        Engine::adopt(store, keys, roster)
+    }
+
+    /// Becomes a member from a `Welcome` (the join protocol's answer).
+    pub fn from_welcome(
+        store: Store,
+        keys: MemberKeys,
+        hood: &HoodId,
+        welcome: &Welcome,
+    ) -> Result<Engine, EngineError> {
+        let roster = Roster::from_items(hood, &welcome.ops)?;
+        if roster.hood() != *hood {
+            return Err(EngineError::WrongHood);
+        }
+        if !roster.is_member(&keys.id()) {
+            return Err(EngineError::NotWelcomed);
+        }
+        Engine::adopt(store, keys, roster)
+    }
+
+    fn adopt(store: Store, keys: MemberKeys, roster: Roster) -> Result<Engine, EngineError> {
+        for item in roster.items() {
+            store.put_op(&item.op_id(), &item.encode())?;
+        }
+        let mut engine = Engine {
+            keys,
+            store,
+            roster,
+            ring: KeyRing::new(),
+            rate: RateLimiter::new(),
+        };
+        engine.learn_keys()?;
+        if engine.ring.is_empty() {
+            return Err(EngineError::NoEpochKey);
+        }
+        engine.store.set_hood(&engine.roster.hood())?;
+        Ok(engine)
+    }
+
+    fn learn_keys(&mut self) -> Result<(), EngineError> {
+        let before: Vec<EpochId> = self.ring.iter().map(|(_, k)| k.id()).collect();
+        let (_, failed) = self.roster.learn_keys(&self.keys, &mut self.ring);
+        if failed > 0 {
+            tracing::warn!(failed, "key wraps addressed to us did not open");
+        }
+        for (generation, key) in self.ring.iter() {
+            if !before.contains(&key.id()) {
+                self.store.put_key(generation, key)?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn hood(&self) -> HoodId {
+        self.roster.hood()
+    }
+
+    pub fn roster(&self) -> &Roster {
+        &self.roster
+    }
+
+    pub fn keys(&self) -> &MemberKeys {
+        &self.keys
+    }
+
+    pub fn ring(&self) -> &KeyRing {
+        &self.ring
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Judges bytes from the network (gossip or sync) and stores what is accepted.
+    pub fn ingest(&mut self, bytes: &[u8], now: u64) -> Result<Ingest, EngineError> {
+        let id = ItemId::of(bytes);
+        if self.store.seen(&id)? {
+            return Ok(Ingest::Duplicate);
+        }
+        let verdict = validate::validate(
+            bytes,
+            &Context {
+                roster: &self.roster,
+                keys: &self.ring,
+                rate: &self.rate,
+                lookup: &StoreLookup(&self.store),
+                now,
+            },
+        );
+        match verdict {
+            Verdict::Accept(accepted) => {
+                self.apply(&accepted, bytes, now)?;
+                Ok(Ingest::New(accepted))
+            }
+            Verdict::Reject(reason) => Ok(Ingest::Rejected(reason)),
+            Verdict::Ignore(reason) => Ok(Ingest::Ignored(reason)),
+        }
+    }
+
+    fn apply(&mut self, a: &Accepted, bytes: &[u8], now: u64) -> Result<(), EngineError> {
+        match (&a.body, a.expires_at) {
+            (Body::Membership(_), _) => {
+                self.store.put_op(&a.op_id, &a.item.encode())?;
+                self.roster.insert(&a.item)?;
+                self.learn_keys()?;
+                self.store.mark_seen(&a.id, u64::MAX)?;
+                if self.roster.is_removed(&self.keys.id()) {
+                    tracing::warn!("this member was removed from the hood");
+                }
+            }
+            (body, Some(expires_at)) => {
+                if let Body::Retract(r) = body {
+                    // The retracted report's body goes from this store; its id stays seen
+                    // so that sync cannot bring it back.
+                    if let Some(record) = self.store.item(&r.report)? {
+                        self.store.mark_seen(&r.report, record.expires_at)?;
+                    }
+                    self.store.remove_item(&r.report)?;
+                }
+                self.store.put_item(
+                    &a.id,
+                    &ItemRecord {
+                        kind: a.item.kind,
+                        envelope: bytes.to_vec(),
+                        item: a.item.encode(),
+                        author: a.item.author,
+                        created_at: a.created_at,
+                        expires_at,
+                        received_at: now,
+                    },
+                )?;
+                self.store.mark_seen(&a.id, expires_at)?;
+                self.rate.record(self.roster.policy(), a);
+            }
+            (_, None) => {}
+        }
+        Ok(())
+    }
+
+    /// The newest epoch this node holds: membership operations are sealed under it so
+    /// that every current member can open them (a `Rekey` cannot travel under its own
+    /// new key).
+    fn newest_held_epoch(&self) -> Option<EpochId> {
+        self.roster
+            .epochs()
+            .filter(|e| self.ring.contains(&e.id))
+            .max_by_key(|e| (e.generation, e.id))
+            .map(|e| e.id)
+    }
+
+    fn seal(
+        &self,
+        item: &Item,
+        epoch: EpochId,
+        rng: &mut impl CryptoRng,
+    ) -> Result<Vec<u8>, EngineError> {
+        let key = self.ring.get(&epoch).ok_or(EngineError::NoEpochKey)?;
+        envelope::seal_random(item, &self.hood(), key, rng).map_err(|_| EngineError::TooLarge)
+    }
+
+    /// Seals our own item, runs it through the same validation as anyone's, stores it
+    /// and queues it for publishing. Returns its id once it is durable.
+    async fn submit(
+        &mut self,
+        item: &Item,
+        epoch: EpochId,
+        now: u64,
+        rng: &mut impl CryptoRng,
+    ) -> Result<ItemId, EngineError> {
+        let bytes = self.seal(item, epoch, rng)?;
+        match self.ingest(&bytes, now)? {
+            Ingest::New(a) => {
+                self.store.push_outbox(&bytes)?;
+                self.store.flush().await?;
+                Ok(a.id)
+            }
+            Ingest::Rejected(r) | Ingest::Ignored(r) => Err(EngineError::Refused(r)),
+            Ingest::Duplicate => Ok(ItemId::of(&bytes)),
+        }
+    }
+
+    async fn submit_op(
+        &mut self,
+        op: &Item,
+        now: u64,
+        rng: &mut impl CryptoRng,
+    ) -> Result<ItemId, EngineError> {
+        let epoch = self.newest_held_epoch().ok_or(EngineError::NoEpochKey)?;
+        self.submit(op, epoch, now, rng).await
+    }
+
+    /// Rekeys if the roster asks for it (after a removal, or when a member lacks the
+    /// sealing key). Returns whether it did.
+    pub async fn rekey_if_needed(
+        &mut self,
+        now: u64,
+        rng: &mut impl CryptoRng,
+    ) -> Result<bool, EngineError> {
+        if !self.roster.needs_rekey() {
+            return Ok(false);
+        }
+        let (op, _, _) = self.roster.rekey(&self.keys, now, rng)?;
+        self.submit_op(&op, now, rng).await?;
+        Ok(true)
+    }
+
+    /// Posts a report-kind body: signs, seals under the sealing epoch (rekeying first if
+    /// needed), stores durably and queues it. The returned id is acknowledged.
+    pub async fn post(
+        &mut self,
+        body: &Body,
+        now: u64,
+        rng: &mut impl CryptoRng,
+    ) -> Result<ItemId, EngineError> {
+        self.rekey_if_needed(now, rng).await?;
+        let epoch = self.roster.sealing_epoch().ok_or(EngineError::NoEpochKey)?;
+        let item = Item::sign(&self.keys, &self.hood(), body);
+        self.submit(&item, epoch, now, rng).await
+    }
+
+    /// Admits a joiner: publishes the `Join` and returns the `Welcome` for them.
+    pub async fn admit(
+        &mut self,
+        request: &JoinRequest,
+        now: u64,
+        rng: &mut impl CryptoRng,
+    ) -> Result<Welcome, EngineError> {
+        let op = self
+            .roster
+            .admit(&self.keys, &self.ring, request, now, rng)?;
+        self.submit_op(&op, now, rng).await?;
+        Ok(self.roster.welcome())
+    }
+
+    /// Removes a member and rekeys, so that they cannot read what comes next.
+    pub async fn remove(
+        &mut self,
+        target: MemberId,
+        now: u64,
+        rng: &mut impl CryptoRng,
+    ) -> Result<(), EngineError> {
+        let op = self.roster.remove(&self.keys, target, now)?;
+        self.submit_op(&op, now, rng).await?;
+        self.rekey_if_needed(now, rng).await?;
+        Ok(())
+    }
+
+    pub async fn promote(
+        &mut self,
+        target: MemberId,
+        now: u64,
+        rng: &mut impl CryptoRng,
+    ) -> Result<(), EngineError> {
+        let op = self.roster.promote(&self.keys, target, now)?;
+        self.submit_op(&op, now, rng).await?;
+        Ok(())
+    }
+
+    /// Deletes expired items; returns how many.
+    pub fn expire(&mut self, now: u64) -> Result<usize, EngineError> {
+        self.rate.prune(self.roster.policy(), now);
+        Ok(self.store.expire(now)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use porchlight_proto::testkit::{NOW, SeededRng, TestHood};
+
+    fn engine(dir: &std::path::Path, seed: u64) -> Engine {
+        let mut rng = SeededRng::new(seed);
+        let keys = MemberKeys::generate(&mut rng);
+        let store = Store::open(dir).unwrap();
+        Engine::found(
+            store,
+            keys,
+            "Elm Street",
+            "Alice",
+            Policy::default(),
+            NOW,
+            &mut rng,
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn post_is_stored_queued_and_survives_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rng = SeededRng::new(9);
+        let body = TestHood::new(1).report("bike taken");
+        let (id, keys) = {
+            let mut e = engine(dir.path(), 1);
+            let id = e.post(&body, NOW, &mut rng).await.unwrap();
+            assert_eq!(e.store().outbox().unwrap().len(), 1);
+            (id, e.keys().clone())
+        };
+        let e = Engine::load(Store::open(dir.path()).unwrap(), keys)
+            .unwrap()
+            .unwrap();
+        let record = e.store().item(&id).unwrap().unwrap();
+        assert_eq!(Item::decode(&record.item).unwrap().body().unwrap(), body);
+        assert_eq!(e.store().outbox().unwrap().len(), 1);
+        assert!(e.ring().contains(&e.roster().sealing_epoch().unwrap()));
+    }
+
+    #[tokio::test]
+    async fn replayed_envelope_is_a_duplicate() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rng = SeededRng::new(9);
+        let mut e = engine(dir.path(), 2);
+        let body = TestHood::new(1).report("x");
+        let id = e.post(&body, NOW, &mut rng).await.unwrap();
+        let bytes = e.store().item(&id).unwrap().unwrap().envelope;
+        assert_eq!(e.ingest(&bytes, NOW).unwrap(), Ingest::Duplicate);
+        assert_eq!(e.store().item_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn removal_rekeys_and_new_posts_use_the_new_epoch() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rng = SeededRng::new(9);
+        let mut alice = engine(dir.path(), 3);
+        // Bob joins through the engine's admit.
+        let bob = MemberKeys::generate(&mut rng);
+        let ticket = porchlight_proto::Ticket {
+            hood: alice.hood(),
+            hood_name: "Elm Street".into(),
+            inviter: alice.keys().id(),
+            id: porchlight_proto::TicketId([1; 16]),
+            expires_at: NOW + 60,
+            bootstrap: vec![],
+        };
+        let signed = porchlight_proto::invite::SignedTicket::issue(alice.keys(), &ticket).unwrap();
+        let request = JoinRequest::new(&bob, signed, &ticket, "Bob").unwrap();
+        let welcome = alice.admit(&request, NOW, &mut rng).await.unwrap();
+        let bob_dir = tempfile::tempdir().unwrap();
+        let bob_engine = Engine::from_welcome(
+            Store::open(bob_dir.path()).unwrap(),
+            bob.clone(),
+            &alice.hood(),
+            &welcome,
+        )
+        .unwrap();
+        assert!(bob_engine.roster().is_member(&bob.id()));
+        let before = alice.roster().sealing_epoch().unwrap();
+        alice.remove(bob.id(), NOW, &mut rng).await.unwrap();
+        let after = alice.roster().sealing_epoch().unwrap();
+        assert_ne!(before, after);
+        assert!(
+            !alice
+                .roster()
+                .epoch(&after)
+                .unwrap()
+                .holders
+                .contains(&bob.id())
+        );
+        let id = alice
+            .post(&TestHood::new(1).report("y"), NOW, &mut rng)
+            .await
+            .unwrap();
+        let env = alice.store().item(&id).unwrap().unwrap().envelope;
+        assert_eq!(
+            porchlight_proto::Envelope::decode(&env).unwrap().epoch,
+            after
+        );
+    }
+}
