@@ -1,2 +1,27 @@
+//! `porchlight-node`: the running Porchlight node.
+//!
+//! # Layout
+//! - [`store`]: the one `Store` over sled.
+//! - [`engine`]: the hood engine: keys, roster, key ring and rate state over the store;
+//!   applies `porchlight_proto::validate` verdicts. No network.
+//! - [`identity`]: the member's key file.
+
 pub mod engine;
+pub mod gate;
+pub mod identity;
+pub mod net;
 pub mod store;
+
+/// The OS CSPRNG. A node cannot run without one; failing to read it is not an input
+/// error but a broken machine, so it panics (inside `UnwrapErr`).
+pub fn rng() -> rand_core::UnwrapErr<getrandom::SysRng> {
+    rand_core::UnwrapErr(getrandom::SysRng)
+}
+
+/// Unix seconds now.
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

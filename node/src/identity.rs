@@ -1,0 +1,95 @@
+//! The member's key file in the data dir: `identity.key`, 64 bytes (ed25519 secret, then
+//! X25519 secret), mode 0600, created on first run.
+
+use std::io::Write;
+use std::path::Path;
+
+use porchlight_proto::MemberKeys;
+use zeroize::Zeroizing;
+
+pub const FILE: &str = "identity.key";
+
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    #[error("cannot read or write the key file {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("the key file {0} is damaged (expected 64 bytes)")]
+    Damaged(String),
+}
+
+/// Loads the member's keys from `dir`, creating them on first run.
+pub fn load_or_create(dir: &Path) -> Result<(MemberKeys, bool), IdentityError> {
+    let path = dir.join(FILE);
+    let io = |source| IdentityError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            let bytes = Zeroizing::new(bytes);
+            if bytes.len() != 64 {
+                return Err(IdentityError::Damaged(path.display().to_string()));
+            }
+            let mut signing = Zeroizing::new([0u8; 32]);
+            let mut exchange = Zeroizing::new([0u8; 32]);
+            signing.copy_from_slice(&bytes[..32]);
+            exchange.copy_from_slice(&bytes[32..]);
+            Ok((MemberKeys::from_secrets(&signing, &exchange), false))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir).map_err(io)?;
+            let keys = MemberKeys::generate(&mut crate::rng());
+            let (signing, exchange) = keys.to_secrets();
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                options.mode(0o600);
+            }
+            let mut file = options.open(&path).map_err(io)?;
+            file.write_all(signing.as_ref()).map_err(io)?;
+            file.write_all(exchange.as_ref()).map_err(io)?;
+            file.sync_all().map_err(io)?;
+            Ok((keys, true))
+        }
+        Err(e) => Err(io(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_created_once_with_private_permissions() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, created) = load_or_create(dir.path()).unwrap();
+        assert!(created);
+        let (b, created) = load_or_create(dir.path()).unwrap();
+        assert!(!created);
+        assert_eq!(a.id(), b.id());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join(FILE))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+
+    #[test]
+    fn damaged_key_file_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(FILE), b"short").unwrap();
+        assert!(matches!(
+            load_or_create(dir.path()),
+            Err(IdentityError::Damaged(_))
+        ));
+    }
+}

@@ -1,0 +1,346 @@
+//! The libp2p side: the composed behaviour, the join protocol's codec, and conversions
+//! between member ids and peer ids. Routing lives in `node.rs`; rules live in `proto`.
+
+use std::collections::HashSet;
+use std::convert::Infallible;
+use std::io;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use libp2p::core::Endpoint;
+use libp2p::core::transport::PortUse;
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::swarm::{
+    ConnectionDenied, ConnectionId, FromSwarm, NetworkBehaviour, THandler, THandlerInEvent,
+    THandlerOutEvent, ToSwarm, dummy,
+};
+use libp2p::{
+    Multiaddr, PeerId, StreamProtocol, Swarm, autonat, connection_limits, dcutr, gossipsub,
+    identify, identity, kad, mdns, noise, relay, request_response, tcp, yamux,
+};
+use porchlight_proto::limits::{MAX_ENVELOPE_BYTES, MAX_WELCOME_BYTES};
+use porchlight_proto::membership::MAX_JOIN_REQUEST_BYTES;
+use porchlight_proto::{ItemId, MemberId, MemberKeys};
+
+use crate::gate::MembersOnly;
+
+pub const JOIN_PROTOCOL: StreamProtocol = StreamProtocol::new("/porchlight/join/1");
+pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/porchlight/kad/1");
+pub const IDENTIFY_PROTOCOL: &str = "/porchlight/id/1";
+/// Connections are kept this long without traffic: neighborhoods are quiet.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+pub const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
+pub const MAX_CONNECTIONS: u32 = 256;
+pub const MAX_CONNECTIONS_PER_PEER: u32 = 4;
+pub const MAX_PENDING_INCOMING: u32 = 32;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    #[error("transport: {0}")]
+    Transport(String),
+    #[error("gossipsub configuration: {0}")]
+    Gossipsub(String),
+}
+
+/// The libp2p key of a member: the same ed25519 key.
+pub fn keypair(keys: &MemberKeys) -> identity::Keypair {
+    let (secret, _) = keys.to_secrets();
+    identity::Keypair::ed25519_from_bytes(*secret)
+        .expect("a 32-byte ed25519 secret is always a valid libp2p ed25519 key")
+}
+
+pub fn peer_id(member: &MemberId) -> Option<PeerId> {
+    let key = identity::ed25519::PublicKey::try_from_bytes(&member.0).ok()?;
+    Some(PeerId::from_public_key(&identity::PublicKey::from(key)))
+}
+
+/// The member behind a peer id (ed25519 peer ids embed the key).
+pub fn member_id(peer: &PeerId) -> Option<MemberId> {
+    let mh: libp2p::multihash::Multihash<64> = (*peer).into();
+    if mh.code() != 0x00 {
+        return None;
+    }
+    let key = identity::PublicKey::try_decode_protobuf(mh.digest()).ok()?;
+    Some(MemberId(key.try_into_ed25519().ok()?.to_bytes()))
+}
+
+/// Raw bytes over a stream, bounded in each direction.
+#[derive(Debug, Clone)]
+pub struct BytesCodec {
+    max_request: u64,
+    max_response: u64,
+}
+
+impl BytesCodec {
+    pub fn join() -> BytesCodec {
+        BytesCodec {
+            max_request: MAX_JOIN_REQUEST_BYTES as u64,
+            max_response: MAX_WELCOME_BYTES as u64 + 1024,
+        }
+    }
+}
+
+async fn read_bounded<T: AsyncRead + Unpin + Send>(io: &mut T, max: u64) -> io::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    io.take(max + 1).read_to_end(&mut buf).await?;
+    if buf.len() as u64 > max {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "message over the size limit",
+        ));
+    }
+    Ok(buf)
+}
+
+impl request_response::Codec for BytesCodec {
+    type Protocol = StreamProtocol;
+    type Request = Vec<u8>;
+    type Response = Vec<u8>;
+
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        read_bounded(io, self.max_request).await
+    }
+
+    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        read_bounded(io, self.max_response).await
+    }
+
+    async fn write_request<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        req: Vec<u8>,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        io.write_all(&req).await
+    }
+
+    async fn write_response<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        res: Vec<u8>,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        io.write_all(&res).await
+    }
+}
+
+/// Refuses connections from peers on its deny list (removed members).
+#[derive(Debug, Default)]
+pub struct Gate {
+    pub denied: HashSet<PeerId>,
+}
+
+#[derive(Debug)]
+pub struct Denied(PeerId);
+
+impl std::fmt::Display for Denied {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "peer {} was removed from the hood", self.0)
+    }
+}
+
+impl std::error::Error for Denied {}
+
+impl Gate {
+    fn check(&self, peer: PeerId) -> Result<THandler<Self>, ConnectionDenied> {
+        if self.denied.contains(&peer) {
+            return Err(ConnectionDenied::new(Denied(peer)));
+        }
+        Ok(dummy::ConnectionHandler)
+    }
+}
+
+impl NetworkBehaviour for Gate {
+    type ConnectionHandler = dummy::ConnectionHandler;
+    type ToSwarm = Infallible;
+
+    fn handle_established_inbound_connection(
+        &mut self,
+        _: ConnectionId,
+        peer: PeerId,
+        _: &Multiaddr,
+        _: &Multiaddr,
+    ) -> Result<THandler<Self>, ConnectionDenied> {
+        self.check(peer)
+    }
+
+    fn handle_established_outbound_connection(
+        &mut self,
+        _: ConnectionId,
+        peer: PeerId,
+        _: &Multiaddr,
+        _: Endpoint,
+        _: PortUse,
+    ) -> Result<THandler<Self>, ConnectionDenied> {
+        self.check(peer)
+    }
+
+    fn on_swarm_event(&mut self, _: FromSwarm) {}
+
+    fn on_connection_handler_event(
+        &mut self,
+        _: PeerId,
+        _: ConnectionId,
+        event: THandlerOutEvent<Self>,
+    ) {
+        match event {}
+    }
+
+    fn poll(&mut self, _: &mut Context<'_>) -> Poll<ToSwarm<Self::ToSwarm, THandlerInEvent<Self>>> {
+        Poll::Pending
+    }
+}
+
+/// Field order matters: connection checks run in this order, so the gate comes first.
+#[derive(NetworkBehaviour)]
+#[allow(missing_debug_implementations)]
+pub struct Behaviour {
+    pub gate: Gate,
+    pub limits: connection_limits::Behaviour,
+    pub gossipsub: MembersOnly<gossipsub::Behaviour>,
+    pub join: request_response::Behaviour<BytesCodec>,
+    pub identify: identify::Behaviour,
+    pub mdns: Toggle<mdns::tokio::Behaviour>,
+    pub kad: kad::Behaviour<kad::store::MemoryStore>,
+    pub relay_client: relay::client::Behaviour,
+    pub dcutr: dcutr::Behaviour,
+    pub autonat: autonat::Behaviour,
+}
+
+/// Gossipsub as the design asks: anonymous (no author, source or seqno on the wire),
+/// content-addressed ids, the application validates every message, peer scoring on.
+fn gossipsub(topic: &gossipsub::TopicHash) -> Result<gossipsub::Behaviour, NetError> {
+    let config = gossipsub::ConfigBuilder::default()
+        .validation_mode(gossipsub::ValidationMode::Anonymous)
+        .message_id_fn(|m: &gossipsub::Message| {
+            gossipsub::MessageId::from(ItemId::of(&m.data).0.to_vec())
+        })
+        .validate_messages()
+        .max_transmit_size(MAX_ENVELOPE_BYTES + 4096)
+        .heartbeat_interval(Duration::from_secs(1))
+        // Neighborhoods are small: a mesh of 6 reaches tens of nodes in two hops.
+        .mesh_n(6)
+        .mesh_n_low(4)
+        .mesh_n_high(12)
+        .mesh_outbound_min(2)
+        .build()
+        .map_err(|e| NetError::Gossipsub(e.to_string()))?;
+    let mut behaviour =
+        gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, config)
+            .map_err(|e| NetError::Gossipsub(e.to_string()))?;
+    let mut params = gossipsub::PeerScoreParams::default();
+    params.topics.insert(
+        topic.clone(),
+        gossipsub::TopicScoreParams {
+            topic_weight: 1.0,
+            // Quiet hoods send few messages: do not punish peers for delivering few.
+            mesh_message_deliveries_weight: 0.0,
+            mesh_failure_penalty_weight: 0.0,
+            // Every Reject verdict costs the peer that sent it.
+            invalid_message_deliveries_weight: -100.0,
+            invalid_message_deliveries_decay: 0.5,
+            ..Default::default()
+        },
+    );
+    // Many members may share a NAT'd address, and tests run on loopback.
+    params.ip_colocation_factor_weight = 0.0;
+    behaviour
+        .with_peer_score(params, gossipsub::PeerScoreThresholds::default())
+        .map_err(NetError::Gossipsub)?;
+    Ok(behaviour)
+}
+
+/// Builds the swarm for `keys`, gossiping on `topic`.
+pub fn swarm(
+    keys: &MemberKeys,
+    topic: &gossipsub::TopicHash,
+    mdns: bool,
+) -> Result<Swarm<Behaviour>, NetError> {
+    let transport = |e: &dyn std::fmt::Display| NetError::Transport(e.to_string());
+    let topic = topic.clone();
+    let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair(keys))
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(|e| transport(&e))?
+        .with_quic()
+        .with_dns()
+        .map_err(|e| transport(&e))?
+        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .map_err(|e| transport(&e))?
+        .with_behaviour(|key, relay_client| {
+            let peer = key.public().to_peer_id();
+            let mut kad = kad::Behaviour::with_config(
+                peer,
+                kad::store::MemoryStore::new(peer),
+                kad::Config::new(KAD_PROTOCOL),
+            );
+            kad.set_mode(Some(kad::Mode::Server));
+            let mdns = if mdns {
+                Some(mdns::tokio::Behaviour::new(mdns::Config::default(), peer)?)
+            } else {
+                None
+            };
+            Ok(Behaviour {
+                gate: Gate::default(),
+                limits: connection_limits::Behaviour::new(
+                    connection_limits::ConnectionLimits::default()
+                        .with_max_established(Some(MAX_CONNECTIONS))
+                        .with_max_established_per_peer(Some(MAX_CONNECTIONS_PER_PEER))
+                        .with_max_pending_incoming(Some(MAX_PENDING_INCOMING)),
+                ),
+                gossipsub: MembersOnly::new(
+                    gossipsub(&topic)
+                        .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)?,
+                ),
+                join: request_response::Behaviour::with_codec(
+                    BytesCodec::join(),
+                    [(JOIN_PROTOCOL, request_response::ProtocolSupport::Full)],
+                    request_response::Config::default().with_request_timeout(JOIN_TIMEOUT),
+                ),
+                identify: identify::Behaviour::new(
+                    identify::Config::new(IDENTIFY_PROTOCOL.into(), key.public())
+                        .with_agent_version(format!("porchlight/{}", env!("CARGO_PKG_VERSION"))),
+                ),
+                mdns: Toggle::from(mdns),
+                kad,
+                relay_client,
+                dcutr: dcutr::Behaviour::new(peer),
+                autonat: autonat::Behaviour::new(peer, autonat::Config::default()),
+            })
+        })
+        .map_err(|e| transport(&e))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_TIMEOUT))
+        .build();
+    Ok(swarm)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use porchlight_proto::testkit::SeededRng;
+
+    #[test]
+    fn member_and_peer_ids_convert_both_ways() {
+        let keys = MemberKeys::generate(&mut SeededRng::new(1));
+        let peer = keypair(&keys).public().to_peer_id();
+        assert_eq!(peer_id(&keys.id()), Some(peer));
+        assert_eq!(member_id(&peer), Some(keys.id()));
+    }
+}
