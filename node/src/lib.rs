@@ -10,6 +10,7 @@ pub mod engine;
 pub mod gate;
 pub mod identity;
 pub mod net;
+pub mod node;
 pub mod store;
 
 /// The OS CSPRNG. A node cannot run without one; failing to read it is not an input

@@ -15,6 +15,8 @@ pub enum CodecError {
     TrailingBytes(usize),
     #[error("message is not in canonical encoding")]
     NonCanonical,
+    #[error("invalid field: {0}")]
+    Field(FieldError),
 }
 
 /// Encodes a value. Our types have no unsized sequences, so this cannot fail.

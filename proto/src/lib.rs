@@ -39,7 +39,7 @@ pub use identity::{ExchangeKey, MemberId, MemberKeys, Signature};
 pub use invite::{Ticket, TicketId};
 pub use item::{Body, Item, Kind, OpId};
 pub use keys::{EpochId, EpochKey, KeyRing};
-pub use membership::{JoinRequest, Op, Roster, Welcome};
+pub use membership::{JoinRequest, JoinResponse, Op, Roster, Welcome};
 pub use report::{Category, ClipRef, Location, Report, Severity};
 pub use validate::{Accepted, Context, Lookup, RateLimiter, Reason, Verdict, validate};
 

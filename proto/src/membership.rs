@@ -178,6 +178,39 @@ impl Welcome {
     }
 }
 
+/// The answer to a join request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum JoinResponse {
+    Welcome(Welcome),
+    /// Why the member refused, for the joiner to show (at most 200 bytes).
+    Refused(String),
+}
+
+/// Longest refusal reason in a `JoinResponse`.
+pub const MAX_REFUSAL_BYTES: usize = 200;
+
+impl JoinResponse {
+    pub fn refused(why: &str) -> JoinResponse {
+        let mut end = why.len().min(MAX_REFUSAL_BYTES);
+        while !why.is_char_boundary(end) {
+            end -= 1;
+        }
+        JoinResponse::Refused(why[..end].to_owned())
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        codec::encode(self)
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<JoinResponse, CodecError> {
+        let response: JoinResponse = codec::decode(bytes, MAX_WELCOME_BYTES + 16)?;
+        if let JoinResponse::Refused(why) = &response {
+            check_text("refusal", why, MAX_REFUSAL_BYTES, false).map_err(CodecError::Field)?;
+        }
+        Ok(response)
+    }
+}
+
 /// Why an operation is not well formed, or could not be made.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MembershipError {
@@ -784,13 +817,17 @@ impl Roster {
         }
     }
 
+    /// One past the highest generation in the log. Saturating: any member may publish a
+    /// `Rekey` at generation `u64::MAX`, and the rekey after it must still be a valid
+    /// operation (a plain `+ 1` panics in debug builds and wraps to the invalid 0 in
+    /// release, so the hood could never rekey again). Ties are broken by epoch id.
     fn next_generation(&self) -> u64 {
         self.epochs
             .values()
             .map(|e| e.generation)
             .max()
             .unwrap_or(0)
-            + 1
+            .saturating_add(1)
     }
 
     /// Makes the `Join` that admits `request`, handing over every key in `ring`.

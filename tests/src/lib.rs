@@ -1,1 +1,126 @@
+//! The scenario harness: real nodes, in one process, on real TCP sockets on 127.0.0.1.
 
+use std::time::Duration;
+
+use porchlight_node::node::{Config, FeedItem, Node, NodeError, Setup};
+use porchlight_proto::item::Body;
+use porchlight_proto::report::{Category, Location, Report, Severity};
+use porchlight_proto::{ItemId, Policy};
+use tempfile::TempDir;
+use tokio::task::JoinHandle;
+
+/// Every wait in a test is bounded by this.
+pub const WAIT: Duration = Duration::from_secs(60);
+
+/// A node with its own data dir.
+#[derive(Debug)]
+pub struct TestNode {
+    pub node: Node,
+    pub task: JoinHandle<Result<(), NodeError>>,
+    pub dir: TempDir,
+    pub name: String,
+}
+
+impl TestNode {
+    pub async fn found(name: &str) -> TestNode {
+        let dir = tempfile::tempdir().expect("temp dir");
+        TestNode::start_in(
+            dir,
+            name,
+            Setup::Found {
+                hood_name: "Elm Street".into(),
+                policy: Policy::default(),
+            },
+        )
+        .await
+    }
+
+    pub async fn join(name: &str, code: &str) -> TestNode {
+        let dir = tempfile::tempdir().expect("temp dir");
+        TestNode::start_in(
+            dir,
+            name,
+            Setup::Join {
+                code: code.to_owned(),
+            },
+        )
+        .await
+    }
+
+    pub async fn start_in(dir: TempDir, name: &str, setup: Setup) -> TestNode {
+        let config = Config::loopback(dir.path(), name);
+        let (node, task) = Node::start(config, setup).await.expect("node starts");
+        TestNode {
+            node,
+            task,
+            dir,
+            name: name.to_owned(),
+        }
+    }
+
+    /// Invites a neighbor and starts their node.
+    pub async fn invite(&self, name: &str) -> TestNode {
+        let code = self
+            .node
+            .invite(Duration::from_secs(600))
+            .await
+            .expect("invite");
+        TestNode::join(name, &code).await
+    }
+
+    /// Stops the node and gives back its data dir.
+    pub async fn stop(self) -> TempDir {
+        self.node.shutdown().await;
+        let result = tokio::time::timeout(WAIT, self.task)
+            .await
+            .expect("node stops in time");
+        result.expect("task").expect("node ran cleanly");
+        self.dir
+    }
+
+    pub async fn feed(&self) -> Vec<FeedItem> {
+        self.node.feed().await.expect("feed")
+    }
+
+    pub async fn has(&self, id: &ItemId) -> bool {
+        self.feed().await.iter().any(|f| f.id == *id)
+    }
+
+    pub async fn post(&self, text: &str) -> ItemId {
+        self.node.post(report(text)).await.expect("post")
+    }
+}
+
+/// A package-theft report created now.
+pub fn report(text: &str) -> Body {
+    let now = porchlight_node::now();
+    Body::Report(Report {
+        created_at: now,
+        expires_at: now + 72 * 3600,
+        category: Category::PackageTheft,
+        severity: Severity::Warning,
+        text: text.to_owned(),
+        behavior: None,
+        location: Location {
+            text: "Elm St, 400 block".into(),
+            geohash: None,
+        },
+        clips: vec![],
+    })
+}
+
+/// Polls `check` every 100 ms until it holds or `WAIT` passes; returns whether it held.
+pub async fn eventually<F, Fut>(mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while tokio::time::Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}

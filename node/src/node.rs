@@ -1,0 +1,997 @@
+//! The running node: a cloneable [`Node`] handle that sends commands on a bounded channel
+//! to one event loop, which owns the swarm and the engine. The event loop routes; the
+//! rules are `porchlight_proto`'s and the state changes are the engine's.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use futures::StreamExt;
+use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, PublishError};
+use libp2p::multiaddr::Protocol;
+use libp2p::swarm::SwarmEvent;
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::{Multiaddr, PeerId, Swarm, identify, mdns, request_response};
+use porchlight_proto::invite::{self, InviteError, SignedTicket, Ticket, TicketId};
+use porchlight_proto::item::{Body, Item};
+use porchlight_proto::{HoodId, ItemId, JoinRequest, JoinResponse, MemberId, MemberKeys, Policy};
+use rand_core::Rng;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use crate::engine::{Engine, EngineError, Ingest};
+use crate::identity::{self, IdentityError};
+use crate::net::{self, Behaviour, BehaviourEvent, NetError};
+use crate::store::{Store, StoreError};
+
+/// Commands waiting for the event loop.
+pub const COMMAND_QUEUE: usize = 64;
+/// Events buffered for each subscriber; a slower one misses events (it can re-read the
+/// store) rather than holding up the node.
+pub const EVENT_QUEUE: usize = 256;
+/// How long a non-member may stay connected (to present a ticket) before it is dropped.
+pub const OUTSIDER_GRACE: Duration = Duration::from_secs(30);
+/// How long `start` waits for a join to complete.
+pub const JOIN_DEADLINE: Duration = Duration::from_secs(60);
+const TICK: Duration = Duration::from_secs(1);
+const OUTBOX_EVERY: u32 = 5;
+const EXPIRE_EVERY: u32 = 60;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Net(#[from] NetError),
+    #[error("invite: {0}")]
+    Invite(#[from] InviteError),
+    #[error("cannot listen on {addr}: {why}")]
+    Listen { addr: Multiaddr, why: String },
+    #[error("this node is not in a hood yet: create one or join with an invite")]
+    NoHood,
+    #[error("this node is already in a hood ({0}); use a new data dir for another")]
+    AlreadyInHood(String),
+    #[error("the hood refused to admit us: {0}")]
+    JoinRefused(String),
+    #[error("could not reach a member of the hood within {0:?}: check the invite's addresses")]
+    JoinTimeout(Duration),
+    #[error("the node has stopped")]
+    Stopped,
+}
+
+/// How a node is configured. The CLI reads it from `porchlight.toml` in the data dir.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub listen: Vec<Multiaddr>,
+    /// Find neighbors on the LAN with mDNS.
+    pub mdns: bool,
+    /// Peers to dial at start, besides the remembered ones (with `/p2p/<peer id>`).
+    pub bootstrap: Vec<Multiaddr>,
+    /// This member's display name, used when founding or joining.
+    pub name: String,
+}
+
+impl Config {
+    /// A node on loopback only, on a random port, without mDNS: for tests.
+    pub fn loopback(data_dir: impl Into<PathBuf>, name: &str) -> Config {
+        Config {
+            data_dir: data_dir.into(),
+            listen: vec![
+                "/ip4/127.0.0.1/tcp/0".parse().expect("valid multiaddr"),
+                "/ip4/127.0.0.1/udp/0/quic-v1"
+                    .parse()
+                    .expect("valid multiaddr"),
+            ],
+            mdns: false,
+            bootstrap: vec![],
+            name: name.to_owned(),
+        }
+    }
+}
+
+/// What to do at start when the data dir has no hood.
+#[derive(Debug, Clone)]
+pub enum Setup {
+    /// Run the hood in the data dir (fails if there is none).
+    Existing,
+    /// Found a new hood (or run the existing one).
+    Found { hood_name: String, policy: Policy },
+    /// Join with an invite code (or run the existing hood).
+    Join { code: String },
+}
+
+/// A report-kind item as the feed shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedItem {
+    pub id: ItemId,
+    pub author: MemberId,
+    pub author_name: String,
+    pub body: Body,
+    pub created_at: u64,
+    pub expires_at: u64,
+}
+
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// A new report, update, resolve or retract (ours or a neighbor's).
+    Item(Box<FeedItem>),
+    /// The roster changed.
+    Membership,
+}
+
+#[derive(Debug, Clone)]
+pub struct Status {
+    pub member: MemberId,
+    pub peer_id: PeerId,
+    pub hood: Option<HoodId>,
+    pub hood_name: Option<String>,
+    pub members: usize,
+    pub connected: Vec<PeerId>,
+    pub mesh_peers: usize,
+    pub listen: Vec<Multiaddr>,
+    pub items: usize,
+    pub outbox: usize,
+}
+
+type Reply<T> = oneshot::Sender<Result<T, NodeError>>;
+
+#[derive(Debug)]
+enum Command {
+    Post(Box<Body>, Reply<ItemId>),
+    Invite(Duration, Reply<String>),
+    Remove(MemberId, Reply<()>),
+    Ingest(Vec<u8>, Reply<Ingest>),
+    Status(Reply<Status>),
+    Feed(Reply<Vec<FeedItem>>),
+    Members(Reply<Vec<porchlight_proto::membership::Member>>),
+    Dial(Multiaddr, Reply<()>),
+    Envelope(ItemId, Reply<Option<Vec<u8>>>),
+    Shutdown,
+}
+
+/// A handle to a running node. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Node {
+    commands: mpsc::Sender<Command>,
+    events: broadcast::Sender<Event>,
+    member: MemberId,
+    peer_id: PeerId,
+}
+
+impl Node {
+    /// Opens the data dir, sets up the hood as `setup` says, starts listening and spawns
+    /// the event loop. Returns once the node is a member of a hood and listening.
+    pub async fn start(
+        config: Config,
+        setup: Setup,
+    ) -> Result<(Node, tokio::task::JoinHandle<Result<(), NodeError>>), NodeError> {
+        let (keys, _) = identity::load_or_create(&config.data_dir)?;
+        let store = Store::open(&config.data_dir.join("db"))?;
+        let mut engine = Engine::load(store.clone(), keys.clone())?;
+        let mut joining = None;
+        let now = crate::now();
+        match (&engine, &setup) {
+            (Some(_), _) => {}
+            (None, Setup::Existing) => return Err(NodeError::NoHood),
+            (None, Setup::Found { hood_name, policy }) => {
+                let founded = Engine::found(
+                    store.clone(),
+                    keys.clone(),
+                    hood_name,
+                    &config.name,
+                    *policy,
+                    now,
+                    &mut crate::rng(),
+                )?;
+                store.flush().await?;
+                engine = Some(founded);
+            }
+            (None, Setup::Join { code }) => {
+                let (signed, ticket) = invite::parse(code, now)?;
+                joining = Some((signed, ticket));
+            }
+        }
+        let hood = match (&engine, &joining) {
+            (Some(e), _) => e.hood(),
+            (None, Some((_, ticket))) => ticket.hood,
+            (None, None) => return Err(NodeError::NoHood),
+        };
+        let topic = IdentTopic::new(hood.topic());
+        let mut swarm = net::swarm(&keys, &topic.hash(), config.mdns)?;
+        for addr in &config.listen {
+            swarm
+                .listen_on(addr.clone())
+                .map_err(|e| NodeError::Listen {
+                    addr: addr.clone(),
+                    why: e.to_string(),
+                })?;
+        }
+        let (commands_tx, commands_rx) = mpsc::channel(COMMAND_QUEUE);
+        let (events, _) = broadcast::channel(EVENT_QUEUE);
+        let peer_id = *swarm.local_peer_id();
+        let mut event_loop = EventLoop {
+            swarm,
+            engine,
+            keys: keys.clone(),
+            store,
+            topic,
+            name: config.name.clone(),
+            commands: commands_rx,
+            events: events.clone(),
+            outsiders: HashMap::new(),
+            addresses: HashMap::new(),
+            join: None,
+            listen: Vec::new(),
+        };
+        event_loop.wait_for_listeners(config.listen.len()).await;
+        event_loop.after_roster_change(false);
+        if event_loop.engine.is_some() {
+            event_loop.subscribe();
+        }
+        event_loop.dial_known(&config.bootstrap);
+        if let Some((signed, ticket)) = joining {
+            event_loop.join(signed, ticket).await?;
+        }
+        let span = tracing::info_span!("node", member = %&keys.id().to_hex()[..8]);
+        let task = tokio::spawn(event_loop.run().instrument(span));
+        Ok((
+            Node {
+                commands: commands_tx,
+                events,
+                member: keys.id(),
+                peer_id,
+            },
+            task,
+        ))
+    }
+
+    pub fn member(&self) -> MemberId {
+        self.member
+    }
+
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    /// New items and membership changes, from now on.
+    pub fn events(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, NodeError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(make(tx))
+            .await
+            .map_err(|_| NodeError::Stopped)?;
+        rx.await.map_err(|_| NodeError::Stopped)?
+    }
+
+    /// Posts a report-kind body. The returned id means it is stored durably; it goes out
+    /// as soon as a member is reachable.
+    pub async fn post(&self, body: Body) -> Result<ItemId, NodeError> {
+        self.ask(|r| Command::Post(Box::new(body), r)).await
+    }
+
+    /// A one-time invite code valid for `valid_for`.
+    pub async fn invite(&self, valid_for: Duration) -> Result<String, NodeError> {
+        self.ask(|r| Command::Invite(valid_for, r)).await
+    }
+
+    /// Removes a member and rekeys.
+    pub async fn remove(&self, member: MemberId) -> Result<(), NodeError> {
+        self.ask(|r| Command::Remove(member, r)).await
+    }
+
+    /// Judges and stores an envelope obtained outside gossip (sync, import).
+    pub async fn ingest(&self, envelope: Vec<u8>) -> Result<Ingest, NodeError> {
+        self.ask(|r| Command::Ingest(envelope, r)).await
+    }
+
+    pub async fn status(&self) -> Result<Status, NodeError> {
+        self.ask(Command::Status).await
+    }
+
+    /// Live report-kind items, oldest first.
+    pub async fn feed(&self) -> Result<Vec<FeedItem>, NodeError> {
+        self.ask(Command::Feed).await
+    }
+
+    pub async fn members(&self) -> Result<Vec<porchlight_proto::membership::Member>, NodeError> {
+        self.ask(Command::Members).await
+    }
+
+    /// The envelope of a stored item, exactly as it travels.
+    pub async fn envelope(&self, id: ItemId) -> Result<Option<Vec<u8>>, NodeError> {
+        self.ask(|r| Command::Envelope(id, r)).await
+    }
+
+    pub async fn dial(&self, addr: Multiaddr) -> Result<(), NodeError> {
+        self.ask(|r| Command::Dial(addr, r)).await
+    }
+
+    /// Asks the event loop to stop; it flushes the store first.
+    pub async fn shutdown(&self) {
+        let _ = self.commands.send(Command::Shutdown).await;
+    }
+}
+
+/// Runs a node until `shutdown` completes: the shape a binary or a test wants.
+pub async fn run(
+    config: Config,
+    setup: Setup,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), NodeError> {
+    let (node, task) = Node::start(config, setup).await?;
+    shutdown.await;
+    node.shutdown().await;
+    task.await.map_err(|_| NodeError::Stopped)?
+}
+
+struct JoinState {
+    inviter: PeerId,
+    request: Vec<u8>,
+    sent: bool,
+}
+
+struct EventLoop {
+    swarm: Swarm<Behaviour>,
+    engine: Option<Engine>,
+    keys: MemberKeys,
+    store: Store,
+    topic: IdentTopic,
+    name: String,
+    commands: mpsc::Receiver<Command>,
+    events: broadcast::Sender<Event>,
+    /// Connected non-members and when they must be gone.
+    outsiders: HashMap<PeerId, Instant>,
+    /// Addresses peers told us they listen on (identify), bounded by connected peers.
+    addresses: HashMap<PeerId, Vec<Multiaddr>>,
+    join: Option<JoinState>,
+    listen: Vec<Multiaddr>,
+}
+
+impl EventLoop {
+    async fn wait_for_listeners(&mut self, count: usize) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.listen.len() < count {
+            match tokio::time::timeout_at(deadline, self.swarm.select_next_some()).await {
+                Ok(event) => self.on_swarm_event(event).await,
+                Err(_) => break,
+            }
+        }
+    }
+
+    fn subscribe(&mut self) {
+        if let Err(e) = self
+            .swarm
+            .behaviour_mut()
+            .gossipsub
+            .inner_mut()
+            .subscribe(&self.topic)
+        {
+            tracing::error!(error = %e, "cannot subscribe to the hood topic");
+        }
+    }
+
+    /// Dials remembered peers and `extra` addresses.
+    fn dial_known(&mut self, extra: &[Multiaddr]) {
+        let mut targets: Vec<(Option<PeerId>, Vec<Multiaddr>)> = Vec::new();
+        if let Ok(peers) = self.store.peers() {
+            for (peer, addrs) in peers {
+                let Ok(peer) = PeerId::from_bytes(&peer) else {
+                    continue;
+                };
+                let addrs = addrs.iter().filter_map(|a| a.parse().ok()).collect();
+                targets.push((Some(peer), addrs));
+            }
+        }
+        for addr in extra {
+            let peer = addr.iter().find_map(|p| match p {
+                Protocol::P2p(peer) => Some(peer),
+                _ => None,
+            });
+            targets.push((peer, vec![addr.clone()]));
+        }
+        for (peer, addrs) in targets {
+            let opts = match peer {
+                Some(peer) if peer == *self.swarm.local_peer_id() => continue,
+                Some(peer) => DialOpts::peer_id(peer).addresses(addrs).build(),
+                None => match addrs.into_iter().next() {
+                    Some(addr) => DialOpts::unknown_peer_id().address(addr).build(),
+                    None => continue,
+                },
+            };
+            if let Err(e) = self.swarm.dial(opts) {
+                tracing::debug!(error = %e, "dial failed");
+            }
+        }
+    }
+
+    /// Presents the ticket to the inviter and waits for the welcome.
+    async fn join(&mut self, signed: SignedTicket, ticket: Ticket) -> Result<(), NodeError> {
+        let request = JoinRequest::new(&self.keys, signed, &ticket, &self.name)
+            .map_err(|e| NodeError::JoinRefused(e.to_string()))?;
+        let inviter = net::peer_id(&ticket.inviter)
+            .ok_or_else(|| NodeError::JoinRefused("the invite names an invalid inviter".into()))?;
+        let addrs: Vec<Multiaddr> = ticket
+            .bootstrap
+            .iter()
+            .filter_map(|a| a.parse().ok())
+            .collect();
+        self.join = Some(JoinState {
+            inviter,
+            request: request.encode(),
+            sent: false,
+        });
+        self.swarm
+            .dial(DialOpts::peer_id(inviter).addresses(addrs).build())
+            .map_err(|e| NodeError::JoinRefused(format!("cannot dial the inviter: {e}")))?;
+        if self.swarm.is_connected(&inviter) {
+            self.send_join_request();
+        }
+        let deadline = Instant::now() + JOIN_DEADLINE;
+        while self.engine.is_none() {
+            let event = tokio::time::timeout_at(deadline, self.swarm.select_next_some())
+                .await
+                .map_err(|_| NodeError::JoinTimeout(JOIN_DEADLINE))?;
+            if let SwarmEvent::Behaviour(BehaviourEvent::Join(request_response::Event::Message {
+                message: request_response::Message::Response { response, .. },
+                peer,
+                ..
+            })) = &event
+                && *peer == inviter
+            {
+                self.on_welcome(response, &ticket.hood).await?;
+                continue;
+            }
+            if let SwarmEvent::Behaviour(BehaviourEvent::Join(
+                request_response::Event::OutboundFailure { error, .. },
+            )) = &event
+            {
+                return Err(NodeError::JoinRefused(format!(
+                    "the join request failed: {error}"
+                )));
+            }
+            self.on_swarm_event(event).await;
+        }
+        Ok(())
+    }
+
+    fn send_join_request(&mut self) {
+        if let Some(join) = &mut self.join
+            && !join.sent
+        {
+            join.sent = true;
+            let request = join.request.clone();
+            let inviter = join.inviter;
+            self.swarm
+                .behaviour_mut()
+                .join
+                .send_request(&inviter, request);
+        }
+    }
+
+    async fn on_welcome(&mut self, response: &[u8], hood: &HoodId) -> Result<(), NodeError> {
+        let welcome = match JoinResponse::decode(response) {
+            Ok(JoinResponse::Welcome(w)) => w,
+            Ok(JoinResponse::Refused(why)) => return Err(NodeError::JoinRefused(why)),
+            Err(e) => return Err(NodeError::JoinRefused(format!("malformed answer: {e}"))),
+        };
+        let engine = Engine::from_welcome(self.store.clone(), self.keys.clone(), hood, &welcome)?;
+        self.store.flush().await?;
+        tracing::info!(
+            members = engine.roster().members().count(),
+            "joined the hood"
+        );
+        self.engine = Some(engine);
+        self.join = None;
+        // Our connection to the admitter predates our membership: renew it.
+        self.after_roster_change(true);
+        self.subscribe();
+        Ok(())
+    }
+
+    async fn run(mut self) -> Result<(), NodeError> {
+        let mut tick = tokio::time::interval(TICK);
+        let mut ticks: u32 = 0;
+        loop {
+            tokio::select! {
+                event = self.swarm.select_next_some() => self.on_swarm_event(event).await,
+                command = self.commands.recv() => match command {
+                    None | Some(Command::Shutdown) => break,
+                    Some(command) => self.on_command(command).await,
+                },
+                _ = tick.tick() => {
+                    ticks = ticks.wrapping_add(1);
+                    self.on_tick(ticks);
+                }
+            }
+        }
+        self.store.flush().await?;
+        tracing::info!("stopped");
+        Ok(())
+    }
+
+    fn on_tick(&mut self, ticks: u32) {
+        let now = Instant::now();
+        let due: Vec<PeerId> = self
+            .outsiders
+            .iter()
+            .filter(|(_, deadline)| **deadline <= now)
+            .map(|(peer, _)| *peer)
+            .collect();
+        for peer in due {
+            self.outsiders.remove(&peer);
+            if self.is_member(&peer) && self.swarm.behaviour().gossipsub.serves(&peer) {
+                continue;
+            }
+            // A non-member, or a member whose connection predates its admission (it will
+            // redial, and the new connection carries gossip).
+            tracing::debug!(%peer, "closing a connection without hood traffic");
+            let _ = self.swarm.disconnect_peer_id(peer);
+        }
+        if ticks.is_multiple_of(OUTBOX_EVERY) {
+            self.flush_outbox();
+        }
+        if ticks.is_multiple_of(EXPIRE_EVERY)
+            && let Some(engine) = &mut self.engine
+        {
+            match engine.expire(crate::now()) {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(deleted = n, "expired items deleted"),
+                Err(e) => tracing::warn!(error = %e, "expiry failed"),
+            }
+        }
+    }
+
+    fn is_member(&self, peer: &PeerId) -> bool {
+        match (&self.engine, net::member_id(peer)) {
+            (Some(engine), Some(member)) => engine.roster().is_member(&member),
+            _ => false,
+        }
+    }
+
+    /// Brings the network's view in line with the roster: who gets gossip, who is
+    /// denied, and (with `reconnect`) renews connections to members that predate their
+    /// membership, so that gossip runs on them. Only the side that learned of its own
+    /// admission reconnects: the admitter must not cut the connection its welcome is
+    /// still travelling on.
+    fn after_roster_change(&mut self, reconnect: bool) {
+        let Some(engine) = &self.engine else { return };
+        let members: Vec<PeerId> = engine
+            .roster()
+            .members()
+            .filter_map(|m| net::peer_id(&m.id))
+            .collect();
+        let removed: Vec<PeerId> = engine.roster().removed().filter_map(net::peer_id).collect();
+        let me_removed = engine.roster().is_removed(&self.keys.id());
+        let behaviour = self.swarm.behaviour_mut();
+        behaviour.gossipsub.set_members(members.iter().copied());
+        behaviour.gate.denied = removed.iter().copied().collect();
+        for peer in removed {
+            if self.swarm.is_connected(&peer) {
+                tracing::info!(%peer, "disconnecting a removed member");
+                let _ = self.swarm.disconnect_peer_id(peer);
+            }
+        }
+        if me_removed {
+            tracing::warn!("this node was removed from the hood");
+        }
+        let _ = self.events.send(Event::Membership);
+        if !reconnect {
+            return;
+        }
+        let stale: Vec<PeerId> = members
+            .into_iter()
+            .filter(|p| self.swarm.is_connected(p) && !self.swarm.behaviour().gossipsub.serves(p))
+            .collect();
+        for peer in stale {
+            self.outsiders.remove(&peer);
+            let addrs = self.addresses.get(&peer).cloned().unwrap_or_default();
+            let _ = self.swarm.disconnect_peer_id(peer);
+            if !addrs.is_empty() {
+                let _ = self.swarm.dial(
+                    DialOpts::peer_id(peer)
+                        .condition(PeerCondition::Always)
+                        .addresses(addrs)
+                        .build(),
+                );
+            }
+        }
+    }
+
+    /// Publishes what waits in the outbox, oldest first, until gossip has no taker.
+    fn flush_outbox(&mut self) {
+        if self.engine.is_none() {
+            return;
+        }
+        let waiting = match self.store.outbox() {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the outbox");
+                return;
+            }
+        };
+        for (seq, bytes) in waiting {
+            let result = self
+                .swarm
+                .behaviour_mut()
+                .gossipsub
+                .inner_mut()
+                .publish(self.topic.clone(), bytes);
+            match result {
+                Ok(_) | Err(PublishError::Duplicate) => {
+                    if let Err(e) = self.store.pop_outbox(seq) {
+                        tracing::warn!(error = %e, "cannot update the outbox");
+                    }
+                }
+                Err(PublishError::NoPeersSubscribedToTopic)
+                | Err(PublishError::AllQueuesFull(_)) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "publish failed; will retry");
+                    break;
+                }
+            }
+        }
+    }
+
+    fn feed_item(engine: &Engine, id: ItemId, item: &Item, body: Body) -> Option<FeedItem> {
+        let (created_at, expires_at) = body.times();
+        let author_name = engine
+            .roster()
+            .member(&item.author)
+            .map(|m| m.name.clone())
+            .unwrap_or_default();
+        Some(FeedItem {
+            id,
+            author: item.author,
+            author_name,
+            body,
+            created_at,
+            expires_at: expires_at?,
+        })
+    }
+
+    /// Ingests bytes from the network or an import; emits what is new.
+    fn ingest(&mut self, bytes: &[u8]) -> Result<Ingest, NodeError> {
+        let Some(engine) = &mut self.engine else {
+            return Err(NodeError::NoHood);
+        };
+        let result = engine.ingest(bytes, crate::now())?;
+        if let Ingest::New(accepted) = &result {
+            if matches!(accepted.body, Body::Membership(_)) {
+                self.after_roster_change(false);
+            } else if let Some(item) =
+                Self::feed_item(engine, accepted.id, &accepted.item, accepted.body.clone())
+            {
+                let _ = self.events.send(Event::Item(Box::new(item)));
+            }
+        }
+        Ok(result)
+    }
+
+    async fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Post(body, reply) => {
+                let result = self.post(*body).await;
+                let _ = reply.send(result);
+            }
+            Command::Invite(valid_for, reply) => {
+                let _ = reply.send(self.invite(valid_for));
+            }
+            Command::Remove(member, reply) => {
+                let result = match &mut self.engine {
+                    None => Err(NodeError::NoHood),
+                    Some(engine) => engine
+                        .remove(member, crate::now(), &mut crate::rng())
+                        .await
+                        .map_err(NodeError::from),
+                };
+                if result.is_ok() {
+                    self.after_roster_change(false);
+                    self.flush_outbox();
+                }
+                let _ = reply.send(result);
+            }
+            Command::Ingest(bytes, reply) => {
+                let result = self.ingest(&bytes);
+                if let Err(e) = self.store.flush().await {
+                    let _ = reply.send(Err(e.into()));
+                    return;
+                }
+                let _ = reply.send(result);
+            }
+            Command::Status(reply) => {
+                let _ = reply.send(Ok(self.status()));
+            }
+            Command::Feed(reply) => {
+                let _ = reply.send(self.feed());
+            }
+            Command::Members(reply) => {
+                let result = match &self.engine {
+                    None => Err(NodeError::NoHood),
+                    Some(engine) => Ok(engine.roster().members().cloned().collect()),
+                };
+                let _ = reply.send(result);
+            }
+            Command::Dial(addr, reply) => {
+                let result = self
+                    .swarm
+                    .dial(addr)
+                    .map_err(|e| NodeError::JoinRefused(format!("dial: {e}")));
+                let _ = reply.send(result);
+            }
+            Command::Envelope(id, reply) => {
+                let result = self
+                    .store
+                    .item(&id)
+                    .map(|r| r.map(|r| r.envelope))
+                    .map_err(NodeError::from);
+                let _ = reply.send(result);
+            }
+            Command::Shutdown => {}
+        }
+    }
+
+    async fn post(&mut self, body: Body) -> Result<ItemId, NodeError> {
+        let engine = self.engine.as_mut().ok_or(NodeError::NoHood)?;
+        let id = engine.post(&body, crate::now(), &mut crate::rng()).await?;
+        if let Some(record) = engine.store().item(&id)?
+            && let Ok(item) = Item::decode(&record.item)
+            && let Some(feed) = Self::feed_item(engine, id, &item, body)
+        {
+            let _ = self.events.send(Event::Item(Box::new(feed)));
+        }
+        self.flush_outbox();
+        Ok(id)
+    }
+
+    fn invite(&mut self, valid_for: Duration) -> Result<String, NodeError> {
+        let engine = self.engine.as_ref().ok_or(NodeError::NoHood)?;
+        let mut id = [0u8; 16];
+        crate::rng().fill_bytes(&mut id);
+        let ticket = Ticket {
+            hood: engine.hood(),
+            hood_name: engine.roster().name().to_owned(),
+            inviter: self.keys.id(),
+            id: TicketId(id),
+            expires_at: crate::now().saturating_add(valid_for.as_secs()),
+            bootstrap: self.bootstrap_addresses(),
+        };
+        Ok(SignedTicket::issue(&self.keys, &ticket)?.to_code())
+    }
+
+    /// Addresses to put in an invite: routable ones first, loopback only if there is
+    /// nothing else; as many as fit.
+    fn bootstrap_addresses(&self) -> Vec<String> {
+        let mut addrs: Vec<&Multiaddr> = self.swarm.external_addresses().collect();
+        addrs.extend(self.listen.iter());
+        let loopback = |a: &Multiaddr| {
+            a.iter().any(|p| {
+                matches!(p, Protocol::Ip4(ip) if ip.is_loopback())
+                    || matches!(p, Protocol::Ip6(ip) if ip.is_loopback())
+            })
+        };
+        addrs.sort_by_key(|a| loopback(a));
+        let mut out: Vec<String> = Vec::new();
+        for a in addrs {
+            let s = a.to_string();
+            if s.len() <= invite::MAX_ADDR_BYTES
+                && !out.contains(&s)
+                && out.len() < invite::MAX_BOOTSTRAP_ADDRS
+            {
+                out.push(s);
+            }
+        }
+        out
+    }
+
+    fn status(&self) -> Status {
+        let gossip = self.swarm.behaviour().gossipsub.inner();
+        Status {
+            member: self.keys.id(),
+            peer_id: *self.swarm.local_peer_id(),
+            hood: self.engine.as_ref().map(|e| e.hood()),
+            hood_name: self.engine.as_ref().map(|e| e.roster().name().to_owned()),
+            members: self
+                .engine
+                .as_ref()
+                .map_or(0, |e| e.roster().members().count()),
+            connected: self.swarm.connected_peers().copied().collect(),
+            mesh_peers: gossip.mesh_peers(&self.topic.hash()).count(),
+            listen: self.listen.clone(),
+            items: self.store.item_count(),
+            outbox: self.store.outbox().map_or(0, |o| o.len()),
+        }
+    }
+
+    fn feed(&self) -> Result<Vec<FeedItem>, NodeError> {
+        let engine = self.engine.as_ref().ok_or(NodeError::NoHood)?;
+        let mut out = Vec::new();
+        for (id, record) in self.store.items()? {
+            let Ok(item) = Item::decode(&record.item) else {
+                continue;
+            };
+            let Ok(body) = item.body() else { continue };
+            if let Some(feed) = Self::feed_item(engine, id, &item, body) {
+                out.push(feed);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                tracing::info!(%address, "listening");
+                self.listen.push(address);
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id, endpoint, ..
+            } => {
+                tracing::debug!(peer = %peer_id, addr = %endpoint.get_remote_address(), "connected");
+                if endpoint.is_dialer() {
+                    let addr = endpoint.get_remote_address().clone();
+                    let known = self.addresses.entry(peer_id).or_default();
+                    if !known.contains(&addr) && known.len() < 8 {
+                        known.push(addr);
+                    }
+                }
+                if self.engine.is_some() && !self.is_member(&peer_id) {
+                    self.outsiders
+                        .entry(peer_id)
+                        .or_insert(Instant::now() + OUTSIDER_GRACE);
+                }
+                if self.join.as_ref().is_some_and(|j| j.inviter == peer_id) {
+                    self.send_join_request();
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                self.outsiders.remove(&peer_id);
+                self.addresses.remove(&peer_id);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => self.on_gossip(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Join(event)) => self.on_join(event).await,
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) => {
+                let addrs: Vec<Multiaddr> = info.listen_addrs.into_iter().take(8).collect();
+                for addr in &addrs {
+                    self.swarm
+                        .behaviour_mut()
+                        .kad
+                        .add_address(&peer_id, addr.clone());
+                }
+                if self.is_member(&peer_id) {
+                    let strings: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
+                    if let Err(e) = self.store.remember_peer(&peer_id.to_bytes(), &strings) {
+                        tracing::warn!(error = %e, "cannot remember a peer");
+                    }
+                }
+                self.addresses.insert(peer_id, addrs);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
+                for (peer, addr) in found.into_iter().take(32) {
+                    if !self.swarm.is_connected(&peer) {
+                        let _ = self
+                            .swarm
+                            .dial(DialOpts::peer_id(peer).addresses(vec![addr]).build());
+                    }
+                }
+            }
+            SwarmEvent::IncomingConnectionError { error, .. } => {
+                tracing::debug!(%error, "incoming connection failed")
+            }
+            SwarmEvent::OutgoingConnectionError { error, peer_id, .. } => {
+                tracing::debug!(?peer_id, %error, "dial failed")
+            }
+            _ => {}
+        }
+    }
+
+    fn on_gossip(&mut self, event: gossipsub::Event) {
+        match event {
+            gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            } => {
+                let acceptance = match self.ingest(&message.data) {
+                    Ok(Ingest::New(accepted)) => {
+                        tracing::debug!(item = %accepted.id, from = %propagation_source, "accepted");
+                        MessageAcceptance::Accept
+                    }
+                    Ok(Ingest::Duplicate) => MessageAcceptance::Ignore,
+                    Ok(Ingest::Ignored(reason)) => {
+                        tracing::debug!(from = %propagation_source, %reason, "ignored");
+                        MessageAcceptance::Ignore
+                    }
+                    Ok(Ingest::Rejected(reason)) => {
+                        tracing::info!(from = %propagation_source, %reason, "rejected");
+                        MessageAcceptance::Reject
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not store a message");
+                        MessageAcceptance::Ignore
+                    }
+                };
+                self.swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .inner_mut()
+                    .report_message_validation_result(&message_id, &propagation_source, acceptance);
+            }
+            gossipsub::Event::Subscribed { peer_id, topic } if topic == self.topic.hash() => {
+                tracing::debug!(peer = %peer_id, "peer joined the hood topic");
+                self.flush_outbox();
+            }
+            _ => {}
+        }
+    }
+
+    async fn on_join(&mut self, event: request_response::Event<Vec<u8>, Vec<u8>>) {
+        let request_response::Event::Message {
+            peer,
+            message:
+                request_response::Message::Request {
+                    request, channel, ..
+                },
+            ..
+        } = event
+        else {
+            return;
+        };
+        let response = match self.admit(&peer, &request).await {
+            Ok(welcome) => {
+                tracing::info!(%peer, "admitted a new member");
+                JoinResponse::Welcome(welcome)
+            }
+            Err(why) => {
+                tracing::info!(%peer, %why, "refused a join request");
+                JoinResponse::refused(&why)
+            }
+        };
+        if self
+            .swarm
+            .behaviour_mut()
+            .join
+            .send_response(channel, response.encode())
+            .is_err()
+        {
+            tracing::debug!(%peer, "joiner went away before the welcome");
+        }
+        self.after_roster_change(false);
+        self.flush_outbox();
+    }
+
+    async fn admit(
+        &mut self,
+        peer: &PeerId,
+        request: &[u8],
+    ) -> Result<porchlight_proto::Welcome, String> {
+        let engine = self.engine.as_mut().ok_or("this node is not in a hood")?;
+        let request =
+            JoinRequest::decode(request).map_err(|e| format!("malformed request: {e}"))?;
+        if net::peer_id(&request.joiner) != Some(*peer) {
+            return Err("the request is not from the connected peer".into());
+        }
+        engine
+            .admit(&request, crate::now(), &mut crate::rng())
+            .await
+            .map_err(|e| e.to_string())
+    }
+}

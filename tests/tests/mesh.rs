@@ -1,0 +1,232 @@
+//! Issue "Mesh node": real nodes on real TCP sockets on 127.0.0.1 form a hood.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use libp2p::gossipsub::{self, IdentTopic};
+use libp2p::swarm::SwarmEvent;
+use porchlight_node::engine::Ingest;
+use porchlight_node::net;
+use porchlight_node::node::{Event, Setup};
+use porchlight_proto::validate::Reason;
+use porchlight_proto::{MemberKeys, testkit::SeededRng};
+use porchlight_tests::{TestNode, eventually, report};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_nodes_along_an_invite_chain_all_receive_every_report() {
+    let mut nodes = vec![TestNode::found("n0").await];
+    for i in 1..10 {
+        // Each is invited by the member who joined just before: a chain of inviters.
+        let next = nodes[i - 1].invite(&format!("n{i}")).await;
+        nodes.push(next);
+    }
+    for n in &nodes {
+        let members = n.node.members().await.unwrap();
+        assert!(
+            eventually(|| async { n.node.members().await.unwrap().len() >= members.len() }).await
+        );
+    }
+    let mut ids = Vec::new();
+    for n in &nodes {
+        ids.push(n.post(&format!("report from {}", n.name)).await);
+    }
+    for n in &nodes {
+        let all = eventually(|| async {
+            let feed = n.feed().await;
+            ids.iter().all(|id| feed.iter().any(|f| f.id == *id))
+        })
+        .await;
+        assert!(
+            all,
+            "{} did not receive every report: has {} of {}",
+            n.name,
+            n.feed().await.len(),
+            ids.len()
+        );
+        assert_eq!(
+            n.node.members().await.unwrap().len(),
+            10,
+            "{} sees ten members",
+            n.name
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outsiders_get_no_hood_gossip_and_nothing_they_send_is_kept() {
+    let alice = TestNode::found("alice").await;
+    let bob = alice.invite("bob").await;
+    let status = alice.node.status().await.unwrap();
+    let hood = status.hood.unwrap();
+    let alice_addr = status.listen[0].clone();
+
+    // An outsider with its own swarm, speaking gossipsub on the hood's topic to Alice.
+    let stranger = MemberKeys::generate(&mut SeededRng::new(77));
+    let topic = IdentTopic::new(hood.topic());
+    let mut swarm = net::swarm(&stranger, &topic.hash(), false).unwrap();
+    swarm
+        .behaviour_mut()
+        .gossipsub
+        .set_members([alice.node.peer_id()]);
+    swarm
+        .behaviour_mut()
+        .gossipsub
+        .inner_mut()
+        .subscribe(&topic)
+        .unwrap();
+    swarm.dial(alice_addr.clone()).unwrap();
+
+    // A member of another hood connects to Alice too.
+    let other = TestNode::found("other-hood").await;
+    other.node.dial(alice_addr).await.unwrap();
+
+    let id = {
+        let posted = bob.post("only for Elm Street");
+        tokio::pin!(posted);
+        let mut id = None;
+        let mut received = Vec::new();
+        let mut connected = false;
+        let mut published = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(8);
+        loop {
+            tokio::select! {
+                posted_id = &mut posted, if id.is_none() => id = Some(posted_id),
+                event = swarm.select_next_some() => match event {
+                    SwarmEvent::ConnectionEstablished { .. } => connected = true,
+                    SwarmEvent::Behaviour(net::BehaviourEvent::Gossipsub(gossipsub::Event::Message { message, .. })) => received.push(message.data),
+                    _ => {}
+                },
+                _ = tokio::time::sleep_until(deadline) => break,
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {
+                    // The stranger keeps trying to publish into the hood.
+                    let r = swarm.behaviour_mut().gossipsub.inner_mut().publish(topic.clone(), b"spam".to_vec());
+                    published.push(r.is_ok());
+                }
+            }
+        }
+        assert!(connected, "the stranger did connect to Alice");
+        assert!(received.is_empty(), "the stranger received hood gossip");
+        assert!(
+            published.iter().all(|ok| !ok),
+            "no hood member took the stranger's messages"
+        );
+        id.unwrap()
+    };
+    assert!(eventually(|| async { alice.has(&id).await }).await);
+    assert!(
+        other.feed().await.is_empty(),
+        "the other hood got nothing of ours"
+    );
+    assert_eq!(alice.feed().await.len(), 1);
+    assert_eq!(bob.feed().await.len(), 1);
+    // The other hood's own post stays in the other hood.
+    let theirs = other.post("other hood's news").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!alice.has(&theirs).await && !bob.has(&theirs).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removed_member_is_locked_out() {
+    let alice = TestNode::found("alice").await;
+    let bob = alice.invite("bob").await;
+    let carol = alice.invite("carol").await;
+    assert!(eventually(|| async { bob.node.members().await.unwrap().len() == 3 }).await);
+
+    alice.node.remove(carol.node.member()).await.unwrap();
+    assert!(eventually(|| async { bob.node.members().await.unwrap().len() == 2 }).await);
+
+    let after = alice.post("after carol left").await;
+    assert!(
+        eventually(|| async { bob.has(&after).await }).await,
+        "bob receives alice's report"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!carol.has(&after).await, "carol's store lacks it");
+    let envelope = alice.node.envelope(after).await.unwrap().unwrap();
+    assert_eq!(
+        carol.node.ingest(envelope).await.unwrap(),
+        Ingest::Ignored(Reason::UnknownEpoch),
+        "carol cannot open it"
+    );
+
+    // Carol still posts (under the old epoch she holds): Alice and Bob reject it.
+    let hers = carol.post("still here").await;
+    let envelope = carol.node.envelope(hers).await.unwrap().unwrap();
+    for judge in [&alice, &bob] {
+        assert_eq!(
+            judge.node.ingest(envelope.clone()).await.unwrap(),
+            Ingest::Rejected(Reason::AuthorRemoved)
+        );
+        assert!(!judge.has(&hers).await);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarted_node_keeps_everything_and_rejoins_without_an_invite() {
+    let alice = TestNode::found("alice").await;
+    let bob = alice.invite("bob").await;
+    let before = alice.post("before the restart").await;
+    assert!(eventually(|| async { bob.has(&before).await }).await);
+    let bob_member = bob.node.member();
+    let bob_hood = bob.node.status().await.unwrap().hood;
+
+    let dir = bob.stop().await;
+    let bob = TestNode::start_in(dir, "bob", Setup::Existing).await;
+    assert_eq!(bob.node.member(), bob_member, "same identity");
+    let status = bob.node.status().await.unwrap();
+    assert_eq!(status.hood, bob_hood, "same hood");
+    assert_eq!(status.members, 2);
+    assert!(bob.has(&before).await, "items kept");
+
+    let after = alice.post("after the restart").await;
+    assert!(
+        eventually(|| async { bob.has(&after).await }).await,
+        "bob is back in the mesh"
+    );
+    let from_bob = bob.post("bob is back").await;
+    assert!(
+        eventually(|| async { alice.has(&from_bob).await }).await,
+        "and can post (keys kept)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn report_posted_without_peers_is_delivered_once_a_peer_connects() {
+    let alice = TestNode::found("alice").await;
+    let lonely = alice.post("nobody is listening yet").await;
+    assert_eq!(
+        alice.node.status().await.unwrap().outbox,
+        1,
+        "it waits in the outbox"
+    );
+    let bob = alice.invite("bob").await;
+    assert!(eventually(|| async { bob.has(&lonely).await }).await);
+    assert!(eventually(|| async { alice.node.status().await.unwrap().outbox == 0 }).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replayed_envelope_is_stored_once_and_alerts_once() {
+    let alice = TestNode::found("alice").await;
+    let bob = alice.invite("bob").await;
+    let mut events = bob.node.events();
+    let id = alice.post("once").await;
+    assert!(eventually(|| async { bob.has(&id).await }).await);
+    let envelope = alice.node.envelope(id).await.unwrap().unwrap();
+    for _ in 0..3 {
+        assert_eq!(
+            bob.node.ingest(envelope.clone()).await.unwrap(),
+            Ingest::Duplicate
+        );
+    }
+    assert_eq!(bob.feed().await.iter().filter(|f| f.id == id).count(), 1);
+    let mut alerts = 0;
+    while let Ok(event) = events.try_recv() {
+        if matches!(event, Event::Item(ref f) if f.id == id) {
+            alerts += 1;
+        }
+    }
+    assert_eq!(alerts, 1, "one alert, not one per copy");
+    let _ = report;
+}
