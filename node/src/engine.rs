@@ -7,8 +7,8 @@ use porchlight_proto::item::{Body, Item};
 use porchlight_proto::membership::{self, MembershipError};
 use porchlight_proto::validate::{self, Accepted, Context, Lookup, RateLimiter, Reason, Verdict};
 use porchlight_proto::{
-    EpochId, HoodId, ItemId, JoinRequest, KeyRing, Kind, MemberId, MemberKeys, Policy, Roster,
-    Welcome,
+    EpochId, HoodId, ItemId, JoinRequest, KeyRing, Kind, MemberId, MemberKeys, OpId, Policy,
+    Roster, Welcome,
 };
 use rand_core::CryptoRng;
 
@@ -85,7 +85,7 @@ impl Engine {
                 let accepted = Accepted {
                     id,
                     op_id: item.op_id(),
-                    epoch: EpochId([0; 16]),
+                    epoch: EpochId([0; 32]),
                     body,
                     created_at: record.created_at,
                     expires_at: Some(record.expires_at),
@@ -206,6 +206,11 @@ impl Engine {
         );
         match verdict {
             Verdict::Accept(accepted) => {
+                // The same signed item in another envelope (re-sealed with a new nonce)
+                // is a replay: one item, one copy, one alert.
+                if accepted.expires_at.is_some() && self.store.seen_item(&accepted.op_id)? {
+                    return Ok(Ingest::Duplicate);
+                }
                 self.apply(&accepted, bytes, now)?;
                 Ok(Ingest::New(accepted))
             }
@@ -231,6 +236,8 @@ impl Engine {
                     // so that sync cannot bring it back.
                     if let Some(record) = self.store.item(&r.report)? {
                         self.store.mark_seen(&r.report, record.expires_at)?;
+                        self.store
+                            .mark_seen_item(&OpId::of(&record.item), record.expires_at)?;
                     }
                     self.store.remove_item(&r.report)?;
                 }
@@ -247,6 +254,7 @@ impl Engine {
                     },
                 )?;
                 self.store.mark_seen(&a.id, expires_at)?;
+                self.store.mark_seen_item(&a.op_id, expires_at)?;
                 self.rate.record(self.roster.policy(), a);
             }
             (_, None) => {}
@@ -313,7 +321,13 @@ impl Engine {
         now: u64,
         rng: &mut impl CryptoRng,
     ) -> Result<bool, EngineError> {
-        if !self.roster.needs_rekey() {
+        // Also when this node lacks the sealing key: a wrap to us that does not open (a
+        // misbehaving rekeyer) is repaired by rekeying for everyone.
+        let lacking = self
+            .roster
+            .sealing_epoch()
+            .is_some_and(|e| !self.ring.contains(&e));
+        if !self.roster.needs_rekey() && !lacking {
             return Ok(false);
         }
         let (op, _, _) = self.roster.rekey(&self.keys, now, rng)?;
@@ -431,6 +445,41 @@ mod tests {
         let bytes = e.store().item(&id).unwrap().unwrap().envelope;
         assert_eq!(e.ingest(&bytes, NOW).unwrap(), Ingest::Duplicate);
         assert_eq!(e.store().item_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn resealed_copy_of_an_item_is_a_duplicate_and_retracted_items_stay_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rng = SeededRng::new(9);
+        let mut e = engine(dir.path(), 5);
+        let id = e
+            .post(&TestHood::new(1).report("x"), NOW, &mut rng)
+            .await
+            .unwrap();
+        let record = e.store().item(&id).unwrap().unwrap();
+        let item = Item::decode(&record.item).unwrap();
+        // Same signed item, new nonce: a new envelope id, but the same item.
+        let epoch = e.roster().sealing_epoch().unwrap();
+        let key = e.ring().get(&epoch).unwrap().clone();
+        let resealed = envelope::seal_random(&item, &e.hood(), &key, &mut rng).unwrap();
+        assert_ne!(ItemId::of(&resealed), id);
+        assert_eq!(e.ingest(&resealed, NOW).unwrap(), Ingest::Duplicate);
+        assert_eq!(e.store().item_count(), 1);
+
+        let retract = Body::Retract(porchlight_proto::report::Retract {
+            created_at: NOW,
+            expires_at: NOW + 3600,
+            report: id,
+        });
+        e.post(&retract, NOW, &mut rng).await.unwrap();
+        assert!(!e.store().has_item(&id).unwrap());
+        for bytes in [record.envelope, resealed] {
+            assert_eq!(e.ingest(&bytes, NOW).unwrap(), Ingest::Duplicate);
+        }
+        assert!(
+            !e.store().has_item(&id).unwrap(),
+            "the retracted report does not come back"
+        );
     }
 
     #[tokio::test]

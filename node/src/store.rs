@@ -6,8 +6,10 @@
 //! - `keys`: epoch keys, `EpochId → generation (u64 BE) ‖ key (32)`.
 //! - `items`: live items, `ItemId → ItemRecord` (postcard).
 //! - `expiry`: the time index, `expires_at (u64 BE) ‖ ItemId → ()`.
-//! - `seen`: every item id accepted or refused for good, `ItemId → expires_at (u64 BE)`,
-//!   so a replay is dropped even after the item itself expired or was retracted.
+//! - `seen`: every envelope id accepted, `ItemId → keep until (u64 BE)`, so a replay is
+//!   dropped even after the item itself expired or was retracted.
+//! - `seen_items`: the same for inner item ids (`OpId`), so the same signed item
+//!   re-sealed in a new envelope (new nonce, new envelope id) is a replay too.
 //! - `outbox`: envelopes posted but not yet handed to a peer, `seq (u64 BE) → bytes`.
 //! - `peers`: remembered peer addresses, `peer id bytes → address list (postcard)`.
 //!
@@ -60,6 +62,7 @@ pub struct Store {
     items: sled::Tree,
     expiry: sled::Tree,
     seen: sled::Tree,
+    seen_items: sled::Tree,
     outbox: sled::Tree,
     peers: sled::Tree,
 }
@@ -93,6 +96,7 @@ impl Store {
             items: db.open_tree("items")?,
             expiry: db.open_tree("expiry")?,
             seen: db.open_tree("seen")?,
+            seen_items: db.open_tree("seen_items")?,
             outbox: db.open_tree("outbox")?,
             peers: db.open_tree("peers")?,
             db,
@@ -145,7 +149,7 @@ impl Store {
         let mut ring = KeyRing::new();
         for entry in self.keys.iter() {
             let (k, v) = entry?;
-            if v.len() != 40 || k.len() != 16 {
+            if v.len() != 40 || k.len() != 32 {
                 return Err(StoreError::Corrupt("epoch key"));
             }
             let mut generation = [0u8; 8];
@@ -172,6 +176,16 @@ impl Store {
     /// Remembers an id so that a replay is dropped; kept until `keep_until`.
     pub fn mark_seen(&self, id: &ItemId, keep_until: u64) -> Result<(), StoreError> {
         self.seen.insert(id.0, &keep_until.to_be_bytes())?;
+        Ok(())
+    }
+
+    pub fn seen_item(&self, id: &OpId) -> Result<bool, StoreError> {
+        Ok(self.seen_items.contains_key(id.0)?)
+    }
+
+    /// Remembers an inner item id until `keep_until`.
+    pub fn mark_seen_item(&self, id: &OpId, keep_until: u64) -> Result<(), StoreError> {
+        self.seen_items.insert(id.0, &keep_until.to_be_bytes())?;
         Ok(())
     }
 
@@ -242,21 +256,22 @@ impl Store {
                 deleted += 1;
             }
         }
-        let stale: Vec<sled::IVec> = self
-            .seen
-            .iter()
-            .filter_map(|e| match e {
-                Ok((k, v)) if v.len() == 8 => {
-                    let mut t = [0u8; 8];
-                    t.copy_from_slice(&v);
-                    (u64::from_be_bytes(t) < now).then_some(Ok(k))
-                }
-                Ok(_) => None,
-                Err(e) => Some(Err(e)),
-            })
-            .collect::<Result<_, _>>()?;
-        for key in stale {
-            self.seen.remove(key)?;
+        for tree in [&self.seen, &self.seen_items] {
+            let stale: Vec<sled::IVec> = tree
+                .iter()
+                .filter_map(|e| match e {
+                    Ok((k, v)) if v.len() == 8 => {
+                        let mut t = [0u8; 8];
+                        t.copy_from_slice(&v);
+                        (u64::from_be_bytes(t) < now).then_some(Ok(k))
+                    }
+                    Ok(_) => None,
+                    Err(e) => Some(Err(e)),
+                })
+                .collect::<Result<_, _>>()?;
+            for key in stale {
+                tree.remove(key)?;
+            }
         }
         Ok(deleted)
     }

@@ -127,8 +127,15 @@ pub(crate) fn check_len(what: &'static str, len: usize, max: usize) -> Result<()
     }
 }
 
+/// Invisible characters that reorder or hide text (bidi overrides and isolates, zero-width
+/// characters, the BOM): refused so that a report cannot display as something else.
+fn is_deceptive(c: char) -> bool {
+    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
+}
+
 /// A text field a person wrote: bounded, and free of control characters so that it cannot
-/// drive a neighbor's terminal (ANSI escapes) or forge extra lines in a log.
+/// drive a neighbor's terminal (ANSI escapes) or forge extra lines in a log, and of
+/// invisible reordering characters.
 pub(crate) fn check_text(
     what: &'static str,
     text: &str,
@@ -138,7 +145,7 @@ pub(crate) fn check_text(
     check_len(what, text.len(), max)?;
     if text
         .chars()
-        .any(|c| c.is_control() && !(allow_newlines && c == '\n'))
+        .any(|c| (c.is_control() && !(allow_newlines && c == '\n')) || is_deceptive(c))
     {
         return Err(FieldError::ControlCharacter { what });
     }
@@ -154,7 +161,7 @@ pub enum FieldError {
         len: usize,
         max: usize,
     },
-    #[error("{what} holds a control character")]
+    #[error("{what} holds a control or invisible formatting character")]
     ControlCharacter { what: &'static str },
     #[error("{what} must not be empty")]
     Empty { what: &'static str },

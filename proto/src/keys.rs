@@ -22,11 +22,11 @@ use crate::limits::MAX_EPOCHS;
 
 type Kem = X25519HkdfSha256;
 
-/// Names an epoch key: the first 16 bytes of `SHA-256(EPOCH_ID ‖ hood ‖ key)`. The id
+/// Names an epoch key: `SHA-256(EPOCH_ID ‖ hood ‖ key)`, all 32 bytes. The id
 /// commits to the key, so a member who unwraps a key can check it is the one everybody
 /// else got under that id, and a rekeyer cannot hand different members different keys.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct EpochId(pub [u8; 16]);
+pub struct EpochId(pub [u8; 32]);
 
 impl fmt::Debug for EpochId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -63,13 +63,12 @@ impl EpochKey {
     }
 
     pub fn from_bytes(hood: &HoodId, key: &[u8; 32]) -> EpochKey {
-        let digest = Sha256::new()
+        let id = Sha256::new()
             .chain_update(domain::EPOCH_ID)
             .chain_update(hood.0)
             .chain_update(key)
-            .finalize();
-        let mut id = [0u8; 16];
-        id.copy_from_slice(&digest[..16]);
+            .finalize()
+            .into();
         EpochKey {
             id: EpochId(id),
             key: Zeroizing::new(*key),
@@ -274,7 +273,7 @@ mod tests {
             Err(KeyError::Unwrap)
         ));
         assert!(matches!(
-            unwrap(&w, &hood, &EpochId([0; 16]), &alice),
+            unwrap(&w, &hood, &EpochId([0; 32]), &alice),
             Err(KeyError::Unwrap)
         ));
         let mut tampered = w.clone();

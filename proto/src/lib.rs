@@ -68,6 +68,9 @@ pub mod limits {
     pub const MAX_MEMBERS: usize = 4000;
     /// Most membership operations a roster holds.
     pub const MAX_OPS: usize = 20_000;
+    /// Most membership operations one member may sign, so that no one member can fill
+    /// the roster and block removals.
+    pub const MAX_OPS_PER_MEMBER: usize = 2_000;
     /// Most epochs a key ring keeps, and a join hands over.
     pub const MAX_EPOCHS: usize = 256;
     /// Largest `Welcome` on the wire.

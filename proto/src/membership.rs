@@ -27,7 +27,9 @@ use crate::identity::{ExchangeKey, MemberId, MemberKeys, Signature};
 use crate::invite::{InviteError, SignedTicket, Ticket, TicketId};
 use crate::item::{Body, Item, Kind, OpId};
 use crate::keys::{self, EpochId, EpochKey, EpochWrap, KeyError, KeyRing, Wrap};
-use crate::limits::{MAX_EPOCHS, MAX_MEMBERS, MAX_NAME_BYTES, MAX_OPS, MAX_WELCOME_BYTES};
+use crate::limits::{
+    MAX_EPOCHS, MAX_MEMBERS, MAX_NAME_BYTES, MAX_OPS, MAX_OPS_PER_MEMBER, MAX_WELCOME_BYTES,
+};
 
 /// Largest join request on the wire.
 pub const MAX_JOIN_REQUEST_BYTES: usize = 2048;
@@ -190,12 +192,21 @@ pub enum JoinResponse {
 pub const MAX_REFUSAL_BYTES: usize = 200;
 
 impl JoinResponse {
+    /// A refusal, cut to [`MAX_REFUSAL_BYTES`] and with control characters replaced, so
+    /// that it always decodes on the other side.
     pub fn refused(why: &str) -> JoinResponse {
-        let mut end = why.len().min(MAX_REFUSAL_BYTES);
-        while !why.is_char_boundary(end) {
-            end -= 1;
+        let mut out = String::new();
+        for c in why.chars() {
+            let c = if c.is_control() { ' ' } else { c };
+            if out.len() + c.len_utf8() > MAX_REFUSAL_BYTES {
+                break;
+            }
+            out.push(c);
         }
-        JoinResponse::Refused(why[..end].to_owned())
+        if check_text("refusal", &out, MAX_REFUSAL_BYTES, false).is_err() {
+            out = "refused".into();
+        }
+        JoinResponse::Refused(out)
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -236,7 +247,9 @@ pub enum MembershipError {
     BadProof,
     #[error("a wrap in the operation is addressed to the wrong member")]
     MisaddressedWrap,
-    #[error("a rekey must have generation 1 or more and no duplicate recipients")]
+    #[error(
+        "a rekey must have generation 1 or more, wrap to its author, and no duplicate recipients"
+    )]
     BadRekey,
     #[error("the roster is full ({0} operations)")]
     TooManyOps(usize),
@@ -271,6 +284,10 @@ pub enum Denied {
     WrapToNonMember,
     #[error("a hood has exactly one genesis")]
     SecondGenesis,
+    #[error("a rekey's generation is more than one past the newest epoch")]
+    GenerationTooHigh,
+    #[error("the author has made too many membership operations")]
+    TooManyOps,
 }
 
 /// A member as the roster knows them.
@@ -408,7 +425,10 @@ pub fn verify_op(hood: &HoodId, item: &Item) -> Result<VerifiedOp, MembershipErr
         Op::Rekey(r) => {
             check_len("rekey wraps", r.wraps.len(), MAX_MEMBERS).map_err(MembershipError::Field)?;
             let recipients: BTreeSet<MemberId> = r.wraps.iter().map(|w| w.to).collect();
-            if r.generation == 0 || recipients.len() != r.wraps.len() {
+            if r.generation == 0
+                || recipients.len() != r.wraps.len()
+                || !recipients.contains(&item.author)
+            {
                 return Err(MembershipError::BadRekey);
             }
         }
@@ -629,8 +649,19 @@ impl Roster {
         for stored in self.ops.values() {
             let handed: Vec<(EpochId, MemberId)> = match &stored.op {
                 Op::Genesis(g) => vec![(g.epoch, g.wrap.to)],
-                Op::Rekey(r) => r.wraps.iter().map(|w| (r.epoch, w.to)).collect(),
-                Op::Join(j) => j.wraps.iter().map(|w| (w.epoch, w.wrap.to)).collect(),
+                // The rekeyer made the key, and an admitter holds what it hands over:
+                // both hold the epoch whatever their wraps say.
+                Op::Rekey(r) => r
+                    .wraps
+                    .iter()
+                    .map(|w| (r.epoch, w.to))
+                    .chain([(r.epoch, stored.item.author)])
+                    .collect(),
+                Op::Join(j) => j
+                    .wraps
+                    .iter()
+                    .flat_map(|w| [(w.epoch, w.wrap.to), (w.epoch, stored.item.author)])
+                    .collect(),
                 Op::Remove(_) | Op::Promote(_) => vec![],
             };
             for (epoch, to) in handed {
@@ -656,6 +687,9 @@ impl Roster {
     ) -> Result<(), Denied> {
         if !self.members.contains_key(author) {
             return Err(Denied::AuthorNotMember);
+        }
+        if self.ops_by(author) >= MAX_OPS_PER_MEMBER {
+            return Err(Denied::TooManyOps);
         }
         match op {
             Op::Genesis(_) => Err(Denied::SecondGenesis),
@@ -700,6 +734,11 @@ impl Roster {
             Op::Rekey(r) => {
                 if r.wraps.iter().any(|w| !self.members.contains_key(&w.to)) {
                     return Err(Denied::WrapToNonMember);
+                }
+                // At most one past the newest epoch: a member cannot jump the order
+                // that decides which epoch everyone seals under.
+                if r.generation > self.next_generation() {
+                    return Err(Denied::GenerationTooHigh);
                 }
                 Ok(())
             }
@@ -762,6 +801,14 @@ impl Roster {
 
     pub fn epoch(&self, id: &EpochId) -> Option<&Epoch> {
         self.epochs.get(id)
+    }
+
+    /// How many operations in the set `author` signed.
+    pub fn ops_by(&self, author: &MemberId) -> usize {
+        self.ops
+            .values()
+            .filter(|s| s.item.author == *author)
+            .count()
     }
 
     /// Number of operations in the set.

@@ -235,12 +235,18 @@ fn check_reference(cx: &Context<'_>, author: &MemberId, report: &ItemId) -> Resu
 /// Most `(member, window)` counters kept; past this the oldest windows are dropped.
 pub const MAX_RATE_ENTRIES: usize = MAX_MEMBERS * 32;
 
+/// A member's live report-kind items may span at most this many windows' worth of the
+/// rate limit (a day, by default), however they spread their timestamps.
+pub const LIVE_WINDOWS: u32 = 24;
+
 /// Per-member counts of accepted report-kind items, by window of `created_at`. Counting by
 /// the author's own timestamps (not arrival time) means a node catching up through sync
-/// reaches the same verdicts as one that was online.
+/// reaches the same verdicts as one that was online. Because timestamps are the author's
+/// to choose, a second cap bounds each member's live items in all windows together.
 #[derive(Debug, Clone, Default)]
 pub struct RateLimiter {
     counts: BTreeMap<(u64, MemberId), u16>,
+    totals: BTreeMap<MemberId, u32>,
 }
 
 impl RateLimiter {
@@ -258,7 +264,18 @@ impl RateLimiter {
             .get(&(Self::window(policy, created_at), *author))
             .copied()
             .unwrap_or(0);
+        let total = self.totals.get(author).copied().unwrap_or(0);
         count < policy.rate_limit.max_items
+            && total < u32::from(policy.rate_limit.max_items) * LIVE_WINDOWS
+    }
+
+    fn forget(&mut self, author: &MemberId, count: u16) {
+        if let Some(total) = self.totals.get_mut(author) {
+            *total = total.saturating_sub(u32::from(count));
+            if *total == 0 {
+                self.totals.remove(author);
+            }
+        }
     }
 
     /// Counts an accepted item. Membership operations are not rate-limited.
@@ -270,9 +287,13 @@ impl RateLimiter {
             Self::window(policy, accepted.created_at),
             accepted.item.author,
         );
-        *self.counts.entry(key).or_insert(0) += 1;
+        let count = self.counts.entry(key).or_insert(0);
+        *count = count.saturating_add(1);
+        *self.totals.entry(accepted.item.author).or_insert(0) += 1;
         while self.counts.len() > MAX_RATE_ENTRIES {
-            self.counts.pop_first();
+            if let Some(((_, author), count)) = self.counts.pop_first() {
+                self.forget(&author, count);
+            }
         }
     }
 
@@ -280,7 +301,15 @@ impl RateLimiter {
     pub fn prune(&mut self, policy: &Policy, now: u64) {
         let oldest_live = now.saturating_sub(u64::from(policy.max_ttl_secs));
         let first_kept = Self::window(policy, oldest_live);
-        self.counts.retain(|(window, _), _| *window >= first_kept);
+        let stale: Vec<((u64, MemberId), u16)> = self
+            .counts
+            .range(..(first_kept, MemberId([0; 32])))
+            .map(|(k, v)| (*k, *v))
+            .collect();
+        for (key, count) in stale {
+            self.counts.remove(&key);
+            self.forget(&key.1, count);
+        }
     }
 
     pub fn len(&self) -> usize {

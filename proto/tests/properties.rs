@@ -25,7 +25,7 @@ use porchlight_proto::report::{
     Category, ClipRef, Location, MAX_CLIPS, Report, Resolve, Retract, Severity, Update,
 };
 use porchlight_proto::testkit::{NOW, SeededRng};
-use porchlight_proto::validate::{Context, RateLimiter, Verdict, validate};
+use porchlight_proto::validate::{Context, RateLimiter, Reason, Verdict, validate};
 use porchlight_proto::{HoodId, ItemId, domain};
 use proptest::collection::vec;
 use proptest::option;
@@ -109,7 +109,7 @@ fn hood_id() -> impl Strategy<Value = HoodId> {
 }
 
 fn epoch_id() -> impl Strategy<Value = EpochId> {
-    any::<[u8; 16]>().prop_map(EpochId)
+    any::<[u8; 32]>().prop_map(EpochId)
 }
 
 fn item_id() -> impl Strategy<Value = ItemId> {
@@ -726,8 +726,8 @@ proptest! {
 
     #[test]
     fn envelope_with_an_overlong_ciphertext_length_is_refused(envelope in any_envelope()) {
-        // version (1), hood (32), epoch (16), nonce (24), then the ciphertext's length.
-        let bytes = with_overlong_varint(&envelope.encode(), 73);
+        // version (1), hood (32), epoch (32), nonce (24), then the ciphertext's length.
+        let bytes = with_overlong_varint(&envelope.encode(), 89);
         prop_assert_eq!(Envelope::decode(&bytes), Err(CodecError::NonCanonical));
     }
 }
@@ -1024,7 +1024,7 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(32))]
 
     #[test]
-    fn rekey_after_any_accepted_generation_is_well_formed(
+    fn rekey_after_any_generation_is_well_formed_and_jumps_are_rejected(
         seed in any::<u64>(),
         generation in generation(),
     ) {
@@ -1049,7 +1049,17 @@ proptest! {
             lookup: &(),
             now: NOW,
         });
-        prop_assert!(is_accept(&verdict), "{:?}", verdict);
+        // Validate lets a rekey at most one generation past the newest epoch.
+        if generation <= 1 {
+            prop_assert!(is_accept(&verdict), "{:?}", verdict);
+        } else {
+            prop_assert_eq!(
+                verdict,
+                Verdict::Reject(Reason::Unauthorized(membership::Denied::GenerationTooHigh))
+            );
+        }
+        // Whatever reaches the fold another way (a Welcome from a misbehaving member),
+        // the roster keeps working.
         prop_assert_eq!(roster.insert(&item), Ok(true));
         // The next honest rekey must still be an operation every node accepts.
         let (next, _, next_generation) = roster.rekey(&founder, NOW, &mut rng)

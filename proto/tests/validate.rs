@@ -196,7 +196,7 @@ fn unknown_epoch_is_ignored_not_rejected() {
     let mut h = hood();
     let bytes = h.seal(BOB, &h.report("ok"));
     let mut env = decode(&bytes);
-    env.epoch = EpochId([0xee; 16]);
+    env.epoch = EpochId([0xee; 32]);
     assert_eq!(
         ignore(h.validate_as(ALICE, &env.encode())),
         Reason::UnknownEpoch
@@ -649,28 +649,156 @@ fn rekey_wrapping_to_a_non_member_is_rejected() {
     let mut h = hood();
     let mallory = h.outsider();
     let key = EpochKey::generate(&h.hood(), &mut h.rng);
-    let wrap = porchlight_proto::keys::wrap(
-        &key,
-        &h.hood(),
-        mallory.id(),
-        &mallory.exchange_key(),
-        &mut h.rng,
-    )
-    .unwrap();
-    let op = Item::sign(
-        &h.members[BOB].keys,
-        &h.hood(),
-        &Body::Membership(Op::Rekey(porchlight_proto::membership::Rekey {
-            created_at: h.now,
-            generation: 5,
-            epoch: key.id(),
-            wraps: vec![wrap],
-        })),
-    );
+    let mut wraps = Vec::new();
+    for to in [&h.members[BOB].keys.clone(), &mallory] {
+        wraps.push(
+            porchlight_proto::keys::wrap(&key, &h.hood(), to.id(), &to.exchange_key(), &mut h.rng)
+                .unwrap(),
+        );
+    }
+    let now = h.now;
+    let epoch = key.id();
+    let rekey = |wraps: Vec<porchlight_proto::keys::Wrap>, generation: u64| {
+        Body::Membership(Op::Rekey(porchlight_proto::membership::Rekey {
+            created_at: now,
+            generation,
+            epoch,
+            wraps,
+        }))
+    };
+    let op = Item::sign(&h.members[BOB].keys, &h.hood(), &rekey(wraps.clone(), 1));
     let bytes = h.seal_item(BOB, &op);
     assert_eq!(
         reject(h.validate_as(ALICE, &bytes)),
         Reason::Unauthorized(Denied::WrapToNonMember)
+    );
+    // A rekey that does not wrap to its own author is malformed: the author holds the
+    // key whatever the wraps say, and the roster must count them.
+    let op = Item::sign(
+        &h.members[BOB].keys,
+        &h.hood(),
+        &rekey(wraps[1..].to_vec(), 1),
+    );
+    let bytes = h.seal_item(BOB, &op);
+    assert_eq!(
+        reject(h.validate_as(ALICE, &bytes)),
+        Reason::InvalidOp(MembershipError::BadRekey)
+    );
+    // Jumping generations would let one member decide the sealing epoch for good.
+    let op = Item::sign(
+        &h.members[BOB].keys,
+        &h.hood(),
+        &rekey(wraps[..1].to_vec(), 7),
+    );
+    let bytes = h.seal_item(BOB, &op);
+    assert_eq!(
+        reject(h.validate_as(ALICE, &bytes)),
+        Reason::Unauthorized(Denied::GenerationTooHigh)
+    );
+}
+
+#[test]
+fn removing_a_rekeyer_retires_the_epoch_they_made() {
+    let mut h = hood();
+    h.rekey(BOB);
+    let bobs_epoch = h.roster.sealing_epoch().unwrap();
+    assert!(
+        h.roster
+            .epoch(&bobs_epoch)
+            .unwrap()
+            .holders
+            .contains(&h.members[BOB].keys.id())
+    );
+    let op = h
+        .roster
+        .remove(&h.members[ALICE].keys, h.members[BOB].keys.id(), h.now)
+        .unwrap();
+    h.apply(&op);
+    assert!(h.roster.needs_rekey());
+    assert_ne!(h.roster.sealing_epoch(), Some(bobs_epoch));
+}
+
+#[test]
+fn member_cannot_flood_the_roster_with_operations() {
+    use porchlight_proto::limits::MAX_OPS_PER_MEMBER;
+    let h = hood();
+    let mut items: Vec<Item> = h.roster.items().cloned().collect();
+    let already = h.roster.ops_by(&h.members[ALICE].keys.id());
+    for i in 0..(MAX_OPS_PER_MEMBER - already) as u64 {
+        items.push(
+            h.roster
+                .promote(&h.members[ALICE].keys, h.members[BOB].keys.id(), h.now + i)
+                .unwrap(),
+        );
+    }
+    let full = porchlight_proto::Roster::from_items(&h.hood(), &items).unwrap();
+    let op = Op::Promote(porchlight_proto::membership::Promote {
+        created_at: h.now,
+        target: h.members[CAROL].keys.id(),
+    });
+    assert_eq!(
+        full.authorize(&h.members[ALICE].keys.id(), &op, None),
+        Err(Denied::TooManyOps)
+    );
+    // Bob still may act: one member's flood does not block the others.
+    let remove = Op::Remove(porchlight_proto::membership::Remove {
+        created_at: h.now,
+        target: h.members[BOB].keys.id(),
+    });
+    assert_eq!(
+        full.authorize(&h.members[BOB].keys.id(), &remove, None),
+        Ok(())
+    );
+}
+
+#[test]
+fn backdated_reports_cannot_exceed_a_days_worth_of_live_items() {
+    use porchlight_proto::validate::LIVE_WINDOWS;
+    let policy = Policy {
+        rate_limit: RateLimit {
+            max_items: 2,
+            window_secs: 3600,
+        },
+        ..Policy::default()
+    };
+    let mut h = TestHood::with_policy(6, policy);
+    let bob = h.join(ALICE, ALICE);
+    let mut rate = RateLimiter::new();
+    let cap = 2 * LIVE_WINDOWS as usize;
+    let mut accepted_count = 0;
+    // Two per hour-window, spread back over many windows.
+    for i in 0..(cap + 4) {
+        let mut body = h.report(&format!("old {i}"));
+        let Body::Report(r) = &mut body else {
+            unreachable!()
+        };
+        r.created_at = h.now - 3600 * (i as u64 / 2);
+        r.expires_at = r.created_at + 30 * 24 * 3600 - 1;
+        let bytes = h.seal(bob, &body);
+        match h.validate_with(ALICE, &bytes, &rate) {
+            Verdict::Accept(a) => {
+                rate.record(h.roster.policy(), &a);
+                accepted_count += 1;
+            }
+            Verdict::Reject(Reason::RateLimited) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(accepted_count, cap);
+}
+
+#[test]
+fn invisible_reordering_characters_are_rejected() {
+    let mut h = hood();
+    let mut body = h.report("all clear");
+    let Body::Report(r) = &mut body else {
+        unreachable!()
+    };
+    r.text = "all clear \u{202E}reversed".into();
+    let bytes = h.seal(BOB, &body);
+    assert_eq!(
+        reject(h.validate_as(ALICE, &bytes)),
+        Reason::InvalidBody(FieldError::ControlCharacter { what: "text" })
     );
 }
 

@@ -1,0 +1,123 @@
+//! `porchlight.toml` in the data dir: what a person may set without recompiling.
+
+use std::path::Path;
+
+use libp2p::Multiaddr;
+use serde::{Deserialize, Serialize};
+
+use crate::node::Config;
+
+pub const FILE: &str = "porchlight.toml";
+/// Default port for TCP and QUIC.
+pub const DEFAULT_PORT: u16 = 4001;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read or write {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path} is not valid: {why}")]
+    Invalid { path: String, why: String },
+}
+
+/// The file's contents. Every field is optional; missing ones take defaults.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct File {
+    /// Your display name in the hood.
+    pub name: String,
+    /// Multiaddrs to listen on.
+    pub listen: Vec<String>,
+    /// Find neighbors on the local network.
+    pub mdns: bool,
+    /// Extra peers to dial at start (`/ip4/…/tcp/…/p2p/<peer id>`).
+    pub bootstrap: Vec<String>,
+}
+
+impl Default for File {
+    fn default() -> File {
+        File {
+            name: "Neighbor".into(),
+            listen: vec![
+                format!("/ip4/0.0.0.0/tcp/{DEFAULT_PORT}"),
+                format!("/ip4/0.0.0.0/udp/{DEFAULT_PORT}/quic-v1"),
+            ],
+            mdns: true,
+            bootstrap: vec![],
+        }
+    }
+}
+
+fn parse_addrs(path: &Path, what: &str, addrs: &[String]) -> Result<Vec<Multiaddr>, ConfigError> {
+    addrs
+        .iter()
+        .map(|a| {
+            a.parse().map_err(|e| ConfigError::Invalid {
+                path: path.display().to_string(),
+                why: format!("{what} address {a:?}: {e}"),
+            })
+        })
+        .collect()
+}
+
+/// Reads `porchlight.toml` from `data_dir`, writing the defaults there on first run.
+pub fn load(data_dir: &Path) -> Result<Config, ConfigError> {
+    let path = data_dir.join(FILE);
+    let io = |source| ConfigError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let file = match std::fs::read_to_string(&path) {
+        Ok(text) => toml::from_str::<File>(&text).map_err(|e| ConfigError::Invalid {
+            path: path.display().to_string(),
+            why: e.to_string(),
+        })?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let file = File::default();
+            std::fs::create_dir_all(data_dir).map_err(io)?;
+            let text = toml::to_string(&file).map_err(|e| ConfigError::Invalid {
+                path: path.display().to_string(),
+                why: e.to_string(),
+            })?;
+            std::fs::write(&path, text).map_err(io)?;
+            file
+        }
+        Err(e) => return Err(io(e)),
+    };
+    Ok(Config {
+        data_dir: data_dir.to_path_buf(),
+        listen: parse_addrs(&path, "listen", &file.listen)?,
+        mdns: file.mdns,
+        bootstrap: parse_addrs(&path, "bootstrap", &file.bootstrap)?,
+        name: file.name,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_run_writes_defaults_and_reads_them_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = load(dir.path()).unwrap();
+        assert!(dir.path().join(FILE).exists());
+        assert_eq!(config.listen.len(), 2);
+        assert!(config.mdns);
+        let again = load(dir.path()).unwrap();
+        assert_eq!(again.listen, config.listen);
+    }
+
+    #[test]
+    fn bad_file_is_a_clear_error_naming_the_problem() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(FILE), "listen = [\"not an address\"]\n").unwrap();
+        let err = load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("not an address"), "{err}");
+        std::fs::write(dir.path().join(FILE), "colour = \"blue\"\n").unwrap();
+        let err = load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("colour"), "{err}");
+    }
+}
