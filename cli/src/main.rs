@@ -132,6 +132,7 @@ async fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| "porchlight=info,porchlight_node=info,warn".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     let data_dir = cli.data_dir.clone().unwrap_or_else(default_data_dir);

@@ -286,11 +286,12 @@ pub fn swarm(
         .map_err(|e| transport(&e))?
         .with_behaviour(|key, relay_client| {
             let peer = key.public().to_peer_id();
-            let mut kad = kad::Behaviour::with_config(
-                peer,
-                kad::store::MemoryStore::new(peer),
-                kad::Config::new(KAD_PROTOCOL),
-            );
+            let mut kad_config = kad::Config::new(KAD_PROTOCOL);
+            // Peers come from invites, mDNS and memory; the DHT is filled as they connect,
+            // not bootstrapped on a timer from nothing.
+            kad_config.set_periodic_bootstrap_interval(None);
+            let mut kad =
+                kad::Behaviour::with_config(peer, kad::store::MemoryStore::new(peer), kad_config);
             kad.set_mode(Some(kad::Mode::Server));
             let mdns = if mdns {
                 Some(mdns::tokio::Behaviour::new(mdns::Config::default(), peer)?)

@@ -49,7 +49,7 @@ pub enum NodeError {
     Engine(#[from] EngineError),
     #[error(transparent)]
     Net(#[from] NetError),
-    #[error("invite: {0}")]
+    #[error(transparent)]
     Invite(#[from] InviteError),
     #[error("cannot listen on {addr}: {why}")]
     Listen { addr: Multiaddr, why: String },
