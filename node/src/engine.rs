@@ -2,7 +2,6 @@
 //! No network here: the event loop hands it bytes and publishes what it queues. Every
 //! protocol rule is `porchlight_proto`'s; the engine applies verdicts to the store.
 
-use porchlight_proto::envelope;
 use porchlight_proto::item::{Body, Item};
 use porchlight_proto::membership::{self, MembershipError};
 use porchlight_proto::validate::{self, Accepted, Context, Lookup, RateLimiter, Reason, Verdict};
@@ -10,6 +9,7 @@ use porchlight_proto::{
     EpochId, HoodId, ItemId, JoinRequest, KeyRing, Kind, MemberId, MemberKeys, OpId, Policy,
     Roster, Welcome,
 };
+use porchlight_proto::{envelope, sync};
 use rand_core::CryptoRng;
 
 use crate::store::{ItemRecord, Store, StoreError};
@@ -32,6 +32,8 @@ pub enum EngineError {
     Refused(Reason),
     #[error("stored operations are corrupt: {0}")]
     CorruptOps(String),
+    #[error("sync: {0}")]
+    Sync(sync::SyncError),
 }
 
 /// What became of bytes handed to [`Engine::ingest`].
@@ -39,6 +41,8 @@ pub enum EngineError {
 pub enum Ingest {
     /// Accepted and stored now.
     New(Box<Accepted>),
+    /// A membership operation from sync, applied now.
+    NewOp(OpId),
     /// Already seen: not stored again, no second alert.
     Duplicate,
     Rejected(Reason),
@@ -137,7 +141,11 @@ impl Engine {
 
     fn adopt(store: Store, keys: MemberKeys, roster: Roster) -> Result<Engine, EngineError> {
         for item in roster.items() {
-            store.put_op(&item.op_id(), &item.encode())?;
+            let created_at = match item.body() {
+                Ok(Body::Membership(op)) => op.created_at(),
+                _ => 0,
+            };
+            store.put_op(&item.op_id(), created_at, &item.encode())?;
         }
         let mut engine = Engine {
             keys,
@@ -222,13 +230,8 @@ impl Engine {
     fn apply(&mut self, a: &Accepted, bytes: &[u8], now: u64) -> Result<(), EngineError> {
         match (&a.body, a.expires_at) {
             (Body::Membership(_), _) => {
-                self.store.put_op(&a.op_id, &a.item.encode())?;
-                self.roster.insert(&a.item)?;
-                self.learn_keys()?;
+                self.apply_op(&a.item, a.created_at)?;
                 self.store.mark_seen(&a.id, u64::MAX)?;
-                if self.roster.is_removed(&self.keys.id()) {
-                    tracing::warn!("this member was removed from the hood");
-                }
             }
             (body, Some(expires_at)) => {
                 if let Body::Retract(r) = body {
@@ -260,6 +263,87 @@ impl Engine {
             (_, None) => {}
         }
         Ok(())
+    }
+
+    /// Adds an operation to the store and the roster, learns the keys it carries, and
+    /// deletes the items of anyone it removed (so every node holds the same item set:
+    /// a removed member's items go everywhere, also those sent before the news arrived).
+    fn apply_op(&mut self, item: &Item, created_at: u64) -> Result<(), EngineError> {
+        let removed_before: Vec<MemberId> = self.roster.removed().copied().collect();
+        self.store
+            .put_op(&item.op_id(), created_at, &item.encode())?;
+        self.roster.insert(item)?;
+        self.learn_keys()?;
+        let newly_removed: Vec<MemberId> = self
+            .roster
+            .removed()
+            .filter(|m| !removed_before.contains(m))
+            .copied()
+            .collect();
+        for member in newly_removed {
+            let deleted = self.store.remove_items_by(&member)?;
+            tracing::info!(member = %member.fingerprint(), deleted, "member removed; their items deleted");
+            if member == self.keys.id() {
+                tracing::warn!("this member was removed from the hood");
+            }
+        }
+        Ok(())
+    }
+
+    /// Judges a membership operation that came by sync (signed item bytes, no envelope)
+    /// and applies it. See `porchlight_proto::validate::validate_op`.
+    pub fn ingest_op(&mut self, bytes: &[u8], now: u64) -> Result<Ingest, EngineError> {
+        match validate::validate_op(bytes, &self.roster, now) {
+            Ok(verified) => {
+                let id = verified.item.op_id();
+                self.apply_op(&verified.item, verified.op.created_at())?;
+                Ok(Ingest::NewOp(id))
+            }
+            Err(Reason::DuplicateOp) => Ok(Ingest::Duplicate),
+            Err(reason) if reason.is_ignore() => Ok(Ingest::Ignored(reason)),
+            Err(reason) => Ok(Ingest::Rejected(reason)),
+        }
+    }
+
+    /// The set catch-up sync reconciles, sealed for negentropy.
+    pub fn sync_storage(&self) -> Result<negentropy::NegentropyStorageVector, EngineError> {
+        sync::storage(self.store.sync_elements()?).map_err(EngineError::Sync)
+    }
+
+    /// The elements a peer asked for, as many as fit in one response.
+    pub fn fetch(&self, ids: &[[u8; 32]]) -> Result<Vec<sync::Element>, EngineError> {
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        for id in ids {
+            let element = if let Some(record) = self.store.item(&ItemId(*id))? {
+                sync::Element::Envelope(record.envelope)
+            } else if let Some(op) = self.store.op(&OpId(*id))? {
+                sync::Element::Op(op)
+            } else {
+                continue;
+            };
+            if bytes + element.len() + 16 > sync::MAX_RESPONSE_BYTES {
+                break;
+            }
+            bytes += element.len() + 16;
+            out.push(element);
+        }
+        Ok(out)
+    }
+
+    /// A digest of what this node holds: its live items, its membership operations, and
+    /// the epoch it seals under. Two nodes in sync have the same digest.
+    pub fn digest(&self) -> Result<[u8; 32], EngineError> {
+        use sha2::Digest as _;
+        let mut elements = self.store.sync_elements()?;
+        elements.sort();
+        let mut h = sha2::Sha256::new();
+        for (t, id) in elements {
+            h.update(t.to_be_bytes());
+            h.update(id);
+        }
+        h.update(self.roster.sealing_epoch().map_or([0; 32], |e| e.0));
+        Ok(h.finalize().into())
     }
 
     /// The newest epoch this node holds: membership operations are sealed under it so
@@ -300,7 +384,7 @@ impl Engine {
                 Ok(a.id)
             }
             Ingest::Rejected(r) | Ingest::Ignored(r) => Err(EngineError::Refused(r)),
-            Ingest::Duplicate => Ok(ItemId::of(&bytes)),
+            Ingest::Duplicate | Ingest::NewOp(_) => Ok(ItemId::of(&bytes)),
         }
     }
 

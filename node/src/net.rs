@@ -26,6 +26,8 @@ use porchlight_proto::{ItemId, MemberId, MemberKeys};
 use crate::gate::MembersOnly;
 
 pub const JOIN_PROTOCOL: StreamProtocol = StreamProtocol::new("/porchlight/join/1");
+pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/porchlight/sync/1");
+pub const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
 pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/porchlight/kad/1");
 pub const IDENTIFY_PROTOCOL: &str = "/porchlight/id/1";
 /// Connections are kept this long without traffic: neighborhoods are quiet.
@@ -73,6 +75,13 @@ pub struct BytesCodec {
 }
 
 impl BytesCodec {
+    pub fn sync() -> BytesCodec {
+        BytesCodec {
+            max_request: porchlight_proto::sync::MAX_REQUEST_BYTES as u64,
+            max_response: porchlight_proto::sync::MAX_RESPONSE_BYTES as u64 + 1024,
+        }
+    }
+
     pub fn join() -> BytesCodec {
         BytesCodec {
             max_request: MAX_JOIN_REQUEST_BYTES as u64,
@@ -137,10 +146,13 @@ impl request_response::Codec for BytesCodec {
     }
 }
 
-/// Refuses connections from peers on its deny list (removed members).
+/// Refuses connections from removed members, from peers this node blocked, and (until
+/// the time given) from peers penalized for misbehaving.
 #[derive(Debug, Default)]
 pub struct Gate {
     pub denied: HashSet<PeerId>,
+    pub blocked: HashSet<PeerId>,
+    pub penalized: std::collections::HashMap<PeerId, std::time::Instant>,
 }
 
 #[derive(Debug)]
@@ -148,7 +160,7 @@ pub struct Denied(PeerId);
 
 impl std::fmt::Display for Denied {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "peer {} was removed from the hood", self.0)
+        write!(f, "peer {} is removed, blocked or penalized", self.0)
     }
 }
 
@@ -156,7 +168,11 @@ impl std::error::Error for Denied {}
 
 impl Gate {
     fn check(&self, peer: PeerId) -> Result<THandler<Self>, ConnectionDenied> {
-        if self.denied.contains(&peer) {
+        let penalized = self
+            .penalized
+            .get(&peer)
+            .is_some_and(|until| *until > std::time::Instant::now());
+        if self.denied.contains(&peer) || self.blocked.contains(&peer) || penalized {
             return Err(ConnectionDenied::new(Denied(peer)));
         }
         Ok(dummy::ConnectionHandler)
@@ -212,6 +228,7 @@ pub struct Behaviour {
     pub limits: connection_limits::Behaviour,
     pub gossipsub: MembersOnly<gossipsub::Behaviour>,
     pub join: request_response::Behaviour<BytesCodec>,
+    pub sync: MembersOnly<request_response::Behaviour<BytesCodec>>,
     pub identify: identify::Behaviour,
     pub mdns: Toggle<mdns::tokio::Behaviour>,
     pub kad: kad::Behaviour<kad::store::MemoryStore>,
@@ -315,6 +332,13 @@ pub fn swarm(
                     [(JOIN_PROTOCOL, request_response::ProtocolSupport::Full)],
                     request_response::Config::default().with_request_timeout(JOIN_TIMEOUT),
                 ),
+                sync: MembersOnly::new(request_response::Behaviour::with_codec(
+                    BytesCodec::sync(),
+                    [(SYNC_PROTOCOL, request_response::ProtocolSupport::Full)],
+                    request_response::Config::default()
+                        .with_request_timeout(SYNC_TIMEOUT)
+                        .with_max_concurrent_streams(16),
+                )),
                 identify: identify::Behaviour::new(
                     identify::Config::new(IDENTIFY_PROTOCOL.into(), key.public())
                         .with_agent_version(format!("porchlight/{}", env!("CARGO_PKG_VERSION"))),

@@ -15,7 +15,9 @@ use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::{Multiaddr, PeerId, Swarm, identify, mdns, request_response};
 use porchlight_proto::invite::{self, InviteError, SignedTicket, Ticket, TicketId};
 use porchlight_proto::item::{Body, Item};
-use porchlight_proto::{HoodId, ItemId, JoinRequest, JoinResponse, MemberId, MemberKeys, Policy};
+use porchlight_proto::{
+    HoodId, ItemId, JoinRequest, JoinResponse, MemberId, MemberKeys, Policy, sync,
+};
 use rand_core::Rng;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant;
@@ -35,6 +37,14 @@ pub const EVENT_QUEUE: usize = 256;
 pub const OUTSIDER_GRACE: Duration = Duration::from_secs(30);
 /// How long `start` waits for a join to complete.
 pub const JOIN_DEADLINE: Duration = Duration::from_secs(60);
+/// Catch-up sync with every connected member this often (and on each new connection).
+pub const SYNC_EVERY: u32 = 60;
+/// Most sync sessions this node runs as initiator at once.
+pub const MAX_SYNC_SESSIONS: usize = 8;
+/// A session that has not finished in this long is dropped.
+pub const SYNC_SESSION_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long a peer that broke the sync protocol is refused.
+pub const PENALTY: Duration = Duration::from_secs(600);
 const TICK: Duration = Duration::from_secs(1);
 const OUTBOX_EVERY: u32 = 5;
 const EXPIRE_EVERY: u32 = 60;
@@ -138,6 +148,20 @@ pub struct Status {
     pub listen: Vec<Multiaddr>,
     pub items: usize,
     pub outbox: usize,
+    /// Digest of live items, operations and sealing epoch: equal on nodes in sync.
+    pub digest: Option<[u8; 32]>,
+    pub sealing_epoch: Option<porchlight_proto::EpochId>,
+    pub sync: SyncStats,
+}
+
+/// What catch-up sync has done since start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SyncStats {
+    pub sessions: u64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub fetched: u64,
+    pub penalties: u64,
 }
 
 type Reply<T> = oneshot::Sender<Result<T, NodeError>>;
@@ -153,6 +177,8 @@ enum Command {
     Members(Reply<Vec<porchlight_proto::membership::Member>>),
     Dial(Multiaddr, Reply<()>),
     Envelope(ItemId, Reply<Option<Vec<u8>>>),
+    Block(PeerId, bool, Reply<()>),
+    Sync(Reply<()>),
     Shutdown,
 }
 
@@ -229,6 +255,8 @@ impl Node {
             addresses: HashMap::new(),
             join: None,
             listen: Vec::new(),
+            syncs: HashMap::new(),
+            sync_stats: SyncStats::default(),
         };
         event_loop.wait_for_listeners(config.listen.len()).await;
         event_loop.after_roster_change(false);
@@ -308,6 +336,17 @@ impl Node {
         self.ask(Command::Members).await
     }
 
+    /// Refuses (or, with `false`, allows again) connections with a peer, dropping any
+    /// open one. Used to cut a node off by hand, and by tests to split a neighborhood.
+    pub async fn block(&self, peer: PeerId, blocked: bool) -> Result<(), NodeError> {
+        self.ask(|r| Command::Block(peer, blocked, r)).await
+    }
+
+    /// Starts catch-up sync with every connected member now.
+    pub async fn sync_now(&self) -> Result<(), NodeError> {
+        self.ask(Command::Sync).await
+    }
+
     /// The envelope of a stored item, exactly as it travels.
     pub async fn envelope(&self, id: ItemId) -> Result<Option<Vec<u8>>, NodeError> {
         self.ask(|r| Command::Envelope(id, r)).await
@@ -356,6 +395,17 @@ struct EventLoop {
     addresses: HashMap<PeerId, Vec<Multiaddr>>,
     join: Option<JoinState>,
     listen: Vec<Multiaddr>,
+    syncs: HashMap<PeerId, SyncSession>,
+    sync_stats: SyncStats,
+}
+
+/// One catch-up session this node runs as initiator with one peer.
+struct SyncSession {
+    /// `None` once the sets are reconciled and only fetching is left.
+    initiator: Option<sync::Initiator>,
+    need: std::collections::VecDeque<[u8; 32]>,
+    requested: std::collections::HashSet<[u8; 32]>,
+    started: Instant,
 }
 
 impl EventLoop {
@@ -486,6 +536,17 @@ impl EventLoop {
             Err(e) => return Err(NodeError::JoinRefused(format!("malformed answer: {e}"))),
         };
         let engine = Engine::from_welcome(self.store.clone(), self.keys.clone(), hood, &welcome)?;
+        // Remember where the inviter is, so a restart finds the hood without the invite.
+        if let Some(join) = &self.join {
+            let addrs: Vec<String> = self
+                .addresses
+                .get(&join.inviter)
+                .map(|a| a.iter().map(|a| a.to_string()).collect())
+                .unwrap_or_default();
+            if !addrs.is_empty() {
+                self.store.remember_peer(&join.inviter.to_bytes(), &addrs)?;
+            }
+        }
         self.store.flush().await?;
         tracing::info!(
             members = engine.roster().members().count(),
@@ -541,6 +602,11 @@ impl EventLoop {
         if ticks.is_multiple_of(OUTBOX_EVERY) {
             self.flush_outbox();
         }
+        self.syncs
+            .retain(|_, s| s.started.elapsed() < SYNC_SESSION_TIMEOUT);
+        if ticks.is_multiple_of(SYNC_EVERY) {
+            self.sync_all();
+        }
         if ticks.is_multiple_of(EXPIRE_EVERY)
             && let Some(engine) = &mut self.engine
         {
@@ -575,6 +641,7 @@ impl EventLoop {
         let me_removed = engine.roster().is_removed(&self.keys.id());
         let behaviour = self.swarm.behaviour_mut();
         behaviour.gossipsub.set_members(members.iter().copied());
+        behaviour.sync.set_members(members.iter().copied());
         behaviour.gate.denied = removed.iter().copied().collect();
         for peer in removed {
             if self.swarm.is_connected(&peer) {
@@ -729,6 +796,20 @@ impl EventLoop {
                     .map_err(|e| NodeError::JoinRefused(format!("dial: {e}")));
                 let _ = reply.send(result);
             }
+            Command::Block(peer, blocked, reply) => {
+                let gate = &mut self.swarm.behaviour_mut().gate;
+                if blocked {
+                    gate.blocked.insert(peer);
+                    let _ = self.swarm.disconnect_peer_id(peer);
+                } else {
+                    gate.blocked.remove(&peer);
+                }
+                let _ = reply.send(Ok(()));
+            }
+            Command::Sync(reply) => {
+                self.sync_all();
+                let _ = reply.send(Ok(()));
+            }
             Command::Envelope(id, reply) => {
                 let result = self
                     .store
@@ -810,6 +891,12 @@ impl EventLoop {
             listen: self.listen.clone(),
             items: self.store.item_count(),
             outbox: self.store.outbox().map_or(0, |o| o.len()),
+            digest: self.engine.as_ref().and_then(|e| e.digest().ok()),
+            sealing_epoch: self
+                .engine
+                .as_ref()
+                .and_then(|e| e.roster().sealing_epoch()),
+            sync: self.sync_stats,
         }
     }
 
@@ -840,9 +927,16 @@ impl EventLoop {
                 tracing::debug!(peer = %peer_id, addr = %endpoint.get_remote_address(), "connected");
                 if endpoint.is_dialer() {
                     let addr = endpoint.get_remote_address().clone();
+                    let member = self.is_member(&peer_id);
                     let known = self.addresses.entry(peer_id).or_default();
                     if !known.contains(&addr) && known.len() < 8 {
                         known.push(addr);
+                    }
+                    if member {
+                        let addrs: Vec<String> = known.iter().map(|a| a.to_string()).collect();
+                        if let Err(e) = self.store.remember_peer(&peer_id.to_bytes(), &addrs) {
+                            tracing::warn!(error = %e, "cannot remember a peer");
+                        }
                     }
                 }
                 if self.engine.is_some() && !self.is_member(&peer_id) {
@@ -853,6 +947,7 @@ impl EventLoop {
                 if self.join.as_ref().is_some_and(|j| j.inviter == peer_id) {
                     self.send_join_request();
                 }
+                self.start_sync(peer_id);
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
@@ -864,6 +959,7 @@ impl EventLoop {
             }
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => self.on_gossip(event),
             SwarmEvent::Behaviour(BehaviourEvent::Join(event)) => self.on_join(event).await,
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(event)) => self.on_sync(event).await,
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
                 peer_id,
                 info,
@@ -915,7 +1011,7 @@ impl EventLoop {
                         tracing::debug!(item = %accepted.id, from = %propagation_source, "accepted");
                         MessageAcceptance::Accept
                     }
-                    Ok(Ingest::Duplicate) => MessageAcceptance::Ignore,
+                    Ok(Ingest::Duplicate) | Ok(Ingest::NewOp(_)) => MessageAcceptance::Ignore,
                     Ok(Ingest::Ignored(reason)) => {
                         tracing::debug!(from = %propagation_source, %reason, "ignored");
                         MessageAcceptance::Ignore
@@ -940,6 +1036,271 @@ impl EventLoop {
                 self.flush_outbox();
             }
             _ => {}
+        }
+    }
+
+    /// Starts catch-up sync with every connected member (as many as sessions allow).
+    fn sync_all(&mut self) {
+        let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+        for peer in peers {
+            self.start_sync(peer);
+        }
+    }
+
+    /// Starts a session with `peer` as initiator, if it is a member we serve sync to and
+    /// no session with it runs.
+    fn start_sync(&mut self, peer: PeerId) {
+        let Some(engine) = &self.engine else { return };
+        if self.syncs.contains_key(&peer)
+            || self.syncs.len() >= MAX_SYNC_SESSIONS
+            || !self.swarm.behaviour().sync.serves(&peer)
+        {
+            return;
+        }
+        let started = engine
+            .sync_storage()
+            .map_err(|e| e.to_string())
+            .and_then(|storage| sync::Initiator::start(storage).map_err(|e| e.to_string()));
+        let (initiator, first) = match started {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start sync");
+                return;
+            }
+        };
+        self.send_sync(&peer, &sync::Request::Reconcile(first));
+        self.sync_stats.sessions += 1;
+        self.syncs.insert(
+            peer,
+            SyncSession {
+                initiator: Some(initiator),
+                need: Default::default(),
+                requested: Default::default(),
+                started: Instant::now(),
+            },
+        );
+    }
+
+    fn send_sync(&mut self, peer: &PeerId, request: &sync::Request) {
+        let bytes = request.encode();
+        self.sync_stats.bytes_sent += bytes.len() as u64;
+        self.swarm
+            .behaviour_mut()
+            .sync
+            .inner_mut()
+            .send_request(peer, bytes);
+    }
+
+    /// Cuts off a peer that broke the sync protocol, and refuses it for a while.
+    fn penalize(&mut self, peer: PeerId, why: &str) {
+        tracing::warn!(%peer, why, "peer misbehaved in sync; cutting it off");
+        self.sync_stats.penalties += 1;
+        self.syncs.remove(&peer);
+        let gate = &mut self.swarm.behaviour_mut().gate;
+        gate.penalized
+            .retain(|_, until| *until > std::time::Instant::now());
+        gate.penalized
+            .insert(peer, std::time::Instant::now() + PENALTY);
+        let _ = self.swarm.disconnect_peer_id(peer);
+    }
+
+    /// Asks for the next batch of what the session needs, or ends the session.
+    fn fetch_next(&mut self, peer: PeerId) {
+        let Some(session) = self.syncs.get_mut(&peer) else {
+            return;
+        };
+        let mut ids = Vec::new();
+        while ids.len() < sync::MAX_FETCH_IDS {
+            let Some(id) = session.need.pop_front() else {
+                break;
+            };
+            ids.push(id);
+        }
+        if ids.is_empty() {
+            self.syncs.remove(&peer);
+            tracing::debug!(%peer, "sync session complete");
+            return;
+        }
+        session.requested = ids.iter().copied().collect();
+        self.send_sync(&peer, &sync::Request::Fetch(ids));
+    }
+
+    async fn on_sync(&mut self, event: request_response::Event<Vec<u8>, Vec<u8>>) {
+        match event {
+            request_response::Event::Message {
+                peer,
+                message:
+                    request_response::Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            } => {
+                self.sync_stats.bytes_received += request.len() as u64;
+                let response = self.answer_sync(peer, &request);
+                let bytes = response.encode();
+                self.sync_stats.bytes_sent += bytes.len() as u64;
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .sync
+                    .inner_mut()
+                    .send_response(channel, bytes);
+            }
+            request_response::Event::Message {
+                peer,
+                message: request_response::Message::Response { response, .. },
+                ..
+            } => {
+                self.sync_stats.bytes_received += response.len() as u64;
+                self.on_sync_response(peer, &response).await;
+            }
+            request_response::Event::OutboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, %error, "sync request failed");
+                if matches!(error, request_response::OutboundFailure::Io(_)) {
+                    // An answer over the size limit, or not a stream of bytes at all.
+                    self.penalize(peer, "unreadable sync response");
+                } else {
+                    self.syncs.remove(&peer);
+                }
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, %error, "sync request from a peer failed");
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+
+    /// The responder's side: stateless per message.
+    fn answer_sync(&mut self, peer: PeerId, request: &[u8]) -> sync::Response {
+        let Some(engine) = &self.engine else {
+            return sync::Response::refused("not in a hood");
+        };
+        match sync::Request::decode(request) {
+            Ok(sync::Request::Reconcile(query)) => {
+                match engine
+                    .sync_storage()
+                    .map_err(|e| e.to_string())
+                    .and_then(|s| sync::respond(&s, &query).map_err(|e| e.to_string()))
+                {
+                    Ok(reply) => sync::Response::Reconcile(reply),
+                    Err(e) => {
+                        self.penalize(peer, "malformed reconcile message");
+                        sync::Response::refused(&e)
+                    }
+                }
+            }
+            Ok(sync::Request::Fetch(ids)) => match engine.fetch(&ids) {
+                Ok(elements) => sync::Response::Items(elements),
+                Err(e) => sync::Response::refused(&e.to_string()),
+            },
+            Err(e) => {
+                self.penalize(peer, "malformed sync request");
+                sync::Response::refused(&e.to_string())
+            }
+        }
+    }
+
+    async fn on_sync_response(&mut self, peer: PeerId, bytes: &[u8]) {
+        if !self.syncs.contains_key(&peer) {
+            tracing::debug!(%peer, "unsolicited sync response dropped");
+            return;
+        }
+        match sync::Response::decode(bytes) {
+            Ok(sync::Response::Reconcile(reply)) => {
+                let Some(session) = self.syncs.get_mut(&peer) else {
+                    return;
+                };
+                let Some(initiator) = session.initiator.as_mut() else {
+                    return self.penalize(peer, "reconcile answer after reconciliation ended");
+                };
+                match initiator.step(&reply) {
+                    Ok(Some(next)) => self.send_sync(&peer, &sync::Request::Reconcile(next)),
+                    Ok(None) => {
+                        let mut need = initiator.take_need();
+                        session.initiator = None;
+                        // What we saw and dropped on purpose (expired, retracted) stays gone.
+                        need.retain(|id| !self.store.seen(&ItemId(*id)).unwrap_or(false));
+                        session.need = need.into();
+                        self.fetch_next(peer);
+                    }
+                    Err(e) => self.penalize(peer, &e.to_string()),
+                }
+            }
+            Ok(sync::Response::Items(elements)) => {
+                let Some(session) = self.syncs.get(&peer) else {
+                    return;
+                };
+                let unasked = elements.iter().any(|e| {
+                    let id = match e {
+                        sync::Element::Op(b) => porchlight_proto::OpId::of(b).0,
+                        sync::Element::Envelope(b) => ItemId::of(b).0,
+                    };
+                    !session.requested.contains(&id)
+                });
+                if unasked || elements.len() > session.requested.len() {
+                    return self.penalize(peer, "sent items that were not asked for");
+                }
+                self.sync_stats.fetched += elements.len() as u64;
+                self.ingest_elements(elements).await;
+                self.fetch_next(peer);
+            }
+            Ok(sync::Response::Refused(why)) => {
+                tracing::debug!(%peer, why, "peer refused sync");
+                self.syncs.remove(&peer);
+            }
+            Err(_) => self.penalize(peer, "malformed sync response"),
+        }
+    }
+
+    /// Applies fetched elements: operations first (over as many passes as make progress,
+    /// so a join arrives before the operations of the member it admits), then items.
+    async fn ingest_elements(&mut self, elements: Vec<sync::Element>) {
+        let mut ops = Vec::new();
+        let mut envelopes = Vec::new();
+        for element in elements {
+            match element {
+                sync::Element::Op(b) => ops.push(b),
+                sync::Element::Envelope(b) => envelopes.push(b),
+            }
+        }
+        let mut applied_ops = false;
+        for _ in 0..=ops.len() {
+            let Some(engine) = &mut self.engine else {
+                return;
+            };
+            let mut retry = Vec::new();
+            let mut progressed = false;
+            for op in ops {
+                match engine.ingest_op(&op, crate::now()) {
+                    Ok(Ingest::NewOp(_)) => progressed = true,
+                    Ok(Ingest::Ignored(porchlight_proto::validate::Reason::UnknownAuthor)) => {
+                        retry.push(op)
+                    }
+                    Ok(Ingest::Rejected(reason)) => {
+                        tracing::info!(%reason, "synced operation rejected")
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "could not store a synced operation"),
+                }
+            }
+            applied_ops |= progressed;
+            ops = retry;
+            if !progressed || ops.is_empty() {
+                break;
+            }
+        }
+        if applied_ops {
+            self.after_roster_change(false);
+        }
+        for envelope in envelopes {
+            match self.ingest(&envelope) {
+                Ok(Ingest::Rejected(reason)) => tracing::debug!(%reason, "synced item rejected"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "could not store a synced item"),
+            }
+        }
+        if let Err(e) = self.store.flush().await {
+            tracing::warn!(error = %e, "flush after sync failed");
         }
     }
 

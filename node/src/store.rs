@@ -10,6 +10,8 @@
 //!   dropped even after the item itself expired or was retracted.
 //! - `seen_items`: the same for inner item ids (`OpId`), so the same signed item
 //!   re-sealed in a new envelope (new nonce, new envelope id) is a replay too.
+//! - `sync`: the set catch-up sync reconciles, `created_at (u64 BE) ‖ id → kind (1 byte:
+//!   0 operation, 1 item)`: every live item by envelope id and every operation by op id.
 //! - `outbox`: envelopes posted but not yet handed to a peer, `seq (u64 BE) → bytes`.
 //! - `peers`: remembered peer addresses, `peer id bytes → address list (postcard)`.
 //!
@@ -63,11 +65,14 @@ pub struct Store {
     expiry: sled::Tree,
     seen: sled::Tree,
     seen_items: sled::Tree,
+    sync: sled::Tree,
     outbox: sled::Tree,
     peers: sled::Tree,
 }
 
 const HOOD: &[u8] = b"hood";
+const SYNC_OP: u8 = 0;
+const SYNC_ITEM: u8 = 1;
 
 fn expiry_key(expires_at: u64, id: &ItemId) -> [u8; 40] {
     let mut k = [0u8; 40];
@@ -97,6 +102,7 @@ impl Store {
             expiry: db.open_tree("expiry")?,
             seen: db.open_tree("seen")?,
             seen_items: db.open_tree("seen_items")?,
+            sync: db.open_tree("sync")?,
             outbox: db.open_tree("outbox")?,
             peers: db.open_tree("peers")?,
             db,
@@ -127,9 +133,33 @@ impl Store {
         Ok(())
     }
 
-    pub fn put_op(&self, id: &OpId, item_bytes: &[u8]) -> Result<(), StoreError> {
+    pub fn put_op(&self, id: &OpId, created_at: u64, item_bytes: &[u8]) -> Result<(), StoreError> {
         self.ops.insert(id.0, item_bytes)?;
+        self.sync
+            .insert(expiry_key(created_at, &ItemId(id.0)), &[SYNC_OP])?;
         Ok(())
+    }
+
+    /// The op's signed item bytes.
+    pub fn op(&self, id: &OpId) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.ops.get(id.0)?.map(|v| v.to_vec()))
+    }
+
+    /// Every `(created_at, id)` that catch-up sync reconciles.
+    pub fn sync_elements(&self) -> Result<Vec<(u64, [u8; 32])>, StoreError> {
+        let mut out = Vec::with_capacity(self.sync.len());
+        for key in self.sync.iter().keys() {
+            let key = key?;
+            if key.len() != 40 {
+                return Err(StoreError::Corrupt("sync index"));
+            }
+            let mut t = [0u8; 8];
+            t.copy_from_slice(&key[..8]);
+            let mut id = [0u8; 32];
+            id.copy_from_slice(&key[8..]);
+            out.push((u64::from_be_bytes(t), id));
+        }
+        Ok(out)
     }
 
     /// Every stored membership operation, as item bytes.
@@ -193,6 +223,8 @@ impl Store {
         let bytes = porchlight_proto::codec::encode(record);
         self.items.insert(id.0, bytes)?;
         self.expiry.insert(expiry_key(record.expires_at, id), &[])?;
+        self.sync
+            .insert(expiry_key(record.created_at, id), &[SYNC_ITEM])?;
         Ok(())
     }
 
@@ -213,9 +245,30 @@ impl Store {
             Some(v) => {
                 let record: ItemRecord = decode(&v, "item record")?;
                 self.expiry.remove(expiry_key(record.expires_at, id))?;
+                self.sync.remove(expiry_key(record.created_at, id))?;
                 Ok(true)
             }
         }
+    }
+
+    /// Deletes every live item by `author` (a removed member); returns how many.
+    pub fn remove_items_by(&self, author: &MemberId) -> Result<usize, StoreError> {
+        let mut ids = Vec::new();
+        for entry in self.items.iter() {
+            let (k, v) = entry?;
+            let record: ItemRecord = decode(&v, "item record")?;
+            if record.author == *author {
+                let id: [u8; 32] = k
+                    .as_ref()
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("item id"))?;
+                ids.push(ItemId(id));
+            }
+        }
+        for id in &ids {
+            self.remove_item(id)?;
+        }
+        Ok(ids.len())
     }
 
     /// Live items, oldest first by creation time.
@@ -252,7 +305,12 @@ impl Store {
                 return Err(StoreError::Corrupt("expiry index"));
             }
             self.expiry.remove(&key)?;
-            if self.items.remove(&key[8..])?.is_some() {
+            if let Some(v) = self.items.remove(&key[8..])? {
+                let record: ItemRecord = decode(&v, "item record")?;
+                let mut id = [0u8; 32];
+                id.copy_from_slice(&key[8..]);
+                self.sync
+                    .remove(expiry_key(record.created_at, &ItemId(id)))?;
                 deleted += 1;
             }
         }

@@ -28,6 +28,7 @@ pub mod item;
 pub mod keys;
 pub mod membership;
 pub mod report;
+pub mod sync;
 pub mod validate;
 
 #[cfg(any(test, feature = "testkit"))]

@@ -9,8 +9,8 @@ use crate::hood::Policy;
 use crate::identity::MemberId;
 use crate::item::{Body, Item, OpId};
 use crate::keys::{EpochId, KeyRing};
-use crate::limits::{MAX_CLOCK_SKEW_SECS, MAX_MEMBERS};
-use crate::membership::{self, Denied, MembershipError, Roster};
+use crate::limits::{MAX_CLOCK_SKEW_SECS, MAX_ITEM_BYTES, MAX_MEMBERS, MAX_OPS_PER_MEMBER};
+use crate::membership::{self, Denied, MembershipError, Roster, VerifiedOp};
 use crate::report;
 
 /// How the node finds the author of a report that an update, resolve or retract names.
@@ -127,6 +127,8 @@ pub enum Reason {
     Unauthorized(Denied),
     #[error("membership operation already known")]
     DuplicateOp,
+    #[error("author is not known yet (their join may still be on its way)")]
+    UnknownAuthor,
 }
 
 /// Judges envelope bytes. Cheap checks first (size, decoding, version, hood, known epoch),
@@ -149,6 +151,7 @@ impl Reason {
                 | Reason::Expired
                 | Reason::UnknownReport
                 | Reason::DuplicateOp
+                | Reason::UnknownAuthor
         )
     }
 }
@@ -222,6 +225,37 @@ fn judge(bytes: &[u8], cx: &Context<'_>) -> Result<Accepted, Reason> {
         created_at,
         expires_at,
     })
+}
+
+/// Judges a membership operation that arrives as signed item bytes rather than in an
+/// envelope (catch-up sync). Sync must converge, so this gate is the fold's, not gossip's:
+/// an operation is taken when it is a well-formed, signed operation of this hood by a
+/// member who was ever admitted, and the fold decides what it does. (Gossip's `validate`
+/// also refuses operations the current roster would not allow; an operation refused there
+/// can still arrive by sync, and the fold gives it the effect the rules give it.)
+pub fn validate_op(bytes: &[u8], roster: &Roster, now: u64) -> Result<VerifiedOp, Reason> {
+    if bytes.len() > MAX_ITEM_BYTES {
+        return Err(Reason::Oversize(bytes.len()));
+    }
+    let item = Item::decode(bytes).map_err(Reason::MalformedItem)?;
+    if roster.contains_op(&item.op_id()) {
+        return Err(Reason::DuplicateOp);
+    }
+    let author = item.author;
+    if !roster.is_member(&author) && !roster.is_removed(&author) {
+        return Err(Reason::UnknownAuthor);
+    }
+    let verified = membership::verify_op(&roster.hood(), &item).map_err(|e| match e {
+        MembershipError::BadSignature => Reason::BadSignature,
+        other => Reason::InvalidOp(other),
+    })?;
+    if verified.op.created_at() > now.saturating_add(MAX_CLOCK_SKEW_SECS) {
+        return Err(Reason::FutureTimestamp);
+    }
+    if roster.ops_by(&author) >= MAX_OPS_PER_MEMBER {
+        return Err(Reason::Unauthorized(Denied::TooManyOps));
+    }
+    Ok(verified)
 }
 
 fn check_reference(cx: &Context<'_>, author: &MemberId, report: &ItemId) -> Result<(), Reason> {

@@ -35,6 +35,22 @@ impl TestNode {
         .await
     }
 
+    /// Founds a hood whose rate limit allows `per_hour` reports per member.
+    pub async fn found_with_rate(name: &str, per_hour: u16) -> TestNode {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut policy = Policy::default();
+        policy.rate_limit.max_items = per_hour;
+        TestNode::start_in(
+            dir,
+            name,
+            Setup::Found {
+                hood_name: "Elm Street".into(),
+                policy,
+            },
+        )
+        .await
+    }
+
     pub async fn join(name: &str, code: &str) -> TestNode {
         let dir = tempfile::tempdir().expect("temp dir");
         TestNode::start_in(
@@ -48,6 +64,13 @@ impl TestNode {
     }
 
     pub async fn start_in(dir: TempDir, name: &str, setup: Setup) -> TestNode {
+        // `PORCHLIGHT_TEST_LOG=porchlight_node=debug` shows the nodes' logs.
+        if let Ok(filter) = std::env::var("PORCHLIGHT_TEST_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+                .with_test_writer()
+                .try_init();
+        }
         let config = Config::loopback(dir.path(), name);
         let (node, task) = Node::start(config, setup).await.expect("node starts");
         TestNode {

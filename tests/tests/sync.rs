@@ -1,0 +1,215 @@
+//! Issue "Catch-up sync": nodes that were offline, and neighborhoods split by an outage,
+//! converge. Real nodes on TCP on 127.0.0.1.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use libp2p::gossipsub::IdentTopic;
+use libp2p::request_response;
+use libp2p::swarm::SwarmEvent;
+use porchlight_node::engine::Ingest;
+use porchlight_node::net::{self, BehaviourEvent};
+use porchlight_node::node::Setup;
+use porchlight_proto::validate::Reason;
+use porchlight_tests::{TestNode, eventually};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_offline_while_500_reports_were_posted_catches_up() {
+    let alice = TestNode::found_with_rate("alice", 1000).await;
+    let bob = alice.invite("bob").await;
+    // Carol stays online, so Alice's posts go out by gossip at once and nothing waits in
+    // an outbox for Bob: only sync can bring them to him.
+    let carol = alice.invite("carol").await;
+    let bob_dir = bob.stop().await;
+    let mut ids = Vec::new();
+    for i in 0..500 {
+        ids.push(alice.post(&format!("report {i}")).await);
+    }
+    assert!(eventually(|| async { carol.feed().await.len() == 500 }).await);
+    assert_eq!(alice.node.status().await.unwrap().outbox, 0);
+    let bob = TestNode::start_in(bob_dir, "bob", Setup::Existing).await;
+    let all = eventually(|| async {
+        let feed = bob.feed().await;
+        feed.len() >= 500
+    })
+    .await;
+    let feed = bob.feed().await;
+    assert!(all, "bob holds {} of 500", feed.len());
+    for id in &ids {
+        assert!(feed.iter().any(|f| f.id == *id));
+    }
+    assert!(bob.node.status().await.unwrap().sync.fetched >= 500);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_neighborhood_converges_after_healing() {
+    // Twelve nodes along an invite chain: n0 — n1 — … — n11.
+    let mut nodes = vec![TestNode::found_with_rate("n0", 100).await];
+    for i in 1..12 {
+        let next = nodes[i - 1].invite(&format!("n{i}")).await;
+        nodes.push(next);
+    }
+    for n in &nodes {
+        assert!(eventually(|| async { n.node.members().await.unwrap().len() == 12 }).await);
+    }
+    let (left, right) = nodes.split_at(6);
+    // The outage: nobody on one side reaches anybody on the other.
+    for l in left {
+        for r in right {
+            l.node.block(r.node.peer_id(), true).await.unwrap();
+            r.node.block(l.node.peer_id(), true).await.unwrap();
+        }
+    }
+    // Both sides post; the left removes n9, who is on the right and does not hear of it.
+    let removed = &right[3];
+    left[0].node.remove(removed.node.member()).await.unwrap();
+    let mut left_posts = Vec::new();
+    for n in left {
+        left_posts.push(n.post(&format!("left: {}", n.name)).await);
+    }
+    let mut right_posts = Vec::new();
+    for n in right {
+        right_posts.push(n.post(&format!("right: {}", n.name)).await);
+    }
+    for n in left {
+        assert!(
+            eventually(|| async { left_posts.iter().all(|_| true) && n.feed().await.len() >= 6 })
+                .await
+        );
+    }
+    assert!(
+        !right[0].has(&left_posts[0]).await,
+        "the sides really were apart"
+    );
+
+    // The outage ends.
+    for l in left {
+        for r in right {
+            l.node.block(r.node.peer_id(), false).await.unwrap();
+            r.node.block(l.node.peer_id(), false).await.unwrap();
+        }
+    }
+    let bridge = right[0].node.status().await.unwrap().listen[0].clone();
+    left[5].node.dial(bridge).await.unwrap();
+
+    let members: Vec<&TestNode> = nodes.iter().filter(|n| n.name != removed.name).collect();
+    let converged = eventually(|| async {
+        for n in &members {
+            n.node.sync_now().await.unwrap();
+        }
+        let mut digests = Vec::new();
+        for n in &members {
+            digests.push(n.node.status().await.unwrap().digest);
+        }
+        digests.windows(2).all(|w| w[0] == w[1])
+    })
+    .await;
+    assert!(
+        converged,
+        "every member holds the same items, roster and epoch"
+    );
+
+    let reference = members[0].node.status().await.unwrap();
+    for n in &members {
+        let status = n.node.status().await.unwrap();
+        assert_eq!(status.members, 11, "{} has the same roster", n.name);
+        assert_eq!(status.sealing_epoch, reference.sealing_epoch);
+        assert!(n.has(&left_posts[5]).await && n.has(&right_posts[0]).await);
+        // The removed member's post is gone from every store, also on its old side.
+        assert!(
+            !n.has(&right_posts[3]).await,
+            "{} still holds n9's post",
+            n.name
+        );
+    }
+    // n9 cannot read what was sealed after its removal.
+    let sealed_after = left[1].node.envelope(left_posts[1]).await.unwrap().unwrap();
+    assert_eq!(
+        removed.node.ingest(sealed_after).await.unwrap(),
+        Ingest::Ignored(Reason::UnknownEpoch)
+    );
+}
+
+/// How a hostile peer answers a sync request.
+type Reply = Box<dyn Fn(&[u8]) -> Vec<u8>>;
+
+/// Answers every sync request with `reply(request)`; runs until `deadline`.
+async fn hostile_peer(
+    keys: porchlight_proto::MemberKeys,
+    victim: &TestNode,
+    reply: impl Fn(&[u8]) -> Vec<u8>,
+    penalties_before: u64,
+) {
+    let hood = victim.node.status().await.unwrap().hood.unwrap();
+    let topic = IdentTopic::new(hood.topic());
+    let mut swarm = net::swarm(&keys, &topic.hash(), false).unwrap();
+    swarm
+        .behaviour_mut()
+        .sync
+        .set_members([victim.node.peer_id()]);
+    swarm
+        .behaviour_mut()
+        .gossipsub
+        .set_members([victim.node.peer_id()]);
+    let addr = victim.node.status().await.unwrap().listen[0].clone();
+    swarm.dial(addr).unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        tokio::select! {
+            event = swarm.select_next_some() => {
+                if let SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::Message {
+                    message: request_response::Message::Request { request, channel, .. }, ..
+                })) = event {
+                    let _ = swarm.behaviour_mut().sync.inner_mut().send_response(channel, reply(&request));
+                }
+            }
+            _ = tokio::time::sleep_until(deadline) => break,
+        }
+        if victim.node.status().await.unwrap().sync.penalties > penalties_before {
+            break;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_sync_peers_are_cut_off_and_nothing_is_stored() {
+    let alice = TestNode::found("alice").await;
+    let before = alice.post("before the attack").await;
+    // Three members whose nodes are replaced by hostile programs that keep their keys.
+    let garbage: Reply = Box::new(|_| vec![0xde, 0xad, 0xbe, 0xef, 0x01]);
+    let oversize: Reply =
+        Box::new(|_| vec![7u8; porchlight_proto::sync::MAX_RESPONSE_BYTES + 4096]);
+    let unasked: Reply = Box::new(|_| {
+        porchlight_proto::sync::Response::Items(vec![porchlight_proto::sync::Element::Envelope(
+            vec![1, 2, 3],
+        )])
+        .encode()
+    });
+    for (i, reply) in [garbage, oversize, unasked].into_iter().enumerate() {
+        let member = alice.invite(&format!("m{i}")).await;
+        let peer = member.node.peer_id();
+        let dir = member.stop().await;
+        let (keys, _) = porchlight_node::identity::load_or_create(dir.path()).unwrap();
+        let penalties = alice.node.status().await.unwrap().sync.penalties;
+        hostile_peer(keys, &alice, reply, penalties).await;
+        let status = alice.node.status().await.unwrap();
+        assert_eq!(
+            status.sync.penalties,
+            penalties + 1,
+            "hostile peer {i} was penalized"
+        );
+        assert!(
+            eventually(|| async { !alice.node.status().await.unwrap().connected.contains(&peer) })
+                .await,
+            "hostile peer {i} was cut off"
+        );
+    }
+    // Nothing was stored, and Alice still works.
+    let feed = alice.feed().await;
+    assert_eq!(feed.len(), 1);
+    assert_eq!(feed[0].id, before);
+    alice.post("after the attack").await;
+    assert_eq!(alice.feed().await.len(), 2);
+}
