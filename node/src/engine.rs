@@ -30,6 +30,8 @@ pub enum EngineError {
     TooLarge,
     #[error("the hood refused our own item: {0}")]
     Refused(Reason),
+    #[error("this exact item was already posted")]
+    AlreadyPosted,
     #[error("stored operations are corrupt: {0}")]
     CorruptOps(String),
     #[error("sync: {0}")]
@@ -98,13 +100,21 @@ impl Engine {
                 rate.record(roster.policy(), &accepted);
             }
         }
-        Ok(Some(Engine {
+        let mut engine = Engine {
             keys,
             store,
             roster,
             ring,
             rate,
-        }))
+        };
+        // Finish what a crash may have interrupted: keys the log carries for us, and the
+        // items of members the log removed.
+        engine.learn_keys()?;
+        let removed: Vec<MemberId> = engine.roster.removed().copied().collect();
+        for member in removed {
+            engine.store.remove_items_by(&member)?;
+        }
+        Ok(Some(engine))
     }
 
     /// Founds a new hood with this node's member as founder.
@@ -270,9 +280,11 @@ impl Engine {
     /// a removed member's items go everywhere, also those sent before the news arrived).
     fn apply_op(&mut self, item: &Item, created_at: u64) -> Result<(), EngineError> {
         let removed_before: Vec<MemberId> = self.roster.removed().copied().collect();
+        // The roster first: if it refuses (full), nothing is stored that would stop the
+        // node from loading again.
+        self.roster.insert(item)?;
         self.store
             .put_op(&item.op_id(), created_at, &item.encode())?;
-        self.roster.insert(item)?;
         self.learn_keys()?;
         let newly_removed: Vec<MemberId> = self
             .roster
@@ -346,14 +358,22 @@ impl Engine {
         Ok(h.finalize().into())
     }
 
-    /// The newest epoch this node holds: membership operations are sealed under it so
-    /// that every current member can open them (a `Rekey` cannot travel under its own
-    /// new key).
+    /// The epoch membership operations are sealed under: the newest one that this node
+    /// and every current member hold, so that all of them can open it (a `Rekey` cannot
+    /// travel under its own new key, and a rekey that skipped someone must not lock them
+    /// out of the operations that repair it). The newest this node holds if there is none.
     fn newest_held_epoch(&self) -> Option<EpochId> {
-        self.roster
+        let held: Vec<&porchlight_proto::membership::Epoch> = self
+            .roster
             .epochs()
             .filter(|e| self.ring.contains(&e.id))
-            .max_by_key(|e| (e.generation, e.id))
+            .collect();
+        let common = held
+            .iter()
+            .filter(|e| self.roster.members().all(|m| e.holders.contains(&m.id)))
+            .max_by_key(|e| (e.generation, e.id));
+        common
+            .or_else(|| held.iter().max_by_key(|e| (e.generation, e.id)))
             .map(|e| e.id)
     }
 
@@ -379,12 +399,18 @@ impl Engine {
         let bytes = self.seal(item, epoch, rng)?;
         match self.ingest(&bytes, now)? {
             Ingest::New(a) => {
-                self.store.push_outbox(&bytes)?;
+                // Stored and applied: it is ours now. A full outbox only delays it (sync
+                // delivers it), so it is not an error to the person who posted.
+                if let Err(e) = self.store.push_outbox(&bytes) {
+                    tracing::warn!(error = %e, "outbox full; the item will go out by sync");
+                }
                 self.store.flush().await?;
                 Ok(a.id)
             }
             Ingest::Rejected(r) | Ingest::Ignored(r) => Err(EngineError::Refused(r)),
-            Ingest::Duplicate | Ingest::NewOp(_) => Ok(ItemId::of(&bytes)),
+            // The same signed item is already here (the same body posted twice within
+            // one second signs identically).
+            Ingest::Duplicate | Ingest::NewOp(_) => Err(EngineError::AlreadyPosted),
         }
     }
 
@@ -440,6 +466,12 @@ impl Engine {
         now: u64,
         rng: &mut impl CryptoRng,
     ) -> Result<Welcome, EngineError> {
+        // Asked again by a joiner already admitted with this ticket (a retry, or a replay):
+        // the same welcome, not another operation.
+        let ticket = request.verify()?;
+        if self.roster.ticket_holder(&ticket.id) == Some(request.joiner) {
+            return Ok(self.roster.welcome());
+        }
         let op = self
             .roster
             .admit(&self.keys, &self.ring, request, now, rng)?;
@@ -456,7 +488,10 @@ impl Engine {
     ) -> Result<(), EngineError> {
         let op = self.roster.remove(&self.keys, target, now)?;
         self.submit_op(&op, now, rng).await?;
-        self.rekey_if_needed(now, rng).await?;
+        // Leaving: the others rekey (a node that is no longer a member cannot).
+        if target != self.keys.id() {
+            self.rekey_if_needed(now, rng).await?;
+        }
         Ok(())
     }
 

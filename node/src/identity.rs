@@ -41,6 +41,13 @@ pub fn load_or_create(dir: &Path) -> Result<(MemberKeys, bool), IdentityError> {
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             std::fs::create_dir_all(dir).map_err(io)?;
+            // The data dir holds epoch keys and opened items too: owner only.
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                    .map_err(io)?;
+            }
             let keys = MemberKeys::generate(&mut crate::rng());
             let (signing, exchange) = keys.to_secrets();
             let mut options = std::fs::OpenOptions::new();

@@ -309,7 +309,10 @@ pub fn swarm(
             kad_config.set_periodic_bootstrap_interval(None);
             let mut kad =
                 kad::Behaviour::with_config(peer, kad::store::MemoryStore::new(peer), kad_config);
-            kad.set_mode(Some(kad::Mode::Server));
+            // Client mode: this node answers no DHT queries, so a connected non-member
+            // cannot read the hood's peers out of our routing table. (Kademlia is not
+            // yet used for discovery; invites, mDNS and remembered peers are.)
+            kad.set_mode(Some(kad::Mode::Client));
             let mdns = if mdns {
                 Some(mdns::tokio::Behaviour::new(mdns::Config::default(), peer)?)
             } else {

@@ -38,7 +38,7 @@ pub const OUTSIDER_GRACE: Duration = Duration::from_secs(30);
 /// How long `start` waits for a join to complete.
 pub const JOIN_DEADLINE: Duration = Duration::from_secs(60);
 /// Catch-up sync with every connected member this often (and on each new connection).
-pub const SYNC_EVERY: u32 = 60;
+pub const SYNC_EVERY: u32 = 30;
 /// Most sync sessions this node runs as initiator at once.
 pub const MAX_SYNC_SESSIONS: usize = 8;
 /// A session that has not finished in this long is dropped.
@@ -258,8 +258,10 @@ impl Node {
             syncs: HashMap::new(),
             sync_stats: SyncStats::default(),
         };
-        event_loop.wait_for_listeners(config.listen.len()).await;
+        // Members and the deny list first: a connection made while we wait for the
+        // listeners must already be judged by them.
         event_loop.after_roster_change(false);
+        event_loop.wait_for_listeners(config.listen.len()).await;
         if event_loop.engine.is_some() {
             event_loop.subscribe();
         }
@@ -594,10 +596,19 @@ impl EventLoop {
             if self.is_member(&peer) && self.swarm.behaviour().gossipsub.serves(&peer) {
                 continue;
             }
-            // A non-member, or a member whose connection predates its admission (it will
-            // redial, and the new connection carries gossip).
+            // A non-member, or a member whose connection predates its admission: close
+            // it, and for a member dial again, so the new connection carries gossip.
             tracing::debug!(%peer, "closing a connection without hood traffic");
+            let addrs = self.addresses.get(&peer).cloned().unwrap_or_default();
             let _ = self.swarm.disconnect_peer_id(peer);
+            if self.is_member(&peer) && !addrs.is_empty() {
+                let _ = self.swarm.dial(
+                    DialOpts::peer_id(peer)
+                        .condition(PeerCondition::Always)
+                        .addresses(addrs)
+                        .build(),
+                );
+            }
         }
         if ticks.is_multiple_of(OUTBOX_EVERY) {
             self.flush_outbox();
@@ -643,6 +654,17 @@ impl EventLoop {
         behaviour.gossipsub.set_members(members.iter().copied());
         behaviour.sync.set_members(members.iter().copied());
         behaviour.gate.denied = removed.iter().copied().collect();
+        // Anyone still served hood traffic who is no longer a member (removed, or lost a
+        // ticket race) is cut off; a non-member reconnecting gets no hood traffic.
+        let served: Vec<PeerId> = self
+            .swarm
+            .connected_peers()
+            .copied()
+            .filter(|p| self.swarm.behaviour().gossipsub.serves(p) && !members.contains(p))
+            .collect();
+        for peer in served {
+            let _ = self.swarm.disconnect_peer_id(peer);
+        }
         for peer in removed {
             if self.swarm.is_connected(&peer) {
                 tracing::info!(%peer, "disconnecting a removed member");
@@ -663,15 +685,17 @@ impl EventLoop {
         for peer in stale {
             self.outsiders.remove(&peer);
             let addrs = self.addresses.get(&peer).cloned().unwrap_or_default();
-            let _ = self.swarm.disconnect_peer_id(peer);
-            if !addrs.is_empty() {
-                let _ = self.swarm.dial(
-                    DialOpts::peer_id(peer)
-                        .condition(PeerCondition::Always)
-                        .addresses(addrs)
-                        .build(),
-                );
+            // Never cut a link we cannot make again.
+            if addrs.is_empty() {
+                continue;
             }
+            let _ = self.swarm.disconnect_peer_id(peer);
+            let _ = self.swarm.dial(
+                DialOpts::peer_id(peer)
+                    .condition(PeerCondition::Always)
+                    .addresses(addrs)
+                    .build(),
+            );
         }
     }
 
@@ -762,10 +786,8 @@ impl EventLoop {
                         .await
                         .map_err(NodeError::from),
                 };
-                if result.is_ok() {
-                    self.after_roster_change(false);
-                    self.flush_outbox();
-                }
+                self.after_roster_change(false);
+                self.flush_outbox();
                 let _ = reply.send(result);
             }
             Command::Ingest(bytes, reply) => {
@@ -967,10 +989,12 @@ impl EventLoop {
             })) => {
                 let addrs: Vec<Multiaddr> = info.listen_addrs.into_iter().take(8).collect();
                 for addr in &addrs {
-                    self.swarm
-                        .behaviour_mut()
-                        .kad
-                        .add_address(&peer_id, addr.clone());
+                    if self.is_member(&peer_id) {
+                        self.swarm
+                            .behaviour_mut()
+                            .kad
+                            .add_address(&peer_id, addr.clone());
+                    }
                 }
                 if self.is_member(&peer_id) {
                     let strings: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
@@ -1156,11 +1180,17 @@ impl EventLoop {
             }
             request_response::Event::OutboundFailure { peer, error, .. } => {
                 tracing::debug!(%peer, %error, "sync request failed");
-                if matches!(error, request_response::OutboundFailure::Io(_)) {
-                    // An answer over the size limit, or not a stream of bytes at all.
-                    self.penalize(peer, "unreadable sync response");
-                } else {
-                    self.syncs.remove(&peer);
+                match error {
+                    // Our codec's verdict on an answer over the size limit.
+                    request_response::OutboundFailure::Io(e)
+                        if e.kind() == std::io::ErrorKind::InvalidData =>
+                    {
+                        self.penalize(peer, "sync response over the size limit");
+                    }
+                    // A dropped link or a restarting peer is nobody's fault.
+                    _ => {
+                        self.syncs.remove(&peer);
+                    }
                 }
             }
             request_response::Event::InboundFailure { peer, error, .. } => {
@@ -1177,15 +1207,15 @@ impl EventLoop {
         };
         match sync::Request::decode(request) {
             Ok(sync::Request::Reconcile(query)) => {
-                match engine
-                    .sync_storage()
-                    .map_err(|e| e.to_string())
-                    .and_then(|s| sync::respond(&s, &query).map_err(|e| e.to_string()))
-                {
+                let storage = match engine.sync_storage() {
+                    Ok(s) => s,
+                    Err(e) => return sync::Response::refused(&e.to_string()),
+                };
+                match sync::respond(&storage, &query) {
                     Ok(reply) => sync::Response::Reconcile(reply),
                     Err(e) => {
                         self.penalize(peer, "malformed reconcile message");
-                        sync::Response::refused(&e)
+                        sync::Response::refused(&e.to_string())
                     }
                 }
             }
@@ -1326,6 +1356,7 @@ impl EventLoop {
                 JoinResponse::refused(&why)
             }
         };
+        let admitted = matches!(response, JoinResponse::Welcome(_));
         if self
             .swarm
             .behaviour_mut()
@@ -1335,8 +1366,10 @@ impl EventLoop {
         {
             tracing::debug!(%peer, "joiner went away before the welcome");
         }
-        self.after_roster_change(false);
-        self.flush_outbox();
+        if admitted {
+            self.after_roster_change(false);
+            self.flush_outbox();
+        }
     }
 
     async fn admit(

@@ -286,6 +286,8 @@ pub enum Denied {
     SecondGenesis,
     #[error("a rekey's generation is more than one past the newest epoch")]
     GenerationTooHigh,
+    #[error("a rekey must wrap the new key to every current member")]
+    RekeyMissesMember,
     #[error("the author has made too many membership operations")]
     TooManyOps,
 }
@@ -734,6 +736,14 @@ impl Roster {
             Op::Rekey(r) => {
                 if r.wraps.iter().any(|w| !self.members.contains_key(&w.to)) {
                     return Err(Denied::WrapToNonMember);
+                }
+                // Skipping a member would cut them off from what follows.
+                if self
+                    .members
+                    .keys()
+                    .any(|m| !r.wraps.iter().any(|w| w.to == *m))
+                {
+                    return Err(Denied::RekeyMissesMember);
                 }
                 // At most one past the newest epoch: a member cannot jump the order
                 // that decides which epoch everyone seals under.

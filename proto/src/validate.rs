@@ -9,7 +9,7 @@ use crate::hood::Policy;
 use crate::identity::MemberId;
 use crate::item::{Body, Item, OpId};
 use crate::keys::{EpochId, KeyRing};
-use crate::limits::{MAX_CLOCK_SKEW_SECS, MAX_ITEM_BYTES, MAX_MEMBERS, MAX_OPS_PER_MEMBER};
+use crate::limits::{MAX_CLOCK_SKEW_SECS, MAX_ITEM_BYTES, MAX_MEMBERS};
 use crate::membership::{self, Denied, MembershipError, Roster, VerifiedOp};
 use crate::report;
 
@@ -213,7 +213,7 @@ fn judge(bytes: &[u8], cx: &Context<'_>) -> Result<Accepted, Reason> {
                 .map_err(Reason::Unauthorized)?;
         }
     }
-    if expires_at.is_some() && !cx.rate.allows(policy, &author, created_at) {
+    if expires_at.is_some() && !cx.rate.allows(policy, &author, created_at, cx.now) {
         return Err(Reason::RateLimited);
     }
     Ok(Accepted {
@@ -228,11 +228,12 @@ fn judge(bytes: &[u8], cx: &Context<'_>) -> Result<Accepted, Reason> {
 }
 
 /// Judges a membership operation that arrives as signed item bytes rather than in an
-/// envelope (catch-up sync). Sync must converge, so this gate is the fold's, not gossip's:
-/// an operation is taken when it is a well-formed, signed operation of this hood by a
-/// member who was ever admitted, and the fold decides what it does. (Gossip's `validate`
-/// also refuses operations the current roster would not allow; an operation refused there
-/// can still arrive by sync, and the fold gives it the effect the rules give it.)
+/// envelope (catch-up sync), by the same rules as gossip: a well-formed, signed operation
+/// of this hood, by a current member, that the roster allows now. An operation refused
+/// because of this node's state (an author whose join has not arrived) is ignored, not
+/// remembered, so a later sync can bring it again once the state allows it. Operations by
+/// removed members are refused, whenever they were made: a removed member cannot act
+/// through a colluding peer's sync.
 pub fn validate_op(bytes: &[u8], roster: &Roster, now: u64) -> Result<VerifiedOp, Reason> {
     if bytes.len() > MAX_ITEM_BYTES {
         return Err(Reason::Oversize(bytes.len()));
@@ -242,7 +243,10 @@ pub fn validate_op(bytes: &[u8], roster: &Roster, now: u64) -> Result<VerifiedOp
         return Err(Reason::DuplicateOp);
     }
     let author = item.author;
-    if !roster.is_member(&author) && !roster.is_removed(&author) {
+    if roster.is_removed(&author) {
+        return Err(Reason::AuthorRemoved);
+    }
+    if !roster.is_member(&author) {
         return Err(Reason::UnknownAuthor);
     }
     let verified = membership::verify_op(&roster.hood(), &item).map_err(|e| match e {
@@ -252,9 +256,9 @@ pub fn validate_op(bytes: &[u8], roster: &Roster, now: u64) -> Result<VerifiedOp
     if verified.op.created_at() > now.saturating_add(MAX_CLOCK_SKEW_SECS) {
         return Err(Reason::FutureTimestamp);
     }
-    if roster.ops_by(&author) >= MAX_OPS_PER_MEMBER {
-        return Err(Reason::Unauthorized(Denied::TooManyOps));
-    }
+    roster
+        .authorize(&author, &verified.op, verified.ticket.as_ref())
+        .map_err(Reason::Unauthorized)?;
     Ok(verified)
 }
 
@@ -269,18 +273,20 @@ fn check_reference(cx: &Context<'_>, author: &MemberId, report: &ItemId) -> Resu
 /// Most `(member, window)` counters kept; past this the oldest windows are dropped.
 pub const MAX_RATE_ENTRIES: usize = MAX_MEMBERS * 32;
 
-/// A member's live report-kind items may span at most this many windows' worth of the
-/// rate limit (a day, by default), however they spread their timestamps.
+/// A member may have at most this many windows' worth of the rate limit live (not yet
+/// expired) at once: a day's worth by default, however they spread their timestamps.
 pub const LIVE_WINDOWS: u32 = 24;
 
 /// Per-member counts of accepted report-kind items, by window of `created_at`. Counting by
 /// the author's own timestamps (not arrival time) means a node catching up through sync
 /// reaches the same verdicts as one that was online. Because timestamps are the author's
-/// to choose, a second cap bounds each member's live items in all windows together.
+/// to choose, a second cap bounds each member's *live* items (those whose `expires_at` is
+/// still ahead) in all windows together.
 #[derive(Debug, Clone, Default)]
 pub struct RateLimiter {
     counts: BTreeMap<(u64, MemberId), u16>,
-    totals: BTreeMap<MemberId, u32>,
+    /// Per member: how many accepted items expire at each time.
+    live: BTreeMap<MemberId, BTreeMap<u64, u32>>,
 }
 
 impl RateLimiter {
@@ -292,58 +298,54 @@ impl RateLimiter {
         created_at / u64::from(policy.rate_limit.window_secs.max(1))
     }
 
-    pub fn allows(&self, policy: &Policy, author: &MemberId, created_at: u64) -> bool {
+    /// Whether `author` may have one more item created at `created_at`, judged at `now`.
+    pub fn allows(&self, policy: &Policy, author: &MemberId, created_at: u64, now: u64) -> bool {
         let count = self
             .counts
             .get(&(Self::window(policy, created_at), *author))
             .copied()
             .unwrap_or(0);
-        let total = self.totals.get(author).copied().unwrap_or(0);
+        let live: u64 = self.live.get(author).map_or(0, |m| {
+            m.range(now.saturating_add(1)..)
+                .map(|(_, n)| u64::from(*n))
+                .sum()
+        });
         count < policy.rate_limit.max_items
-            && total < u32::from(policy.rate_limit.max_items) * LIVE_WINDOWS
-    }
-
-    fn forget(&mut self, author: &MemberId, count: u16) {
-        if let Some(total) = self.totals.get_mut(author) {
-            *total = total.saturating_sub(u32::from(count));
-            if *total == 0 {
-                self.totals.remove(author);
-            }
-        }
+            && live < u64::from(policy.rate_limit.max_items) * u64::from(LIVE_WINDOWS)
     }
 
     /// Counts an accepted item. Membership operations are not rate-limited.
     pub fn record(&mut self, policy: &Policy, accepted: &Accepted) {
-        if accepted.expires_at.is_none() {
+        let Some(expires_at) = accepted.expires_at else {
             return;
-        }
+        };
         let key = (
             Self::window(policy, accepted.created_at),
             accepted.item.author,
         );
         let count = self.counts.entry(key).or_insert(0);
         *count = count.saturating_add(1);
-        *self.totals.entry(accepted.item.author).or_insert(0) += 1;
+        *self
+            .live
+            .entry(accepted.item.author)
+            .or_default()
+            .entry(expires_at)
+            .or_insert(0) += 1;
         while self.counts.len() > MAX_RATE_ENTRIES {
-            if let Some(((_, author), count)) = self.counts.pop_first() {
-                self.forget(&author, count);
-            }
+            self.counts.pop_first();
         }
     }
 
-    /// Forgets windows that ended before anything in them could still be live.
+    /// Forgets windows that ended before anything in them could still be live, and items
+    /// that have expired.
     pub fn prune(&mut self, policy: &Policy, now: u64) {
         let oldest_live = now.saturating_sub(u64::from(policy.max_ttl_secs));
         let first_kept = Self::window(policy, oldest_live);
-        let stale: Vec<((u64, MemberId), u16)> = self
-            .counts
-            .range(..(first_kept, MemberId([0; 32])))
-            .map(|(k, v)| (*k, *v))
-            .collect();
-        for (key, count) in stale {
-            self.counts.remove(&key);
-            self.forget(&key.1, count);
+        self.counts.retain(|(window, _), _| *window >= first_kept);
+        for expiries in self.live.values_mut() {
+            *expiries = expiries.split_off(&now.saturating_add(1));
         }
+        self.live.retain(|_, expiries| !expiries.is_empty());
     }
 
     pub fn len(&self) -> usize {
@@ -352,5 +354,40 @@ impl RateLimiter {
 
     pub fn is_empty(&self) -> bool {
         self.counts.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::{NOW, TestHood};
+
+    #[test]
+    fn live_cap_counts_only_items_not_yet_expired() {
+        let mut policy = Policy::default();
+        policy.rate_limit.max_items = 1;
+        let mut h = TestHood::with_policy(3, policy);
+        let bob = h.join(0, 0);
+        let mut rate = RateLimiter::new();
+        let cap = LIVE_WINDOWS as u64;
+        // One item per window, each living one hour, back over `cap` windows.
+        for i in 0..cap {
+            let mut body = h.report("x");
+            let Body::Report(r) = &mut body else {
+                unreachable!()
+            };
+            r.created_at = NOW - 3600 * i;
+            r.expires_at = NOW + 3600;
+            let bytes = h.seal(bob, &body);
+            let Verdict::Accept(a) = h.validate_with(0, &bytes, &rate) else {
+                panic!("item {i} refused")
+            };
+            rate.record(h.roster.policy(), &a);
+        }
+        let author = h.members[bob].keys.id();
+        assert!(!rate.allows(&policy, &author, NOW - 3600 * cap, NOW));
+        // An hour later they have all expired: the member may post again.
+        rate.prune(&policy, NOW + 3600);
+        assert!(rate.allows(&policy, &author, NOW + 3600, NOW + 3600));
     }
 }

@@ -684,12 +684,27 @@ fn rekey_wrapping_to_a_non_member_is_rejected() {
         reject(h.validate_as(ALICE, &bytes)),
         Reason::InvalidOp(MembershipError::BadRekey)
     );
-    // Jumping generations would let one member decide the sealing epoch for good.
+    // Skipping a member would cut them off from everything sealed after.
     let op = Item::sign(
         &h.members[BOB].keys,
         &h.hood(),
-        &rekey(wraps[..1].to_vec(), 7),
+        &rekey(wraps[..1].to_vec(), 1),
     );
+    let bytes = h.seal_item(BOB, &op);
+    assert_eq!(
+        reject(h.validate_as(ALICE, &bytes)),
+        Reason::Unauthorized(Denied::RekeyMissesMember)
+    );
+    // Jumping generations would let one member decide the sealing epoch for good.
+    let mut everyone = Vec::new();
+    for m in [ALICE, BOB, CAROL] {
+        let to = h.members[m].keys.clone();
+        everyone.push(
+            porchlight_proto::keys::wrap(&key, &h.hood(), to.id(), &to.exchange_key(), &mut h.rng)
+                .unwrap(),
+        );
+    }
+    let op = Item::sign(&h.members[BOB].keys, &h.hood(), &rekey(everyone, 7));
     let bytes = h.seal_item(BOB, &op);
     assert_eq!(
         reject(h.validate_as(ALICE, &bytes)),
