@@ -8,12 +8,18 @@
 //! way; differences cost messages proportional to the difference, not the set.
 
 use negentropy::{Id, Negentropy, NegentropyStorageVector};
+
+/// The sealed set negentropy reconciles.
+pub type NegentropyStorage = NegentropyStorageVector;
 use serde::{Deserialize, Serialize};
 
 use crate::codec::{self, CodecError, FieldError, check_text};
 
-/// negentropy's frame size limit: each reconciliation message stays under this.
+/// negentropy's frame size limit for the initiator's messages (requests).
 pub const FRAME_LIMIT: u64 = 60_000;
+/// The responder's frames may be larger (responses are bounded by `MAX_RESPONSE_BYTES`):
+/// a node that missed much gets the ids it needs in few rounds.
+pub const RESPONSE_FRAME_LIMIT: u64 = 1_000_000;
 /// Most ids in one fetch request.
 pub const MAX_FETCH_IDS: usize = 512;
 /// Largest sync request on the wire (a reconcile frame, or a fetch of `MAX_FETCH_IDS`).
@@ -143,8 +149,8 @@ pub fn storage(
 
 /// Answers one reconciliation message (the responder keeps no state between messages).
 pub fn respond(storage: &NegentropyStorageVector, query: &[u8]) -> Result<Vec<u8>, SyncError> {
-    let mut neg =
-        Negentropy::borrowed(storage, FRAME_LIMIT).map_err(|e| SyncError::Local(e.to_string()))?;
+    let mut neg = Negentropy::borrowed(storage, RESPONSE_FRAME_LIMIT)
+        .map_err(|e| SyncError::Local(e.to_string()))?;
     neg.reconcile(query)
         .map_err(|e| SyncError::PeerMalformed(e.to_string()))
 }

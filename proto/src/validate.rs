@@ -285,8 +285,8 @@ pub const LIVE_WINDOWS: u32 = 24;
 #[derive(Debug, Clone, Default)]
 pub struct RateLimiter {
     counts: BTreeMap<(u64, MemberId), u16>,
-    /// Per member: how many accepted items expire at each time.
-    live: BTreeMap<MemberId, BTreeMap<u64, u32>>,
+    /// Per member: how many accepted items expire at each time, and their total.
+    live: BTreeMap<MemberId, (u64, BTreeMap<u64, u32>)>,
 }
 
 impl RateLimiter {
@@ -305,10 +305,10 @@ impl RateLimiter {
             .get(&(Self::window(policy, created_at), *author))
             .copied()
             .unwrap_or(0);
-        let live: u64 = self.live.get(author).map_or(0, |m| {
-            m.range(now.saturating_add(1)..)
-                .map(|(_, n)| u64::from(*n))
-                .sum()
+        // Total minus what expired since the last prune (few: prune runs on a timer).
+        let live: u64 = self.live.get(author).map_or(0, |(total, m)| {
+            let expired: u64 = m.range(..=now).map(|(_, n)| u64::from(*n)).sum();
+            total.saturating_sub(expired)
         });
         count < policy.rate_limit.max_items
             && live < u64::from(policy.rate_limit.max_items) * u64::from(LIVE_WINDOWS)
@@ -325,12 +325,9 @@ impl RateLimiter {
         );
         let count = self.counts.entry(key).or_insert(0);
         *count = count.saturating_add(1);
-        *self
-            .live
-            .entry(accepted.item.author)
-            .or_default()
-            .entry(expires_at)
-            .or_insert(0) += 1;
+        let (total, expiries) = self.live.entry(accepted.item.author).or_default();
+        *total += 1;
+        *expiries.entry(expires_at).or_insert(0) += 1;
         while self.counts.len() > MAX_RATE_ENTRIES {
             self.counts.pop_first();
         }
@@ -342,10 +339,13 @@ impl RateLimiter {
         let oldest_live = now.saturating_sub(u64::from(policy.max_ttl_secs));
         let first_kept = Self::window(policy, oldest_live);
         self.counts.retain(|(window, _), _| *window >= first_kept);
-        for expiries in self.live.values_mut() {
-            *expiries = expiries.split_off(&now.saturating_add(1));
+        for (total, expiries) in self.live.values_mut() {
+            let kept = expiries.split_off(&now.saturating_add(1));
+            let gone: u64 = expiries.values().map(|n| u64::from(*n)).sum();
+            *total = total.saturating_sub(gone);
+            *expiries = kept;
         }
-        self.live.retain(|_, expiries| !expiries.is_empty());
+        self.live.retain(|_, (total, _)| *total > 0);
     }
 
     pub fn len(&self) -> usize {
