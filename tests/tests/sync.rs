@@ -67,6 +67,10 @@ async fn split_neighborhood_converges_after_healing() {
     // those who only know the hood through them; see docs/operations.md.)
     let removed = &right[5];
     left[0].node.remove(removed.node.member()).await.unwrap();
+    // Every node on the left has heard of it before posting.
+    for n in left {
+        assert!(eventually(|| async { n.node.members().await.unwrap().len() == 11 }).await);
+    }
     let mut left_posts = Vec::new();
     for n in left {
         left_posts.push(n.post(&format!("left: {}", n.name)).await);
