@@ -1068,3 +1068,32 @@ proptest! {
         prop_assert_eq!(roster.insert(&next), Ok(true));
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn sync_decoders_never_panic_and_accept_only_canonical_bytes(bytes in vec(any::<u8>(), 0..2048)) {
+        use porchlight_proto::sync::{Request, Response};
+        if let Ok(request) = Request::decode(&bytes) {
+            prop_assert_eq!(request.encode(), bytes.clone());
+        }
+        if let Ok(response) = Response::decode(&bytes) {
+            prop_assert_eq!(response.encode(), bytes.clone());
+        }
+    }
+
+    #[test]
+    fn negentropy_frames_from_a_peer_never_panic(bytes in vec(any::<u8>(), 0..2048)) {
+        use porchlight_proto::sync;
+        let set = (0u32..500).map(|i| {
+            let mut id = [0u8; 32];
+            id[..4].copy_from_slice(&i.to_be_bytes());
+            (u64::from(i), id)
+        });
+        let storage = sync::storage(set).unwrap();
+        let _ = sync::respond(&storage, &bytes);
+        let (mut initiator, _) = sync::Initiator::start(sync::storage(std::iter::empty()).unwrap()).unwrap();
+        let _ = initiator.step(&bytes);
+    }
+}
