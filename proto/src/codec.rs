@@ -152,6 +152,33 @@ pub(crate) fn check_text(
     Ok(())
 }
 
+/// Longest refusal reason a peer may send (join and sync answers).
+pub const MAX_REFUSAL_BYTES: usize = 200;
+
+/// A refusal reason fit for the wire: control and invisible characters replaced by
+/// spaces, cut to [`MAX_REFUSAL_BYTES`] on a character boundary, so that it always passes
+/// [`check_refusal`] on the other side.
+pub fn refusal(why: &str) -> String {
+    let mut out = String::new();
+    for c in why.chars() {
+        let c = if c.is_control() || is_deceptive(c) {
+            ' '
+        } else {
+            c
+        };
+        if out.len() + c.len_utf8() > MAX_REFUSAL_BYTES {
+            break;
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The check a received refusal reason must pass.
+pub fn check_refusal(why: &str) -> Result<(), CodecError> {
+    check_text("refusal", why, MAX_REFUSAL_BYTES, false).map_err(CodecError::Field)
+}
+
 /// A field that breaks a bound or a rule of its type.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FieldError {

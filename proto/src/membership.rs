@@ -188,25 +188,12 @@ pub enum JoinResponse {
     Refused(String),
 }
 
-/// Longest refusal reason in a `JoinResponse`.
-pub const MAX_REFUSAL_BYTES: usize = 200;
+pub use crate::codec::MAX_REFUSAL_BYTES;
 
 impl JoinResponse {
-    /// A refusal, cut to [`MAX_REFUSAL_BYTES`] and with control characters replaced, so
-    /// that it always decodes on the other side.
+    /// A refusal, made fit for the wire (see [`codec::refusal`]).
     pub fn refused(why: &str) -> JoinResponse {
-        let mut out = String::new();
-        for c in why.chars() {
-            let c = if c.is_control() { ' ' } else { c };
-            if out.len() + c.len_utf8() > MAX_REFUSAL_BYTES {
-                break;
-            }
-            out.push(c);
-        }
-        if check_text("refusal", &out, MAX_REFUSAL_BYTES, false).is_err() {
-            out = "refused".into();
-        }
-        JoinResponse::Refused(out)
+        JoinResponse::Refused(codec::refusal(why))
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -216,7 +203,7 @@ impl JoinResponse {
     pub fn decode(bytes: &[u8]) -> Result<JoinResponse, CodecError> {
         let response: JoinResponse = codec::decode(bytes, MAX_WELCOME_BYTES + 16)?;
         if let JoinResponse::Refused(why) = &response {
-            check_text("refusal", why, MAX_REFUSAL_BYTES, false).map_err(CodecError::Field)?;
+            codec::check_refusal(why)?;
         }
         Ok(response)
     }

@@ -13,7 +13,7 @@ use negentropy::{Id, Negentropy, NegentropyStorageVector};
 pub type NegentropyStorage = NegentropyStorageVector;
 use serde::{Deserialize, Serialize};
 
-use crate::codec::{self, CodecError, FieldError, check_text};
+use crate::codec::{self, CodecError, FieldError};
 
 /// negentropy's frame size limit for the initiator's messages (requests).
 pub const FRAME_LIMIT: u64 = 60_000;
@@ -33,7 +33,6 @@ pub const MAX_ROUNDS: usize = 64;
 pub const IN_SYNC_BYTES: usize = 512;
 /// Most elements a node reconciles (live items plus operations).
 pub const MAX_SET: usize = 1_000_000;
-const MAX_REFUSAL_BYTES: usize = 200;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request {
@@ -93,11 +92,7 @@ impl Request {
 
 impl Response {
     pub fn refused(why: &str) -> Response {
-        let mut out: String = why.chars().filter(|c| !c.is_control()).collect();
-        while out.len() > MAX_REFUSAL_BYTES {
-            out.pop();
-        }
-        Response::Refused(out)
+        Response::Refused(codec::refusal(why))
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -107,7 +102,7 @@ impl Response {
     pub fn decode(bytes: &[u8]) -> Result<Response, CodecError> {
         let response: Response = codec::decode(bytes, MAX_RESPONSE_BYTES + 1024)?;
         if let Response::Refused(why) = &response {
-            check_text("refusal", why, MAX_REFUSAL_BYTES, false).map_err(CodecError::Field)?;
+            codec::check_refusal(why)?;
         }
         Ok(response)
     }
