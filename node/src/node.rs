@@ -35,6 +35,12 @@ pub const COMMAND_QUEUE: usize = 64;
 pub const EVENT_QUEUE: usize = 256;
 /// How long a non-member may stay connected (to present a ticket) before it is dropped.
 pub const OUTSIDER_GRACE: Duration = Duration::from_secs(30);
+/// Most non-members connected at once (each may be presenting a ticket).
+pub const MAX_OUTSIDERS: usize = 16;
+/// Each reconcile answer sorts our whole set: a peer may ask at most this many times per
+/// `RECONCILE_WINDOW` (a session takes a few rounds; sessions start every 30 s).
+pub const MAX_RECONCILES_PER_WINDOW: u32 = 64;
+pub const RECONCILE_WINDOW: Duration = Duration::from_secs(10);
 /// How long `start` waits for a join to complete.
 pub const JOIN_DEADLINE: Duration = Duration::from_secs(60);
 /// Catch-up sync with every connected member this often (and on each new connection).
@@ -257,6 +263,7 @@ impl Node {
             listen: Vec::new(),
             syncs: HashMap::new(),
             sync_stats: SyncStats::default(),
+            reconciled: HashMap::new(),
         };
         // Members and the deny list first: a connection made while we wait for the
         // listeners must already be judged by them.
@@ -399,6 +406,8 @@ struct EventLoop {
     listen: Vec<Multiaddr>,
     syncs: HashMap<PeerId, SyncSession>,
     sync_stats: SyncStats,
+    /// Per connected peer: the start of its current window and its reconcile requests in it.
+    reconciled: HashMap<PeerId, (Instant, u32)>,
 }
 
 /// One catch-up session this node runs as initiator with one peer.
@@ -962,6 +971,14 @@ impl EventLoop {
                     }
                 }
                 if self.engine.is_some() && !self.is_member(&peer_id) {
+                    if !self.outsiders.contains_key(&peer_id)
+                        && self.outsiders.len() >= MAX_OUTSIDERS
+                    {
+                        // Non-members must not take the slots members need.
+                        tracing::debug!(peer = %peer_id, "too many non-members connected; closing");
+                        let _ = self.swarm.disconnect_peer_id(peer_id);
+                        return;
+                    }
                     self.outsiders
                         .entry(peer_id)
                         .or_insert(Instant::now() + OUTSIDER_GRACE);
@@ -978,6 +995,7 @@ impl EventLoop {
             } => {
                 self.outsiders.remove(&peer_id);
                 self.addresses.remove(&peer_id);
+                self.reconciled.remove(&peer_id);
             }
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => self.on_gossip(event),
             SwarmEvent::Behaviour(BehaviourEvent::Join(event)) => self.on_join(event).await,
@@ -1207,6 +1225,15 @@ impl EventLoop {
         };
         match sync::Request::decode(request) {
             Ok(sync::Request::Reconcile(query)) => {
+                let now = Instant::now();
+                let (start, count) = self.reconciled.entry(peer).or_insert((now, 0));
+                if now.duration_since(*start) >= RECONCILE_WINDOW {
+                    (*start, *count) = (now, 0);
+                }
+                *count += 1;
+                if *count > MAX_RECONCILES_PER_WINDOW {
+                    return sync::Response::refused("too many reconcile requests; slow down");
+                }
                 let storage = match engine.sync_storage() {
                     Ok(s) => s,
                     Err(e) => return sync::Response::refused(&e.to_string()),
