@@ -264,6 +264,7 @@ impl Node {
             syncs: HashMap::new(),
             sync_stats: SyncStats::default(),
             reconciled: HashMap::new(),
+            stuck: Default::default(),
         };
         // Members and the deny list first: a connection made while we wait for the
         // listeners must already be judged by them.
@@ -408,6 +409,8 @@ struct EventLoop {
     sync_stats: SyncStats,
     /// Per connected peer: the start of its current window and its reconcile requests in it.
     reconciled: HashMap<PeerId, (Instant, u32)>,
+    /// Outbox entries gossipsub refused with full queues (bounded by `MAX_OUTBOX`).
+    stuck: std::collections::HashSet<u64>,
 }
 
 /// One catch-up session this node runs as initiator with one peer.
@@ -728,13 +731,26 @@ impl EventLoop {
                 .inner_mut()
                 .publish(self.topic.clone(), bytes);
             match result {
-                Ok(_) | Err(PublishError::Duplicate) => {
+                // Gossipsub remembers an id even when no queue took the message, and then
+                // calls the retry a duplicate: only a message we saw go out leaves the
+                // outbox on `Duplicate` (the others wait until gossipsub forgets the id).
+                Ok(_) => {
+                    self.stuck.remove(&seq);
                     if let Err(e) = self.store.pop_outbox(seq) {
                         tracing::warn!(error = %e, "cannot update the outbox");
                     }
                 }
-                Err(PublishError::NoPeersSubscribedToTopic)
-                | Err(PublishError::AllQueuesFull(_)) => break,
+                Err(PublishError::Duplicate) if !self.stuck.contains(&seq) => {
+                    if let Err(e) = self.store.pop_outbox(seq) {
+                        tracing::warn!(error = %e, "cannot update the outbox");
+                    }
+                }
+                Err(PublishError::Duplicate) => break,
+                Err(PublishError::AllQueuesFull(_)) => {
+                    self.stuck.insert(seq);
+                    break;
+                }
+                Err(PublishError::NoPeersSubscribedToTopic) => break,
                 Err(e) => {
                     tracing::warn!(error = %e, "publish failed; will retry");
                     break;

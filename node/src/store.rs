@@ -304,7 +304,8 @@ impl Store {
             if key.len() != 40 {
                 return Err(StoreError::Corrupt("expiry index"));
             }
-            self.expiry.remove(&key)?;
+            // The item first, its index entries last: a crash in between leaves an
+            // index entry without an item (harmless), never an item nothing expires.
             if let Some(v) = self.items.remove(&key[8..])? {
                 let record: ItemRecord = decode(&v, "item record")?;
                 let mut id = [0u8; 32];
@@ -313,6 +314,7 @@ impl Store {
                     .remove(expiry_key(record.created_at, &ItemId(id)))?;
                 deleted += 1;
             }
+            self.expiry.remove(&key)?;
         }
         for tree in [&self.seen, &self.seen_items] {
             let stale: Vec<sled::IVec> = tree
