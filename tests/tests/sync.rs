@@ -207,7 +207,29 @@ async fn hostile_sync_peers_are_cut_off_and_nothing_is_stored() {
         )])
         .encode()
     });
-    for (i, reply) in [garbage, oversize, unasked].into_iter().enumerate() {
+    // Never converges: every round gets the answer to the first message against an
+    // unrelated large set, so fingerprints never match.
+    let first_answer = std::sync::Mutex::new(None::<Vec<u8>>);
+    let unrelated = porchlight_proto::sync::storage((0u32..4000).map(|i| {
+        let mut id = [0xee; 32];
+        id[..4].copy_from_slice(&i.to_be_bytes());
+        (u64::from(i), id)
+    }))
+    .unwrap();
+    let endless: Reply = Box::new(move |request| {
+        let mut first = first_answer.lock().unwrap();
+        if first.is_none()
+            && let Ok(porchlight_proto::sync::Request::Reconcile(query)) =
+                porchlight_proto::sync::Request::decode(request)
+        {
+            *first = porchlight_proto::sync::respond(&unrelated, &query).ok();
+        }
+        porchlight_proto::sync::Response::Reconcile(first.clone().unwrap_or_default()).encode()
+    });
+    for (i, reply) in [garbage, oversize, unasked, endless]
+        .into_iter()
+        .enumerate()
+    {
         let member = alice.invite(&format!("m{i}")).await;
         let peer = member.node.peer_id();
         let dir = member.stop().await;
