@@ -28,6 +28,12 @@ struct Cli {
     /// Do not look for neighbors on the local network (mDNS).
     #[arg(long, global = true)]
     no_mdns: bool,
+    /// Serve the local API on this address instead of the config's.
+    #[arg(long, global = true)]
+    api: Option<String>,
+    /// Machine-readable output (JSON).
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -55,6 +61,231 @@ enum Command {
     Run,
     /// Print this node's member id and fingerprint.
     Id,
+    /// Post a report to the hood (talks to the running node).
+    ///
+    /// Example: porchlight post --category suspicious-activity --text "man trying car
+    /// doors" --behavior "tried three car door handles" --where "Elm St, 400 block"
+    Post {
+        /// suspicious-activity, package-theft, break-in, vehicle, fire, medical, hazard,
+        /// lost-pet, found-pet or other.
+        #[arg(long)]
+        category: String,
+        #[arg(long)]
+        text: String,
+        /// What the person did (required for suspicious-activity).
+        #[arg(long)]
+        behavior: Option<String>,
+        /// A coarse place: a block or a corner, not a house number.
+        #[arg(long = "where")]
+        place: Option<String>,
+        /// At most 7 characters.
+        #[arg(long)]
+        geohash: Option<String>,
+        /// info, warning or urgent.
+        #[arg(long)]
+        severity: Option<String>,
+        /// Lifetime in hours (default 72).
+        #[arg(long)]
+        expires_hours: Option<u64>,
+    },
+    /// List live reports, oldest first.
+    Feed,
+    /// Print a one-time invite code for a neighbor.
+    Invite {
+        /// Validity in hours (default 168).
+        #[arg(long, default_value_t = 168)]
+        hours: u64,
+    },
+    /// The hood's members.
+    Members,
+    /// Remove a member by name or id prefix (admins; rekeys).
+    Remove { member: String },
+    /// This node's identity, hood, peers and counts.
+    Status,
+}
+
+/// Exit codes: 0 ok, 1 runtime failure, 2 bad usage or bad input.
+const EXIT_BAD_INPUT: i32 = 2;
+
+/// Talks to the running node's local API.
+fn call(
+    data_dir: &std::path::Path,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> Result<serde_json::Value, (i32, String)> {
+    let addr = std::fs::read_to_string(data_dir.join(porchlight_node::api::ADDR_FILE));
+    let token = std::fs::read_to_string(data_dir.join(porchlight_node::api::TOKEN_FILE));
+    let (Ok(addr), Ok(token)) = (addr, token) else {
+        return Err((
+            EXIT_BAD_INPUT,
+            format!(
+                "no node is running for {}: start one with `porchlight run` (or `up`)",
+                data_dir.display()
+            ),
+        ));
+    };
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into();
+    let url = format!("http://{}{path}", addr.trim());
+    let auth = format!("Bearer {}", token.trim());
+    let result = match (method, body) {
+        ("GET", _) => agent.get(&url).header("Authorization", &auth).call(),
+        (_, Some(body)) => agent
+            .post(&url)
+            .header("Authorization", &auth)
+            .send_json(body),
+        (_, None) => agent.post(&url).header("Authorization", &auth).send_empty(),
+    };
+    let mut response = result.map_err(|e| {
+        (
+            1,
+            format!(
+                "the node for {} does not answer ({e}); is it still running?",
+                data_dir.display()
+            ),
+        )
+    })?;
+    let status = response.status();
+    let value: serde_json::Value = response
+        .body_mut()
+        .read_json()
+        .map_err(|e| (1, format!("unreadable answer from the node: {e}")))?;
+    if status.is_success() {
+        Ok(value)
+    } else {
+        let message = value["error"]
+            .as_str()
+            .unwrap_or("request failed")
+            .to_owned();
+        let code = if status.is_client_error() {
+            EXIT_BAD_INPUT
+        } else {
+            1
+        };
+        Err((code, message))
+    }
+}
+
+fn print_value(json: bool, value: &serde_json::Value, human: impl FnOnce(&serde_json::Value)) {
+    if json {
+        println!("{value}");
+    } else {
+        human(value);
+    }
+}
+
+/// Runs a verb that talks to the running node; returns the process exit code.
+fn client(cli: &Cli, data_dir: &std::path::Path) -> Option<i32> {
+    use serde_json::json;
+    let result = match &cli.command {
+        Command::Post {
+            category,
+            text,
+            behavior,
+            place,
+            geohash,
+            severity,
+            expires_hours,
+        } => call(
+            data_dir,
+            "POST",
+            "/v1/reports",
+            Some(json!({
+                "category": category,
+                "text": text,
+                "behavior": behavior,
+                "where": place,
+                "geohash": geohash,
+                "severity": severity,
+                "expires_in_secs": expires_hours.map(|h| h.saturating_mul(3600)),
+            })),
+        )
+        .map(|v| {
+            print_value(cli.json, &v, |v| {
+                println!("{}", v["id"].as_str().unwrap_or(""))
+            })
+        }),
+        Command::Feed => call(data_dir, "GET", "/v1/feed", None).map(|v| {
+            if cli.json {
+                for item in v.as_array().into_iter().flatten() {
+                    println!("{item}");
+                }
+            } else {
+                for item in v.as_array().into_iter().flatten() {
+                    println!(
+                        "{} [{}] {}: {} (from {})",
+                        item["id"].as_str().unwrap_or("").get(..8).unwrap_or(""),
+                        item["severity"]
+                            .as_str()
+                            .unwrap_or(item["kind"].as_str().unwrap_or("")),
+                        item["category"].as_str().unwrap_or(""),
+                        item["text"].as_str().unwrap_or(""),
+                        item["author_name"].as_str().unwrap_or(""),
+                    );
+                }
+            }
+        }),
+        Command::Invite { hours } => call(
+            data_dir,
+            "POST",
+            "/v1/invites",
+            Some(json!({ "expires_in_secs": hours.saturating_mul(3600) })),
+        )
+        .map(|v| {
+            print_value(cli.json, &v, |v| {
+                println!("{}", v["code"].as_str().unwrap_or(""))
+            })
+        }),
+        Command::Members => call(data_dir, "GET", "/v1/members", None).map(|v| {
+            print_value(cli.json, &v, |v| {
+                for m in v.as_array().into_iter().flatten() {
+                    println!(
+                        "{}  {}{}",
+                        m["fingerprint"].as_str().unwrap_or(""),
+                        m["name"].as_str().unwrap_or(""),
+                        if m["admin"].as_bool() == Some(true) {
+                            " (admin)"
+                        } else {
+                            ""
+                        }
+                    );
+                }
+            })
+        }),
+        Command::Remove { member } => call(
+            data_dir,
+            "POST",
+            "/v1/members/remove",
+            Some(json!({ "member": member })),
+        )
+        .map(|v| {
+            print_value(cli.json, &v, |v| {
+                println!("removed {}", v["removed"].as_str().unwrap_or(""))
+            })
+        }),
+        Command::Status => call(data_dir, "GET", "/v1/status", None).map(|v| {
+            print_value(cli.json, &v, |v| {
+                println!("hood:        {}", v["hood_name"].as_str().unwrap_or("?"));
+                println!("member:      {}", v["fingerprint"].as_str().unwrap_or(""));
+                println!("members:     {}", v["members"]);
+                println!("connected:   {}", v["connected"]);
+                println!("items:       {}", v["items"]);
+                println!("outbox:      {}", v["outbox"]);
+            })
+        }),
+        _ => return None,
+    };
+    Some(match result {
+        Ok(()) => 0,
+        Err((code, message)) => {
+            eprintln!("error: {message}");
+            code
+        }
+    })
 }
 
 fn default_data_dir() -> PathBuf {
@@ -136,7 +367,16 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     let data_dir = cli.data_dir.clone().unwrap_or_else(default_data_dir);
+    if let Some(code) = client(&cli, &data_dir) {
+        std::process::exit(code);
+    }
     let mut config = porchlight_node::config::load(&data_dir)?;
+    if let Some(api) = &cli.api {
+        config.api = Some(
+            api.parse()
+                .with_context(|| format!("--api {api:?} is not an address like 127.0.0.1:8484"))?,
+        );
+    }
     if !cli.listen.is_empty() {
         config.listen = cli
             .listen
@@ -176,10 +416,20 @@ async fn main() -> anyhow::Result<()> {
             (Setup::Join { code }, false)
         }
         Command::Run => (Setup::Existing, false),
+        _ => unreachable!("client verbs returned above"),
     };
+    let api_addr = config.api;
     let (node, task) = Node::start(config, setup)
         .await
         .with_context(|| format!("starting the node in {}", data_dir.display()))?;
+    let api = match api_addr {
+        Some(addr) => Some(
+            porchlight_node::api::serve(node.clone(), addr, &data_dir)
+                .await
+                .context("starting the local API")?,
+        ),
+        None => None,
+    };
     let status = node.status().await?;
     println!(
         "hood:        {}",
@@ -190,6 +440,9 @@ async fn main() -> anyhow::Result<()> {
     println!("members:     {}", status.members);
     for addr in &status.listen {
         println!("listening:   {addr}");
+    }
+    if let Some(api) = &api {
+        println!("api:         http://{}", api.addr);
     }
     if print_invite {
         let code = node.invite(START_INVITE_VALID).await?;
@@ -209,6 +462,9 @@ async fn main() -> anyhow::Result<()> {
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
             },
         }
+    }
+    if let Some(api) = api {
+        api.stop();
     }
     node.shutdown().await;
     task.await.context("the node task failed")??;

@@ -22,7 +22,13 @@ impl Running {
         let mut child = Command::new(env!("CARGO_BIN_EXE_porchlight"))
             .arg("--data-dir")
             .arg(dir)
-            .args(["--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"])
+            .args([
+                "--listen",
+                "/ip4/127.0.0.1/tcp/0",
+                "--no-mdns",
+                "--api",
+                "127.0.0.1:0",
+            ])
             .args(args)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
@@ -149,4 +155,105 @@ fn run_without_a_hood_says_what_to_do() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("join with an invite"), "{stderr}");
+}
+
+/// Runs a client verb against the node of `dir`; returns (exit code, stdout, stderr).
+fn verb(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_porchlight"))
+        .arg("--data-dir")
+        .arg(dir)
+        .args(args)
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_report_posted_from_the_command_reaches_the_neighbors_feed() {
+    let a_dir = tempfile::tempdir().unwrap();
+    let b_dir = tempfile::tempdir().unwrap();
+    let mut alice = Running::start(
+        a_dir.path(),
+        &["up", "--hood", "Elm Street", "--name", "Alice"],
+    );
+    let code = alice.until("porchlight1");
+    alice.until("ready");
+    let mut bob = Running::start(b_dir.path(), &["join", &code, "--name", "Bob"]);
+    bob.until("ready");
+
+    let (status, id, _) = verb(
+        a_dir.path(),
+        &[
+            "post",
+            "--category",
+            "suspicious-activity",
+            "--text",
+            "man trying car doors",
+            "--behavior",
+            "tried the handles of three parked cars",
+            "--where",
+            "Elm St, 400 block",
+        ],
+    );
+    assert_eq!(status, 0);
+    let id = id.trim().to_owned();
+    assert_eq!(id.len(), 64);
+
+    let deadline = std::time::Instant::now() + WAIT;
+    let item = loop {
+        let (status, out, _) = verb(b_dir.path(), &["--json", "feed"]);
+        assert_eq!(status, 0);
+        if let Some(line) = out.lines().find(|l| l.contains(&id)) {
+            break serde_json::from_str::<serde_json::Value>(line).unwrap();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "bob never saw the report"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(item["author_name"], "Alice");
+    assert_eq!(item["category"], "suspicious-activity");
+    assert_eq!(item["behavior"], "tried the handles of three parked cars");
+    assert_eq!(item["where"], "Elm St, 400 block");
+
+    // Bad input: exit 2, a message naming the problem, nothing stored.
+    for (args, says) in [
+        (
+            vec!["post", "--category", "nope", "--text", "x"],
+            "unknown category",
+        ),
+        (
+            vec!["post", "--category", "suspicious-activity", "--text", "x"],
+            "behavior",
+        ),
+    ] {
+        let (status, _, err) = verb(a_dir.path(), &args);
+        assert_eq!(status, 2, "{args:?}");
+        assert!(err.contains(says), "{err}");
+    }
+    let long = "x".repeat(1001);
+    let (status, _, err) = verb(
+        a_dir.path(),
+        &["post", "--category", "other", "--text", &long],
+    );
+    assert_eq!(status, 2);
+    assert!(err.contains("text"), "{err}");
+    let (_, out, _) = verb(a_dir.path(), &["--json", "feed"]);
+    assert_eq!(out.lines().count(), 1, "only the one good report is stored");
+    bob.stop();
+    alice.stop();
+}
+
+#[test]
+fn verbs_without_a_running_node_say_how_to_start_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (status, _, err) = verb(dir.path(), &["feed"]);
+    assert_eq!(status, 2);
+    assert!(err.contains("no node is running"), "{err}");
 }

@@ -10,6 +10,8 @@ use crate::node::Config;
 pub const FILE: &str = "porchlight.toml";
 /// Default port for TCP and QUIC.
 pub const DEFAULT_PORT: u16 = 4001;
+/// Default address of the local API.
+pub const DEFAULT_API: &str = "127.0.0.1:8484";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -34,6 +36,8 @@ pub struct File {
     pub mdns: bool,
     /// Extra peers to dial at start (`/ip4/…/tcp/…/p2p/<peer id>`).
     pub bootstrap: Vec<String>,
+    /// Where the local HTTP API listens (keep it on loopback).
+    pub api: String,
 }
 
 impl Default for File {
@@ -46,6 +50,7 @@ impl Default for File {
             ],
             mdns: true,
             bootstrap: vec![],
+            api: DEFAULT_API.into(),
         }
     }
 }
@@ -91,6 +96,10 @@ pub fn load(data_dir: &Path) -> Result<Config, ConfigError> {
         listen: parse_addrs(&path, "listen", &file.listen)?,
         mdns: file.mdns,
         bootstrap: parse_addrs(&path, "bootstrap", &file.bootstrap)?,
+        api: Some(file.api.parse().map_err(|e| ConfigError::Invalid {
+            path: path.display().to_string(),
+            why: format!("api address {:?}: {e}", file.api),
+        })?),
         name: file.name,
     })
 }

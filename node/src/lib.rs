@@ -6,6 +6,7 @@
 //!   applies `porchlight_proto::validate` verdicts. No network.
 //! - [`identity`]: the member's key file.
 
+pub mod api;
 pub mod config;
 pub mod engine;
 pub mod gate;

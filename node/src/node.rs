@@ -92,6 +92,8 @@ pub struct Config {
     pub bootstrap: Vec<Multiaddr>,
     /// This member's display name, used when founding or joining.
     pub name: String,
+    /// Where the local HTTP API listens (`None`: no API). The binary starts it.
+    pub api: Option<std::net::SocketAddr>,
 }
 
 impl Config {
@@ -108,6 +110,7 @@ impl Config {
             mdns: false,
             bootstrap: vec![],
             name: name.to_owned(),
+            api: None,
         }
     }
 }
