@@ -9,6 +9,8 @@ use porchlight_node::node::{Event, FeedItem, Node, Setup};
 use porchlight_proto::Policy;
 use porchlight_proto::item::Body;
 
+/// How long a clean stop may take before the process gives up waiting.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(15);
 /// How long the invite printed at start stays valid.
 const START_INVITE_VALID: Duration = Duration::from_secs(24 * 3600);
 
@@ -466,7 +468,18 @@ async fn main() -> anyhow::Result<()> {
     if let Some(api) = api {
         api.stop();
     }
-    node.shutdown().await;
-    task.await.context("the node task failed")??;
-    Ok(())
+    // The event loop flushes the store and stops; give it a bounded time, so that a
+    // service manager's stop always ends the process.
+    let stopped = tokio::time::timeout(SHUTDOWN_WAIT, async {
+        node.shutdown().await;
+        task.await
+    })
+    .await;
+    match stopped {
+        Ok(result) => result.context("the node task failed")??,
+        Err(_) => anyhow::bail!("the node did not stop within {SHUTDOWN_WAIT:?}"),
+    }
+    // Everything is flushed: exit now rather than wait for the runtime to wind down
+    // background work that no longer matters.
+    std::process::exit(0)
 }

@@ -126,35 +126,24 @@ fn neighbor_joins_with_the_printed_invite_and_both_restart_as_members() {
 #[test]
 fn mistyped_invite_fails_with_a_clear_message_and_exit_code() {
     let dir = tempfile::tempdir().unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_porchlight"))
-        .arg("--data-dir")
-        .arg(dir.path())
-        .args([
+    let (status, _, err) = verb(
+        dir.path(),
+        &[
             "--no-mdns",
             "join",
             "porchlight1qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq",
-        ])
-        .env("RUST_BACKTRACE", "0")
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("typo"), "{stderr}");
+        ],
+    );
+    assert_ne!(status, 0);
+    assert!(err.contains("typo"), "{err}");
 }
 
 #[test]
 fn run_without_a_hood_says_what_to_do() {
     let dir = tempfile::tempdir().unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_porchlight"))
-        .arg("--data-dir")
-        .arg(dir.path())
-        .args(["--no-mdns", "run"])
-        .env("RUST_BACKTRACE", "0")
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("join with an invite"), "{stderr}");
+    let (status, _, err) = verb(dir.path(), &["--no-mdns", "run"]);
+    assert_ne!(status, 0);
+    assert!(err.contains("join with an invite"), "{err}");
 }
 
 /// Runs a client verb against the node of `dir`; returns (exit code, stdout, stderr).
