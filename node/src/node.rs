@@ -44,7 +44,7 @@ pub const RECONCILE_WINDOW: Duration = Duration::from_secs(10);
 /// How long `start` waits for a join to complete.
 pub const JOIN_DEADLINE: Duration = Duration::from_secs(60);
 /// Catch-up sync with every connected member this often (and on each new connection).
-pub const SYNC_EVERY: u32 = 30;
+pub const SYNC_EVERY: u32 = 15;
 /// Most sync sessions this node runs as initiator at once.
 pub const MAX_SYNC_SESSIONS: usize = 8;
 /// A session that has not finished in this long is dropped.
