@@ -19,6 +19,7 @@ use porchlight_proto::{MemberId, validate::Reason};
 use rand_core::Rng;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tracing::Instrument;
 
 use crate::engine::EngineError;
 use crate::node::{FeedItem, Node, NodeError};
@@ -116,11 +117,14 @@ pub async fn serve(node: Node, addr: SocketAddr, data_dir: &Path) -> Result<Runn
     let addr_path = data_dir.join(ADDR_FILE);
     write_private(&token_path, &token)?;
     write_private(&addr_path, &bound.to_string())?;
-    let task = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::warn!(error = %e, "the API stopped");
+    let task = tokio::spawn(
+        async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::warn!(error = %e, "the API stopped");
+            }
         }
-    });
+        .instrument(tracing::info_span!("api", addr = %bound)),
+    );
     tracing::info!(addr = %bound, "local API listening");
     Ok(Running {
         addr: bound,

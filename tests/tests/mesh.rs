@@ -151,6 +151,21 @@ async fn removed_member_is_locked_out() {
         "carol cannot open it"
     );
 
+    // Carol's node tries to reconnect: Alice refuses the connection.
+    let alice_addr = alice.node.status().await.unwrap().listen[0].clone();
+    carol.node.dial(alice_addr).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        !alice
+            .node
+            .status()
+            .await
+            .unwrap()
+            .connected
+            .contains(&carol.node.peer_id()),
+        "a removed member cannot connect again"
+    );
+
     // Carol still posts (under the old epoch she holds): Alice and Bob reject it.
     let hers = carol.post("still here").await;
     let envelope = carol.node.envelope(hers).await.unwrap().unwrap();
