@@ -20,7 +20,7 @@
 use std::path::Path;
 
 use porchlight_proto::keys::EpochKey;
-use porchlight_proto::{EpochId, HoodId, ItemId, KeyRing, MemberId, OpId};
+use porchlight_proto::{HoodId, ItemId, KeyRing, MemberId, OpId};
 use serde::{Deserialize, Serialize};
 
 /// sled's page cache: small enough for a Raspberry Pi.
@@ -193,10 +193,6 @@ impl Store {
             ring.insert(u64::from_be_bytes(generation), key);
         }
         Ok(ring)
-    }
-
-    pub fn has_key(&self, id: &EpochId) -> Result<bool, StoreError> {
-        Ok(self.keys.contains_key(id.0)?)
     }
 
     pub fn seen(&self, id: &ItemId) -> Result<bool, StoreError> {
@@ -378,11 +374,6 @@ impl Store {
             out.push((k.to_vec(), decode(&v, "peer addresses")?));
         }
         Ok(out)
-    }
-
-    pub fn forget_peer(&self, peer: &[u8]) -> Result<(), StoreError> {
-        self.peers.remove(peer)?;
-        Ok(())
     }
 }
 

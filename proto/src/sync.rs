@@ -155,7 +155,6 @@ pub struct Initiator {
     neg: Negentropy<'static, NegentropyStorageVector>,
     rounds: usize,
     need: Vec<[u8; 32]>,
-    have: usize,
 }
 
 impl std::fmt::Debug for Initiator {
@@ -180,7 +179,6 @@ impl Initiator {
                 neg,
                 rounds: 0,
                 need: Vec::new(),
-                have: 0,
             },
             first,
         ))
@@ -199,7 +197,6 @@ impl Initiator {
             .neg
             .reconcile_with_ids(reply, &mut have, &mut need)
             .map_err(|e| SyncError::PeerMalformed(e.to_string()))?;
-        self.have += have.len();
         if self.need.len() + need.len() > MAX_SET {
             return Err(SyncError::SetTooLarge(self.need.len() + need.len()));
         }
@@ -210,11 +207,6 @@ impl Initiator {
     /// Ids the peer has and we lack, found so far.
     pub fn take_need(&mut self) -> Vec<[u8; 32]> {
         std::mem::take(&mut self.need)
-    }
-
-    /// How many ids we have that the peer lacks (it fetches them in its own session).
-    pub fn have(&self) -> usize {
-        self.have
     }
 
     pub fn rounds(&self) -> usize {
