@@ -1,340 +1,628 @@
-//! `porchlight`: the neighbor's command. Thin: it parses, calls `porchlight-node`, prints.
+//! `porchlight`: the neighbor's command. Thin: it parses, calls `porchlight-node` (to set
+//! up a data dir or run the node) or the running node's local API, and prints.
 
-use std::path::PathBuf;
+mod client;
+mod format;
+
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
-use porchlight_node::node::{Event, FeedItem, Node, Setup};
+use clap::{Args, Parser, Subcommand};
+use porchlight_node::config;
+use porchlight_node::local::{self, LocalError};
+use porchlight_node::node::{Event, Node, NodeError, Setup};
+use porchlight_node::store::StoreError;
 use porchlight_proto::Policy;
-use porchlight_proto::item::Body;
+use serde_json::json;
 
 /// How long a clean stop may take before the process gives up waiting.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(15);
-/// How long the invite printed at start stays valid.
+/// How long the invite `up` prints stays valid.
 const START_INVITE_VALID: Duration = Duration::from_secs(24 * 3600);
 
 #[derive(Debug, Parser)]
 #[command(
     name = "porchlight",
     version,
-    about = "Encrypted neighborhood alerts, from neighbor to neighbor"
+    about = "Encrypted neighborhood alerts, from neighbor to neighbor",
+    after_help = "Start here:\n  porchlight up --name Alice --hood \"Elm Street\"   \
+                  first run: identity, hood, invite, node\n  \
+                  porchlight join CODE --name Bob && porchlight run   a neighbor joins\n\n\
+                  Exit codes: 0 ok, 1 runtime failure, 2 bad usage or bad input."
 )]
 struct Cli {
-    /// Where this node keeps its keys, config and data.
-    #[arg(long, global = true, env = "PORCHLIGHT_DATA_DIR")]
+    /// Where this node keeps its keys, config and data [default: $XDG_DATA_HOME/porchlight].
+    #[arg(long, global = true, env = "PORCHLIGHT_DATA_DIR", value_name = "DIR")]
     data_dir: Option<PathBuf>,
-    /// Listen on this multiaddr instead of the config's (repeatable).
-    #[arg(long, global = true)]
-    listen: Vec<String>,
-    /// Do not look for neighbors on the local network (mDNS).
-    #[arg(long, global = true)]
-    no_mdns: bool,
-    /// Serve the local API on this address instead of the config's.
-    #[arg(long, global = true)]
-    api: Option<String>,
-    /// Machine-readable output (JSON).
+    /// Machine-readable output: JSON (one object per line for lists and streams).
     #[arg(long, global = true)]
     json: bool,
+    /// More log detail (-v debug, -vv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    verbose: u8,
+    /// Only warnings and errors in the log; no progress.
+    #[arg(short, long, global = true)]
+    quiet: bool,
     #[command(subcommand)]
     command: Command,
 }
 
+/// Network settings for the verbs that start a node (`run`, `up`, `join`).
+#[derive(Debug, Args, Clone, Default)]
+struct NetArgs {
+    /// Listen on this multiaddr instead of the config's (repeatable).
+    #[arg(long, value_name = "MULTIADDR")]
+    listen: Vec<String>,
+    /// Serve the local API on this address instead of the config's (127.0.0.1:8484).
+    #[arg(long, value_name = "ADDR")]
+    api: Option<String>,
+    /// Do not look for neighbors on the local network (mDNS).
+    #[arg(long)]
+    no_mdns: bool,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Start the node; on first run, create your identity and a new hood.
-    Up {
-        /// The new hood's name (first run only).
-        #[arg(long, default_value = "My neighborhood")]
-        hood: String,
-        /// Your display name (first run only).
+    /// Create this node's identity (a new key) in the data dir and set your name.
+    #[command(after_help = "Example:\n  porchlight init --name Alice")]
+    Init {
+        /// Your display name in the hood.
         #[arg(long)]
-        name: Option<String>,
+        name: String,
     },
-    /// Join a hood with an invite code from a neighbor, then run.
+    /// Neighborhoods ("hoods").
+    #[command(subcommand)]
+    Hood(HoodCommand),
+    /// Join a hood with an invite code from a neighbor (no running node needed).
+    #[command(
+        after_help = "Example:\n  porchlight join porchlight1qv… --name Bob\n  \
+                            porchlight run"
+    )]
     Join {
         /// The `porchlight1…` code.
         code: String,
-        /// Your display name.
+        /// Your display name (else the one `init` set).
         #[arg(long)]
         name: Option<String>,
+        #[command(flatten)]
+        net: NetArgs,
     },
-    /// Run the hood already in the data dir (for services).
-    Run,
-    /// Print this node's member id and fingerprint.
-    Id,
-    /// Post a report to the hood (talks to the running node).
-    ///
-    /// Example: porchlight post --category suspicious-activity --text "man trying car
-    /// doors" --behavior "tried three car door handles" --where "Elm St, 400 block"
-    Post {
-        /// suspicious-activity, package-theft, break-in, vehicle, fire, medical, hazard,
-        /// lost-pet, found-pet or other.
+    /// Run the node in the foreground (logs to stdout; SIGTERM stops it cleanly).
+    #[command(after_help = "Examples:\n  porchlight run\n  \
+                      porchlight run --listen /ip4/0.0.0.0/tcp/4001 --api 127.0.0.1:8484\n  \
+                      porchlight --json run      # JSON log lines")]
+    Run {
+        #[command(flatten)]
+        net: NetArgs,
+    },
+    /// First run in one step: init and create a hood if needed, print an invite, run.
+    #[command(after_help = "Example:\n  porchlight up --name Alice --hood \"Elm Street\"")]
+    Up {
+        /// Your display name (first run only).
         #[arg(long)]
-        category: String,
+        name: Option<String>,
+        /// The new hood's name (first run only).
+        #[arg(long, default_value = "My neighborhood")]
+        hood: String,
+        #[command(flatten)]
+        net: NetArgs,
+    },
+    /// Print this node's member id and fingerprint.
+    #[command(after_help = "Example:\n  porchlight id")]
+    Id,
+    /// Print a one-time invite code for one neighbor.
+    #[command(after_help = "Examples:\n  porchlight invite\n  \
+                            porchlight invite --expires 24h --qr")]
+    Invite {
+        /// How long the code stays valid: 90s, 30m, 24h, 7d or 2w (at most 30d).
+        #[arg(long, default_value = "7d", value_parser = format::parse_duration)]
+        expires: Duration,
+        /// Also draw the code as a QR code in the terminal.
+        #[arg(long)]
+        qr: bool,
+    },
+    /// Publish a report to the hood; prints its id.
+    #[command(
+        after_help = "Example:\n  porchlight post --category suspicious-activity \\\n    \
+                            --text \"man trying car doors\" \\\n    \
+                            --behavior \"tried the handles of three parked cars\" \\\n    \
+                            --where \"Elm St, 400 block\" --severity warning \
+                            --clip doorbell.mp4"
+    )]
+    Post(PostArgs),
+    /// List live reports, newest last.
+    #[command(after_help = "Examples:\n  porchlight feed --since 24h\n  \
+                            porchlight feed --follow --category break-in\n  \
+                            porchlight --json feed    # one JSON object per line")]
+    Feed {
+        /// Keep printing new reports as they arrive (Ctrl-C stops).
+        #[arg(long)]
+        follow: bool,
+        /// Only reports from this recent: 30m, 24h, 7d.
+        #[arg(long, value_parser = format::parse_duration)]
+        since: Option<Duration>,
+        /// Only this category (and updates to its reports).
+        #[arg(long)]
+        category: Option<String>,
+    },
+    /// Add news to one of your reports.
+    #[command(after_help = "Example:\n  porchlight update 3f2a9c1b --text \"he left towards 5th\"")]
+    Update {
+        /// The report's id (or its first 8 characters).
+        id: String,
         #[arg(long)]
         text: String,
-        /// What the person did (required for suspicious-activity).
-        #[arg(long)]
-        behavior: Option<String>,
-        /// A coarse place: a block or a corner, not a house number.
-        #[arg(long = "where")]
-        place: Option<String>,
-        /// At most 7 characters.
-        #[arg(long)]
-        geohash: Option<String>,
-        /// info, warning or urgent.
+        /// A new severity: info, warning or urgent.
         #[arg(long)]
         severity: Option<String>,
-        /// Lifetime in hours (default 72).
-        #[arg(long)]
-        expires_hours: Option<u64>,
     },
-    /// List live reports, oldest first.
-    Feed,
-    /// Print a one-time invite code for a neighbor.
-    Invite {
-        /// Validity in hours (default 168).
-        #[arg(long, default_value_t = 168)]
-        hours: u64,
+    /// Say "all clear" on one of your reports.
+    #[command(after_help = "Example:\n  porchlight resolve 3f2a9c1b --text \"it was the plumber\"")]
+    Resolve {
+        /// The report's id (or its first 8 characters).
+        id: String,
+        #[arg(long, default_value = "")]
+        text: String,
     },
-    /// The hood's members.
+    /// Take one of your reports back: every neighbor's node deletes it.
+    #[command(after_help = "Example:\n  porchlight retract 3f2a9c1b")]
+    Retract {
+        /// The report's id (or its first 8 characters).
+        id: String,
+    },
+    /// The hood's members: name, fingerprint, role, joined, last seen.
+    #[command(after_help = "Example:\n  porchlight members")]
     Members,
-    /// Remove a member by name or id prefix (admins; rekeys).
-    Remove { member: String },
-    /// This node's identity, hood, peers and counts.
+    /// Remove a member by name or id prefix (admins only); the hood rekeys.
+    #[command(after_help = "Example:\n  porchlight remove Mallory")]
+    Remove {
+        /// A name, or the start of a member id.
+        member: String,
+    },
+    /// Identity, hood, epoch, members, peers, addresses, API.
+    #[command(after_help = "Example:\n  porchlight status")]
     Status,
 }
 
+#[derive(Debug, Subcommand)]
+enum HoodCommand {
+    /// Start a new hood; you become its first admin.
+    #[command(after_help = "Example:\n  porchlight hood create \"Elm Street\"")]
+    Create {
+        /// The hood's name, as members see it.
+        name: String,
+    },
+}
+
+#[derive(Debug, Args)]
+struct PostArgs {
+    /// suspicious-activity, package-theft, break-in, vehicle, fire, medical, hazard,
+    /// lost-pet, found-pet or other.
+    #[arg(long)]
+    category: String,
+    /// What happened.
+    #[arg(long)]
+    text: String,
+    /// What the person did (required for suspicious-activity: behavior, not looks).
+    #[arg(long)]
+    behavior: Option<String>,
+    /// A coarse place: a block or a corner, not a house number.
+    #[arg(long = "where", value_name = "WHERE")]
+    place: Option<String>,
+    /// A geohash of at most 7 characters (a block).
+    #[arg(long)]
+    geohash: Option<String>,
+    /// info, warning or urgent [default: warning].
+    #[arg(long)]
+    severity: Option<String>,
+    /// A doorbell clip: hashed into the report, kept in this node's library (repeatable).
+    #[arg(long, value_name = "FILE")]
+    clip: Vec<PathBuf>,
+    /// Camera name for the clips.
+    #[arg(long)]
+    camera: Option<String>,
+    /// Lifetime: 30m, 24h, 3d [default: 72h; the hood's policy caps it].
+    #[arg(long, value_parser = format::parse_duration)]
+    expires: Option<Duration>,
+}
+
+/// An error that is the user's to fix: exit code 2.
+#[derive(Debug)]
+pub struct BadInput(pub String);
+
+impl std::fmt::Display for BadInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BadInput {}
+
+pub fn bad(message: impl Into<String>) -> anyhow::Error {
+    BadInput(message.into()).into()
+}
+
 /// Exit codes: 0 ok, 1 runtime failure, 2 bad usage or bad input.
+const EXIT_FAILURE: i32 = 1;
 const EXIT_BAD_INPUT: i32 = 2;
 
-/// Talks to the running node's local API.
-fn call(
-    data_dir: &std::path::Path,
-    method: &str,
-    path: &str,
-    body: Option<serde_json::Value>,
-) -> Result<serde_json::Value, (i32, String)> {
-    let addr = std::fs::read_to_string(data_dir.join(porchlight_node::api::ADDR_FILE));
-    let token = std::fs::read_to_string(data_dir.join(porchlight_node::api::TOKEN_FILE));
-    let (Ok(addr), Ok(token)) = (addr, token) else {
-        return Err((
-            EXIT_BAD_INPUT,
-            format!(
-                "no node is running for {}: start one with `porchlight run` (or `up`)",
-                data_dir.display()
-            ),
-        ));
-    };
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(30)))
-        .build()
-        .into();
-    let url = format!("http://{}{path}", addr.trim());
-    let auth = format!("Bearer {}", token.trim());
-    let result = match (method, body) {
-        ("GET", _) => agent.get(&url).header("Authorization", &auth).call(),
-        (_, Some(body)) => agent
-            .post(&url)
-            .header("Authorization", &auth)
-            .send_json(body),
-        (_, None) => agent.post(&url).header("Authorization", &auth).send_empty(),
-    };
-    let mut response = result.map_err(|e| {
-        (
-            1,
-            format!(
-                "the node for {} does not answer ({e}); is it still running?",
-                data_dir.display()
-            ),
-        )
-    })?;
-    let status = response.status();
-    let value: serde_json::Value = response
-        .body_mut()
-        .read_json()
-        .map_err(|e| (1, format!("unreadable answer from the node: {e}")))?;
-    if status.is_success() {
-        Ok(value)
-    } else {
-        let message = value["error"]
-            .as_str()
-            .unwrap_or("request failed")
-            .to_owned();
-        let code = if status.is_client_error() {
-            EXIT_BAD_INPUT
-        } else {
-            1
-        };
-        Err((code, message))
-    }
-}
-
-fn print_value(json: bool, value: &serde_json::Value, human: impl FnOnce(&serde_json::Value)) {
-    if json {
-        println!("{value}");
-    } else {
-        human(value);
-    }
-}
-
-/// Runs a verb that talks to the running node; returns the process exit code.
-fn client(cli: &Cli, data_dir: &std::path::Path) -> Option<i32> {
-    use serde_json::json;
-    let result = match &cli.command {
-        Command::Post {
-            category,
-            text,
-            behavior,
-            place,
-            geohash,
-            severity,
-            expires_hours,
-        } => call(
-            data_dir,
-            "POST",
-            "/v1/reports",
-            Some(json!({
-                "category": category,
-                "text": text,
-                "behavior": behavior,
-                "where": place,
-                "geohash": geohash,
-                "severity": severity,
-                "expires_in_secs": expires_hours.map(|h| h.saturating_mul(3600)),
-            })),
-        )
-        .map(|v| {
-            print_value(cli.json, &v, |v| {
-                println!("{}", v["id"].as_str().unwrap_or(""))
-            })
-        }),
-        Command::Feed => call(data_dir, "GET", "/v1/feed", None).map(|v| {
-            if cli.json {
-                for item in v.as_array().into_iter().flatten() {
-                    println!("{item}");
-                }
-            } else {
-                for item in v.as_array().into_iter().flatten() {
-                    println!(
-                        "{} [{}] {}: {} (from {})",
-                        item["id"].as_str().unwrap_or("").get(..8).unwrap_or(""),
-                        item["severity"]
-                            .as_str()
-                            .unwrap_or(item["kind"].as_str().unwrap_or("")),
-                        item["category"].as_str().unwrap_or(""),
-                        item["text"].as_str().unwrap_or(""),
-                        item["author_name"].as_str().unwrap_or(""),
-                    );
-                }
-            }
-        }),
-        Command::Invite { hours } => call(
-            data_dir,
-            "POST",
-            "/v1/invites",
-            Some(json!({ "expires_in_secs": hours.saturating_mul(3600) })),
-        )
-        .map(|v| {
-            print_value(cli.json, &v, |v| {
-                println!("{}", v["code"].as_str().unwrap_or(""))
-            })
-        }),
-        Command::Members => call(data_dir, "GET", "/v1/members", None).map(|v| {
-            print_value(cli.json, &v, |v| {
-                for m in v.as_array().into_iter().flatten() {
-                    println!(
-                        "{}  {}{}",
-                        m["fingerprint"].as_str().unwrap_or(""),
-                        m["name"].as_str().unwrap_or(""),
-                        if m["admin"].as_bool() == Some(true) {
-                            " (admin)"
-                        } else {
-                            ""
-                        }
-                    );
-                }
-            })
-        }),
-        Command::Remove { member } => call(
-            data_dir,
-            "POST",
-            "/v1/members/remove",
-            Some(json!({ "member": member })),
-        )
-        .map(|v| {
-            print_value(cli.json, &v, |v| {
-                println!("removed {}", v["removed"].as_str().unwrap_or(""))
-            })
-        }),
-        Command::Status => call(data_dir, "GET", "/v1/status", None).map(|v| {
-            print_value(cli.json, &v, |v| {
-                println!("hood:        {}", v["hood_name"].as_str().unwrap_or("?"));
-                println!("member:      {}", v["fingerprint"].as_str().unwrap_or(""));
-                println!("members:     {}", v["members"]);
-                println!("connected:   {}", v["connected"]);
-                println!("items:       {}", v["items"]);
-                println!("outbox:      {}", v["outbox"]);
-            })
-        }),
-        _ => return None,
-    };
-    Some(match result {
-        Ok(()) => 0,
-        Err((code, message)) => {
-            eprintln!("error: {message}");
-            code
-        }
-    })
-}
-
 fn default_data_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("XDG_DATA_HOME") {
+    if let Some(dir) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
         return PathBuf::from(dir).join("porchlight");
     }
-    if let Some(home) = std::env::var_os("HOME") {
+    if let Some(home) = std::env::var_os("HOME").filter(|d| !d.is_empty()) {
         return PathBuf::from(home).join(".local/share/porchlight");
     }
     PathBuf::from("porchlight-data")
 }
 
-fn describe(item: &FeedItem) -> String {
-    let who = if item.author_name.is_empty() {
-        item.author.fingerprint()
+/// Logs: `run` writes them to stdout (a service manager collects them), every other verb
+/// to stderr so that stdout stays the verb's output.
+fn init_logging(cli: &Cli) {
+    let default = if cli.quiet {
+        "warn"
     } else {
-        item.author_name.clone()
-    };
-    match &item.body {
-        Body::Report(r) => {
-            let place = if r.location.text.is_empty() {
-                String::new()
-            } else {
-                format!(" @ {}", r.location.text)
-            };
-            format!(
-                "[{}] {} {}{}: {} (from {who})",
-                r.severity.as_str(),
-                r.category.as_str(),
-                item.id.to_hex().get(..8).unwrap_or_default(),
-                place,
-                r.text
-            )
+        match cli.verbose {
+            0 => "porchlight=info,porchlight_node=info,libp2p_kad=error,warn",
+            1 => "porchlight=debug,porchlight_node=debug,info",
+            _ => "porchlight=trace,porchlight_node=trace,debug",
         }
-        Body::Update(u) => format!(
-            "update to {}: {} (from {who})",
-            &u.report.to_hex()[..8],
-            u.text
-        ),
-        Body::Resolve(r) => format!(
-            "all clear on {}: {} (from {who})",
-            &r.report.to_hex()[..8],
-            r.text
-        ),
-        Body::Retract(r) => format!("{who} retracted {}", &r.report.to_hex()[..8]),
-        Body::Membership(_) => String::new(),
+    };
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default.into());
+    let to_stdout = matches!(cli.command, Command::Run { .. });
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match (to_stdout, cli.json) {
+        (true, true) => builder.json().with_writer(std::io::stdout).init(),
+        (true, false) => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+            .with_writer(std::io::stdout)
+            .init(),
+        (false, _) => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_writer(std::io::stderr)
+            .init(),
     }
+}
+
+fn main() {
+    let cli = Cli::parse();
+    init_logging(&cli);
+    let data_dir = cli.data_dir.clone().unwrap_or_else(default_data_dir);
+    let result = match client::run(&cli, &data_dir) {
+        Some(result) => result,
+        None => match tokio::runtime::Runtime::new() {
+            Ok(runtime) => runtime.block_on(local_verb(&cli, &data_dir)),
+            Err(e) => Err(anyhow::Error::new(e).context("cannot start the async runtime")),
+        },
+    };
+    match result {
+        Ok(()) => std::process::exit(0),
+        Err(e) => {
+            let code = if e.downcast_ref::<BadInput>().is_some() {
+                EXIT_BAD_INPUT
+            } else {
+                EXIT_FAILURE
+            };
+            eprintln!("error: {e:#}");
+            std::process::exit(code)
+        }
+    }
+}
+
+/// Errors of the local verbs that are the user's to fix become [`BadInput`].
+fn local_error(e: LocalError, data_dir: &Path) -> anyhow::Error {
+    match e {
+        LocalError::AlreadyInHood { .. } | LocalError::EmptyName => bad(e.to_string()),
+        LocalError::Store(StoreError::Locked) => bad(format!(
+            "a node is running for {}: stop it first (or use another --data-dir)",
+            data_dir.display()
+        )),
+        other => anyhow::Error::new(other),
+    }
+}
+
+fn node_error(e: NodeError, data_dir: &Path) -> anyhow::Error {
+    match e {
+        NodeError::Invite(_) | NodeError::NoHood | NodeError::JoinRefused(_) => bad(e.to_string()),
+        NodeError::Store(StoreError::Locked) => {
+            local_error(LocalError::Store(StoreError::Locked), data_dir)
+        }
+        other => anyhow::Error::new(other),
+    }
+}
+
+/// Applies `--listen`, `--api` and `--no-mdns` over the config file.
+fn apply_net(config: &mut porchlight_node::node::Config, net: &NetArgs) -> anyhow::Result<()> {
+    if let Some(api) = &net.api {
+        config.api = Some(api.parse().map_err(|_| {
+            bad(format!(
+                "--api {api:?} is not an address like 127.0.0.1:8484"
+            ))
+        })?);
+    }
+    if !net.listen.is_empty() {
+        config.listen = net
+            .listen
+            .iter()
+            .map(|a| {
+                a.parse()
+                    .map_err(|e| bad(format!("--listen {a:?} is not a multiaddr: {e}")))
+            })
+            .collect::<anyhow::Result<_>>()?;
+    }
+    if net.no_mdns {
+        config.mdns = false;
+    }
+    Ok(())
+}
+
+fn load_config(data_dir: &Path) -> anyhow::Result<porchlight_node::node::Config> {
+    config::load(data_dir).map_err(|e| bad(e.to_string()))
+}
+
+/// The verbs that work on the data dir itself: set up, join, run.
+async fn local_verb(cli: &Cli, data_dir: &Path) -> anyhow::Result<()> {
+    let out = format::Out::new(cli.json);
+    match &cli.command {
+        Command::Init { name } => {
+            let done = local::init(data_dir, name).map_err(|e| local_error(e, data_dir))?;
+            out.object(
+                json!({
+                    "member": done.member.to_hex(),
+                    "fingerprint": done.member.fingerprint(),
+                    "name": done.name,
+                    "created": done.created,
+                    "data_dir": data_dir.display().to_string(),
+                }),
+                || {
+                    if done.created {
+                        println!("created your identity in {}", data_dir.display());
+                    } else {
+                        println!("your identity in {} was already there; name set", data_dir.display());
+                    }
+                    println!("name:        {}", done.name);
+                    println!("fingerprint: {}", done.member.fingerprint());
+                    println!("next: `porchlight hood create NAME` to start a hood, or `porchlight join CODE`");
+                },
+            );
+            Ok(())
+        }
+        Command::Hood(HoodCommand::Create { name }) => {
+            let hood = local::create_hood(data_dir, name, Policy::default())
+                .await
+                .map_err(|e| local_error(e, data_dir))?;
+            out.object(
+                json!({ "hood": hood.id.to_hex(), "hood_name": hood.name }),
+                || {
+                    println!("created the hood {:?}; you are its first admin", hood.name);
+                    println!(
+                        "next: `porchlight run`, then `porchlight invite` in another terminal"
+                    );
+                },
+            );
+            Ok(())
+        }
+        Command::Id => {
+            let (keys, _) = porchlight_node::identity::load_or_create(data_dir)?;
+            out.object(
+                json!({ "member": keys.id().to_hex(), "fingerprint": keys.id().fingerprint() }),
+                || {
+                    println!("member id:   {}", keys.id());
+                    println!("fingerprint: {}", keys.id().fingerprint());
+                },
+            );
+            Ok(())
+        }
+        Command::Join { code, name, net } => join(cli, data_dir, code, name.as_deref(), net).await,
+        Command::Run { net } => {
+            let mut config = load_config(data_dir)?;
+            apply_net(&mut config, net)?;
+            serve(cli, data_dir, config, Setup::Existing, false).await
+        }
+        Command::Up { name, hood, net } => {
+            if let Some(name) = name {
+                local::init(data_dir, name).map_err(|e| local_error(e, data_dir))?;
+            }
+            let mut config = load_config(data_dir)?;
+            apply_net(&mut config, net)?;
+            let setup = Setup::Found {
+                hood_name: hood.clone(),
+                policy: Policy::default(),
+            };
+            serve(cli, data_dir, config, setup, true).await
+        }
+        _ => Err(anyhow::anyhow!(
+            "internal: a client verb reached the local path"
+        )),
+    }
+}
+
+/// Joins with `code` and stops: `porchlight run` then runs the node.
+async fn join(
+    cli: &Cli,
+    data_dir: &Path,
+    code: &str,
+    name: Option<&str>,
+    net: &NetArgs,
+) -> anyhow::Result<()> {
+    let out = format::Out::new(cli.json);
+    // The invite is judged before anything is written.
+    let (_, ticket) = porchlight_proto::invite::parse(code.trim(), porchlight_node::now())
+        .map_err(|e| bad(e.to_string()))?;
+    if let Some(hood) = local::hood(data_dir).map_err(|e| local_error(e, data_dir))? {
+        return Err(local_error(
+            LocalError::AlreadyInHood { name: hood.name },
+            data_dir,
+        ));
+    }
+    if let Some(name) = name {
+        local::init(data_dir, name).map_err(|e| local_error(e, data_dir))?;
+    }
+    let mut config = load_config(data_dir)?;
+    // Joining needs no listener of its own: the inviter answers on our connection. This
+    // keeps `join` from contending for the ports a running node of another hood uses.
+    config.listen = Vec::new();
+    config.api = None;
+    apply_net(&mut config, net)?;
+    if !cli.quiet && !cli.json {
+        eprintln!("contacting {:?} …", ticket.hood_name);
+    }
+    let (node, task) = Node::start(
+        config,
+        Setup::Join {
+            code: code.trim().to_owned(),
+        },
+    )
+    .await
+    .map_err(|e| node_error(e, data_dir))?;
+    let status = node.status().await;
+    node.shutdown().await;
+    match tokio::time::timeout(SHUTDOWN_WAIT, task).await {
+        Ok(Ok(result)) => result.map_err(|e| node_error(e, data_dir))?,
+        Ok(Err(e)) => return Err(anyhow::Error::new(e).context("the node task failed")),
+        Err(_) => anyhow::bail!("the node did not stop within {SHUTDOWN_WAIT:?}"),
+    }
+    let status = status?;
+    out.object(
+        json!({
+            "hood": status.hood.map(|h| h.to_hex()),
+            "hood_name": status.hood_name,
+            "members": status.members,
+            "member": status.member.to_hex(),
+        }),
+        || {
+            println!(
+                "joined {:?} ({} members)",
+                status.hood_name.as_deref().unwrap_or("?"),
+                status.members
+            );
+            println!("next: `porchlight run` to start your node");
+        },
+    );
+    Ok(())
+}
+
+/// Starts the node and the API, prints what `up`/`run` print, and serves until a signal.
+async fn serve(
+    cli: &Cli,
+    data_dir: &Path,
+    config: porchlight_node::node::Config,
+    setup: Setup,
+    interactive: bool,
+) -> anyhow::Result<()> {
+    let api_addr = config.api;
+    let (node, task) = Node::start(config, setup)
+        .await
+        .map_err(|e| match e {
+            NodeError::NoHood => bad(format!(
+                "there is no hood in {}: create one with `porchlight hood create NAME`, \
+                 or join with an invite: `porchlight join CODE`",
+                data_dir.display()
+            )),
+            other => node_error(other, data_dir),
+        })
+        .with_context(|| format!("starting the node in {}", data_dir.display()))?;
+    let api = match api_addr {
+        Some(addr) => Some(
+            porchlight_node::api::serve(node.clone(), addr, data_dir)
+                .await
+                .context("starting the local API")?,
+        ),
+        None => None,
+    };
+    let status = node.status().await?;
+    let hood_name = status.hood_name.as_deref().unwrap_or("?");
+    let api_url = api.as_ref().map(|a| format!("http://{}", a.addr));
+    let invite = if interactive {
+        Some(node.invite(START_INVITE_VALID).await?)
+    } else {
+        None
+    };
+    if interactive {
+        let out = format::Out::new(cli.json);
+        out.object(
+            json!({
+                "event": "ready",
+                "hood_name": hood_name,
+                "member": status.member.to_hex(),
+                "fingerprint": status.member.fingerprint(),
+                "peer_id": status.peer_id.to_string(),
+                "members": status.members,
+                "listen": status.listen.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+                "api": api_url,
+                "invite": invite,
+            }),
+            || {
+                println!("hood:        {hood_name}");
+                println!("member:      {}", status.member.fingerprint());
+                println!("peer id:     {}", status.peer_id);
+                println!("members:     {}", status.members);
+                for addr in &status.listen {
+                    println!("listening:   {addr}");
+                }
+                if let Some(url) = &api_url {
+                    println!("api:         {url}");
+                }
+                if let Some(code) = &invite {
+                    println!("invite (one neighbor, valid 24 h):\n{code}");
+                }
+                println!("ready: alerts from the hood appear below; Ctrl-C stops");
+            },
+        );
+    } else {
+        tracing::info!(
+            hood = hood_name,
+            member = %status.member.fingerprint(),
+            peer_id = %status.peer_id,
+            members = status.members,
+            api = api_url.as_deref().unwrap_or("off"),
+            "ready"
+        );
+    }
+    let mut events = node.events();
+    let stop = shutdown_signal();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            event = events.recv() => match event {
+                Ok(Event::Item(item)) => {
+                    if interactive {
+                        if cli.json {
+                            println!("{}", porchlight_node::api::feed_json(&item));
+                        } else {
+                            println!("{}", format::item_line(&porchlight_node::api::feed_json(&item), porchlight_node::now()));
+                        }
+                    } else {
+                        // Headless logs say that an alert came, not what it says: logs
+                        // travel further than the data dir (journals, bug reports).
+                        tracing::info!(id = %&item.id.to_hex()[..8], author = %item.author.fingerprint(), kind = ?item.body.kind(), "alert");
+                    }
+                }
+                Ok(Event::Membership) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => tracing::warn!(skipped = n, "the output was too slow; alerts skipped (see `porchlight feed`)"),
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            },
+        }
+    }
+    tracing::info!("stopping");
+    if let Some(api) = api {
+        api.stop();
+    }
+    // The event loop flushes the store and stops; give it a bounded time, so that a
+    // service manager's stop always ends the process.
+    let stopped = tokio::time::timeout(SHUTDOWN_WAIT, async {
+        node.shutdown().await;
+        task.await
+    })
+    .await;
+    match stopped {
+        Ok(result) => result.context("the node task failed")??,
+        Err(_) => anyhow::bail!("the node did not stop within {SHUTDOWN_WAIT:?}"),
+    }
+    Ok(())
 }
 
 async fn shutdown_signal() {
@@ -355,131 +643,4 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = tokio::signal::ctrl_c().await;
-}
-
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "porchlight=info,porchlight_node=info,warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    let cli = Cli::parse();
-    let data_dir = cli.data_dir.clone().unwrap_or_else(default_data_dir);
-    if let Some(code) = client(&cli, &data_dir) {
-        std::process::exit(code);
-    }
-    let mut config = porchlight_node::config::load(&data_dir)?;
-    if let Some(api) = &cli.api {
-        config.api = Some(
-            api.parse()
-                .with_context(|| format!("--api {api:?} is not an address like 127.0.0.1:8484"))?,
-        );
-    }
-    if !cli.listen.is_empty() {
-        config.listen = cli
-            .listen
-            .iter()
-            .map(|a| {
-                a.parse()
-                    .with_context(|| format!("--listen {a:?} is not a multiaddr"))
-            })
-            .collect::<anyhow::Result<_>>()?;
-    }
-    if cli.no_mdns {
-        config.mdns = false;
-    }
-    let (setup, print_invite) = match cli.command {
-        Command::Id => {
-            let (keys, _) = porchlight_node::identity::load_or_create(&data_dir)?;
-            println!("member id:   {}", keys.id());
-            println!("fingerprint: {}", keys.id().fingerprint());
-            return Ok(());
-        }
-        Command::Up { hood, name } => {
-            if let Some(name) = name {
-                config.name = name;
-            }
-            (
-                Setup::Found {
-                    hood_name: hood,
-                    policy: Policy::default(),
-                },
-                true,
-            )
-        }
-        Command::Join { code, name } => {
-            if let Some(name) = name {
-                config.name = name;
-            }
-            (Setup::Join { code }, false)
-        }
-        Command::Run => (Setup::Existing, false),
-        _ => unreachable!("client verbs returned above"),
-    };
-    let api_addr = config.api;
-    let (node, task) = Node::start(config, setup)
-        .await
-        .with_context(|| format!("starting the node in {}", data_dir.display()))?;
-    let api = match api_addr {
-        Some(addr) => Some(
-            porchlight_node::api::serve(node.clone(), addr, &data_dir)
-                .await
-                .context("starting the local API")?,
-        ),
-        None => None,
-    };
-    let status = node.status().await?;
-    println!(
-        "hood:        {}",
-        status.hood_name.as_deref().unwrap_or("?")
-    );
-    println!("member:      {}", status.member.fingerprint());
-    println!("peer id:     {}", status.peer_id);
-    println!("members:     {}", status.members);
-    for addr in &status.listen {
-        println!("listening:   {addr}");
-    }
-    if let Some(api) = &api {
-        println!("api:         http://{}", api.addr);
-    }
-    if print_invite {
-        let code = node.invite(START_INVITE_VALID).await?;
-        println!("invite (one neighbor, valid 24 h):\n{code}");
-    }
-    println!("ready: alerts from the hood appear below; Ctrl-C stops");
-    let mut events = node.events();
-    let stop = shutdown_signal();
-    tokio::pin!(stop);
-    loop {
-        tokio::select! {
-            _ = &mut stop => break,
-            event = events.recv() => match event {
-                Ok(Event::Item(item)) => println!("{}", describe(&item)),
-                Ok(Event::Membership) => {}
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => eprintln!("({n} alerts skipped: the terminal was too slow)"),
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
-            },
-        }
-    }
-    if let Some(api) = api {
-        api.stop();
-    }
-    // The event loop flushes the store and stops; give it a bounded time, so that a
-    // service manager's stop always ends the process.
-    let stopped = tokio::time::timeout(SHUTDOWN_WAIT, async {
-        node.shutdown().await;
-        task.await
-    })
-    .await;
-    match stopped {
-        Ok(result) => result.context("the node task failed")??,
-        Err(_) => anyhow::bail!("the node did not stop within {SHUTDOWN_WAIT:?}"),
-    }
-    // Everything is flushed: exit now rather than wait for the runtime to wind down
-    // background work that no longer matters.
-    std::process::exit(0)
 }

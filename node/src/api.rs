@@ -2,27 +2,37 @@
 //! automations. While the node runs, `api.addr` and `api.token` (0600) in the data dir
 //! tell the CLI where it is and how to authenticate.
 
+use std::collections::HashMap;
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{DefaultBodyLimit, Path as AxumPath, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use porchlight_proto::codec;
 use porchlight_proto::item::Body;
-use porchlight_proto::report::{Category, Location, Report, Severity};
-use porchlight_proto::{MemberId, validate::Reason};
+use porchlight_proto::report::{
+    Category, ClipRef, Location, MAX_CLIPS, Report, Resolve, Retract, Severity, Update,
+};
+use porchlight_proto::{ItemId, MemberId, validate::Reason};
 use rand_core::Rng;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tokio::sync::{Semaphore, broadcast};
 use tracing::Instrument;
 
+use crate::clips::{self, ClipError};
 use crate::engine::EngineError;
-use crate::node::{FeedItem, Node, NodeError};
+use crate::node::{Event as NodeEvent, FeedItem, Node, NodeError};
 
 pub const ADDR_FILE: &str = "api.addr";
 pub const TOKEN_FILE: &str = "api.token";
@@ -30,6 +40,14 @@ pub const TOKEN_FILE: &str = "api.token";
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Lifetime of a report when the request does not say: the design's default.
 pub const DEFAULT_TTL_SECS: u64 = 72 * 3600;
+/// Lifetime of an invite when the request does not say.
+pub const DEFAULT_INVITE_SECS: u64 = 7 * 24 * 3600;
+/// The longest an invite may be valid.
+pub const MAX_INVITE_SECS: u64 = 30 * 24 * 3600;
+/// Open event streams at once (each holds a subscription to the node's events).
+pub const MAX_STREAMS: usize = 32;
+/// Reports an event stream remembers the category of (to filter their updates).
+const MAX_TRACKED_REPORTS: usize = 100_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -49,6 +67,10 @@ pub enum ApiError {
 struct Api {
     node: Node,
     token: String,
+    addr: SocketAddr,
+    data_dir: PathBuf,
+    /// Open event streams; a stream holds a permit.
+    streams: Arc<Semaphore>,
 }
 
 /// A running API: its address, and the files to remove when it stops.
@@ -102,11 +124,18 @@ pub async fn serve(node: Node, addr: SocketAddr, data_dir: &Path) -> Result<Runn
     let state = Api {
         node,
         token: token.clone(),
+        addr: bound,
+        data_dir: data_dir.to_path_buf(),
+        streams: Arc::new(Semaphore::new(MAX_STREAMS)),
     };
     let app = Router::new()
         .route("/v1/status", get(status))
         .route("/v1/feed", get(feed))
+        .route("/v1/events", get(events))
         .route("/v1/reports", post(post_report))
+        .route("/v1/reports/{id}/update", post(update))
+        .route("/v1/reports/{id}/resolve", post(resolve))
+        .route("/v1/reports/{id}/retract", post(retract))
         .route("/v1/invites", post(invite))
         .route("/v1/members", get(members))
         .route("/v1/members/remove", post(remove))
@@ -156,6 +185,9 @@ async fn auth(State(api): State<Api>, request: Request, next: Next) -> Response 
 
 fn node_error(e: NodeError) -> Response {
     match e {
+        NodeError::Engine(EngineError::Refused(Reason::InvalidBody(e))) => {
+            error(StatusCode::BAD_REQUEST, e.to_string())
+        }
         NodeError::Engine(EngineError::Refused(reason)) => {
             error(StatusCode::BAD_REQUEST, format!("refused: {reason}"))
         }
@@ -175,6 +207,49 @@ fn parse<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, Box<Response
         .map_err(|e| Box::new(error(StatusCode::BAD_REQUEST, format!("bad JSON: {e}"))))
 }
 
+/// An optional JSON body: empty means the defaults.
+fn parse_or_default<T: serde::de::DeserializeOwned + Default>(
+    body: &Bytes,
+) -> Result<T, Box<Response>> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        Ok(T::default())
+    } else {
+        parse(body)
+    }
+}
+
+fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, Box<Response>> {
+    q.map(|Query(q)| q).map_err(|e| {
+        Box::new(error(
+            StatusCode::BAD_REQUEST,
+            format!("bad query: {}", e.body_text()),
+        ))
+    })
+}
+
+fn parse_category(name: &str) -> Result<Category, Box<Response>> {
+    Category::parse(name).ok_or_else(|| {
+        let all: Vec<&str> = Category::ALL.iter().map(|c| c.as_str()).collect();
+        Box::new(error(
+            StatusCode::BAD_REQUEST,
+            format!("unknown category {name:?}: one of {}", all.join(", ")),
+        ))
+    })
+}
+
+fn parse_severity(name: Option<&str>) -> Result<Option<Severity>, Box<Response>> {
+    match name {
+        None => Ok(None),
+        Some(s) => Severity::parse(s).map(Some).ok_or_else(|| {
+            Box::new(error(
+                StatusCode::BAD_REQUEST,
+                format!("unknown severity {s:?}: one of info, warning, urgent"),
+            ))
+        }),
+    }
+}
+
+/// The JSON of a feed item: the shape of `GET /v1/feed`, the event stream and MQTT.
 pub fn feed_json(item: &FeedItem) -> Value {
     let mut v = json!({
         "id": item.id.to_hex(),
@@ -220,23 +295,165 @@ async fn status(State(api): State<Api>) -> Response {
             "peer_id": s.peer_id.to_string(),
             "hood": s.hood.map(|h| h.to_hex()),
             "hood_name": s.hood_name,
+            "epoch": s.sealing_epoch.map(|e| e.to_string()),
             "members": s.members,
             "connected": s.connected.len(),
+            "peers": s.connected.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
             "listen": s.listen.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+            "api": s_addr(&api),
             "items": s.items,
             "outbox": s.outbox,
-            "epoch": s.sealing_epoch.map(|e| e.to_string()),
         }))
         .into_response(),
         Err(e) => node_error(e),
     }
 }
 
-async fn feed(State(api): State<Api>) -> Response {
+fn s_addr(api: &Api) -> String {
+    format!("http://{}", api.addr)
+}
+
+/// Filters shared by the feed and the event stream.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Filter {
+    /// Only items created at or after this Unix time.
+    #[serde(default)]
+    since: Option<u64>,
+    /// Only this category (reports) and what refers to reports of it.
+    #[serde(default)]
+    category: Option<String>,
+}
+
+struct Matcher {
+    since: u64,
+    category: Option<Category>,
+}
+
+impl Matcher {
+    fn new(filter: Filter) -> Result<Matcher, Box<Response>> {
+        Ok(Matcher {
+            since: filter.since.unwrap_or(0),
+            category: filter.category.as_deref().map(parse_category).transpose()?,
+        })
+    }
+
+    /// Updates, all-clears and retractions carry no category: with a category filter
+    /// they match when the report they refer to does (`reports` maps id → category).
+    fn matches(&self, item: &FeedItem, reports: &HashMap<ItemId, Category>) -> bool {
+        if item.created_at < self.since {
+            return false;
+        }
+        let Some(wanted) = self.category else {
+            return true;
+        };
+        let category = match &item.body {
+            Body::Report(r) => Some(r.category),
+            Body::Update(u) => reports.get(&u.report).copied(),
+            Body::Resolve(r) => reports.get(&r.report).copied(),
+            Body::Retract(r) => reports.get(&r.report).copied(),
+            Body::Membership(_) => None,
+        };
+        category == Some(wanted)
+    }
+}
+
+fn categories(items: &[FeedItem]) -> HashMap<ItemId, Category> {
+    items
+        .iter()
+        .filter_map(|i| match &i.body {
+            Body::Report(r) => Some((i.id, r.category)),
+            _ => None,
+        })
+        .collect()
+}
+
+async fn feed(State(api): State<Api>, q: Result<Query<Filter>, QueryRejection>) -> Response {
+    let matcher = match query(q).and_then(Matcher::new) {
+        Ok(m) => m,
+        Err(r) => return *r,
+    };
     match api.node.feed().await {
-        Ok(items) => axum::Json(items.iter().map(feed_json).collect::<Vec<_>>()).into_response(),
+        Ok(items) => {
+            let reports = categories(&items);
+            axum::Json(
+                items
+                    .iter()
+                    .filter(|i| matcher.matches(i, &reports))
+                    .map(feed_json)
+                    .collect::<Vec<_>>(),
+            )
+            .into_response()
+        }
         Err(e) => node_error(e),
     }
+}
+
+/// Server-sent events: one `event: <kind>` (`report`, `update`, `resolve`, `retract`)
+/// with the item's JSON as data, for every new item, ours or a neighbor's.
+async fn events(State(api): State<Api>, q: Result<Query<Filter>, QueryRejection>) -> Response {
+    let matcher = match query(q).and_then(Matcher::new) {
+        Ok(m) => m,
+        Err(r) => return *r,
+    };
+    let Ok(permit) = api.streams.clone().try_acquire_owned() else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("too many open event streams (at most {MAX_STREAMS})"),
+        );
+    };
+    // Categories of the reports we hold, to place updates; new reports join as they come.
+    let reports = match api.node.feed().await {
+        Ok(items) => categories(&items),
+        Err(e) => return node_error(e),
+    };
+    let receiver = api.node.events();
+    let state = (receiver, reports, matcher, permit);
+    let stream = futures::stream::unfold(state, |mut state| async move {
+        let (receiver, reports, matcher, _) = &mut state;
+        loop {
+            match receiver.recv().await {
+                Ok(NodeEvent::Item(item)) => {
+                    if let Body::Report(r) = &item.body
+                        && reports.len() < MAX_TRACKED_REPORTS
+                    {
+                        reports.insert(item.id, r.category);
+                    }
+                    if !matcher.matches(&item, reports) {
+                        continue;
+                    }
+                    let value = feed_json(&item);
+                    let kind = value["kind"].as_str().unwrap_or("item").to_owned();
+                    let event = SseEvent::default().event(kind).data(value.to_string());
+                    return Some((Ok::<_, Infallible>(event), state));
+                }
+                Ok(NodeEvent::Membership) => continue,
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    let event = SseEvent::default().event("lagged").data(n.to_string());
+                    return Some((Ok(event), state));
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response()
+}
+
+/// A clip to attach: a file for the node to import into its library, or the SHA-256 of
+/// one already there (`porchlight post --clip` imports first, with progress).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewClip {
+    #[serde(default)]
+    path: Option<PathBuf>,
+    #[serde(default)]
+    sha256: Option<String>,
+    #[serde(default)]
+    camera: Option<String>,
+    #[serde(default)]
+    captured_at: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -254,6 +471,83 @@ struct NewReport {
     geohash: Option<String>,
     #[serde(default)]
     expires_in_secs: Option<u64>,
+    #[serde(default)]
+    clips: Vec<NewClip>,
+}
+
+/// Resolves clip requests to library entries, importing files. Returns the references
+/// and the clips this call added (to remove again if the post fails).
+async fn attach(
+    data_dir: &Path,
+    wanted: Vec<NewClip>,
+    now: u64,
+) -> Result<(Vec<ClipRef>, Vec<[u8; 32]>), Box<Response>> {
+    let bad = |m: String| Box::new(error(StatusCode::BAD_REQUEST, m));
+    if wanted.len() > MAX_CLIPS {
+        return Err(bad(format!("at most {MAX_CLIPS} clips per report")));
+    }
+    let mut refs = Vec::new();
+    let mut added = Vec::new();
+    for clip in wanted {
+        let found = match (clip.path, clip.sha256) {
+            (Some(path), None) => {
+                if !path.is_file() {
+                    return Err(bad(format!("clip file {} not found", path.display())));
+                }
+                let dir = data_dir.to_path_buf();
+                let imported =
+                    tokio::task::spawn_blocking(move || clips::import(&dir, &path, |_, _| {}))
+                        .await;
+                match imported {
+                    Ok(Ok(imported)) => {
+                        if imported.new {
+                            added.push(imported.clip.sha256);
+                        }
+                        imported.clip
+                    }
+                    Ok(Err(e @ (ClipError::Read { .. } | ClipError::NotAFile { .. }))) => {
+                        return Err(bad(e.to_string()));
+                    }
+                    Ok(Err(e @ ClipError::TooLarge { .. })) => {
+                        return Err(Box::new(error(
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            e.to_string(),
+                        )));
+                    }
+                    Ok(Err(e)) => {
+                        return Err(Box::new(error(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            e.to_string(),
+                        )));
+                    }
+                    Err(e) => {
+                        return Err(Box::new(error(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            e.to_string(),
+                        )));
+                    }
+                }
+            }
+            (None, Some(hex)) => {
+                let Some(sha) = codec::parse_hex::<32>(&hex) else {
+                    return Err(bad(format!("clip sha256 {hex:?} is not 64 hex digits")));
+                };
+                clips::get(data_dir, &sha).map_err(|e| bad(e.to_string()))?
+            }
+            _ => {
+                return Err(bad(
+                    "each clip needs exactly one of `path` or `sha256`".into()
+                ));
+            }
+        };
+        refs.push(ClipRef {
+            sha256: found.sha256,
+            size: found.size,
+            camera: clip.camera.unwrap_or_default(),
+            captured_at: clip.captured_at.unwrap_or(now),
+        });
+    }
+    Ok((refs, added))
 }
 
 async fn post_report(State(api): State<Api>, body: Bytes) -> Response {
@@ -261,29 +555,16 @@ async fn post_report(State(api): State<Api>, body: Bytes) -> Response {
         Ok(n) => n,
         Err(r) => return *r,
     };
-    let Some(category) = Category::parse(&new.category) else {
-        let all: Vec<&str> = Category::ALL.iter().map(|c| c.as_str()).collect();
-        return error(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "unknown category {:?}: one of {}",
-                new.category,
-                all.join(", ")
-            ),
-        );
+    let category = match parse_category(&new.category) {
+        Ok(c) => c,
+        Err(r) => return *r,
     };
-    let severity = match new.severity.as_deref().map(Severity::parse) {
-        None => Severity::Warning,
-        Some(Some(s)) => s,
-        Some(None) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "severity must be info, warning or urgent",
-            );
-        }
+    let severity = match parse_severity(new.severity.as_deref()) {
+        Ok(s) => s.unwrap_or(Severity::Warning),
+        Err(r) => return *r,
     };
     let now = crate::now();
-    let report = Report {
+    let mut report = Report {
         created_at: now,
         expires_at: now.saturating_add(new.expires_in_secs.unwrap_or(DEFAULT_TTL_SECS)),
         category,
@@ -296,20 +577,172 @@ async fn post_report(State(api): State<Api>, body: Bytes) -> Response {
         },
         clips: vec![],
     };
+    // Everything that can be judged before touching the clip library is judged first.
     if let Err(e) = report.check() {
         return error(StatusCode::BAD_REQUEST, e.to_string());
     }
+    let (refs, added) = match attach(&api.data_dir, new.clips, now).await {
+        Ok(r) => r,
+        Err(r) => return *r,
+    };
+    report.clips = refs;
     match api.node.post(Body::Report(report)).await {
         Ok(id) => (
             StatusCode::CREATED,
             axum::Json(json!({ "id": id.to_hex() })),
         )
             .into_response(),
-        Err(NodeError::Engine(EngineError::Refused(Reason::InvalidBody(e)))) => {
-            error(StatusCode::BAD_REQUEST, e.to_string())
+        Err(e) => {
+            for sha in added {
+                let _ = std::fs::remove_file(clips::path(&api.data_dir, &sha));
+            }
+            node_error(e)
         }
+    }
+}
+
+/// Finds the report `wanted` names (a full id or a unique prefix of at least 4 hex
+/// digits) among the live items, and checks that this node's member wrote it.
+async fn own_report(api: &Api, wanted: &str) -> Result<(ItemId, u64), Box<Response>> {
+    let wanted = wanted.to_ascii_lowercase();
+    if wanted.len() < 4 || !wanted.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(Box::new(error(
+            StatusCode::BAD_REQUEST,
+            format!("{wanted:?} is not a report id: give at least 4 hex digits of one"),
+        )));
+    }
+    let items = api.node.feed().await.map_err(|e| Box::new(node_error(e)))?;
+    let matches: Vec<&FeedItem> = items
+        .iter()
+        .filter(|i| matches!(i.body, Body::Report(_)) && i.id.to_hex().starts_with(&wanted))
+        .collect();
+    let report = match matches.as_slice() {
+        [one] => *one,
+        [] => {
+            return Err(Box::new(error(
+                StatusCode::NOT_FOUND,
+                format!("no live report with id {wanted}"),
+            )));
+        }
+        more => {
+            return Err(Box::new(error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "{wanted} matches {} reports: give more of the id",
+                    more.len()
+                ),
+            )));
+        }
+    };
+    if report.author != api.node.member() {
+        return Err(Box::new(error(
+            StatusCode::FORBIDDEN,
+            format!(
+                "report {} is {}'s: only its author can change it",
+                &report.id.to_hex()[..8],
+                report.author_name
+            ),
+        )));
+    }
+    Ok((report.id, report.expires_at))
+}
+
+fn posted(result: Result<ItemId, NodeError>) -> Response {
+    match result {
+        Ok(id) => (
+            StatusCode::CREATED,
+            axum::Json(json!({ "id": id.to_hex() })),
+        )
+            .into_response(),
         Err(e) => node_error(e),
     }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewUpdate {
+    text: String,
+    #[serde(default)]
+    severity: Option<String>,
+}
+
+/// New information on one of our reports. It lives as long as the report.
+async fn update(State(api): State<Api>, AxumPath(id): AxumPath<String>, body: Bytes) -> Response {
+    let new: NewUpdate = match parse(&body) {
+        Ok(n) => n,
+        Err(r) => return *r,
+    };
+    let severity = match parse_severity(new.severity.as_deref()) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    let (report, expires_at) = match own_report(&api, &id).await {
+        Ok(r) => r,
+        Err(r) => return *r,
+    };
+    let update = Update {
+        created_at: crate::now(),
+        expires_at,
+        report,
+        severity,
+        text: new.text,
+    };
+    if let Err(e) = update.check() {
+        return error(StatusCode::BAD_REQUEST, e.to_string());
+    }
+    posted(api.node.post(Body::Update(update)).await)
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewResolve {
+    #[serde(default)]
+    text: String,
+}
+
+/// "All clear" on one of our reports.
+async fn resolve(State(api): State<Api>, AxumPath(id): AxumPath<String>, body: Bytes) -> Response {
+    let new: NewResolve = match parse_or_default(&body) {
+        Ok(n) => n,
+        Err(r) => return *r,
+    };
+    let (report, expires_at) = match own_report(&api, &id).await {
+        Ok(r) => r,
+        Err(r) => return *r,
+    };
+    let resolve = Resolve {
+        created_at: crate::now(),
+        expires_at,
+        report,
+        text: new.text,
+    };
+    if let Err(e) = resolve.check() {
+        return error(StatusCode::BAD_REQUEST, e.to_string());
+    }
+    posted(api.node.post(Body::Resolve(resolve)).await)
+}
+
+/// Takes one of our reports back: every member's node deletes its body.
+async fn retract(State(api): State<Api>, AxumPath(id): AxumPath<String>, body: Bytes) -> Response {
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct NoFields {}
+    if let Err(r) = parse_or_default::<NoFields>(&body) {
+        return *r;
+    }
+    let (report, expires_at) = match own_report(&api, &id).await {
+        Ok(r) => r,
+        Err(r) => return *r,
+    };
+    posted(
+        api.node
+            .post(Body::Retract(Retract {
+                created_at: crate::now(),
+                expires_at,
+                report,
+            }))
+            .await,
+    )
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -320,17 +753,26 @@ struct NewInvite {
 }
 
 async fn invite(State(api): State<Api>, body: Bytes) -> Response {
-    let new: NewInvite = if body.is_empty() {
-        NewInvite::default()
-    } else {
-        match parse(&body) {
-            Ok(n) => n,
-            Err(r) => return *r,
-        }
+    let new: NewInvite = match parse_or_default(&body) {
+        Ok(n) => n,
+        Err(r) => return *r,
     };
-    let valid = std::time::Duration::from_secs(new.expires_in_secs.unwrap_or(7 * 24 * 3600));
-    match api.node.invite(valid).await {
-        Ok(code) => (StatusCode::CREATED, axum::Json(json!({ "code": code }))).into_response(),
+    let secs = new.expires_in_secs.unwrap_or(DEFAULT_INVITE_SECS);
+    if secs == 0 || secs > MAX_INVITE_SECS {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "an invite is valid from 1 second to {} days",
+                MAX_INVITE_SECS / 86_400
+            ),
+        );
+    }
+    match api.node.invite(Duration::from_secs(secs)).await {
+        Ok(code) => (
+            StatusCode::CREATED,
+            axum::Json(json!({ "code": code, "expires_at": crate::now().saturating_add(secs) })),
+        )
+            .into_response(),
         Err(e) => node_error(e),
     }
 }
@@ -342,11 +784,15 @@ async fn members(State(api): State<Api>) -> Response {
                 .iter()
                 .map(|m| {
                     json!({
-                        "id": m.id.to_hex(),
-                        "fingerprint": m.id.fingerprint(),
-                        "name": m.name,
-                        "admin": m.admin,
-                        "joined_at": m.joined_at,
+                        "id": m.member.id.to_hex(),
+                        "fingerprint": m.member.id.fingerprint(),
+                        "name": m.member.name,
+                        "role": if m.member.admin { "admin" } else { "member" },
+                        "admin": m.member.admin,
+                        "joined_at": m.member.joined_at,
+                        "connected": m.connected,
+                        "last_seen": m.last_seen,
+                        "me": m.member.id == api.node.member(),
                     })
                 })
                 .collect::<Vec<_>>(),
@@ -372,9 +818,13 @@ async fn remove(State(api): State<Api>, body: Bytes) -> Response {
         Ok(m) => m,
         Err(e) => return node_error(e),
     };
-    let wanted = req.member.to_lowercase();
+    let wanted = req.member.trim().to_lowercase();
+    if wanted.is_empty() {
+        return error(StatusCode::BAD_REQUEST, "name a member to remove");
+    }
     let matches: Vec<MemberId> = members
         .iter()
+        .map(|m| &m.member)
         .filter(|m| m.id.to_hex().starts_with(&wanted) || m.name.to_lowercase() == wanted)
         .map(|m| m.id)
         .collect();

@@ -67,30 +67,57 @@ fn parse_addrs(path: &Path, what: &str, addrs: &[String]) -> Result<Vec<Multiadd
         .collect()
 }
 
-/// Reads `porchlight.toml` from `data_dir`, writing the defaults there on first run.
-pub fn load(data_dir: &Path) -> Result<Config, ConfigError> {
+/// Reads the file, writing the defaults there on first run.
+fn read_file(data_dir: &Path) -> Result<File, ConfigError> {
+    let path = data_dir.join(FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => toml::from_str::<File>(&text).map_err(|e| ConfigError::Invalid {
+            path: path.display().to_string(),
+            why: e.to_string(),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let file = File::default();
+            write_file(data_dir, &file)?;
+            Ok(file)
+        }
+        Err(source) => Err(ConfigError::Io {
+            path: path.display().to_string(),
+            source,
+        }),
+    }
+}
+
+fn write_file(data_dir: &Path, file: &File) -> Result<(), ConfigError> {
     let path = data_dir.join(FILE);
     let io = |source| ConfigError::Io {
         path: path.display().to_string(),
         source,
     };
-    let file = match std::fs::read_to_string(&path) {
-        Ok(text) => toml::from_str::<File>(&text).map_err(|e| ConfigError::Invalid {
-            path: path.display().to_string(),
-            why: e.to_string(),
-        })?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let file = File::default();
-            std::fs::create_dir_all(data_dir).map_err(io)?;
-            let text = toml::to_string(&file).map_err(|e| ConfigError::Invalid {
-                path: path.display().to_string(),
-                why: e.to_string(),
-            })?;
-            std::fs::write(&path, text).map_err(io)?;
-            file
-        }
-        Err(e) => return Err(io(e)),
-    };
+    std::fs::create_dir_all(data_dir).map_err(io)?;
+    let text = toml::to_string(file).map_err(|e| ConfigError::Invalid {
+        path: path.display().to_string(),
+        why: e.to_string(),
+    })?;
+    // Write beside and rename: a crash leaves the old file or the new one, never half.
+    let temp = data_dir.join(format!("{FILE}.new"));
+    std::fs::write(&temp, format!("{HEADER}{text}")).map_err(io)?;
+    std::fs::rename(&temp, &path).map_err(io)
+}
+
+const HEADER: &str = "# Porchlight node settings. Every key is optional; see docs/operations.md.\n\
+# Command-line flags (--listen, --api, --no-mdns) override these.\n\n";
+
+/// Sets the display name in `porchlight.toml` (creating the file with defaults if needed).
+pub fn set_name(data_dir: &Path, name: &str) -> Result<(), ConfigError> {
+    let mut file = read_file(data_dir)?;
+    file.name = name.to_owned();
+    write_file(data_dir, &file)
+}
+
+/// Reads `porchlight.toml` from `data_dir`, writing the defaults there on first run.
+pub fn load(data_dir: &Path) -> Result<Config, ConfigError> {
+    let path = data_dir.join(FILE);
+    let file = read_file(data_dir)?;
     Ok(Config {
         data_dir: data_dir.to_path_buf(),
         listen: parse_addrs(&path, "listen", &file.listen)?,
@@ -117,6 +144,10 @@ mod tests {
         assert!(config.mdns);
         let again = load(dir.path()).unwrap();
         assert_eq!(again.listen, config.listen);
+        set_name(dir.path(), "Alice").unwrap();
+        let named = load(dir.path()).unwrap();
+        assert_eq!(named.name, "Alice");
+        assert_eq!(named.listen, config.listen);
     }
 
     #[test]

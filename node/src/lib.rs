@@ -5,12 +5,19 @@
 //! - [`engine`]: the hood engine: keys, roster, key ring and rate state over the store;
 //!   applies `porchlight_proto::validate` verdicts. No network.
 //! - [`identity`]: the member's key file.
+//! - [`local`]: what the CLI does to a data dir with no node running (init, found).
+//! - [`clips`]: the clip library under `<data dir>/clips`.
+//! - [`config`]: the settings file, `porchlight.toml`.
+//! - [`net`], [`gate`], [`node`]: the libp2p swarm and the event loop.
+//! - [`api`]: the local HTTP API.
 
 pub mod api;
+pub mod clips;
 pub mod config;
 pub mod engine;
 pub mod gate;
 pub mod identity;
+pub mod local;
 pub mod net;
 pub mod node;
 pub mod store;

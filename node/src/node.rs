@@ -163,6 +163,17 @@ pub struct Status {
     pub sync: SyncStats,
 }
 
+/// A member as `members` shows it.
+#[derive(Debug, Clone)]
+pub struct MemberInfo {
+    pub member: porchlight_proto::membership::Member,
+    /// Connected to this node now (always true for this node's own member).
+    pub connected: bool,
+    /// Unix seconds this node last had a connection to the member, or the newest
+    /// creation time of the member's items it received or holds; `None` if neither.
+    pub last_seen: Option<u64>,
+}
+
 /// What catch-up sync has done since start.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SyncStats {
@@ -183,7 +194,7 @@ enum Command {
     Ingest(Vec<u8>, Reply<Ingest>),
     Status(Reply<Status>),
     Feed(Reply<Vec<FeedItem>>),
-    Members(Reply<Vec<porchlight_proto::membership::Member>>),
+    Members(Reply<Vec<MemberInfo>>),
     Dial(Multiaddr, Reply<()>),
     Envelope(ItemId, Reply<Option<Vec<u8>>>),
     Block(PeerId, bool, Reply<()>),
@@ -208,7 +219,7 @@ impl Node {
         setup: Setup,
     ) -> Result<(Node, tokio::task::JoinHandle<Result<(), NodeError>>), NodeError> {
         let (keys, _) = identity::load_or_create(&config.data_dir)?;
-        let store = Store::open(&config.data_dir.join("db"))?;
+        let store = Store::open(&config.data_dir.join(crate::local::DB_DIR))?;
         let mut engine = Engine::load(store.clone(), keys.clone())?;
         let mut joining = None;
         let now = crate::now();
@@ -261,6 +272,7 @@ impl Node {
             commands: commands_rx,
             events: events.clone(),
             outsiders: HashMap::new(),
+            last_seen: HashMap::new(),
             addresses: HashMap::new(),
             join: None,
             listen: Vec::new(),
@@ -345,7 +357,7 @@ impl Node {
         self.ask(Command::Feed).await
     }
 
-    pub async fn members(&self) -> Result<Vec<porchlight_proto::membership::Member>, NodeError> {
+    pub async fn members(&self) -> Result<Vec<MemberInfo>, NodeError> {
         self.ask(Command::Members).await
     }
 
@@ -404,6 +416,8 @@ struct EventLoop {
     events: broadcast::Sender<Event>,
     /// Connected non-members and when they must be gone.
     outsiders: HashMap<PeerId, Instant>,
+    /// When each member was last connected or last sent an item (members only).
+    last_seen: HashMap<MemberId, u64>,
     /// Addresses peers told us they listen on (identify), bounded by connected peers.
     addresses: HashMap<PeerId, Vec<Multiaddr>>,
     join: Option<JoinState>,
@@ -793,6 +807,7 @@ impl EventLoop {
             {
                 let _ = self.events.send(Event::Item(Box::new(item)));
             }
+            self.saw(accepted.item.author, accepted.created_at);
         }
         Ok(result)
     }
@@ -833,11 +848,7 @@ impl EventLoop {
                 let _ = reply.send(self.feed());
             }
             Command::Members(reply) => {
-                let result = match &self.engine {
-                    None => Err(NodeError::NoHood),
-                    Some(engine) => Ok(engine.roster().members().cloned().collect()),
-                };
-                let _ = reply.send(result);
+                let _ = reply.send(self.members());
             }
             Command::Dial(addr, reply) => {
                 let result = self
@@ -950,6 +961,54 @@ impl EventLoop {
         }
     }
 
+    fn members(&self) -> Result<Vec<MemberInfo>, NodeError> {
+        let engine = self.engine.as_ref().ok_or(NodeError::NoHood)?;
+        let now = crate::now();
+        let connected: std::collections::HashSet<MemberId> = self
+            .swarm
+            .connected_peers()
+            .filter_map(net::member_id)
+            .collect();
+        // Items held are evidence too, across restarts.
+        let mut latest: HashMap<MemberId, u64> = HashMap::new();
+        for (_, record) in self.store.items()? {
+            let at = latest.entry(record.author).or_default();
+            *at = (*at).max(record.created_at.min(now));
+        }
+        Ok(engine
+            .roster()
+            .members()
+            .map(|m| {
+                let me = m.id == self.keys.id();
+                let connected = me || connected.contains(&m.id);
+                let last_seen = if connected {
+                    Some(now)
+                } else {
+                    self.last_seen
+                        .get(&m.id)
+                        .copied()
+                        .max(latest.get(&m.id).copied())
+                };
+                MemberInfo {
+                    member: m.clone(),
+                    connected,
+                    last_seen,
+                }
+            })
+            .collect())
+    }
+
+    /// Notes that `member` was active at `at` (capped at now), if it is a member.
+    fn saw(&mut self, member: MemberId, at: u64) {
+        if let Some(engine) = &self.engine
+            && engine.roster().is_member(&member)
+        {
+            let at = at.min(crate::now());
+            let seen = self.last_seen.entry(member).or_default();
+            *seen = (*seen).max(at);
+        }
+    }
+
     fn feed(&self) -> Result<Vec<FeedItem>, NodeError> {
         let engine = self.engine.as_ref().ok_or(NodeError::NoHood)?;
         let mut out = Vec::new();
@@ -962,6 +1021,8 @@ impl EventLoop {
                 out.push(feed);
             }
         }
+        // Newest last; ids break ties so that every call lists the same order.
+        out.sort_by_key(|f| (f.created_at, f.id.0));
         Ok(out)
     }
 
@@ -1012,6 +1073,9 @@ impl EventLoop {
                 num_established: 0,
                 ..
             } => {
+                if let Some(member) = net::member_id(&peer_id) {
+                    self.saw(member, crate::now());
+                }
                 self.outsiders.remove(&peer_id);
                 self.addresses.remove(&peer_id);
                 self.reconciled.remove(&peer_id);

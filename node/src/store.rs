@@ -32,6 +32,8 @@ pub const MAX_OUTBOX: usize = 1024;
 pub enum StoreError {
     #[error("storage: {0}")]
     Sled(#[from] sled::Error),
+    #[error("the data dir is in use by another porchlight process (is a node running for it?)")]
+    Locked,
     #[error("stored data is corrupt ({0}); the data dir may be damaged")]
     Corrupt(&'static str),
     #[error("the outbox is full ({MAX_OUTBOX} posts waiting for a peer)")]
@@ -93,7 +95,14 @@ impl Store {
         let db = sled::Config::new()
             .path(path)
             .cache_capacity(CACHE_BYTES)
-            .open()?;
+            .open()
+            .map_err(|e| match e {
+                // sled's lock error is an `Io` of kind `Other` with this text.
+                sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
+                    StoreError::Locked
+                }
+                other => StoreError::Sled(other),
+            })?;
         Ok(Store {
             meta: db.open_tree("meta")?,
             ops: db.open_tree("ops")?,

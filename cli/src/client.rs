@@ -1,0 +1,491 @@
+//! The verbs that talk to the running node through its local API.
+
+use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use porchlight_node::api::{ADDR_FILE, TOKEN_FILE};
+use porchlight_node::clips;
+use porchlight_proto::codec;
+use porchlight_proto::report::{Category, Location, Report, Severity};
+use serde_json::{Value, json};
+
+use crate::format::{self, Out};
+use crate::{Cli, Command, PostArgs, bad};
+
+/// Clips at least this big show import progress.
+const PROGRESS_FROM_BYTES: u64 = 16 * 1024 * 1024;
+
+/// The running node's API, found through the files it writes into the data dir.
+struct Api {
+    base: String,
+    auth: String,
+    data_dir: PathBuf,
+}
+
+fn no_node(data_dir: &Path, why: &str) -> anyhow::Error {
+    bad(format!(
+        "no node is running for {}{why}: start one with `porchlight run` \
+         (or `porchlight up` on first run), or pass --data-dir",
+        data_dir.display()
+    ))
+}
+
+impl Api {
+    fn find(data_dir: &Path) -> anyhow::Result<Api> {
+        let addr = std::fs::read_to_string(data_dir.join(ADDR_FILE));
+        let token = std::fs::read_to_string(data_dir.join(TOKEN_FILE));
+        let (Ok(addr), Ok(token)) = (addr, token) else {
+            return Err(no_node(data_dir, ""));
+        };
+        Ok(Api {
+            base: format!("http://{}", addr.trim()),
+            auth: format!("Bearer {}", token.trim()),
+            data_dir: data_dir.to_path_buf(),
+        })
+    }
+
+    fn agent(timeout: Option<Duration>) -> ureq::Agent {
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(timeout)
+            .build()
+            .into()
+    }
+
+    fn send(
+        &self,
+        agent: &ureq::Agent,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<ureq::http::Response<ureq::Body>> {
+        let url = format!("{}{path}", self.base);
+        let result = match (method, body) {
+            ("GET", _) => agent.get(&url).header("Authorization", &self.auth).call(),
+            (_, Some(body)) => agent
+                .post(&url)
+                .header("Authorization", &self.auth)
+                .send_json(body),
+            (_, None) => agent
+                .post(&url)
+                .header("Authorization", &self.auth)
+                .send_empty(),
+        };
+        result.map_err(|e| match e {
+            ureq::Error::ConnectionFailed => {
+                no_node(&self.data_dir, " (its last run did not stop cleanly)")
+            }
+            ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+                no_node(&self.data_dir, " (its last run did not stop cleanly)")
+            }
+            other => anyhow::anyhow!(
+                "the node for {} does not answer ({other}); is it still running?",
+                self.data_dir.display()
+            ),
+        })
+    }
+
+    /// One request; the answer's JSON, or the API's error as an error (4xx: bad input).
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+        let agent = Api::agent(Some(Duration::from_secs(60)));
+        let mut response = self.send(&agent, method, path, body.as_ref())?;
+        let status = response.status();
+        let value: Value = response
+            .body_mut()
+            .read_json()
+            .context("unreadable answer from the node")?;
+        if status.is_success() {
+            return Ok(value);
+        }
+        let message = value["error"]
+            .as_str()
+            .unwrap_or("request failed")
+            .to_owned();
+        if status.is_client_error() {
+            Err(bad(message))
+        } else {
+            Err(anyhow::anyhow!(message))
+        }
+    }
+}
+
+/// Runs a client verb, or returns `None` for the verbs that are not.
+pub fn run(cli: &Cli, data_dir: &Path) -> Option<anyhow::Result<()>> {
+    let out = Out::new(cli.json);
+    let result = match &cli.command {
+        Command::Invite { expires, qr } => invite(out, data_dir, *expires, *qr),
+        Command::Post(args) => post(cli, out, data_dir, args),
+        Command::Feed {
+            follow,
+            since,
+            category,
+        } => feed(out, data_dir, *follow, *since, category.as_deref()),
+        Command::Update { id, text, severity } => lifecycle(
+            out,
+            data_dir,
+            id,
+            "update",
+            json!({ "text": text, "severity": severity }),
+        ),
+        Command::Resolve { id, text } => {
+            lifecycle(out, data_dir, id, "resolve", json!({ "text": text }))
+        }
+        Command::Retract { id } => lifecycle(out, data_dir, id, "retract", json!({})),
+        Command::Members => members(out, data_dir),
+        Command::Remove { member } => remove(out, data_dir, member),
+        Command::Status => status(out, data_dir),
+        _ => return None,
+    };
+    Some(result)
+}
+
+fn invite(out: Out, data_dir: &Path, expires: Duration, qr: bool) -> anyhow::Result<()> {
+    let api = Api::find(data_dir)?;
+    let v = api.call(
+        "POST",
+        "/v1/invites",
+        Some(json!({ "expires_in_secs": expires.as_secs() })),
+    )?;
+    let code = v["code"].as_str().unwrap_or_default().to_owned();
+    out.object(v.clone(), || {
+        println!("{code}");
+    });
+    if qr && !out.json {
+        // Upper case: the QR alphanumeric mode, a smaller code; bech32 reads either case.
+        match qrcode::QrCode::new(code.to_uppercase()) {
+            Ok(q) => {
+                let art = q
+                    .render::<qrcode::render::unicode::Dense1x2>()
+                    .dark_color(qrcode::render::unicode::Dense1x2::Light)
+                    .light_color(qrcode::render::unicode::Dense1x2::Dark)
+                    .quiet_zone(true)
+                    .build();
+                println!("{art}");
+            }
+            Err(e) => eprintln!("(cannot draw a QR code for this invite: {e})"),
+        }
+    }
+    Ok(())
+}
+
+/// Checks a post the way the node will, so that bad input fails before any clip is
+/// imported (the node checks again: it is the authority).
+fn precheck(args: &PostArgs) -> anyhow::Result<()> {
+    let category = Category::parse(&args.category).ok_or_else(|| {
+        let all: Vec<&str> = Category::ALL.iter().map(|c| c.as_str()).collect();
+        bad(format!(
+            "unknown category {:?}: one of {}",
+            args.category,
+            all.join(", ")
+        ))
+    })?;
+    let severity = match args.severity.as_deref() {
+        None => Severity::Warning,
+        Some(s) => Severity::parse(s).ok_or_else(|| {
+            bad(format!(
+                "unknown severity {s:?}: one of info, warning, urgent"
+            ))
+        })?,
+    };
+    let report = Report {
+        created_at: 0,
+        expires_at: 1,
+        category,
+        severity,
+        text: args.text.clone(),
+        behavior: args.behavior.clone(),
+        location: Location {
+            text: args.place.clone().unwrap_or_default(),
+            geohash: args.geohash.clone(),
+        },
+        clips: vec![],
+    };
+    report.check().map_err(|e| bad(e.to_string()))?;
+    if args.clip.len() > porchlight_proto::report::MAX_CLIPS {
+        return Err(bad(format!(
+            "at most {} clips per report",
+            porchlight_proto::report::MAX_CLIPS
+        )));
+    }
+    for clip in &args.clip {
+        if !clip.is_file() {
+            return Err(bad(format!(
+                "clip file {} not found (or not a file)",
+                clip.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn post(cli: &Cli, out: Out, data_dir: &Path, args: &PostArgs) -> anyhow::Result<()> {
+    precheck(args)?;
+    let api = Api::find(data_dir)?;
+    // Clips go into the node's library here, with progress; the report carries hashes.
+    let mut clip_refs = Vec::new();
+    let mut imported = Vec::new();
+    let show_progress = !cli.quiet && std::io::stderr().is_terminal();
+    for path in &args.clip {
+        let name = path.display().to_string();
+        let result = clips::import(data_dir, path, |done, total| {
+            if show_progress && total >= PROGRESS_FROM_BYTES {
+                eprint!("\rhashing {name}: {} of {} MiB", done >> 20, total >> 20);
+                let _ = std::io::stderr().flush();
+            }
+        });
+        if show_progress {
+            eprint!("\r\x1b[2K");
+        }
+        let done = match result {
+            Ok(done) => done,
+            Err(e) => {
+                forget(data_dir, &imported);
+                return Err(match e {
+                    clips::ClipError::Read { .. }
+                    | clips::ClipError::NotAFile { .. }
+                    | clips::ClipError::TooLarge { .. } => bad(e.to_string()),
+                    other => anyhow::Error::new(other),
+                });
+            }
+        };
+        if done.new {
+            imported.push(done.clip.sha256);
+        }
+        clip_refs.push(json!({
+            "sha256": codec::hex(&done.clip.sha256),
+            "camera": args.camera,
+        }));
+    }
+    let result = api.call(
+        "POST",
+        "/v1/reports",
+        Some(json!({
+            "category": args.category,
+            "text": args.text,
+            "behavior": args.behavior,
+            "where": args.place,
+            "geohash": args.geohash,
+            "severity": args.severity,
+            "expires_in_secs": args.expires.map(|d| d.as_secs()),
+            "clips": clip_refs,
+        })),
+    );
+    let v = match result {
+        Ok(v) => v,
+        Err(e) => {
+            forget(data_dir, &imported);
+            return Err(e);
+        }
+    };
+    out.object(v.clone(), || println!("{}", v["id"].as_str().unwrap_or("")));
+    Ok(())
+}
+
+/// Removes clips this command added to the library, when the post they were for failed.
+fn forget(data_dir: &Path, added: &[[u8; 32]]) {
+    for sha in added {
+        let _ = std::fs::remove_file(clips::path(data_dir, sha));
+    }
+}
+
+fn feed_query(since: Option<Duration>, category: Option<&str>) -> String {
+    let mut q = Vec::new();
+    if let Some(since) = since {
+        q.push(format!(
+            "since={}",
+            porchlight_node::now().saturating_sub(since.as_secs())
+        ));
+    }
+    if let Some(c) = category {
+        // Category names are kebab-case words; anything else is refused by the node,
+        // so percent-encode what is not a plain character.
+        let encoded: String = c
+            .bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b == b'-' {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect();
+        q.push(format!("category={encoded}"));
+    }
+    if q.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", q.join("&"))
+    }
+}
+
+fn print_item(out: Out, item: &Value) {
+    if out.json {
+        println!("{item}");
+    } else {
+        println!("{}", format::item_line(item, porchlight_node::now()));
+    }
+}
+
+fn feed(
+    out: Out,
+    data_dir: &Path,
+    follow: bool,
+    since: Option<Duration>,
+    category: Option<&str>,
+) -> anyhow::Result<()> {
+    let api = Api::find(data_dir)?;
+    let query = feed_query(since, category);
+    // With --follow, subscribe first, then list: nothing falls between the two.
+    let stream = if follow {
+        let agent = Api::agent(None);
+        let mut response = api.send(&agent, "GET", &format!("/v1/events{query}"), None)?;
+        if !response.status().is_success() {
+            let value: Value = response.body_mut().read_json().unwrap_or_default();
+            return Err(bad(value["error"]
+                .as_str()
+                .unwrap_or("the node refused the stream")
+                .to_owned()));
+        }
+        Some(BufReader::new(response.into_body().into_reader()))
+    } else {
+        None
+    };
+    let items = api.call("GET", &format!("/v1/feed{query}"), None)?;
+    let mut shown = std::collections::HashSet::new();
+    for item in items.as_array().into_iter().flatten() {
+        if let Some(id) = item["id"].as_str() {
+            shown.insert(id.to_owned());
+        }
+        print_item(out, item);
+    }
+    let Some(stream) = stream else { return Ok(()) };
+    let _ = std::io::stdout().flush();
+    // Server-sent events: `event:` and `data:` lines, a blank line ends an event.
+    let mut data = String::new();
+    for line in stream.lines() {
+        let line = line.context("the event stream broke")?;
+        if let Some(d) = line.strip_prefix("data:") {
+            data.push_str(d.trim_start());
+        } else if line.is_empty() && !data.is_empty() {
+            if let Ok(item) = serde_json::from_str::<Value>(&data)
+                && item.is_object()
+            {
+                let id = item["id"].as_str().unwrap_or_default().to_owned();
+                if shown.insert(id) {
+                    print_item(out, &item);
+                    let _ = std::io::stdout().flush();
+                }
+                // Bounded: the ids only dedupe the listing against the first events.
+                if shown.len() > 100_000 {
+                    shown.clear();
+                }
+            }
+            data.clear();
+        }
+    }
+    anyhow::bail!("the node stopped; the feed ends here")
+}
+
+fn lifecycle(out: Out, data_dir: &Path, id: &str, what: &str, body: Value) -> anyhow::Result<()> {
+    let api = Api::find(data_dir)?;
+    let id: String = id.trim().to_owned();
+    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(bad(format!("{id:?} is not a report id (hex digits)")));
+    }
+    let v = api.call("POST", &format!("/v1/reports/{id}/{what}"), Some(body))?;
+    out.object(v.clone(), || println!("{}", v["id"].as_str().unwrap_or("")));
+    Ok(())
+}
+
+fn members(out: Out, data_dir: &Path) -> anyhow::Result<()> {
+    let api = Api::find(data_dir)?;
+    let v = api.call("GET", "/v1/members", None)?;
+    let now = porchlight_node::now();
+    let list = v.as_array().cloned().unwrap_or_default();
+    if out.json {
+        for m in &list {
+            println!("{m}");
+        }
+        return Ok(());
+    }
+    println!(
+        "{:<20} {:<24} {:<7} {:<21} LAST SEEN",
+        "NAME", "FINGERPRINT", "ROLE", "JOINED"
+    );
+    for m in &list {
+        let name = format!(
+            "{}{}",
+            m["name"].as_str().unwrap_or(""),
+            if m["me"].as_bool() == Some(true) {
+                " (you)"
+            } else {
+                ""
+            }
+        );
+        let seen = if m["connected"].as_bool() == Some(true) {
+            "now".to_owned()
+        } else {
+            m["last_seen"]
+                .as_u64()
+                .map_or_else(|| "not since start".to_owned(), |t| format::ago(t, now))
+        };
+        println!(
+            "{:<20} {:<24} {:<7} {:<21} {}",
+            name,
+            m["fingerprint"].as_str().unwrap_or(""),
+            m["role"].as_str().unwrap_or(""),
+            m["joined_at"].as_u64().map(format::utc).unwrap_or_default(),
+            seen
+        );
+    }
+    Ok(())
+}
+
+fn remove(out: Out, data_dir: &Path, member: &str) -> anyhow::Result<()> {
+    let api = Api::find(data_dir)?;
+    let v = api.call(
+        "POST",
+        "/v1/members/remove",
+        Some(json!({ "member": member })),
+    )?;
+    out.object(v.clone(), || {
+        println!(
+            "removed {}; the hood rekeys: they cannot read what is posted from now on",
+            v["removed"].as_str().unwrap_or("")
+        )
+    });
+    Ok(())
+}
+
+fn status(out: Out, data_dir: &Path) -> anyhow::Result<()> {
+    let api = Api::find(data_dir)?;
+    let v = api.call("GET", "/v1/status", None)?;
+    out.object(v.clone(), || {
+        let s = |k: &str| v[k].as_str().unwrap_or("?").to_owned();
+        println!("fingerprint: {}", s("fingerprint"));
+        println!("member id:   {}", s("member"));
+        println!("peer id:     {}", s("peer_id"));
+        println!(
+            "hood:        {} ({})",
+            s("hood_name"),
+            s("hood").get(..16).unwrap_or("")
+        );
+        println!("epoch:       {}", s("epoch").get(..16).unwrap_or(""));
+        println!("members:     {}", v["members"]);
+        println!("connected:   {}", v["connected"]);
+        for p in v["peers"].as_array().into_iter().flatten() {
+            println!("  peer       {}", p.as_str().unwrap_or(""));
+        }
+        for a in v["listen"].as_array().into_iter().flatten() {
+            println!("listening:   {}", a.as_str().unwrap_or(""));
+        }
+        println!("api:         {}", s("api"));
+        println!(
+            "reports:     {} live, {} waiting to send",
+            v["items"], v["outbox"]
+        );
+    });
+    Ok(())
+}

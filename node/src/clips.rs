@@ -1,0 +1,215 @@
+//! The clip library: doorbell clips kept at home under `<data dir>/clips/<sha256 hex>`.
+//!
+//! A report carries only a clip's SHA-256 and size (`ClipRef`); the bytes stay here until
+//! the owner shares them. Import streams the file once: it is hashed while it is copied
+//! into a temporary file in the library, which is renamed to its hash only when complete,
+//! so the library never holds a partial clip under a valid name.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use porchlight_proto::codec;
+use rand_core::Rng;
+use sha2::{Digest, Sha256};
+
+pub const DIR: &str = "clips";
+/// The largest clip the library takes: a doorbell clip is seconds of video, not hours.
+pub const MAX_CLIP_BYTES: u64 = 2 * 1024 * 1024 * 1024;
+/// Read buffer for hashing and copying.
+const CHUNK: usize = 256 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClipError {
+    #[error("clip file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("clip file {path} is not a regular file")]
+    NotAFile { path: String },
+    #[error("clip file {path} is {size} bytes, over the {MAX_CLIP_BYTES}-byte limit")]
+    TooLarge { path: String, size: u64 },
+    #[error("cannot write to the clip library {path}: {source}")]
+    Library {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("no clip with SHA-256 {0} in this node's library")]
+    Unknown(String),
+}
+
+/// A clip in the library.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Clip {
+    pub sha256: [u8; 32],
+    pub size: u64,
+}
+
+fn library(data_dir: &Path) -> PathBuf {
+    data_dir.join(DIR)
+}
+
+/// Where a clip with this hash lives (whether or not it is there).
+pub fn path(data_dir: &Path, sha256: &[u8; 32]) -> PathBuf {
+    library(data_dir).join(codec::hex(sha256))
+}
+
+/// The clip with this hash, if the library holds it.
+pub fn get(data_dir: &Path, sha256: &[u8; 32]) -> Result<Clip, ClipError> {
+    match std::fs::metadata(path(data_dir, sha256)) {
+        Ok(meta) if meta.is_file() => Ok(Clip {
+            sha256: *sha256,
+            size: meta.len(),
+        }),
+        _ => Err(ClipError::Unknown(codec::hex(sha256))),
+    }
+}
+
+/// What [`import`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Imported {
+    pub clip: Clip,
+    /// False if the library already held these bytes.
+    pub new: bool,
+}
+
+/// Copies `file` into the library, hashing it on the way; `progress(done, total)` is
+/// called after every chunk. Importing the same bytes twice keeps one copy.
+pub fn import(
+    data_dir: &Path,
+    file: &Path,
+    mut progress: impl FnMut(u64, u64),
+) -> Result<Imported, ClipError> {
+    let read_err = |source| ClipError::Read {
+        path: file.display().to_string(),
+        source,
+    };
+    let mut input = std::fs::File::open(file).map_err(read_err)?;
+    let meta = input.metadata().map_err(read_err)?;
+    if !meta.is_file() {
+        return Err(ClipError::NotAFile {
+            path: file.display().to_string(),
+        });
+    }
+    let total = meta.len();
+    if total > MAX_CLIP_BYTES {
+        return Err(ClipError::TooLarge {
+            path: file.display().to_string(),
+            size: total,
+        });
+    }
+    let dir = library(data_dir);
+    let lib_err = |source| ClipError::Library {
+        path: dir.display().to_string(),
+        source,
+    };
+    std::fs::create_dir_all(&dir).map_err(lib_err)?;
+    let mut nonce = [0u8; 8];
+    crate::rng().fill_bytes(&mut nonce);
+    let temp = dir.join(format!(".import-{}", codec::hex(&nonce)));
+    let result = (|| {
+        let mut output = std::fs::File::create(&temp).map_err(lib_err)?;
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; CHUNK];
+        let mut done: u64 = 0;
+        loop {
+            let n = match input.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(read_err(e)),
+            };
+            let chunk = buf.get(..n).unwrap_or_default();
+            hasher.update(chunk);
+            output.write_all(chunk).map_err(lib_err)?;
+            done = done.saturating_add(n as u64);
+            if done > MAX_CLIP_BYTES {
+                return Err(ClipError::TooLarge {
+                    path: file.display().to_string(),
+                    size: done,
+                });
+            }
+            progress(done, total.max(done));
+        }
+        output.sync_all().map_err(lib_err)?;
+        let sha256: [u8; 32] = hasher.finalize().into();
+        let clip = Clip { sha256, size: done };
+        let target = path(data_dir, &sha256);
+        if target.is_file() {
+            let _ = std::fs::remove_file(&temp);
+            return Ok(Imported { clip, new: false });
+        }
+        std::fs::rename(&temp, target).map_err(lib_err)?;
+        Ok(Imported { clip, new: true })
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    result
+}
+
+/// SHA-256 of a file, streamed.
+pub fn hash_file(file: &Path) -> Result<[u8; 32], ClipError> {
+    let read_err = |source| ClipError::Read {
+        path: file.display().to_string(),
+        source,
+    };
+    let mut input = std::fs::File::open(file).map_err(read_err)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        match input.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => hasher.update(buf.get(..n).unwrap_or_default()),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(read_err(e)),
+        }
+    }
+    Ok(hasher.finalize().into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn import_names_the_clip_by_its_hash_and_keeps_the_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("doorbell.mp4");
+        let bytes: Vec<u8> = (0..600_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&src, &bytes).unwrap();
+        let mut calls = 0;
+        let imported = import(dir.path(), &src, |done, total| {
+            calls += 1;
+            assert!(done <= total);
+        })
+        .unwrap();
+        assert!(imported.new);
+        let clip = imported.clip;
+        let expected: [u8; 32] = Sha256::digest(&bytes).into();
+        assert_eq!(clip.sha256, expected);
+        assert_eq!(clip.size, bytes.len() as u64);
+        assert!(calls >= 3, "progress is reported per chunk");
+        assert_eq!(std::fs::read(path(dir.path(), &expected)).unwrap(), bytes);
+        assert_eq!(hash_file(&src).unwrap(), expected);
+        assert_eq!(get(dir.path(), &expected).unwrap(), clip);
+        // Again: one copy, same answer, no leftovers.
+        let again = import(dir.path(), &src, |_, _| {}).unwrap();
+        assert_eq!((again.clip, again.new), (clip, false));
+        assert_eq!(std::fs::read_dir(library(dir.path())).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_missing_file_names_the_file_and_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = import(dir.path(), &dir.path().join("nope.mp4"), |_, _| {}).unwrap_err();
+        assert!(err.to_string().contains("nope.mp4"), "{err}");
+        assert!(!library(dir.path()).exists());
+        let err = import(dir.path(), dir.path(), |_, _| {}).unwrap_err();
+        assert!(matches!(err, ClipError::NotAFile { .. }), "{err}");
+        assert!(matches!(
+            get(dir.path(), &[7; 32]),
+            Err(ClipError::Unknown(_))
+        ));
+    }
+}
