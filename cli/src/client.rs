@@ -18,7 +18,7 @@ use crate::{Cli, Command, PostArgs, bad};
 const PROGRESS_FROM_BYTES: u64 = 16 * 1024 * 1024;
 
 /// The running node's API, found through the files it writes into the data dir.
-struct Api {
+pub(crate) struct Api {
     base: String,
     auth: String,
     data_dir: PathBuf,
@@ -33,7 +33,7 @@ fn no_node(data_dir: &Path, why: &str) -> anyhow::Error {
 }
 
 impl Api {
-    fn find(data_dir: &Path) -> anyhow::Result<Api> {
+    pub(crate) fn find(data_dir: &Path) -> anyhow::Result<Api> {
         let addr = std::fs::read_to_string(data_dir.join(ADDR_FILE));
         let token = std::fs::read_to_string(data_dir.join(TOKEN_FILE));
         let (Ok(addr), Ok(token)) = (addr, token) else {
@@ -88,7 +88,12 @@ impl Api {
     }
 
     /// One request; the answer's JSON, or the API's error as an error (4xx: bad input).
-    fn call(&self, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+    pub(crate) fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
         let agent = Api::agent(Some(Duration::from_secs(60)));
         let mut response = self.send(&agent, method, path, body.as_ref())?;
         let status = response.status();
@@ -136,6 +141,7 @@ pub fn run(cli: &Cli, data_dir: &Path) -> Option<anyhow::Result<()>> {
         Command::Members => members(out, data_dir),
         Command::Remove { member } => remove(out, data_dir, member),
         Command::Status => status(out, data_dir),
+        Command::Clip(verb) => crate::clip_verbs::run(cli, out, data_dir, verb),
         _ => return None,
     };
     Some(result)

@@ -2,6 +2,7 @@
 //! up a data dir or run the node) or the running node's local API, and prints.
 
 mod client;
+mod clip_verbs;
 mod format;
 
 use std::path::{Path, PathBuf};
@@ -183,6 +184,41 @@ enum Command {
     /// Identity, hood, epoch, members, peers, addresses, API.
     #[command(after_help = "Example:\n  porchlight status")]
     Status,
+    /// Doorbell clips: fetch a neighbor's, answer requests for yours.
+    #[command(subcommand)]
+    Clip(ClipCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClipCommand {
+    /// Fetch a clip a report references from its owner; verified against its SHA-256
+    /// before it is written.
+    #[command(after_help = "Example:\n  porchlight clip get 9f86d081884c7d65… -o porch.mp4")]
+    Get {
+        /// The clip's SHA-256 (from `porchlight feed --json`: `clips[].sha256`).
+        sha256: String,
+        /// Where to write the clip.
+        #[arg(short, long, value_name = "FILE")]
+        output: PathBuf,
+        /// How long to wait for an owner who allows each request: 30s, 10m, 1h.
+        #[arg(long, default_value = "10m", value_parser = format::parse_duration)]
+        wait: Duration,
+    },
+    /// Neighbors' requests for your clips, waiting for you (clip policy `ask`).
+    #[command(after_help = "Example:\n  porchlight clip requests")]
+    Requests,
+    /// Let a neighbor have the clip they asked for.
+    #[command(after_help = "Example:\n  porchlight clip allow 1a2b3c4d")]
+    Allow {
+        /// The request's id, from `porchlight clip requests`.
+        id: String,
+    },
+    /// Refuse a neighbor's request for a clip.
+    #[command(after_help = "Example:\n  porchlight clip deny 1a2b3c4d")]
+    Deny {
+        /// The request's id, from `porchlight clip requests`.
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

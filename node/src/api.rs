@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
@@ -33,6 +33,7 @@ use tracing::Instrument;
 use crate::clips::{self, ClipError};
 use crate::engine::EngineError;
 use crate::node::{Event as NodeEvent, FeedItem, Node, NodeError};
+use crate::sharing::{self, ClipAsk, Fetched};
 
 pub const ADDR_FILE: &str = "api.addr";
 pub const TOKEN_FILE: &str = "api.token";
@@ -46,6 +47,12 @@ pub const DEFAULT_INVITE_SECS: u64 = 7 * 24 * 3600;
 pub const MAX_INVITE_SECS: u64 = 30 * 24 * 3600;
 /// Open event streams at once (each holds a subscription to the node's events).
 pub const MAX_STREAMS: usize = 32;
+/// Clip fetches the API tracks at once (finished ones make room for new ones).
+pub const MAX_FETCHES: usize = 16;
+/// How long a fetch waits for an owner whose policy is `ask`.
+pub const FETCH_WAIT: Duration = Duration::from_secs(3600);
+/// How often a waiting fetch asks the owner again.
+const FETCH_RETRY: Duration = Duration::from_secs(2);
 /// Reports an event stream remembers the category of (to filter their updates).
 const MAX_TRACKED_REPORTS: usize = 100_000;
 
@@ -71,6 +78,8 @@ struct Api {
     data_dir: PathBuf,
     /// Open event streams; a stream holds a permit.
     streams: Arc<Semaphore>,
+    /// Clip fetches, by clip hash (bounded by `MAX_FETCHES`).
+    fetches: Arc<Mutex<HashMap<[u8; 32], FetchState>>>,
 }
 
 /// A running API: its address, and the files to remove when it stops.
@@ -127,6 +136,7 @@ pub async fn serve(node: Node, addr: SocketAddr, data_dir: &Path) -> Result<Runn
         addr: bound,
         data_dir: data_dir.to_path_buf(),
         streams: Arc::new(Semaphore::new(MAX_STREAMS)),
+        fetches: Arc::new(Mutex::new(HashMap::new())),
     };
     let app = Router::new()
         .route("/v1/status", get(status))
@@ -139,6 +149,11 @@ pub async fn serve(node: Node, addr: SocketAddr, data_dir: &Path) -> Result<Runn
         .route("/v1/invites", post(invite))
         .route("/v1/members", get(members))
         .route("/v1/members/remove", post(remove))
+        .route("/v1/clips/requests", get(clip_requests))
+        .route("/v1/clips/requests/{id}/allow", post(clip_allow))
+        .route("/v1/clips/requests/{id}/deny", post(clip_deny))
+        .route("/v1/clips/{sha256}", get(clip_state))
+        .route("/v1/clips/{sha256}/fetch", post(clip_fetch))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(state.clone(), auth))
         .with_state(state);
@@ -851,4 +866,206 @@ async fn remove(State(api): State<Api>, body: Bytes) -> Response {
         Ok(()) => axum::Json(json!({ "removed": target.to_hex() })).into_response(),
         Err(e) => node_error(e),
     }
+}
+
+/// Where one clip fetch stands.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+struct FetchState {
+    /// `fetching`, `waiting` (for the owner to allow), `done` or `failed`.
+    state: &'static str,
+    received: u64,
+    size: u64,
+    owner: Option<String>,
+    error: Option<String>,
+    /// Where the verified clip is, once `done`.
+    path: Option<String>,
+}
+
+fn parse_sha(hex: &str) -> Result<[u8; 32], Box<Response>> {
+    codec::parse_hex::<32>(hex).ok_or_else(|| {
+        Box::new(error(
+            StatusCode::BAD_REQUEST,
+            format!("{hex:?} is not a clip SHA-256 (64 hex digits)"),
+        ))
+    })
+}
+
+fn lock(
+    fetches: &Mutex<HashMap<[u8; 32], FetchState>>,
+) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], FetchState>> {
+    // A poisoned map only means a fetch task panicked mid-update; its entries are still
+    // plain data.
+    fetches
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn set(
+    fetches: &Mutex<HashMap<[u8; 32], FetchState>>,
+    sha: [u8; 32],
+    update: impl FnOnce(&mut FetchState),
+) {
+    if let Some(state) = lock(fetches).get_mut(&sha) {
+        update(state);
+    }
+}
+
+/// Starts fetching a clip a neighbor's report references into this node's library
+/// (or says where a fetch stands). The answer is the fetch's state; poll
+/// `GET /v1/clips/{sha256}` until `done` or `failed`.
+async fn clip_fetch(State(api): State<Api>, AxumPath(hex): AxumPath<String>) -> Response {
+    let sha = match parse_sha(&hex) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    {
+        let mut fetches = lock(&api.fetches);
+        if let Some(state) = fetches.get(&sha)
+            && matches!(state.state, "fetching" | "waiting")
+        {
+            return (StatusCode::ACCEPTED, axum::Json(state.clone())).into_response();
+        }
+        if fetches.len() >= MAX_FETCHES {
+            fetches.retain(|_, s| matches!(s.state, "fetching" | "waiting"));
+        }
+        if fetches.len() >= MAX_FETCHES {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("{MAX_FETCHES} clip fetches are running; try again later"),
+            );
+        }
+        fetches.insert(
+            sha,
+            FetchState {
+                state: "fetching",
+                received: 0,
+                size: 0,
+                owner: None,
+                error: None,
+                path: None,
+            },
+        );
+    }
+    let (node, dir, fetches) = (api.node.clone(), api.data_dir.clone(), api.fetches.clone());
+    tokio::spawn(async move {
+        let deadline = tokio::time::Instant::now() + FETCH_WAIT;
+        loop {
+            let progress = |received, size| {
+                set(&fetches, sha, |s| {
+                    s.state = "fetching";
+                    s.received = received;
+                    s.size = size;
+                })
+            };
+            match sharing::fetch(&node, &dir, sha, progress).await {
+                Ok(Fetched::Done { size }) => {
+                    let path = clips::path(&dir, &sha).display().to_string();
+                    set(&fetches, sha, |s| {
+                        s.state = "done";
+                        s.received = size;
+                        s.size = size;
+                        s.path = Some(path);
+                    });
+                    return;
+                }
+                Ok(Fetched::Waiting { owner }) => {
+                    let name = match node.members().await {
+                        Ok(members) => members
+                            .iter()
+                            .find(|m| m.member.id == owner)
+                            .map_or_else(|| owner.fingerprint(), |m| m.member.name.clone()),
+                        Err(_) => owner.fingerprint(),
+                    };
+                    set(&fetches, sha, |s| {
+                        s.state = "waiting";
+                        s.owner = Some(name);
+                    });
+                    if tokio::time::Instant::now() >= deadline {
+                        set(&fetches, sha, |s| {
+                            s.state = "failed";
+                            s.error =
+                                Some("the owner did not allow the request within an hour".into());
+                        });
+                        return;
+                    }
+                    tokio::time::sleep(FETCH_RETRY).await;
+                }
+                Err(e) => {
+                    tracing::info!(clip = %&codec::hex(&sha)[..12], error = %e, "clip fetch failed");
+                    set(&fetches, sha, |s| {
+                        s.state = "failed";
+                        s.error = Some(e.to_string());
+                    });
+                    return;
+                }
+            }
+        }
+    });
+    let state = lock(&api.fetches).get(&sha).cloned();
+    (StatusCode::ACCEPTED, axum::Json(state)).into_response()
+}
+
+async fn clip_state(State(api): State<Api>, AxumPath(hex): AxumPath<String>) -> Response {
+    let sha = match parse_sha(&hex) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    match lock(&api.fetches).get(&sha) {
+        Some(state) => axum::Json(state.clone()).into_response(),
+        None => error(
+            StatusCode::NOT_FOUND,
+            "no fetch of this clip: start one with POST /v1/clips/{sha256}/fetch",
+        ),
+    }
+}
+
+fn ask_json(ask: &ClipAsk, members: &[crate::node::MemberInfo]) -> Value {
+    let name = members
+        .iter()
+        .find(|m| m.member.id == ask.requester)
+        .map(|m| m.member.name.clone())
+        .unwrap_or_default();
+    json!({
+        "id": ask.id,
+        "requester": ask.requester.to_hex(),
+        "requester_fingerprint": ask.requester.fingerprint(),
+        "requester_name": name,
+        "sha256": codec::hex(&ask.sha256),
+        "asked_at": ask.asked_at,
+    })
+}
+
+/// Clip requests waiting for this member's decision (policy `ask`).
+async fn clip_requests(State(api): State<Api>) -> Response {
+    let (asks, members) = match (api.node.clip_asks().await, api.node.members().await) {
+        (Ok(a), Ok(m)) => (a, m),
+        (Err(e), _) | (_, Err(e)) => return node_error(e),
+    };
+    axum::Json(
+        asks.iter()
+            .map(|a| ask_json(a, &members))
+            .collect::<Vec<_>>(),
+    )
+    .into_response()
+}
+
+async fn clip_decide(api: Api, id: String, allow: bool) -> Response {
+    match api.node.clip_decide(id.trim(), allow).await {
+        Ok(ask) => {
+            let members = api.node.members().await.unwrap_or_default();
+            let mut v = ask_json(&ask, &members);
+            v["allowed"] = json!(allow);
+            axum::Json(v).into_response()
+        }
+        Err(NodeError::Sharing(e)) => error(StatusCode::NOT_FOUND, e.to_string()),
+        Err(e) => node_error(e),
+    }
+}
+
+async fn clip_allow(State(api): State<Api>, AxumPath(id): AxumPath<String>) -> Response {
+    clip_decide(api, id, true).await
+}
+
+async fn clip_deny(State(api): State<Api>, AxumPath(id): AxumPath<String>) -> Response {
+    clip_decide(api, id, false).await
 }

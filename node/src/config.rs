@@ -6,6 +6,7 @@ use libp2p::Multiaddr;
 use serde::{Deserialize, Serialize};
 
 use crate::node::Config;
+use crate::sharing::ClipPolicy;
 
 pub const FILE: &str = "porchlight.toml";
 /// Default port for TCP and QUIC.
@@ -38,6 +39,8 @@ pub struct File {
     pub bootstrap: Vec<String>,
     /// Where the local HTTP API listens (keep it on loopback).
     pub api: String,
+    /// Who may fetch your clips: "members", "ask" (you allow each request) or "never".
+    pub clip_policy: ClipPolicy,
 }
 
 impl Default for File {
@@ -51,6 +54,7 @@ impl Default for File {
             mdns: true,
             bootstrap: vec![],
             api: DEFAULT_API.into(),
+            clip_policy: ClipPolicy::default(),
         }
     }
 }
@@ -128,6 +132,7 @@ pub fn load(data_dir: &Path) -> Result<Config, ConfigError> {
             why: format!("api address {:?}: {e}", file.api),
         })?),
         name: file.name,
+        clip_policy: file.clip_policy,
     })
 }
 

@@ -7,6 +7,7 @@
 //! - [`identity`]: the member's key file.
 //! - [`local`]: what the CLI does to a data dir with no node running (init, found).
 //! - [`clips`]: the clip library under `<data dir>/clips`.
+//! - [`sharing`]: clip sharing: the owner's policy and asks, the requester's fetch.
 //! - [`config`]: the settings file, `porchlight.toml`.
 //! - [`net`], [`gate`], [`node`]: the libp2p swarm and the event loop.
 //! - [`api`]: the local HTTP API.
@@ -20,6 +21,7 @@ pub mod identity;
 pub mod local;
 pub mod net;
 pub mod node;
+pub mod sharing;
 pub mod store;
 
 /// The OS CSPRNG. A node cannot run without one; failing to read it is not an input

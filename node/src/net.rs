@@ -27,7 +27,10 @@ use crate::gate::MembersOnly;
 
 pub const JOIN_PROTOCOL: StreamProtocol = StreamProtocol::new("/porchlight/join/1");
 pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/porchlight/sync/1");
+pub const CLIP_PROTOCOL: StreamProtocol = StreamProtocol::new("/porchlight/clip/1");
 pub const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
+/// One clip chunk (256 KiB) must arrive within this.
+pub const CLIP_TIMEOUT: Duration = Duration::from_secs(30);
 pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/porchlight/kad/1");
 pub const IDENTIFY_PROTOCOL: &str = "/porchlight/id/1";
 /// Connections are kept this long without traffic: neighborhoods are quiet.
@@ -79,6 +82,13 @@ impl BytesCodec {
         BytesCodec {
             max_request: porchlight_proto::sync::MAX_REQUEST_BYTES as u64,
             max_response: porchlight_proto::sync::MAX_RESPONSE_BYTES as u64 + 1024,
+        }
+    }
+
+    pub fn clip() -> BytesCodec {
+        BytesCodec {
+            max_request: porchlight_proto::clip::MAX_REQUEST_BYTES as u64,
+            max_response: porchlight_proto::clip::MAX_RESPONSE_BYTES as u64,
         }
     }
 
@@ -229,6 +239,8 @@ pub struct Behaviour {
     pub gossipsub: MembersOnly<gossipsub::Behaviour>,
     pub join: request_response::Behaviour<BytesCodec>,
     pub sync: MembersOnly<request_response::Behaviour<BytesCodec>>,
+    /// Clip transfer: members only, like sync.
+    pub clips: MembersOnly<request_response::Behaviour<BytesCodec>>,
     pub identify: identify::Behaviour,
     pub mdns: Toggle<mdns::tokio::Behaviour>,
     pub kad: kad::Behaviour<kad::store::MemoryStore>,
@@ -341,6 +353,13 @@ pub fn swarm(
                     request_response::Config::default()
                         .with_request_timeout(SYNC_TIMEOUT)
                         .with_max_concurrent_streams(16),
+                )),
+                clips: MembersOnly::new(request_response::Behaviour::with_codec(
+                    BytesCodec::clip(),
+                    [(CLIP_PROTOCOL, request_response::ProtocolSupport::Full)],
+                    request_response::Config::default()
+                        .with_request_timeout(CLIP_TIMEOUT)
+                        .with_max_concurrent_streams(8),
                 )),
                 identify: identify::Behaviour::new(
                     identify::Config::new(IDENTIFY_PROTOCOL.into(), key.public())

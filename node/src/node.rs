@@ -16,7 +16,7 @@ use libp2p::{Multiaddr, PeerId, Swarm, identify, mdns, request_response};
 use porchlight_proto::invite::{self, InviteError, SignedTicket, Ticket, TicketId};
 use porchlight_proto::item::{Body, Item};
 use porchlight_proto::{
-    HoodId, ItemId, JoinRequest, JoinResponse, MemberId, MemberKeys, Policy, sync,
+    HoodId, ItemId, JoinRequest, JoinResponse, MemberId, MemberKeys, Policy, clip, sync,
 };
 use rand_core::Rng;
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -26,6 +26,7 @@ use tracing::Instrument;
 use crate::engine::{Engine, EngineError, Ingest};
 use crate::identity::{self, IdentityError};
 use crate::net::{self, Behaviour, BehaviourEvent, NetError};
+use crate::sharing::{ClipAsk, ClipPolicy, Sharing, SharingError};
 use crate::store::{Store, StoreError};
 
 /// Commands waiting for the event loop.
@@ -79,6 +80,10 @@ pub enum NodeError {
     JoinTimeout(Duration),
     #[error("the node has stopped")]
     Stopped,
+    #[error(transparent)]
+    Sharing(#[from] SharingError),
+    #[error("{0} is not reachable now: {1}")]
+    Unreachable(String, String),
 }
 
 /// How a node is configured. The CLI reads it from `porchlight.toml` in the data dir.
@@ -94,6 +99,8 @@ pub struct Config {
     pub name: String,
     /// Where the local HTTP API listens (`None`: no API). The binary starts it.
     pub api: Option<std::net::SocketAddr>,
+    /// Who may fetch this member's clips.
+    pub clip_policy: ClipPolicy,
 }
 
 impl Config {
@@ -111,6 +118,7 @@ impl Config {
             bootstrap: vec![],
             name: name.to_owned(),
             api: None,
+            clip_policy: ClipPolicy::default(),
         }
     }
 }
@@ -199,6 +207,9 @@ enum Command {
     Envelope(ItemId, Reply<Option<Vec<u8>>>),
     Block(PeerId, bool, Reply<()>),
     Sync(Reply<()>),
+    ClipRequest(MemberId, clip::Request, Reply<clip::Response>),
+    ClipAsks(Reply<Vec<ClipAsk>>),
+    ClipDecide(String, bool, Reply<ClipAsk>),
     Shutdown,
 }
 
@@ -280,6 +291,10 @@ impl Node {
             sync_stats: SyncStats::default(),
             reconciled: HashMap::new(),
             stuck: Default::default(),
+            data_dir: config.data_dir.clone(),
+            sharing: Sharing::new(config.clip_policy),
+            own_clips: None,
+            clip_replies: HashMap::new(),
         };
         // Members and the deny list first: a connection made while we wait for the
         // listeners must already be judged by them.
@@ -382,6 +397,26 @@ impl Node {
     }
 
     /// Asks the event loop to stop; it flushes the store first.
+    /// Sends one clip request to `owner` and waits for the answer.
+    pub async fn clip_request(
+        &self,
+        owner: MemberId,
+        request: clip::Request,
+    ) -> Result<clip::Response, NodeError> {
+        self.ask(|r| Command::ClipRequest(owner, request, r)).await
+    }
+
+    /// Clip requests waiting for this member to allow or deny them.
+    pub async fn clip_asks(&self) -> Result<Vec<ClipAsk>, NodeError> {
+        self.ask(Command::ClipAsks).await
+    }
+
+    /// Allows (or denies) a pending clip request.
+    pub async fn clip_decide(&self, id: &str, allow: bool) -> Result<ClipAsk, NodeError> {
+        let id = id.to_owned();
+        self.ask(|r| Command::ClipDecide(id, allow, r)).await
+    }
+
     pub async fn shutdown(&self) {
         let _ = self.commands.send(Command::Shutdown).await;
     }
@@ -428,6 +463,14 @@ struct EventLoop {
     reconciled: HashMap<PeerId, (Instant, u32)>,
     /// Outbox entries gossipsub refused with full queues (bounded by `MAX_OUTBOX`).
     stuck: std::collections::HashSet<u64>,
+    data_dir: PathBuf,
+    /// The owner's side of clip sharing.
+    sharing: Sharing,
+    /// Clips our own live reports reference (sha → size); `None` until needed again.
+    own_clips: Option<HashMap<[u8; 32], u64>>,
+    /// Outstanding clip requests we sent (bounded by the behaviour's timeout and by the
+    /// API's concurrent fetches).
+    clip_replies: HashMap<request_response::OutboundRequestId, Reply<clip::Response>>,
 }
 
 /// One catch-up session this node runs as initiator with one peer.
@@ -650,6 +693,7 @@ impl EventLoop {
         if ticks.is_multiple_of(EXPIRE_EVERY)
             && let Some(engine) = &mut self.engine
         {
+            self.own_clips = None;
             match engine.expire(crate::now()) {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(deleted = n, "expired items deleted"),
@@ -682,6 +726,7 @@ impl EventLoop {
         let behaviour = self.swarm.behaviour_mut();
         behaviour.gossipsub.set_members(members.iter().copied());
         behaviour.sync.set_members(members.iter().copied());
+        behaviour.clips.set_members(members.iter().copied());
         behaviour.gate.denied = removed.iter().copied().collect();
         // Anyone still served hood traffic who is no longer a member (removed, or lost a
         // ticket race) is cut off; a non-member reconnecting gets no hood traffic.
@@ -879,13 +924,147 @@ impl EventLoop {
                     .map_err(NodeError::from);
                 let _ = reply.send(result);
             }
+            Command::ClipRequest(owner, request, reply) => {
+                self.send_clip_request(owner, request, reply)
+            }
+            Command::ClipAsks(reply) => {
+                let _ = reply.send(Ok(self.sharing.asks()));
+            }
+            Command::ClipDecide(id, allow, reply) => {
+                let _ = reply.send(self.sharing.decide(&id, allow).map_err(NodeError::from));
+            }
             Command::Shutdown => {}
+        }
+    }
+
+    fn send_clip_request(
+        &mut self,
+        owner: MemberId,
+        request: clip::Request,
+        reply: Reply<clip::Response>,
+    ) {
+        let Some(peer) = net::peer_id(&owner) else {
+            let _ = reply.send(Err(NodeError::Unreachable(
+                owner.fingerprint(),
+                "not a valid member id".into(),
+            )));
+            return;
+        };
+        if !self.is_member(&peer) {
+            let _ = reply.send(Err(NodeError::Unreachable(
+                owner.fingerprint(),
+                "not a member".into(),
+            )));
+            return;
+        }
+        if !self.swarm.is_connected(&peer) {
+            let addrs = self.addresses.get(&peer).cloned().unwrap_or_default();
+            let _ = self
+                .swarm
+                .dial(DialOpts::peer_id(peer).addresses(addrs).build());
+        }
+        let id = self
+            .swarm
+            .behaviour_mut()
+            .clips
+            .inner_mut()
+            .send_request(&peer, request.encode());
+        self.clip_replies.insert(id, reply);
+    }
+
+    /// The clips our own live reports reference.
+    fn own_clip(&mut self, sha256: &[u8; 32]) -> Option<u64> {
+        if self.own_clips.is_none() {
+            let me = self.keys.id();
+            let mut own = HashMap::new();
+            if let Ok(items) = self.store.items() {
+                for (_, record) in items.into_iter().filter(|(_, r)| r.author == me) {
+                    if let Ok(item) = Item::decode(&record.item)
+                        && let Ok(Body::Report(report)) = item.body()
+                    {
+                        for c in report.clips {
+                            own.insert(c.sha256, c.size);
+                        }
+                    }
+                }
+            }
+            self.own_clips = Some(own);
+        }
+        self.own_clips
+            .as_ref()
+            .and_then(|own| own.get(sha256).copied())
+    }
+
+    fn on_clip(&mut self, event: request_response::Event<Vec<u8>, Vec<u8>>) {
+        match event {
+            request_response::Event::Message {
+                peer,
+                message:
+                    request_response::Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            } => {
+                // The gate lets only members' connections speak this protocol.
+                let response = match (clip::Request::decode(&request), net::member_id(&peer)) {
+                    (Ok(request), Some(requester)) => {
+                        let own = self.own_clip(&request.sha256);
+                        self.sharing
+                            .answer(&self.data_dir, requester, &request, own, crate::now())
+                    }
+                    _ => {
+                        self.penalize(peer, "malformed clip request");
+                        return;
+                    }
+                };
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .clips
+                    .inner_mut()
+                    .send_response(channel, response.encode());
+            }
+            request_response::Event::Message {
+                message:
+                    request_response::Message::Response {
+                        request_id,
+                        response,
+                    },
+                peer,
+                ..
+            } => {
+                let Some(reply) = self.clip_replies.remove(&request_id) else {
+                    return;
+                };
+                let result = clip::Response::decode(&response).map_err(|e| {
+                    NodeError::Unreachable(format!("{peer}"), format!("malformed clip answer: {e}"))
+                });
+                let _ = reply.send(result);
+            }
+            request_response::Event::OutboundFailure {
+                request_id,
+                peer,
+                error,
+                ..
+            } => {
+                if let Some(reply) = self.clip_replies.remove(&request_id) {
+                    let who =
+                        net::member_id(&peer).map_or_else(|| peer.to_string(), |m| m.fingerprint());
+                    let _ = reply.send(Err(NodeError::Unreachable(who, error.to_string())));
+                }
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, %error, "clip request from a peer failed");
+            }
+            request_response::Event::ResponseSent { .. } => {}
         }
     }
 
     async fn post(&mut self, body: Body) -> Result<ItemId, NodeError> {
         let engine = self.engine.as_mut().ok_or(NodeError::NoHood)?;
         let id = engine.post(&body, crate::now(), &mut crate::rng()).await?;
+        // A new report may share a clip; a retraction may stop sharing one.
+        self.own_clips = None;
         if let Some(record) = engine.store().item(&id)?
             && let Ok(item) = Item::decode(&record.item)
             && let Some(feed) = Self::feed_item(engine, id, &item, body)
@@ -1083,6 +1262,7 @@ impl EventLoop {
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => self.on_gossip(event),
             SwarmEvent::Behaviour(BehaviourEvent::Join(event)) => self.on_join(event).await,
             SwarmEvent::Behaviour(BehaviourEvent::Sync(event)) => self.on_sync(event).await,
+            SwarmEvent::Behaviour(BehaviourEvent::Clips(event)) => self.on_clip(event),
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
                 peer_id,
                 info,

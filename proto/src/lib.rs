@@ -15,10 +15,13 @@
 //! - [`invite`]: one-time tickets and their `porchlight1…` text form.
 //! - [`membership`]: operations and the [`Roster`], a deterministic fold over their set.
 //! - [`validate`]: the one function that judges incoming envelope bytes.
+//! - [`sync`]: catch-up sync messages and the negentropy state machine.
+//! - [`clip`]: clip transfer messages and the requester's [`clip::Download`].
 //!
 //! The wire format is specified in `docs/protocol.md`, whose test vectors are checked by
 //! `tests/vectors.rs`.
 
+pub mod clip;
 pub mod codec;
 pub mod envelope;
 pub mod hood;
