@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+use porchlight_proto::clip;
 use porchlight_proto::codec::hex;
 use porchlight_proto::envelope::{self, ItemId};
 use porchlight_proto::invite::{self, SignedTicket, Ticket, TicketId};
@@ -105,6 +106,22 @@ fn vectors() -> Vec<(&'static str, String)> {
     // The vector opens with the epoch key, and is the same item.
     let opened = envelope::open(&envelope, &hood, &ring).expect("vector opens");
     assert_eq!(opened.item, item);
+
+    // Clip transfer: a request for the second chunk of a clip, and the answers.
+    let request = clip::Request {
+        sha256: [0xab; 32],
+        offset: clip::CHUNK_BYTES as u64,
+    };
+    out.push(("clip.request", hex(&request.encode())));
+    let chunk = clip::Response::Chunk {
+        total: 5,
+        offset: 0,
+        bytes: b"hello".to_vec(),
+    };
+    out.push(("clip.chunk", hex(&chunk.encode())));
+    out.push(("clip.pending", hex(&clip::Response::Pending.encode())));
+    out.push(("clip.refused", hex(&clip::Response::Refused.encode())));
+    out.push(("clip.not_found", hex(&clip::Response::NotFound.encode())));
     out
 }
 
