@@ -76,6 +76,10 @@ const HOOD: &[u8] = b"hood";
 const SYNC_OP: u8 = 0;
 const SYNC_ITEM: u8 = 1;
 
+fn codec_hex(bytes: &[u8]) -> String {
+    porchlight_proto::codec::hex(bytes)
+}
+
 fn expiry_key(expires_at: u64, id: &ItemId) -> [u8; 40] {
     let mut k = [0u8; 40];
     k[..8].copy_from_slice(&expires_at.to_be_bytes());
@@ -293,6 +297,80 @@ impl Store {
 
     pub fn item_count(&self) -> usize {
         self.items.len()
+    }
+
+    /// Checks that the indexes agree with the items: every item decodes, has its expiry
+    /// and sync entries and is marked seen; every expiry and sync entry of an item has
+    /// its item. Returns what disagrees (empty when consistent). Used after crashes.
+    pub fn verify(&self) -> Result<Vec<String>, StoreError> {
+        let mut problems = Vec::new();
+        for entry in self.items.iter() {
+            let (k, v) = entry?;
+            let Ok(id) = <[u8; 32]>::try_from(k.as_ref()) else {
+                problems.push(format!("item key of {} bytes", k.len()));
+                continue;
+            };
+            let id = ItemId(id);
+            let Ok(record) = decode::<ItemRecord>(&v, "item record") else {
+                problems.push(format!("item {id} does not decode"));
+                continue;
+            };
+            if !self
+                .expiry
+                .contains_key(expiry_key(record.expires_at, &id))?
+            {
+                problems.push(format!("item {id} has no expiry entry"));
+            }
+            if !self.sync.contains_key(expiry_key(record.created_at, &id))? {
+                problems.push(format!("item {id} has no sync entry"));
+            }
+            if !self.seen.contains_key(id.0)? {
+                problems.push(format!("item {id} is not marked seen"));
+            }
+        }
+        let op_keys: std::collections::HashSet<[u8; 32]> = self
+            .sync
+            .iter()
+            .filter_map(|e| match e {
+                Ok((k, v)) if v.as_ref() == [SYNC_OP] => k.get(8..)?.try_into().ok(),
+                _ => None,
+            })
+            .collect();
+        for entry in self.ops.iter() {
+            let (k, _) = entry?;
+            match <[u8; 32]>::try_from(k.as_ref()) {
+                Ok(id) if op_keys.contains(&id) => {}
+                _ => problems.push(format!("op {} has no sync entry", codec_hex(&k))),
+            }
+        }
+        for entry in self.expiry.iter() {
+            let (k, _) = entry?;
+            match k.get(8..) {
+                Some(id) if k.len() == 40 => {
+                    if !self.items.contains_key(id)? {
+                        problems.push(format!("expiry entry without item {}", codec_hex(id)));
+                    }
+                }
+                _ => problems.push(format!("expiry key of {} bytes", k.len())),
+            }
+        }
+        for entry in self.sync.iter() {
+            let (k, v) = entry?;
+            match (k.get(8..), v.as_ref()) {
+                (Some(id), [SYNC_ITEM]) if k.len() == 40 => {
+                    if !self.items.contains_key(id)? {
+                        problems.push(format!("sync entry without item {}", codec_hex(id)));
+                    }
+                }
+                (Some(id), [SYNC_OP]) if k.len() == 40 => {
+                    if !self.ops.contains_key(id)? {
+                        problems.push(format!("sync entry without op {}", codec_hex(id)));
+                    }
+                }
+                _ => problems.push(format!("sync entry of {} bytes", k.len())),
+            }
+        }
+        Ok(problems)
     }
 
     /// Deletes every item that expired at or before `now`, and forgets seen ids whose
