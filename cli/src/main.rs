@@ -4,6 +4,7 @@
 mod client;
 mod clip_verbs;
 mod format;
+mod hub_verbs;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -92,10 +93,13 @@ enum Command {
     /// Run the node in the foreground (logs to stdout; SIGTERM stops it cleanly).
     #[command(after_help = "Examples:\n  porchlight run\n  \
                       porchlight run --listen /ip4/0.0.0.0/tcp/4001 --api 127.0.0.1:8484\n  \
+                      porchlight run --mqtt mqtt://homeassistant.local --frigate http://frigate.local:5000\n  \
                       porchlight --json run      # JSON log lines")]
     Run {
         #[command(flatten)]
         net: NetArgs,
+        #[command(flatten)]
+        hub: hub_verbs::HubArgs,
     },
     /// First run in one step: init and create a hood if needed, print an invite, run.
     #[command(after_help = "Example:\n  porchlight up --name Alice --hood \"Elm Street\"")]
@@ -108,6 +112,8 @@ enum Command {
         hood: String,
         #[command(flatten)]
         net: NetArgs,
+        #[command(flatten)]
+        hub: hub_verbs::HubArgs,
     },
     /// Print this node's member id and fingerprint.
     #[command(after_help = "Example:\n  porchlight id")]
@@ -187,6 +193,22 @@ enum Command {
     /// Doorbell clips: fetch a neighbor's, answer requests for yours.
     #[command(subcommand)]
     Clip(ClipCommand),
+    /// Camera events (Frigate, the webhook) waiting for you to approve or discard.
+    #[command(after_help = "Examples:\n  porchlight drafts\n  \
+                            porchlight --json drafts    # one JSON object per line")]
+    Drafts,
+    /// Post a draft to the hood as a report; you may set its text and category.
+    #[command(after_help = "Examples:\n  porchlight approve 3f2a9c1b\n  \
+                            porchlight approve 3f2a9c1b --text \"man trying car doors\" \\\n    \
+                            --behavior \"tried the handles of three parked cars\" \
+                            --where \"Elm St, 400 block\"")]
+    Approve(hub_verbs::ApproveArgs),
+    /// Drop a draft: nothing is posted, and its clip is deleted unless a report uses it.
+    #[command(after_help = "Example:\n  porchlight discard 3f2a9c1b")]
+    Discard {
+        /// The draft's id (or its first 8 characters), from `porchlight drafts`.
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -452,17 +474,24 @@ async fn local_verb(cli: &Cli, data_dir: &Path) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Join { code, name, net } => join(cli, data_dir, code, name.as_deref(), net).await,
-        Command::Run { net } => {
+        Command::Run { net, hub } => {
             let mut config = load_config(data_dir)?;
             apply_net(&mut config, net)?;
+            hub.apply(&mut config)?;
             serve(cli, data_dir, config, Setup::Existing, false).await
         }
-        Command::Up { name, hood, net } => {
+        Command::Up {
+            name,
+            hood,
+            net,
+            hub,
+        } => {
             if let Some(name) = name {
                 local::init(data_dir, name).map_err(|e| local_error(e, data_dir))?;
             }
             let mut config = load_config(data_dir)?;
             apply_net(&mut config, net)?;
+            hub.apply(&mut config)?;
             let setup = Setup::Found {
                 hood_name: hood.clone(),
                 policy: Policy::default(),
@@ -549,6 +578,7 @@ async fn serve(
     interactive: bool,
 ) -> anyhow::Result<()> {
     let api_addr = config.api;
+    let hub_settings = config.hub.clone();
     let (node, task) = Node::start(config, setup)
         .await
         .map_err(|e| match e {
@@ -560,9 +590,10 @@ async fn serve(
             other => node_error(other, data_dir),
         })
         .with_context(|| format!("starting the node in {}", data_dir.display()))?;
+    let (hub, bridge) = hub_verbs::start(&node, data_dir, &hub_settings).await?;
     let api = match api_addr {
         Some(addr) => Some(
-            porchlight_node::api::serve(node.clone(), addr, data_dir)
+            porchlight_node::api::serve_with_hub(node.clone(), addr, data_dir, hub)
                 .await
                 .context("starting the local API")?,
         ),
@@ -646,6 +677,9 @@ async fn serve(
     tracing::info!("stopping");
     if let Some(api) = api {
         api.stop();
+    }
+    if let Some(bridge) = bridge {
+        bridge.stop().await;
     }
     // The event loop flushes the store and stops; give it a bounded time, so that a
     // service manager's stop always ends the process.

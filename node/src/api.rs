@@ -119,8 +119,20 @@ fn write_private(path: &Path, contents: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Serves the API for `node` on `addr` and writes `api.addr` and `api.token`.
+/// Serves the API for `node` on `addr` and writes `api.addr` and `api.token`. Its hub
+/// routes (drafts, webhook) use a hub without auto-post rules.
 pub async fn serve(node: Node, addr: SocketAddr, data_dir: &Path) -> Result<Running, ApiError> {
+    let hub = crate::hub::Hub::new(node.clone(), data_dir, Vec::new());
+    serve_with_hub(node, addr, data_dir, hub).await
+}
+
+/// [`serve`], with the hub (drafts, auto-post rules) that the MQTT bridge shares.
+pub async fn serve_with_hub(
+    node: Node,
+    addr: SocketAddr,
+    data_dir: &Path,
+    hub: crate::hub::Hub,
+) -> Result<Running, ApiError> {
     let mut secret = [0u8; 32];
     crate::rng().fill_bytes(&mut secret);
     let token = codec::hex(&secret);
@@ -154,6 +166,7 @@ pub async fn serve(node: Node, addr: SocketAddr, data_dir: &Path) -> Result<Runn
         .route("/v1/clips/requests/{id}/deny", post(clip_deny))
         .route("/v1/clips/{sha256}", get(clip_state))
         .route("/v1/clips/{sha256}/fetch", post(clip_fetch))
+        .merge(crate::hub::api::routes(hub))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(state.clone(), auth))
         .with_state(state);

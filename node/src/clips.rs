@@ -78,13 +78,13 @@ pub struct Imported {
 pub fn import(
     data_dir: &Path,
     file: &Path,
-    mut progress: impl FnMut(u64, u64),
+    progress: impl FnMut(u64, u64),
 ) -> Result<Imported, ClipError> {
     let read_err = |source| ClipError::Read {
         path: file.display().to_string(),
         source,
     };
-    let mut input = std::fs::File::open(file).map_err(read_err)?;
+    let input = std::fs::File::open(file).map_err(read_err)?;
     let meta = input.metadata().map_err(read_err)?;
     if !meta.is_file() {
         return Err(ClipError::NotAFile {
@@ -98,6 +98,40 @@ pub fn import(
             size: total,
         });
     }
+    copy_in(
+        data_dir,
+        &file.display().to_string(),
+        input,
+        total,
+        progress,
+    )
+}
+
+/// Streams a clip from `input` (an HTTP body, a pipe) into the library, hashing it on
+/// the way, as [`import`] does for a file; `source` names it in errors. At most
+/// [`MAX_CLIP_BYTES`] are read: a longer stream is refused and leaves nothing behind.
+pub fn import_reader(
+    data_dir: &Path,
+    source: &str,
+    input: impl Read,
+    progress: impl FnMut(u64, u64),
+) -> Result<Imported, ClipError> {
+    copy_in(data_dir, source, input, 0, progress)
+}
+
+/// The one import path: temp file in the library, hash while copying, fsync, rename to
+/// the hash. `total` is the expected size for progress (0: unknown).
+fn copy_in(
+    data_dir: &Path,
+    source: &str,
+    mut input: impl Read,
+    total: u64,
+    mut progress: impl FnMut(u64, u64),
+) -> Result<Imported, ClipError> {
+    let read_err = |source_err| ClipError::Read {
+        path: source.to_owned(),
+        source: source_err,
+    };
     let dir = library(data_dir);
     let lib_err = |source| ClipError::Library {
         path: dir.display().to_string(),
@@ -120,15 +154,15 @@ pub fn import(
                 Err(e) => return Err(read_err(e)),
             };
             let chunk = buf.get(..n).unwrap_or_default();
-            hasher.update(chunk);
-            output.write_all(chunk).map_err(lib_err)?;
             done = done.saturating_add(n as u64);
             if done > MAX_CLIP_BYTES {
                 return Err(ClipError::TooLarge {
-                    path: file.display().to_string(),
+                    path: source.to_owned(),
                     size: done,
                 });
             }
+            hasher.update(chunk);
+            output.write_all(chunk).map_err(lib_err)?;
             progress(done, total.max(done));
         }
         output.sync_all().map_err(lib_err)?;
@@ -196,6 +230,35 @@ mod tests {
         // Again: one copy, same answer, no leftovers.
         let again = import(dir.path(), &src, |_, _| {}).unwrap();
         assert_eq!((again.clip, again.new), (clip, false));
+        assert_eq!(std::fs::read_dir(library(dir.path())).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn import_reader_hashes_a_stream_like_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let bytes: Vec<u8> = (0..300_000u32).map(|i| (i % 13) as u8).collect();
+        let imported =
+            import_reader(dir.path(), "http://frigate/clip.mp4", &bytes[..], |_, _| {}).unwrap();
+        let expected: [u8; 32] = Sha256::digest(&bytes).into();
+        assert_eq!(imported.clip.sha256, expected);
+        assert_eq!(imported.clip.size, bytes.len() as u64);
+        assert!(imported.new);
+        assert_eq!(std::fs::read(path(dir.path(), &expected)).unwrap(), bytes);
+        // A stream that breaks midway leaves no clip and no temp file.
+        struct Broken(usize);
+        impl Read for Broken {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                if self.0 == 0 {
+                    return Err(std::io::Error::other("connection reset"));
+                }
+                self.0 -= 1;
+                let n = buf.len().min(1000);
+                buf[..n].fill(1);
+                Ok(n)
+            }
+        }
+        let err = import_reader(dir.path(), "http://frigate/x", Broken(3), |_, _| {}).unwrap_err();
+        assert!(err.to_string().contains("http://frigate/x"), "{err}");
         assert_eq!(std::fs::read_dir(library(dir.path())).unwrap().count(), 1);
     }
 

@@ -41,6 +41,17 @@ pub struct File {
     pub api: String,
     /// Who may fetch your clips: "members", "ask" (you allow each request) or "never".
     pub clip_policy: ClipPolicy,
+    /// The MQTT broker of the hub bridge, `mqtt://[user[:password]@]host[:port]`
+    /// (docs/hub-integration.md); absent: no bridge.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mqtt: Option<String>,
+    /// Frigate's HTTP API, where the bridge fetches clips: `http://host:5000`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub frigate: Option<String>,
+    /// `[[auto_post]]` rules: camera drafts they match are posted without a person.
+    /// None by default.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub auto_post: Vec<crate::hub::settings::AutoPostRule>,
 }
 
 impl Default for File {
@@ -55,6 +66,9 @@ impl Default for File {
             bootstrap: vec![],
             api: DEFAULT_API.into(),
             clip_policy: ClipPolicy::default(),
+            mqtt: None,
+            frigate: None,
+            auto_post: vec![],
         }
     }
 }
@@ -131,6 +145,15 @@ pub fn load(data_dir: &Path) -> Result<Config, ConfigError> {
             path: path.display().to_string(),
             why: format!("api address {:?}: {e}", file.api),
         })?),
+        hub: crate::hub::Settings::from_file(
+            file.mqtt.as_deref(),
+            file.frigate.as_deref(),
+            &file.auto_post,
+        )
+        .map_err(|e| ConfigError::Invalid {
+            path: path.display().to_string(),
+            why: e.to_string(),
+        })?,
         name: file.name,
         clip_policy: file.clip_policy,
     })
@@ -164,5 +187,38 @@ mod tests {
         std::fs::write(dir.path().join(FILE), "colour = \"blue\"\n").unwrap();
         let err = load(dir.path()).unwrap_err().to_string();
         assert!(err.contains("colour"), "{err}");
+        std::fs::write(dir.path().join(FILE), "mqtt = \"mqtts://broker\"\n").unwrap();
+        let err = load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("TLS"), "{err}");
+    }
+
+    #[test]
+    fn hub_settings_are_read_and_survive_a_rewrite() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(
+            load(dir.path()).unwrap().hub.mqtt.is_none(),
+            "off by default"
+        );
+        assert!(
+            !std::fs::read_to_string(dir.path().join(FILE))
+                .unwrap()
+                .contains("mqtt"),
+            "the default file does not mention the bridge"
+        );
+        std::fs::write(
+            dir.path().join(FILE),
+            "mqtt = \"mqtt://broker.lan\"\nfrigate = \"http://nvr.lan:5000\"\n\n\
+             [[auto_post]]\ncamera = \"driveway\"\nlabel = \"car\"\ncategory = \"vehicle\"\n",
+        )
+        .unwrap();
+        let hub = load(dir.path()).unwrap().hub;
+        assert_eq!(hub.mqtt.unwrap().host, "broker.lan");
+        assert_eq!(hub.frigate.unwrap().base(), "http://nvr.lan:5000");
+        assert_eq!(hub.auto_post.len(), 1);
+        set_name(dir.path(), "Alice").unwrap();
+        let again = load(dir.path()).unwrap();
+        assert_eq!(again.name, "Alice");
+        assert_eq!(again.hub.auto_post.len(), 1);
+        assert_eq!(again.hub.auto_post[0].label.as_deref(), Some("car"));
     }
 }

@@ -1,0 +1,412 @@
+//! What the owner sets for the hub (`porchlight.toml`, or `--mqtt` and `--frigate`):
+//! the broker, Frigate's API, and auto-post rules (none by default).
+
+use serde::{Deserialize, Serialize};
+
+use super::drafts::{Draft, DraftId, Source};
+use super::{Approval, HubError};
+
+/// The MQTT port when the URL names none.
+pub const DEFAULT_MQTT_PORT: u16 = 1883;
+
+/// The hub settings a node runs with.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// The MQTT broker; `None`: no bridge.
+    pub mqtt: Option<Broker>,
+    /// Frigate's HTTP API, for clips; `None`: drafts from Frigate carry no clip.
+    pub frigate: Option<FrigateApi>,
+    /// Rules that post a matching draft at once. Empty by default.
+    pub auto_post: Vec<AutoPost>,
+}
+
+impl Settings {
+    /// Settings from the file's `mqtt`, `frigate` and `[[auto_post]]` entries.
+    pub fn from_file(
+        mqtt: Option<&str>,
+        frigate: Option<&str>,
+        rules: &[AutoPostRule],
+    ) -> Result<Settings, HubError> {
+        Ok(Settings {
+            mqtt: mqtt.map(Broker::parse).transpose()?,
+            frigate: frigate.map(FrigateApi::parse).transpose()?,
+            auto_post: rules
+                .iter()
+                .enumerate()
+                .map(|(i, r)| AutoPost::from_rule(i + 1, r))
+                .collect::<Result<_, _>>()?,
+        })
+    }
+}
+
+/// An MQTT broker on the home network: `mqtt://[user[:password]@]host[:port]`.
+/// Plain TCP only: a home broker on the LAN; the build carries no TLS.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Broker {
+    pub host: String,
+    pub port: u16,
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the password: settings end up in logs.
+        f.debug_struct("Broker")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Display for Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "mqtt://[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "mqtt://{}:{}", self.host, self.port)
+        }
+    }
+}
+
+fn url_error(what: &'static str, url: &str, why: impl Into<String>) -> HubError {
+    // A URL may carry a password: show only what is before the `@`'s host part.
+    let shown = match url.rsplit_once('@') {
+        Some((before, host)) => {
+            let scheme = before.split_once("://").map_or("", |(s, _)| s);
+            format!("{scheme}://…@{host}")
+        }
+        None => url.to_owned(),
+    };
+    HubError::Url {
+        what,
+        url: shown,
+        why: why.into(),
+    }
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut bytes = s.bytes();
+    while let Some(b) = bytes.next() {
+        if b == b'%' {
+            let hi = (bytes.next()? as char).to_digit(16)?;
+            let lo = (bytes.next()? as char).to_digit(16)?;
+            out.push(u8::try_from(hi * 16 + lo).ok()?);
+        } else {
+            out.push(b);
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// `host[:port]` or `[v6]:port`.
+fn host_port(what: &'static str, url: &str, s: &str) -> Result<(String, Option<u16>), HubError> {
+    let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+        let (host, after) = rest
+            .split_once(']')
+            .ok_or_else(|| url_error(what, url, "unclosed [ in the host"))?;
+        match after.strip_prefix(':') {
+            Some(p) => (host, Some(p)),
+            None if after.is_empty() => (host, None),
+            None => return Err(url_error(what, url, "junk after the host")),
+        }
+    } else {
+        match s.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (s, None),
+        }
+    };
+    if host.is_empty()
+        || !host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':'))
+    {
+        return Err(url_error(what, url, "no valid host name"));
+    }
+    let port = match port {
+        None => None,
+        Some(p) => Some(
+            p.parse::<u16>()
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| url_error(what, url, format!("port {p:?} is not 1 to 65535")))?,
+        ),
+    };
+    Ok((host.to_owned(), port))
+}
+
+impl Broker {
+    pub fn parse(url: &str) -> Result<Broker, HubError> {
+        const WHAT: &str = "MQTT broker";
+        let url = url.trim();
+        let rest = if let Some(r) = url
+            .strip_prefix("mqtt://")
+            .or_else(|| url.strip_prefix("tcp://"))
+        {
+            r
+        } else if url.starts_with("mqtts://") || url.starts_with("ssl://") {
+            return Err(url_error(
+                WHAT,
+                url,
+                "TLS is not supported: use a broker on the home network with mqtt://",
+            ));
+        } else {
+            return Err(url_error(
+                WHAT,
+                url,
+                "write it as mqtt://[user[:password]@]host[:port]",
+            ));
+        };
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        if rest.contains(['/', '?', '#']) {
+            return Err(url_error(WHAT, url, "a broker URL has no path or query"));
+        }
+        let (userinfo, hostport) = match rest.rsplit_once('@') {
+            Some((u, h)) => (Some(u), h),
+            None => (None, rest),
+        };
+        let (username, password) = match userinfo {
+            None => (None, None),
+            Some(u) => {
+                let (user, pass) = match u.split_once(':') {
+                    Some((user, pass)) => (user, Some(pass)),
+                    None => (u, None),
+                };
+                let decode = |s: &str| {
+                    percent_decode(s)
+                        .ok_or_else(|| url_error(WHAT, url, "bad %-escape in the user or password"))
+                };
+                (Some(decode(user)?), pass.map(decode).transpose()?)
+            }
+        };
+        let (host, port) = host_port(WHAT, url, hostport)?;
+        Ok(Broker {
+            host,
+            port: port.unwrap_or(DEFAULT_MQTT_PORT),
+            username,
+            password,
+        })
+    }
+}
+
+/// Frigate's HTTP API, e.g. `http://frigate.local:5000` (its unauthenticated port).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrigateApi {
+    base: String,
+}
+
+impl FrigateApi {
+    pub fn parse(url: &str) -> Result<FrigateApi, HubError> {
+        const WHAT: &str = "Frigate URL";
+        let url = url.trim();
+        let Some(rest) = url.strip_prefix("http://") else {
+            let why = if url.starts_with("https://") {
+                "https is not supported: use Frigate's http port on the home network (5000)"
+            } else {
+                "write it as http://host[:port]"
+            };
+            return Err(url_error(WHAT, url, why));
+        };
+        let rest = rest.trim_end_matches('/');
+        let (hostport, path) = match rest.split_once('/') {
+            Some((h, p)) => (h, Some(p)),
+            None => (rest, None),
+        };
+        if hostport.contains('@') || rest.contains(['?', '#', ' ']) {
+            return Err(url_error(WHAT, url, "no user, query or spaces"));
+        }
+        let (host, port) = host_port(WHAT, url, hostport)?;
+        let mut base = if host.contains(':') {
+            format!("http://[{host}]")
+        } else {
+            format!("http://{host}")
+        };
+        if let Some(port) = port {
+            base.push_str(&format!(":{port}"));
+        }
+        if let Some(path) = path {
+            base.push('/');
+            base.push_str(path);
+        }
+        Ok(FrigateApi { base })
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// Where Frigate serves the clip of one tracked object (event). `event` is an id
+    /// checked by the parser (no `/`, no `..`).
+    pub fn clip_url(&self, event: &str) -> String {
+        format!("{}/api/events/{event}/clip.mp4", self.base)
+    }
+}
+
+/// One `[[auto_post]]` table in `porchlight.toml`: which drafts (all the given matchers
+/// must match) and what report to post for them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AutoPostRule {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub camera: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub behavior: Option<String>,
+    #[serde(default, rename = "where", skip_serializing_if = "Option::is_none")]
+    pub place: Option<String>,
+}
+
+/// A checked auto-post rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AutoPost {
+    pub camera: Option<String>,
+    pub zone: Option<String>,
+    pub label: Option<String>,
+    pub approval: Approval,
+}
+
+impl AutoPost {
+    fn from_rule(index: usize, r: &AutoPostRule) -> Result<AutoPost, HubError> {
+        let rule_err = |why: String| HubError::Rule { index, why };
+        if r.camera.is_none() && r.zone.is_none() && r.label.is_none() {
+            return Err(rule_err(
+                "give at least one of camera, zone or label (a rule for everything would \
+                 post every event without a person looking)"
+                    .into(),
+            ));
+        }
+        let rule = AutoPost {
+            camera: r.camera.clone(),
+            zone: r.zone.clone(),
+            label: r.label.clone(),
+            approval: Approval {
+                text: r.text.clone(),
+                category: r.category.clone(),
+                behavior: r.behavior.clone(),
+                place: r.place.clone(),
+                geohash: None,
+                severity: r.severity.clone(),
+                expires_in_secs: None,
+            },
+        };
+        // Judge the report it would make now, not at 3 a.m. when a camera fires.
+        let probe = Draft {
+            id: DraftId([0; 8]),
+            source: Source::Webhook,
+            source_id: None,
+            camera: r.camera.clone().unwrap_or_else(|| "camera".into()),
+            labels: vec![],
+            zones: vec![],
+            captured_at: 0,
+            created_at: 0,
+            expires_at: 1,
+            clip: None,
+            clip_error: None,
+            text: "probe".into(),
+            category: porchlight_proto::report::Category::Other,
+        };
+        rule.approval
+            .report(&probe, 0)
+            .map_err(|e| rule_err(e.to_string()))?;
+        Ok(rule)
+    }
+
+    /// True if every matcher the rule gives matches the draft.
+    pub fn matches(&self, draft: &Draft) -> bool {
+        self.camera.as_ref().is_none_or(|c| *c == draft.camera)
+            && self.zone.as_ref().is_none_or(|z| draft.zones.contains(z))
+            && self.label.as_ref().is_none_or(|l| draft.labels.contains(l))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn broker_urls() {
+        let b = Broker::parse("mqtt://homeassistant.local").unwrap();
+        assert_eq!((b.host.as_str(), b.port), ("homeassistant.local", 1883));
+        let b = Broker::parse("mqtt://porch:p%40ss@10.0.0.2:1884/").unwrap();
+        assert_eq!(b.username.as_deref(), Some("porch"));
+        assert_eq!(b.password.as_deref(), Some("p@ss"));
+        assert_eq!(b.port, 1884);
+        assert!(!format!("{b:?}").contains("p@ss"));
+        assert_eq!(b.to_string(), "mqtt://10.0.0.2:1884");
+        let b = Broker::parse("tcp://[::1]:1883").unwrap();
+        assert_eq!(b.host, "::1");
+        for bad in [
+            "mqtts://x",
+            "x:1883",
+            "mqtt://",
+            "mqtt://h:0",
+            "mqtt://h:99999",
+            "mqtt://h/topic",
+            "mqtt://h o",
+        ] {
+            assert!(Broker::parse(bad).is_err(), "{bad}");
+        }
+        let err = Broker::parse("mqtts://u:secret@h").unwrap_err().to_string();
+        assert!(!err.contains("secret"), "{err}");
+    }
+
+    #[test]
+    fn frigate_urls() {
+        let f = FrigateApi::parse("http://frigate.local:5000/").unwrap();
+        assert_eq!(
+            f.clip_url("1718987128.947436-g92ztx"),
+            "http://frigate.local:5000/api/events/1718987128.947436-g92ztx/clip.mp4"
+        );
+        let f = FrigateApi::parse("http://nvr/frigate").unwrap();
+        assert_eq!(f.base(), "http://nvr/frigate");
+        for bad in [
+            "https://nvr",
+            "nvr:5000",
+            "http://",
+            "http://u@nvr",
+            "http://nvr?x",
+        ] {
+            assert!(FrigateApi::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn rules_are_judged_when_loaded() {
+        let ok = AutoPostRule {
+            camera: Some("driveway".into()),
+            category: Some("vehicle".into()),
+            ..Default::default()
+        };
+        assert!(Settings::from_file(None, None, std::slice::from_ref(&ok)).is_ok());
+        let everything = AutoPostRule {
+            category: Some("other".into()),
+            ..Default::default()
+        };
+        let suspicious = AutoPostRule {
+            label: Some("person".into()),
+            category: Some("suspicious-activity".into()),
+            ..Default::default()
+        };
+        let unknown = AutoPostRule {
+            label: Some("person".into()),
+            category: Some("burglar".into()),
+            ..Default::default()
+        };
+        for bad in [everything, suspicious, unknown] {
+            let err = Settings::from_file(None, None, &[ok.clone(), bad]).unwrap_err();
+            assert!(err.to_string().starts_with("auto_post rule 2"), "{err}");
+        }
+    }
+}
