@@ -11,12 +11,15 @@
 //! - [`config`]: the settings file, `porchlight.toml`.
 //! - [`net`], [`gate`], [`node`]: the libp2p swarm and the event loop.
 //! - [`api`]: the local HTTP API.
+//! - [`hub`]: doorbell and NVR hubs: Frigate over MQTT and a webhook make drafts that a
+//!   person approves; alerts go out to MQTT with Home Assistant discovery.
 
 pub mod api;
 pub mod clips;
 pub mod config;
 pub mod engine;
 pub mod gate;
+pub mod hub;
 pub mod identity;
 pub mod local;
 pub mod net;

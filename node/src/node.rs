@@ -101,6 +101,8 @@ pub struct Config {
     pub api: Option<std::net::SocketAddr>,
     /// Who may fetch this member's clips.
     pub clip_policy: ClipPolicy,
+    /// The hub bridge (MQTT, Frigate, auto-post rules). The binary starts it.
+    pub hub: crate::hub::Settings,
 }
 
 impl Config {
@@ -119,6 +121,7 @@ impl Config {
             name: name.to_owned(),
             api: None,
             clip_policy: ClipPolicy::default(),
+            hub: crate::hub::Settings::default(),
         }
     }
 }
