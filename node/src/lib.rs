@@ -5,6 +5,7 @@
 //! - [`engine`]: the hood engine: keys, roster, key ring and rate state over the store;
 //!   applies `porchlight_proto::validate` verdicts. No network.
 //! - [`identity`]: the member's key file.
+//! - [`instrument`]: process-wide byte and gossip counters for benchmarks.
 //! - [`local`]: what the CLI does to a data dir with no node running (init, found).
 //! - [`clips`]: the clip library under `<data dir>/clips`.
 //! - [`sharing`]: clip sharing: the owner's policy and asks, the requester's fetch.
@@ -21,6 +22,7 @@ pub mod engine;
 pub mod gate;
 pub mod hub;
 pub mod identity;
+pub mod instrument;
 pub mod local;
 pub mod net;
 pub mod node;

@@ -8,8 +8,9 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use libp2p::core::Endpoint;
-use libp2p::core::transport::PortUse;
+use libp2p::core::muxing::StreamMuxerBox;
+use libp2p::core::transport::{Boxed, PortUse};
+use libp2p::core::{Endpoint, Transport, upgrade};
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::{
     ConnectionDenied, ConnectionId, FromSwarm, NetworkBehaviour, THandler, THandlerInEvent,
@@ -24,6 +25,7 @@ use porchlight_proto::membership::MAX_JOIN_REQUEST_BYTES;
 use porchlight_proto::{ItemId, MemberId, MemberKeys};
 
 use crate::gate::MembersOnly;
+use crate::instrument::Counted;
 
 pub const JOIN_PROTOCOL: StreamProtocol = StreamProtocol::new("/porchlight/join/1");
 pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/porchlight/sync/1");
@@ -251,7 +253,8 @@ pub struct Behaviour {
 
 /// Gossipsub as the design asks: anonymous (no author, source or seqno on the wire),
 /// content-addressed ids, the application validates every message, peer scoring on.
-fn gossipsub(topic: &gossipsub::TopicHash) -> Result<gossipsub::Behaviour, NetError> {
+/// Public so that benchmarks compare against plain gossipsub with exactly these settings.
+pub fn gossipsub(topic: &gossipsub::TopicHash) -> Result<gossipsub::Behaviour, NetError> {
     let config = gossipsub::ConfigBuilder::default()
         .validation_mode(gossipsub::ValidationMode::Anonymous)
         .message_id_fn(|m: &gossipsub::Message| {
@@ -292,6 +295,22 @@ fn gossipsub(topic: &gossipsub::TopicHash) -> Result<gossipsub::Behaviour, NetEr
     Ok(behaviour)
 }
 
+/// TCP (no Nagle) with Noise and yamux, as libp2p's `with_tcp` builds it, with the raw
+/// socket's bytes counted in [`crate::instrument::traffic`].
+pub fn tcp_transport(
+    key: &identity::Keypair,
+) -> Result<Boxed<(PeerId, StreamMuxerBox)>, Box<dyn std::error::Error + Send + Sync>> {
+    Ok(
+        tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
+            .map(|stream, _| Counted(stream))
+            .upgrade(upgrade::Version::V1Lazy)
+            .authenticate(noise::Config::new(key)?)
+            .multiplex(yamux::Config::default())
+            .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)))
+            .boxed(),
+    )
+}
+
 /// Builds the swarm for `keys`, gossiping on `topic`.
 pub fn swarm(
     keys: &MemberKeys,
@@ -302,13 +321,9 @@ pub fn swarm(
     let topic = topic.clone();
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair(keys))
         .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .map_err(|e| transport(&e))?
         .with_quic()
+        .with_other_transport(tcp_transport)
+        .map_err(|e| transport(&e))?
         .with_dns()
         .map_err(|e| transport(&e))?
         .with_relay_client(noise::Config::new, yamux::Config::default)
@@ -338,10 +353,11 @@ pub fn swarm(
                         .with_max_established_per_peer(Some(MAX_CONNECTIONS_PER_PEER))
                         .with_max_pending_incoming(Some(MAX_PENDING_INCOMING)),
                 ),
-                gossipsub: MembersOnly::new(
+                gossipsub: MembersOnly::new(crate::instrument::with_gossip_metrics(
                     gossipsub(&topic)
                         .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)?,
-                ),
+                    peer.to_string(),
+                )),
                 join: request_response::Behaviour::with_codec(
                     BytesCodec::join(),
                     [(JOIN_PROTOCOL, request_response::ProtocolSupport::Full)],

@@ -124,7 +124,22 @@ impl Store {
 
     /// Makes every write so far durable. Call before acknowledging.
     pub async fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush_async().await?;
+        // Not sled's `flush_async`: it waits on one of sled's few shared IO threads for a
+        // buffer write queued to the same threads, so enough flushes at once (many nodes
+        // in one process) block every IO thread and deadlock. A tokio blocking thread
+        // waits instead, and sled's threads stay free to write.
+        let db = self.db.clone();
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime
+                    .spawn_blocking(move || db.flush())
+                    .await
+                    .map_err(|e| sled::Error::ReportableBug(format!("flush task: {e}")))??;
+            }
+            Err(_) => {
+                db.flush()?;
+            }
+        }
         Ok(())
     }
 

@@ -1,4 +1,7 @@
 //! The scenario harness: real nodes, in one process, on real TCP sockets on 127.0.0.1.
+//! [`bench`] holds what the benchmark binaries in `src/bin` share.
+
+pub mod bench;
 
 use std::time::Duration;
 

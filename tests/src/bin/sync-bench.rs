@@ -4,6 +4,13 @@
 //!
 //! `cargo run --release -p porchlight-tests --bin sync-bench [N ...]` (default 10000 100000).
 //! No network: the bytes are those that would cross it; the times are CPU on this machine.
+//!
+//! `--loopback N` (default 10000; 0 to skip) then measures the same on two real nodes over
+//! loopback TCP: a node that holds N reports, and a member that missed them all starts,
+//! dials it and catches up through the node's own sync sessions (reconcile, fetch in
+//! batches, `Engine::ingest`, flush). Time is wall clock from the second node's start to
+//! its store holding all N; bytes are the sync messages it sent and received. Then one
+//! more session between the two, now in sync.
 
 use std::time::Instant;
 
@@ -32,11 +39,87 @@ fn session(
     (init.take_need(), bytes, rounds)
 }
 
+/// Two real nodes on loopback: one holds `n` reports, the other catches up.
+#[tokio::main]
+async fn loopback(n: usize) {
+    use porchlight_node::node::{Config, Setup};
+    use porchlight_tests::bench;
+    use std::time::Duration;
+
+    let mut h = bench::hood(3, 11);
+    let full_dir = tempfile::tempdir().expect("temp dir");
+    let mut engine = bench::member_dir(full_dir.path(), &h, 0);
+    let now = h.now;
+    for first in (0..n).step_by(10_000) {
+        let envelopes = bench::reports(&mut h, &[2], first..(first + 10_000).min(n), 24 * 3600);
+        bench::fill(&mut engine, &envelopes, now);
+    }
+    drop(engine);
+    let empty_dir = tempfile::tempdir().expect("temp dir");
+    drop(bench::member_dir(empty_dir.path(), &h, 1));
+
+    let tcp: libp2p::Multiaddr = "/ip4/127.0.0.1/tcp/0".parse().expect("multiaddr");
+    let mut config = Config::loopback(full_dir.path(), "full");
+    config.listen = vec![tcp.clone()];
+    let (full, full_task) = bench::start_node(config, Setup::Existing).await;
+    let addr = full.status().await.expect("status").listen[0]
+        .clone()
+        .with(libp2p::multiaddr::Protocol::P2p(full.peer_id()));
+
+    let mut config = Config::loopback(empty_dir.path(), "behind");
+    config.listen = vec![tcp];
+    config.bootstrap = vec![addr];
+    let t = Instant::now();
+    let (behind, behind_task) = bench::start_node(config, Setup::Existing).await;
+    let deadline = t + Duration::from_secs(120);
+    let mut held = 0;
+    while Instant::now() < deadline {
+        held = behind.status().await.expect("status").items;
+        if held >= n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let caught_up = t.elapsed();
+    let stats = behind.status().await.expect("status").sync;
+    // Let the session end (its last fetch answer is empty), then one more, in sync.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = behind.status().await.expect("status").sync;
+    behind.sync_now().await.expect("sync");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = behind.status().await.expect("status").sync;
+    println!();
+    println!("Loopback, two real nodes (`--loopback {n}`):");
+    println!();
+    println!(
+        "| missed items | caught up | time to hold all | sync bytes sent | sync bytes received | next session, in sync: bytes sent + received |"
+    );
+    println!("|---|---|---|---|---|---|");
+    println!(
+        "| {n} | {held} | {:.2} s | {} | {:.1} MiB | {} (in {} session) |",
+        caught_up.as_secs_f64(),
+        stats.bytes_sent,
+        stats.bytes_received as f64 / (1024.0 * 1024.0),
+        (after.bytes_sent - before.bytes_sent) + (after.bytes_received - before.bytes_received),
+        after.sessions - before.sessions,
+    );
+    for (node, task) in [(behind, behind_task), (full, full_task)] {
+        node.shutdown().await;
+        let _ = tokio::time::timeout(Duration::from_secs(30), task).await;
+    }
+}
+
 fn main() {
-    let sizes: Vec<usize> = std::env::args()
-        .skip(1)
-        .filter_map(|a| a.parse().ok())
-        .collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let mut loopback_items = 10_000;
+    if let Some(i) = args.iter().position(|a| a == "--loopback") {
+        loopback_items = args
+            .get(i + 1)
+            .and_then(|v| v.parse().ok())
+            .expect("--loopback takes a number of items");
+        args.drain(i..i + 2);
+    }
+    let sizes: Vec<usize> = args.iter().filter_map(|a| a.parse().ok()).collect();
     let sizes = if sizes.is_empty() {
         vec![10_000, 100_000]
     } else {
@@ -110,5 +193,8 @@ fn main() {
             fetch_bytes as f64 / (1024.0 * 1024.0),
             catch_up.as_secs_f64(),
         );
+    }
+    if loopback_items > 0 {
+        loopback(loopback_items);
     }
 }
