@@ -350,12 +350,19 @@ fn feed(
     let stream = if follow {
         let agent = Api::agent(None);
         let mut response = api.send(&agent, "GET", &format!("/v1/events{query}"), None)?;
-        if !response.status().is_success() {
+        let status = response.status();
+        if !status.is_success() {
             let value: Value = response.body_mut().read_json().unwrap_or_default();
-            return Err(bad(value["error"]
+            let message = value["error"]
                 .as_str()
                 .unwrap_or("the node refused the stream")
-                .to_owned()));
+                .to_owned();
+            // A full node (503) is not the user's mistake.
+            return Err(if status.is_client_error() {
+                bad(message)
+            } else {
+                anyhow::anyhow!(message)
+            });
         }
         Some(BufReader::new(response.into_body().into_reader()))
     } else {
@@ -374,7 +381,8 @@ fn feed(
     // Server-sent events: `event:` and `data:` lines, a blank line ends an event.
     let mut data = String::new();
     for line in stream.lines() {
-        let line = line.context("the event stream broke")?;
+        // The node closes the stream when it stops.
+        let Ok(line) = line else { break };
         if let Some(d) = line.strip_prefix("data:") {
             data.push_str(d.trim_start());
         } else if line.is_empty() && !data.is_empty() {

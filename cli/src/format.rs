@@ -127,8 +127,12 @@ pub fn item_line(item: &Value, now: u64) -> String {
             line
         }
         "update" => format!(
-            "{id}  {when:>9}  update to {}: {} — {who}",
+            "{id}  {when:>9}  update to {}{}: {} — {who}",
             short(&item["report"]),
+            match item["severity"].as_str() {
+                Some(s) => format!(" [now {s}]"),
+                None => String::new(),
+            },
             text(&item["text"])
         ),
         "resolve" => format!(

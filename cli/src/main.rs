@@ -280,7 +280,8 @@ struct PostArgs {
     /// Camera name for the clips.
     #[arg(long)]
     camera: Option<String>,
-    /// Lifetime: 30m, 24h, 3d [default: 72h; the hood's policy caps it].
+    /// Lifetime: 30m, 24h, 3d [default: 72h; at most the hood's maximum, 30 days unless
+    /// the hood's policy says less].
     #[arg(long, value_parser = format::parse_duration)]
     expires: Option<Duration>,
 }
@@ -319,7 +320,7 @@ fn default_data_dir() -> PathBuf {
 /// to stderr so that stdout stays the verb's output.
 fn init_logging(cli: &Cli) {
     let default = if cli.quiet {
-        "warn"
+        "warn,libp2p_kad=error"
     } else {
         match cli.verbose {
             0 => "porchlight=info,porchlight_node=info,libp2p_kad=error,warn",
@@ -425,6 +426,18 @@ async fn local_verb(cli: &Cli, data_dir: &Path) -> anyhow::Result<()> {
     let out = format::Out::new(cli.json);
     match &cli.command {
         Command::Init { name } => {
+            if name.trim().is_empty() {
+                return Err(local_error(LocalError::EmptyName, data_dir));
+            }
+            // In a hood, the name is the one the roster has (set when founding or
+            // joining); changing the config then would only mislead.
+            if let Some(hood) = local::hood(data_dir).map_err(|e| local_error(e, data_dir))? {
+                return Err(bad(format!(
+                    "{} is already set up, in the hood {:?}; the name members see was fixed                      when you joined",
+                    data_dir.display(),
+                    hood.name
+                )));
+            }
             let done = local::init(data_dir, name).map_err(|e| local_error(e, data_dir))?;
             out.object(
                 json!({
@@ -463,6 +476,12 @@ async fn local_verb(cli: &Cli, data_dir: &Path) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Id => {
+            if !data_dir.join(porchlight_node::identity::FILE).exists() {
+                return Err(bad(format!(
+                    "there is no identity in {}: create one with `porchlight init --name NAME`",
+                    data_dir.display()
+                )));
+            }
             let (keys, _) = porchlight_node::identity::load_or_create(data_dir)?;
             out.object(
                 json!({ "member": keys.id().to_hex(), "fingerprint": keys.id().fingerprint() }),
@@ -577,6 +596,7 @@ async fn serve(
     setup: Setup,
     interactive: bool,
 ) -> anyhow::Result<()> {
+    let mut signals = StopSignals::install()?;
     let api_addr = config.api;
     let hub_settings = config.hub.clone();
     let (node, task) = Node::start(config, setup)
@@ -649,7 +669,7 @@ async fn serve(
         );
     }
     let mut events = node.events();
-    let stop = shutdown_signal();
+    let stop = signals.wait();
     tokio::pin!(stop);
     loop {
         tokio::select! {
@@ -695,22 +715,36 @@ async fn serve(
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// SIGTERM and SIGINT handlers, installed at once (a signal that arrives before them
+/// would kill the process without the clean stop); `wait` resolves on the first one.
+struct StopSignals {
     #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = tokio::signal::ctrl_c().await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn install() -> anyhow::Result<StopSignals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(StopSignals {
+                term: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
+                int: signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
+            })
         }
+        #[cfg(not(unix))]
+        Ok(StopSignals {})
     }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
+
+    async fn wait(&mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

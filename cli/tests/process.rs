@@ -27,8 +27,29 @@ fn up_prints_an_invite_a_neighbor_joins_with_and_both_restart_as_members() {
         ],
     );
     assert_eq!(alice.until("hood:"), "hood:        Elm Street");
+    let listening = alice.until("listening:");
     let code = alice.until("porchlight1");
     alice.until("ready");
+
+    // Another node cannot take the port Alice listens on (libp2p's SO_REUSEPORT would
+    // let it bind and steal connections; the node checks first).
+    let port_taken = listening.trim_start_matches("listening:").trim().to_owned();
+    let other = tempfile::tempdir().unwrap();
+    ok(other.path(), &["init", "--name", "Mallory"]);
+    ok(other.path(), &["hood", "create", "Other"]);
+    let (status, _, err) = verb(
+        other.path(),
+        &[
+            "run",
+            "--listen",
+            &port_taken,
+            "--api",
+            "127.0.0.1:0",
+            "--no-mdns",
+        ],
+    );
+    assert_eq!(status, 1, "{err}");
+    assert!(err.contains("another node"), "{err}");
 
     // `join` needs no running node of its own: it joins, stores the keys and exits.
     let joined = ok(b_dir.path(), &["join", &code, "--name", "Bob", "--no-mdns"]);

@@ -58,12 +58,12 @@ const MAX_TRACKED_REPORTS: usize = 100_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Listen {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}")]
     Io {
         path: String,
         source: std::io::Error,
@@ -168,6 +168,7 @@ pub async fn serve_with_hub(
         .route("/v1/clips/{sha256}/fetch", post(clip_fetch))
         .merge(crate::hub::api::routes(hub))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::map_response(json_errors))
         .layer(middleware::from_fn_with_state(state.clone(), auth))
         .with_state(state);
     let token_path = data_dir.join(TOKEN_FILE);
@@ -188,6 +189,39 @@ pub async fn serve_with_hub(
         files: vec![token_path, addr_path],
         task,
     })
+}
+
+/// axum's own refusals (body over the limit, no such route, bad path) come as plain text;
+/// every error the API gives is JSON `{"error": …}`.
+async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let message = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            format!("the request body is over the {MAX_BODY_BYTES}-byte limit")
+        }
+        StatusCode::NOT_FOUND => "no such endpoint (see docs/api.md)".to_owned(),
+        StatusCode::METHOD_NOT_ALLOWED => "this endpoint does not take that method".to_owned(),
+        other => {
+            let body = axum::body::to_bytes(response.into_body(), 4096)
+                .await
+                .unwrap_or_default();
+            let text = String::from_utf8_lossy(&body);
+            let text = if text.trim().is_empty() {
+                other.canonical_reason().unwrap_or("error").to_owned()
+            } else {
+                text.trim().to_owned()
+            };
+            return error(other, text);
+        }
+    };
+    error(status, message)
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -216,6 +250,10 @@ fn node_error(e: NodeError) -> Response {
         NodeError::Engine(EngineError::Refused(Reason::InvalidBody(e))) => {
             error(StatusCode::BAD_REQUEST, e.to_string())
         }
+        NodeError::Engine(EngineError::Refused(Reason::RateLimited)) => error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "over the hood's rate limit for reports: try again later",
+        ),
         NodeError::Engine(EngineError::Refused(reason)) => {
             error(StatusCode::BAD_REQUEST, format!("refused: {reason}"))
         }
@@ -519,6 +557,12 @@ async fn attach(
     for clip in wanted {
         let found = match (clip.path, clip.sha256) {
             (Some(path), None) => {
+                if !path.is_absolute() {
+                    return Err(bad(format!(
+                        "clip path {} must be absolute (the node may run in another directory)",
+                        path.display()
+                    )));
+                }
                 if !path.is_file() {
                     return Err(bad(format!("clip file {} not found", path.display())));
                 }
@@ -630,7 +674,8 @@ async fn post_report(State(api): State<Api>, body: Bytes) -> Response {
 }
 
 /// Finds the report `wanted` names (a full id or a unique prefix of at least 4 hex
-/// digits) among the live items, and checks that this node's member wrote it.
+/// digits) among the live items, and checks that this node's member wrote it or is an
+/// admin (the protocol lets admins update, resolve and retract any report).
 async fn own_report(api: &Api, wanted: &str) -> Result<(ItemId, u64), Box<Response>> {
     let wanted = wanted.to_ascii_lowercase();
     if wanted.len() < 4 || !wanted.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -662,11 +707,17 @@ async fn own_report(api: &Api, wanted: &str) -> Result<(ItemId, u64), Box<Respon
             )));
         }
     };
-    if report.author != api.node.member() {
+    let me_admin = || async {
+        api.node.members().await.is_ok_and(|m| {
+            m.iter()
+                .any(|m| m.member.id == api.node.member() && m.member.admin)
+        })
+    };
+    if report.author != api.node.member() && !me_admin().await {
         return Err(Box::new(error(
             StatusCode::FORBIDDEN,
             format!(
-                "report {} is {}'s: only its author can change it",
+                "report {} is {}'s: only its author or an admin can change it",
                 &report.id.to_hex()[..8],
                 report.author_name
             ),

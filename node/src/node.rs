@@ -172,6 +172,10 @@ pub struct Status {
     pub digest: Option<[u8; 32]>,
     pub sealing_epoch: Option<porchlight_proto::EpochId>,
     pub sync: SyncStats,
+    /// Gossipsub's score of each connected peer that has one. Below the graylist
+    /// threshold (`PeerScoreThresholds::default()`, see `net::gossipsub`) gossipsub drops
+    /// the peer's messages unread.
+    pub gossip_scores: Vec<(PeerId, f64)>,
 }
 
 /// A member as `members` shows it.
@@ -266,6 +270,7 @@ impl Node {
         let topic = IdentTopic::new(hood.topic());
         let mut swarm = net::swarm(&keys, &topic.hash(), config.mdns)?;
         for addr in &config.listen {
+            port_is_free(addr)?;
             swarm
                 .listen_on(addr.clone())
                 .map_err(|e| NodeError::Listen {
@@ -426,6 +431,39 @@ impl Node {
 }
 
 /// Runs a node until `shutdown` completes: the shape a binary or a test wants.
+/// libp2p listens with `SO_REUSEPORT` (so that dials can reuse the port), which lets a
+/// second process bind a port a node already listens on and take some of its
+/// connections. A plain bind first, without it, fails if anything holds the port.
+fn port_is_free(addr: &Multiaddr) -> Result<(), NodeError> {
+    let mut ip = None;
+    let mut port = None;
+    for p in addr.iter() {
+        match p {
+            Protocol::Ip4(a) => ip = Some(std::net::IpAddr::V4(a)),
+            Protocol::Ip6(a) => ip = Some(std::net::IpAddr::V6(a)),
+            Protocol::Tcp(n) => port = Some((n, true)),
+            Protocol::Udp(n) => port = Some((n, false)),
+            _ => {}
+        }
+    }
+    let (Some(ip), Some((port, tcp))) = (ip, port) else {
+        return Ok(());
+    };
+    if port == 0 {
+        return Ok(());
+    }
+    let socket = std::net::SocketAddr::new(ip, port);
+    let bound = if tcp {
+        std::net::TcpListener::bind(socket).map(drop)
+    } else {
+        std::net::UdpSocket::bind(socket).map(drop)
+    };
+    bound.map_err(|e| NodeError::Listen {
+        addr: addr.clone(),
+        why: format!("{e} (is another node running on this port?)"),
+    })
+}
+
 pub async fn run(
     config: Config,
     setup: Setup,
@@ -1140,6 +1178,11 @@ impl EventLoop {
                 .as_ref()
                 .and_then(|e| e.roster().sealing_epoch()),
             sync: self.sync_stats,
+            gossip_scores: self
+                .swarm
+                .connected_peers()
+                .filter_map(|p| gossip.peer_score(p).map(|s| (*p, s)))
+                .collect(),
         }
     }
 
@@ -1203,8 +1246,9 @@ impl EventLoop {
                 out.push(feed);
             }
         }
-        // Newest last; ids break ties so that every call lists the same order.
-        out.sort_by_key(|f| (f.created_at, f.id.0));
+        // Newest last. In one second, a report before its update before its all-clear
+        // (the kind's wire order), then ids, so every call lists the same order.
+        out.sort_by_key(|f| (f.created_at, u8::from(f.body.kind()), f.id.0));
         Ok(out)
     }
 

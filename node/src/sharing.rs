@@ -42,7 +42,7 @@ impl ClipPolicy {
 
 /// Pending requests kept for the owner to decide on; the oldest go first.
 pub const MAX_ASKS: usize = 64;
-/// Allowed (member, clip) pairs kept; the oldest go first.
+/// Allowed (and, separately, denied) (member, clip) pairs kept; the oldest go first.
 pub const MAX_GRANTS: usize = 1024;
 
 /// A member asked for one of our clips and the policy is `ask`.
@@ -61,6 +61,8 @@ pub struct Sharing {
     pub policy: ClipPolicy,
     asks: VecDeque<ClipAsk>,
     grants: VecDeque<(MemberId, [u8; 32])>,
+    /// Requests the owner denied: answered `Refused` from then on.
+    denials: VecDeque<(MemberId, [u8; 32])>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -92,12 +94,15 @@ impl Sharing {
             .asks
             .remove(at)
             .ok_or_else(|| SharingError::UnknownAsk(id.to_owned()))?;
-        if allow {
-            if self.grants.len() >= MAX_GRANTS {
-                self.grants.pop_front();
-            }
-            self.grants.push_back((ask.requester, ask.sha256));
+        let list = if allow {
+            &mut self.grants
+        } else {
+            &mut self.denials
+        };
+        if list.len() >= MAX_GRANTS {
+            list.pop_front();
         }
+        list.push_back((ask.requester, ask.sha256));
         Ok(ask)
     }
 
@@ -118,6 +123,10 @@ impl Sharing {
             ClipPolicy::Never => return clip::Response::Refused,
             ClipPolicy::Members => {}
             ClipPolicy::Ask => {
+                let pair = (requester, request.sha256);
+                if self.denials.contains(&pair) {
+                    return clip::Response::Refused;
+                }
                 let granted = self
                     .grants
                     .iter()
@@ -357,6 +366,14 @@ mod tests {
             ask.answer(dir.path(), member(3), &request, Some(clip.size), 3),
             clip::Response::Pending
         );
+        // A denial is final: the requester is refused, not asked again.
+        let id = ask.asks()[0].id.clone();
+        ask.decide(&id, false).unwrap();
+        assert_eq!(
+            ask.answer(dir.path(), member(3), &request, Some(clip.size), 4),
+            clip::Response::Refused
+        );
+        assert!(ask.asks().is_empty());
     }
 
     #[test]
