@@ -5,13 +5,15 @@
 //!
 //! TCP counting is always on: one relaxed atomic add per socket read or write. Gossipsub
 //! metrics cost memory per node, so they are off unless [`enable_gossip_metrics`] was
-//! called before the nodes started.
+//! called before the nodes started. A capture of the bytes themselves
+//! ([`start_capture`], for the traffic-privacy test) is off unless started: one relaxed
+//! atomic load per read or write.
 
 use std::borrow::Cow;
 use std::io;
 use std::pin::Pin;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 use futures::{AsyncRead, AsyncWrite};
@@ -49,6 +51,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
         let poll = Pin::new(&mut self.0).poll_read(cx, buf);
         if let Poll::Ready(Ok(n)) = &poll {
             RECEIVED.fetch_add(*n as u64, Ordering::Relaxed);
+            capture([&buf[..]], *n);
         }
         poll
     }
@@ -61,6 +64,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
         let poll = Pin::new(&mut self.0).poll_read_vectored(cx, bufs);
         if let Poll::Ready(Ok(n)) = &poll {
             RECEIVED.fetch_add(*n as u64, Ordering::Relaxed);
+            capture(bufs.iter().map(|b| &b[..]), *n);
         }
         poll
     }
@@ -75,6 +79,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
         let poll = Pin::new(&mut self.0).poll_write(cx, buf);
         if let Poll::Ready(Ok(n)) = &poll {
             SENT.fetch_add(*n as u64, Ordering::Relaxed);
+            capture([buf], *n);
         }
         poll
     }
@@ -87,6 +92,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
         let poll = Pin::new(&mut self.0).poll_write_vectored(cx, bufs);
         if let Poll::Ready(Ok(n)) = &poll {
             SENT.fetch_add(*n as u64, Ordering::Relaxed);
+            capture(bufs.iter().map(|b| &b[..]), *n);
         }
         poll
     }
@@ -98,6 +104,63 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
     fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.0).poll_close(cx)
     }
+}
+
+/// The most a capture keeps; bytes past it are dropped (and counted).
+pub const MAX_CAPTURE_BYTES: usize = 64 * 1024 * 1024;
+
+static CAPTURING: AtomicBool = AtomicBool::new(false);
+static CAPTURE: Mutex<Capture> = Mutex::new(Capture {
+    bytes: Vec::new(),
+    dropped: 0,
+});
+
+/// What a capture saw: the raw socket bytes, both directions, of every TCP connection in
+/// this process (for the test that checks what crosses the wire, `tests/tests/privacy.rs`).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Capture {
+    pub bytes: Vec<u8>,
+    /// Bytes past `MAX_CAPTURE_BYTES`, not kept.
+    pub dropped: u64,
+}
+
+fn lock_capture() -> std::sync::MutexGuard<'static, Capture> {
+    CAPTURE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Keeps the first `n` bytes of `bufs` while a capture is on (off: one atomic load).
+fn capture<'a>(bufs: impl IntoIterator<Item = &'a [u8]>, mut n: usize) {
+    if !CAPTURING.load(Ordering::Relaxed) {
+        return;
+    }
+    let mut capture = lock_capture();
+    for buf in bufs {
+        if n == 0 {
+            break;
+        }
+        let take = buf.get(..n.min(buf.len())).unwrap_or_default();
+        n -= take.len();
+        let room = MAX_CAPTURE_BYTES.saturating_sub(capture.bytes.len());
+        let kept = take.len().min(room);
+        capture
+            .bytes
+            .extend_from_slice(take.get(..kept).unwrap_or_default());
+        capture.dropped += (take.len() - kept) as u64;
+    }
+}
+
+/// Starts capturing every TCP byte (discarding any earlier capture).
+pub fn start_capture() {
+    *lock_capture() = Capture::default();
+    CAPTURING.store(true, Ordering::SeqCst);
+}
+
+/// Stops capturing and returns what was captured.
+pub fn stop_capture() -> Capture {
+    CAPTURING.store(false, Ordering::SeqCst);
+    std::mem::take(&mut *lock_capture())
 }
 
 fn registry() -> std::sync::MutexGuard<'static, Option<Registry>> {

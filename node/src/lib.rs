@@ -12,7 +12,6 @@
 //! - [`config`]: the settings file, `porchlight.toml`.
 //! - [`net`], [`gate`], [`node`]: the libp2p swarm and the event loop.
 //! - [`api`]: the local HTTP API.
-//! - [`tap`]: an off-by-default capture of the TCP transport's bytes, for the privacy test.
 //! - [`hub`]: doorbell and NVR hubs: Frigate over MQTT and a webhook make drafts that a
 //!   person approves; alerts go out to MQTT with Home Assistant discovery.
 
@@ -29,7 +28,6 @@ pub mod net;
 pub mod node;
 pub mod sharing;
 pub mod store;
-pub mod tap;
 
 /// The OS CSPRNG. A node cannot run without one; failing to read it is not an input
 /// error but a broken machine, so it panics (inside `UnwrapErr`).

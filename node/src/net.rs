@@ -302,7 +302,7 @@ pub fn tcp_transport(
 ) -> Result<Boxed<(PeerId, StreamMuxerBox)>, Box<dyn std::error::Error + Send + Sync>> {
     Ok(
         tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
-            .map(|stream, _| crate::tap::Tapped(Counted(stream)))
+            .map(|stream, _| Counted(stream))
             .upgrade(upgrade::Version::V1Lazy)
             .authenticate(noise::Config::new(key)?)
             .multiplex(yamux::Config::default())

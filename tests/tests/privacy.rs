@@ -1,6 +1,6 @@
 //! Traffic privacy at the transport boundary: three members on TCP over 127.0.0.1 join,
 //! post, update and sync while every byte their sockets move is captured
-//! (`porchlight_node::tap`). No report text, behavior, place, geohash, member name, hood
+//! (`porchlight_node::instrument::start_capture`). No report text, behavior, place, geohash, member name, hood
 //! name or member id appears in the capture, and every sealed report's ciphertext is
 //! exactly a padding bucket (reports of very different lengths look the same size).
 
@@ -8,8 +8,8 @@
 
 use std::time::Duration;
 
+use porchlight_node::instrument;
 use porchlight_node::node::{Config, Node, Setup};
-use porchlight_node::tap;
 use porchlight_proto::envelope::{BUCKETS, Envelope};
 use porchlight_proto::item::Body;
 use porchlight_proto::report::{Category, Location, Report, Severity};
@@ -57,7 +57,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_readable_crosses_the_wire_and_sizes_fall_in_buckets() {
-    tap::start();
+    instrument::start_capture();
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let (alice, alice_task) = Node::start(
         tcp_only(dirs[0].path(), NAMES[0]),
@@ -113,7 +113,7 @@ async fn nothing_readable_crosses_the_wire_and_sizes_fall_in_buckets() {
         node.sync_now().await.unwrap();
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let capture = tap::stop();
+    let capture = instrument::stop_capture();
 
     assert!(
         capture.bytes.len() > 20_000,
