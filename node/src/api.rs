@@ -268,14 +268,14 @@ fn node_error(e: NodeError) -> Response {
     }
 }
 
-fn parse<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, Box<Response>> {
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Box<Response>> {
     serde_json::from_slice(body)
         .map_err(|e| Box::new(error(StatusCode::BAD_REQUEST, format!("bad JSON: {e}"))))
 }
 
 /// An optional JSON body: empty means the defaults.
 fn parse_or_default<T: serde::de::DeserializeOwned + Default>(
-    body: &Bytes,
+    body: &[u8],
 ) -> Result<T, Box<Response>> {
     if body.iter().all(u8::is_ascii_whitespace) {
         Ok(T::default())
@@ -622,21 +622,13 @@ async fn attach(
     Ok((refs, added))
 }
 
-async fn post_report(State(api): State<Api>, body: Bytes) -> Response {
-    let new: NewReport = match parse(&body) {
-        Ok(n) => n,
-        Err(r) => return *r,
-    };
-    let category = match parse_category(&new.category) {
-        Ok(c) => c,
-        Err(r) => return *r,
-    };
-    let severity = match parse_severity(new.severity.as_deref()) {
-        Ok(s) => s.unwrap_or(Severity::Warning),
-        Err(r) => return *r,
-    };
-    let now = crate::now();
-    let mut report = Report {
+/// `POST /v1/reports` judged before anything is touched: the report (without its clips,
+/// which come from the library) and the clips asked for.
+fn report_request(body: &[u8], now: u64) -> Result<(Report, Vec<NewClip>), Box<Response>> {
+    let new: NewReport = parse(body)?;
+    let category = parse_category(&new.category)?;
+    let severity = parse_severity(new.severity.as_deref())?.unwrap_or(Severity::Warning);
+    let report = Report {
         created_at: now,
         expires_at: now.saturating_add(new.expires_in_secs.unwrap_or(DEFAULT_TTL_SECS)),
         category,
@@ -649,11 +641,20 @@ async fn post_report(State(api): State<Api>, body: Bytes) -> Response {
         },
         clips: vec![],
     };
+    report
+        .check()
+        .map_err(|e| Box::new(error(StatusCode::BAD_REQUEST, e.to_string())))?;
+    Ok((report, new.clips))
+}
+
+async fn post_report(State(api): State<Api>, body: Bytes) -> Response {
+    let now = crate::now();
     // Everything that can be judged before touching the clip library is judged first.
-    if let Err(e) = report.check() {
-        return error(StatusCode::BAD_REQUEST, e.to_string());
-    }
-    let (refs, added) = match attach(&api.data_dir, new.clips, now).await {
+    let (mut report, wanted) = match report_request(&body, now) {
+        Ok(r) => r,
+        Err(r) => return *r,
+    };
+    let (refs, added) = match attach(&api.data_dir, wanted, now).await {
         Ok(r) => r,
         Err(r) => return *r,
     };
@@ -746,29 +747,33 @@ struct NewUpdate {
 }
 
 /// New information on one of our reports. It lives as long as the report.
+/// `POST /v1/reports/{id}/update` judged: an `Update` whose report and times the
+/// handler fills in.
+fn update_request(body: &[u8]) -> Result<Update, Box<Response>> {
+    let new: NewUpdate = parse(body)?;
+    let update = Update {
+        created_at: 0,
+        expires_at: 0,
+        report: ItemId([0; 32]),
+        severity: parse_severity(new.severity.as_deref())?,
+        text: new.text,
+    };
+    update
+        .check()
+        .map_err(|e| Box::new(error(StatusCode::BAD_REQUEST, e.to_string())))?;
+    Ok(update)
+}
+
 async fn update(State(api): State<Api>, AxumPath(id): AxumPath<String>, body: Bytes) -> Response {
-    let new: NewUpdate = match parse(&body) {
-        Ok(n) => n,
+    let mut update = match update_request(&body) {
+        Ok(u) => u,
         Err(r) => return *r,
     };
-    let severity = match parse_severity(new.severity.as_deref()) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
-    let (report, expires_at) = match own_report(&api, &id).await {
+    (update.report, update.expires_at) = match own_report(&api, &id).await {
         Ok(r) => r,
         Err(r) => return *r,
     };
-    let update = Update {
-        created_at: crate::now(),
-        expires_at,
-        report,
-        severity,
-        text: new.text,
-    };
-    if let Err(e) = update.check() {
-        return error(StatusCode::BAD_REQUEST, e.to_string());
-    }
+    update.created_at = crate::now();
     posted(api.node.post(Body::Update(update)).await)
 }
 
@@ -780,24 +785,31 @@ struct NewResolve {
 }
 
 /// "All clear" on one of our reports.
-async fn resolve(State(api): State<Api>, AxumPath(id): AxumPath<String>, body: Bytes) -> Response {
-    let new: NewResolve = match parse_or_default(&body) {
-        Ok(n) => n,
-        Err(r) => return *r,
+/// `POST /v1/reports/{id}/resolve` judged, like [`update_request`].
+fn resolve_request(body: &[u8]) -> Result<Resolve, Box<Response>> {
+    let new: NewResolve = parse_or_default(body)?;
+    let resolve = Resolve {
+        created_at: 0,
+        expires_at: 0,
+        report: ItemId([0; 32]),
+        text: new.text,
     };
-    let (report, expires_at) = match own_report(&api, &id).await {
+    resolve
+        .check()
+        .map_err(|e| Box::new(error(StatusCode::BAD_REQUEST, e.to_string())))?;
+    Ok(resolve)
+}
+
+async fn resolve(State(api): State<Api>, AxumPath(id): AxumPath<String>, body: Bytes) -> Response {
+    let mut resolve = match resolve_request(&body) {
         Ok(r) => r,
         Err(r) => return *r,
     };
-    let resolve = Resolve {
-        created_at: crate::now(),
-        expires_at,
-        report,
-        text: new.text,
+    (resolve.report, resolve.expires_at) = match own_report(&api, &id).await {
+        Ok(r) => r,
+        Err(r) => return *r,
     };
-    if let Err(e) = resolve.check() {
-        return error(StatusCode::BAD_REQUEST, e.to_string());
-    }
+    resolve.created_at = crate::now();
     posted(api.node.post(Body::Resolve(resolve)).await)
 }
 
@@ -831,21 +843,27 @@ struct NewInvite {
     expires_in_secs: Option<u64>,
 }
 
-async fn invite(State(api): State<Api>, body: Bytes) -> Response {
-    let new: NewInvite = match parse_or_default(&body) {
-        Ok(n) => n,
-        Err(r) => return *r,
-    };
+/// `POST /v1/invites` judged: the validity in seconds.
+fn invite_request(body: &[u8]) -> Result<u64, Box<Response>> {
+    let new: NewInvite = parse_or_default(body)?;
     let secs = new.expires_in_secs.unwrap_or(DEFAULT_INVITE_SECS);
     if secs == 0 || secs > MAX_INVITE_SECS {
-        return error(
+        return Err(Box::new(error(
             StatusCode::BAD_REQUEST,
             format!(
                 "an invite is valid from 1 second to {} days",
                 MAX_INVITE_SECS / 86_400
             ),
-        );
+        )));
     }
+    Ok(secs)
+}
+
+async fn invite(State(api): State<Api>, body: Bytes) -> Response {
+    let secs = match invite_request(&body) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
     match api.node.invite(Duration::from_secs(secs)).await {
         Ok(code) => (
             StatusCode::CREATED,
@@ -888,8 +906,21 @@ struct RemoveMember {
     member: String,
 }
 
+/// `POST /v1/members/remove` judged: who, lower-cased.
+fn remove_request(body: &[u8]) -> Result<(String, String), Box<Response>> {
+    let req: RemoveMember = parse(body)?;
+    let wanted = req.member.trim().to_lowercase();
+    if wanted.is_empty() {
+        return Err(Box::new(error(
+            StatusCode::BAD_REQUEST,
+            "name a member to remove",
+        )));
+    }
+    Ok((wanted, req.member))
+}
+
 async fn remove(State(api): State<Api>, body: Bytes) -> Response {
-    let req: RemoveMember = match parse(&body) {
+    let (wanted, asked) = match remove_request(&body) {
         Ok(r) => r,
         Err(r) => return *r,
     };
@@ -897,10 +928,6 @@ async fn remove(State(api): State<Api>, body: Bytes) -> Response {
         Ok(m) => m,
         Err(e) => return node_error(e),
     };
-    let wanted = req.member.trim().to_lowercase();
-    if wanted.is_empty() {
-        return error(StatusCode::BAD_REQUEST, "name a member to remove");
-    }
     let matches: Vec<MemberId> = members
         .iter()
         .map(|m| &m.member)
@@ -912,15 +939,14 @@ async fn remove(State(api): State<Api>, body: Bytes) -> Response {
         [] => {
             return error(
                 StatusCode::NOT_FOUND,
-                format!("no member matches {:?}", req.member),
+                format!("no member matches {asked:?}"),
             );
         }
         _ => {
             return error(
                 StatusCode::BAD_REQUEST,
                 format!(
-                    "{:?} matches {} members: give more of the id",
-                    req.member,
+                    "{asked:?} matches {} members: give more of the id",
                     matches.len()
                 ),
             );
@@ -1132,4 +1158,43 @@ async fn clip_allow(State(api): State<Api>, AxumPath(id): AxumPath<String>) -> R
 
 async fn clip_deny(State(api): State<Api>, AxumPath(id): AxumPath<String>) -> Response {
     clip_decide(api, id, false).await
+}
+
+/// The local API's request bodies that change state, for [`judge_body`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Report,
+    Update,
+    Resolve,
+    Invite,
+    RemoveMember,
+    Webhook,
+}
+
+impl Endpoint {
+    pub const ALL: [Endpoint; 6] = [
+        Endpoint::Report,
+        Endpoint::Update,
+        Endpoint::Resolve,
+        Endpoint::Invite,
+        Endpoint::RemoveMember,
+        Endpoint::Webhook,
+    ];
+}
+
+/// Judges a request body with the functions its handler uses before it touches any
+/// state (parse, field checks); the error is the status the handler would answer.
+/// For fuzzing (`node/fuzz`): any bytes, never a panic.
+pub fn judge_body(endpoint: Endpoint, body: &[u8], now: u64) -> Result<(), StatusCode> {
+    let status = |r: Box<Response>| r.status();
+    match endpoint {
+        Endpoint::Report => report_request(body, now).map(drop).map_err(status),
+        Endpoint::Update => update_request(body).map(drop).map_err(status),
+        Endpoint::Resolve => resolve_request(body).map(drop).map_err(status),
+        Endpoint::Invite => invite_request(body).map(drop).map_err(status),
+        Endpoint::RemoveMember => remove_request(body).map(drop).map_err(status),
+        Endpoint::Webhook => crate::hub::api::webhook_candidate(body, now)
+            .map(drop)
+            .map_err(|r| r.status()),
+    }
 }

@@ -134,6 +134,10 @@ async fn mutated_api_requests_never_fail_the_server_and_refusals_change_nothing(
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(20)))
+            // A fresh connection per request: after an answer sent before the request
+            // body was read (an unknown path), the server closes the connection, as
+            // HTTP/1.1 lets it; a reused connection would then fail on the client side.
+            .max_idle_connections(0)
             .build()
             .into();
         let auth = format!("Bearer {token}");

@@ -212,14 +212,21 @@ async fn webhook_clip(hub: &Hub, event: &HubEvent) -> Result<Option<clips::Impor
     }
 }
 
+/// The webhook's body judged as `POST /v1/hub/events` judges it before touching
+/// anything (also for fuzzing).
+pub fn webhook_candidate(body: &[u8], now: u64) -> Result<(HubEvent, Candidate), Box<Response>> {
+    let event: HubEvent = serde_json::from_slice(body)
+        .map_err(|e| Box::new(error(StatusCode::BAD_REQUEST, format!("bad JSON: {e}"))))?;
+    let candidate = event
+        .candidate(now)
+        .map_err(|e| Box::new(error_response(e)))?;
+    Ok((event, candidate))
+}
+
 async fn webhook(State(hub): State<Hub>, body: Bytes) -> Response {
-    let event: HubEvent = match serde_json::from_slice(&body) {
-        Ok(e) => e,
-        Err(e) => return error(StatusCode::BAD_REQUEST, format!("bad JSON: {e}")),
-    };
-    let candidate = match event.candidate(crate::now()) {
+    let (event, candidate) = match webhook_candidate(&body, crate::now()) {
         Ok(c) => c,
-        Err(e) => return error_response(e),
+        Err(r) => return *r,
     };
     if hub.already_has(&candidate).await
         && let Some(id) = candidate.derived_id()
