@@ -84,7 +84,10 @@ impl Engine {
         let roster = Roster::from_items(&hood, &items)?;
         let ring = store.key_ring(&hood)?;
         let mut rate = RateLimiter::new();
-        for (id, record) in store.items()? {
+        // One item at a time: a store of 100,000 items would otherwise be read into memory
+        // whole (and the allocator keeps that peak as the process's resident size).
+        for entry in store.each_item() {
+            let (id, record) = entry?;
             if let Ok(item) = Item::decode(&record.item)
                 && let Ok(body) = item.body()
             {

@@ -23,7 +23,8 @@ use porchlight_proto::keys::EpochKey;
 use porchlight_proto::{HoodId, ItemId, KeyRing, MemberId, OpId};
 use serde::{Deserialize, Serialize};
 
-/// sled's page cache: small enough for a Raspberry Pi.
+/// sled's page cache: small enough for a Raspberry Pi. (At 100,000 items a node's resident
+/// size was the same with 4, 8 or 16 MiB here: see docs/performance.md, memory.)
 pub const CACHE_BYTES: u64 = 16 * 1024 * 1024;
 /// Most envelopes kept waiting in the outbox.
 pub const MAX_OUTBOX: usize = 1024;
@@ -96,9 +97,14 @@ fn decode<T: Serialize + serde::de::DeserializeOwned>(
 
 impl Store {
     pub fn open(path: &Path) -> Result<Store, StoreError> {
+        Store::open_with_cache(path, CACHE_BYTES)
+    }
+
+    /// [`Store::open`] with another page cache size (for measuring what it costs).
+    pub fn open_with_cache(path: &Path, cache_bytes: u64) -> Result<Store, StoreError> {
         let db = sled::Config::new()
             .path(path)
-            .cache_capacity(CACHE_BYTES)
+            .cache_capacity(cache_bytes)
             .open()
             .map_err(|e| match e {
                 // sled's lock error is an `Io` of kind `Other` with this text.
@@ -293,6 +299,19 @@ impl Store {
             self.remove_item(id)?;
         }
         Ok(ids.len())
+    }
+
+    /// Every live item in id order, read one at a time: for a pass over the whole store
+    /// that must not hold it all in memory at once.
+    pub fn each_item(&self) -> impl Iterator<Item = Result<(ItemId, ItemRecord), StoreError>> + '_ {
+        self.items.iter().map(|entry| {
+            let (k, v) = entry?;
+            let id: [u8; 32] = k
+                .as_ref()
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("item id"))?;
+            Ok((ItemId(id), decode::<ItemRecord>(&v, "item record")?))
+        })
     }
 
     /// Live items, oldest first by creation time.

@@ -111,7 +111,42 @@ fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
 
+/// `memory-bench --probe DIR`: opens the store in DIR as a node does, step by step, and
+/// prints this process's resident size after each step (where a full store's memory goes).
+fn probe(dir: &Path, cache_mib: u64) {
+    let rss = |step: &str| {
+        let (rss, hwm) = bench::memory_kib(std::process::id()).unwrap_or((0, 0));
+        println!(
+            "  {step:<28} VmRSS {:>6.1} MiB  VmHWM {:>6.1} MiB",
+            mib(rss),
+            mib(hwm)
+        );
+    };
+    rss("start");
+    let (keys, _) = porchlight_node::identity::load_or_create(dir).expect("keys");
+    let store = porchlight_node::store::Store::open_with_cache(
+        &dir.join(bench::DB_DIR),
+        cache_mib * 1024 * 1024,
+    )
+    .expect("store");
+    rss("store opened");
+    let engine = porchlight_node::engine::Engine::load(store.clone(), keys)
+        .expect("load")
+        .expect("a hood");
+    rss("engine loaded");
+    let n = store.item_count();
+    rss(&format!("item count ({n})"));
+    drop(engine.sync_storage().expect("sync set"));
+    rss("sync set built");
+}
+
 fn main() {
+    if let [flag, dir, cache] = &std::env::args().skip(1).collect::<Vec<_>>()[..]
+        && flag == "--probe"
+    {
+        probe(Path::new(dir), cache.parse().unwrap_or_else(|_| usage()));
+        return;
+    }
     let mut items = 100_000usize;
     let mut settle = Duration::from_secs(20);
     let mut it = std::env::args().skip(1);
@@ -156,6 +191,16 @@ fn main() {
         t.elapsed().as_secs_f64(),
         dir_size(&full_dir) as f64 / (1024.0 * 1024.0)
     );
+    for cache_mib in [16, 8, 4] {
+        println!("where the memory goes with a {cache_mib} MiB sled cache (`--probe`):");
+        let status = Command::new(std::env::current_exe().expect("own path"))
+            .arg("--probe")
+            .arg(&full_dir)
+            .arg(cache_mib.to_string())
+            .status()
+            .expect("probe runs");
+        assert!(status.success(), "probe failed");
+    }
     let full = measure(&bin, &full_dir, &["run"], settle);
 
     println!("memory-bench: {}", bin.display());
