@@ -7,9 +7,8 @@
 mod common;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
 
-use common::{Running, WAIT, eventually, ok, verb};
+use common::{Running, eventually, ok, verb};
 use serde_json::{Value, json};
 
 fn free_port() -> u16 {
@@ -18,31 +17,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-/// `porchlight run` on loopback with extra arguments; returns once the API answers.
-fn run_with(dir: &Path, extra: &[&str]) -> Running {
-    let mut args = vec![
-        "run",
-        "--listen",
-        "/ip4/127.0.0.1/tcp/0",
-        "--api",
-        "127.0.0.1:0",
-        "--no-mdns",
-    ];
-    args.extend_from_slice(extra);
-    let mut node = Running::spawn(dir, &args);
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Ok(Some(status)) = node.child.try_wait() {
-            panic!("the node exited with {status}");
-        }
-        if verb(dir, &["status"]).0 == 0 {
-            return node;
-        }
-        assert!(Instant::now() < deadline, "the node never answered");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// `POST /v1/hub/events` with the node's token, as a doorbell would.
@@ -97,11 +71,11 @@ fn a_webhook_draft_is_listed_approved_by_the_verb_and_reaches_a_neighbor() {
     ok(a, &["hood", "create", "Elm Street"]);
     // The broker is not there: the bridge retries in the background; the node runs.
     let broker = format!("mqtt://127.0.0.1:{}", free_port());
-    let alice = run_with(a, &["--mqtt", &broker]);
+    let alice = Running::run_with(a, &["--mqtt", &broker]);
     let code = ok(a, &["invite"]).trim().to_owned();
     ok(b, &["init", "--name", "Bob"]);
     ok(b, &["join", &code, "--no-mdns"]);
-    let bob = run_with(b, &[]);
+    let bob = Running::run_with(b, &[]);
 
     assert!(drafts(a).is_empty());
     assert!(ok(a, &["drafts"]).contains("no drafts"));

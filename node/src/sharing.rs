@@ -194,18 +194,12 @@ fn read_window(
     })
 }
 
-/// The size of `sha256` if one of `author`'s reports in `items` references it.
-pub fn clip_in_reports<'a>(
-    items: impl IntoIterator<Item = (&'a MemberId, &'a Body)>,
-    author: &MemberId,
-    sha256: &[u8; 32],
-) -> Option<u64> {
-    items.into_iter().find_map(|(a, body)| match body {
-        Body::Report(r) if a == author => {
-            r.clips.iter().find(|c| &c.sha256 == sha256).map(|c| c.size)
-        }
+/// The size of clip `sha256` if `body` is a report that references it.
+pub fn clip_size(body: &Body, sha256: &[u8; 32]) -> Option<u64> {
+    match body {
+        Body::Report(r) => r.clips.iter().find(|c| &c.sha256 == sha256).map(|c| c.size),
         _ => None,
-    })
+    }
 }
 
 /// Why a fetch ended without the clip.
@@ -242,10 +236,7 @@ pub async fn fetch(
     let feed = node.feed().await?;
     let (owner, size) = feed
         .iter()
-        .find_map(|item| {
-            clip_in_reports([(&item.author, &item.body)], &item.author, &sha256)
-                .map(|size| (item.author, size))
-        })
+        .find_map(|item| clip_size(&item.body, &sha256).map(|size| (item.author, size)))
         .ok_or_else(|| FetchError::NotInFeed(codec::hex(&sha256)))?;
     if clips::get(data_dir, &sha256).is_ok_and(|c| c.size == size)
         && clips::hash_file(&clips::path(data_dir, &sha256)).ok() == Some(sha256)

@@ -107,17 +107,21 @@ impl Running {
     /// `porchlight run` on loopback with a random port and API port; returns once the
     /// API answers.
     pub fn run(dir: &Path) -> Running {
-        let mut node = Running::spawn(
-            dir,
-            &[
-                "run",
-                "--listen",
-                "/ip4/127.0.0.1/tcp/0",
-                "--api",
-                "127.0.0.1:0",
-                "--no-mdns",
-            ],
-        );
+        Running::run_with(dir, &[])
+    }
+
+    /// [`Running::run`] with extra arguments for `run`.
+    pub fn run_with(dir: &Path, extra: &[&str]) -> Running {
+        let mut args = vec![
+            "run",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--api",
+            "127.0.0.1:0",
+            "--no-mdns",
+        ];
+        args.extend_from_slice(extra);
+        let mut node = Running::spawn(dir, &args);
         let deadline = Instant::now() + WAIT;
         loop {
             if let Ok(Some(status)) = node.child.try_wait() {
