@@ -2,7 +2,7 @@
 //! to one event loop, which owns the swarm and the engine. The event loop routes; the
 //! rules are `porchlight_proto`'s and the state changes are the engine's.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -296,6 +296,7 @@ impl Node {
             join: None,
             listen: Vec::new(),
             syncs: HashMap::new(),
+            sync_retry: HashSet::new(),
             sync_stats: SyncStats::default(),
             reconciled: HashMap::new(),
             stuck: Default::default(),
@@ -499,11 +500,14 @@ struct EventLoop {
     join: Option<JoinState>,
     listen: Vec<Multiaddr>,
     syncs: HashMap<PeerId, SyncSession>,
+    /// Peers whose session failed through no fault of theirs; retried on the next tick
+    /// if still connected (at most one try per peer a tick, so no hot loop).
+    sync_retry: HashSet<PeerId>,
     sync_stats: SyncStats,
     /// Per connected peer: the start of its current window and its reconcile requests in it.
     reconciled: HashMap<PeerId, (Instant, u32)>,
     /// Outbox entries gossipsub refused with full queues (bounded by `MAX_OUTBOX`).
-    stuck: std::collections::HashSet<u64>,
+    stuck: HashSet<u64>,
     data_dir: PathBuf,
     /// The owner's side of clip sharing.
     sharing: Sharing,
@@ -519,7 +523,7 @@ struct SyncSession {
     /// `None` once the sets are reconciled and only fetching is left.
     initiator: Option<sync::Initiator>,
     need: std::collections::VecDeque<[u8; 32]>,
-    requested: std::collections::HashSet<[u8; 32]>,
+    requested: HashSet<[u8; 32]>,
     started: Instant,
 }
 
@@ -728,6 +732,11 @@ impl EventLoop {
         }
         self.syncs
             .retain(|_, s| s.started.elapsed() < SYNC_SESSION_TIMEOUT);
+        for peer in std::mem::take(&mut self.sync_retry) {
+            if self.swarm.is_connected(&peer) {
+                self.start_sync(peer);
+            }
+        }
         if ticks.is_multiple_of(SYNC_EVERY) {
             self.sync_all();
         }
@@ -1515,9 +1524,13 @@ impl EventLoop {
                     {
                         self.penalize(peer, "sync response over the size limit");
                     }
-                    // A dropped link or a restarting peer is nobody's fault.
+                    // A dropped link or a timeout is nobody's fault. A peer that
+                    // restarted can be back on a new connection before the request on
+                    // its old one fails: try again on the next tick rather than wait
+                    // for the next round.
                     _ => {
                         self.syncs.remove(&peer);
+                        self.sync_retry.insert(peer);
                     }
                 }
             }
