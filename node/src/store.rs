@@ -1,20 +1,31 @@
 //! The node's storage: one `Store` over sled, so the storage engine lives in this file.
 //!
-//! Trees:
-//! - `meta`: the hood id, and small settings.
+//! Trees (store format 2, see `FORMAT`):
+//! - `meta`: the hood id, the store format, and small settings.
 //! - `ops`: membership operations, `OpId → item bytes`. Never expire.
 //! - `keys`: epoch keys, `EpochId → generation (u64 BE) ‖ key (32)`.
-//! - `items`: live items, `ItemId → ItemRecord` (postcard).
-//! - `expiry`: the time index, `expires_at (u64 BE) ‖ ItemId → ()`.
-//! - `seen`: every envelope id accepted, `ItemId → keep until (u64 BE)`, so a replay is
-//!   dropped even after the item itself expired or was retracted.
+//! - `records`: live items, `created_at (u64 BE) ‖ ItemId → ItemRecord` (postcard). Keyed
+//!   by time, not by id, so that new items are appended at the right edge of the tree:
+//!   with random keys every insert touched a random leaf of a tree far larger than the
+//!   page cache, and ingest paid for reading leaves back in (docs/performance.md).
+//! - `seen`: every envelope id accepted, `ItemId → keep until (u64 BE) [‖ created_at (u64
+//!   BE)]`. A 16-byte value is a live item and says where its record is (the id index);
+//!   an 8-byte value is a tombstone, so a replay is dropped even after the item expired or
+//!   was retracted, until the time it holds.
 //! - `seen_items`: the same for inner item ids (`OpId`), so the same signed item
 //!   re-sealed in a new envelope (new nonce, new envelope id) is a replay too.
-//! - `sync`: the set catch-up sync reconciles, `created_at (u64 BE) ‖ id → kind (1 byte:
-//!   0 operation, 1 item)`: every live item by envelope id and every operation by op id.
+//! - `sync`: the operations in the set catch-up sync reconciles, `created_at (u64 BE) ‖
+//!   OpId → 0`. (Format 1 also listed every item here; format 2 takes the items' part of
+//!   the set from `expiry`, one write less per item.)
+//! - `expiry`: the time index, `expires_at (u64 BE) ‖ ItemId → author (32) ‖ created_at
+//!   (u64 BE)`: what the expiry pass deletes, the items' part of the sync set, and all
+//!   the rate limiter needs at startup, so a restart reads this small tree instead of
+//!   every record.
 //! - `outbox`: envelopes posted but not yet handed to a peer, `seq (u64 BE) → bytes`.
 //! - `peers`: remembered peer addresses, `peer id bytes → address list (postcard)`.
 //!
+//! An item's writes go records, expiry, then its `seen` index entry last, so an
+//! item reachable by id has all its entries (`Store::verify` checks this after crashes).
 //! Every write that the caller acknowledges to a person goes through [`Store::flush`].
 
 use std::path::Path;
@@ -64,16 +75,31 @@ pub struct Store {
     meta: sled::Tree,
     ops: sled::Tree,
     keys: sled::Tree,
-    items: sled::Tree,
+    records: sled::Tree,
     expiry: sled::Tree,
     seen: sled::Tree,
     seen_items: sled::Tree,
     sync: sled::Tree,
     outbox: sled::Tree,
     peers: sled::Tree,
+    /// Live items, counted at open from the `seen` index and kept since.
+    count: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// A live item as the expiry index holds it: enough to rebuild the rate limiter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LiveEntry {
+    pub id: ItemId,
+    pub author: MemberId,
+    pub created_at: u64,
+    pub expires_at: u64,
 }
 
 const HOOD: &[u8] = b"hood";
+const FORMAT_KEY: &[u8] = b"format";
+/// The store format this code writes. 1 (no `format` key) kept records in a tree
+/// `items` keyed by id; `Store::open` migrates it.
+pub const FORMAT: u8 = 2;
 const SYNC_OP: u8 = 0;
 const SYNC_ITEM: u8 = 1;
 
@@ -113,19 +139,77 @@ impl Store {
                 }
                 other => StoreError::Sled(other),
             })?;
-        Ok(Store {
+        let store = Store {
             meta: db.open_tree("meta")?,
             ops: db.open_tree("ops")?,
             keys: db.open_tree("keys")?,
-            items: db.open_tree("items")?,
+            records: db.open_tree("records")?,
             expiry: db.open_tree("expiry")?,
             seen: db.open_tree("seen")?,
             seen_items: db.open_tree("seen_items")?,
             sync: db.open_tree("sync")?,
             outbox: db.open_tree("outbox")?,
             peers: db.open_tree("peers")?,
+            count: Default::default(),
             db,
-        })
+        };
+        store.migrate()?;
+        let mut live = 0;
+        for value in store.seen.iter().values() {
+            if value?.len() == 16 {
+                live += 1;
+            }
+        }
+        store
+            .count
+            .store(live, std::sync::atomic::Ordering::Relaxed);
+        Ok(store)
+    }
+
+    /// Brings a format 1 store (records keyed by id in `items`) to this format. Safe to
+    /// interrupt: it writes the new entries, flushes, records the format, and only then
+    /// drops the old tree; run again, it redoes the same writes.
+    fn migrate(&self) -> Result<(), StoreError> {
+        match self.meta.get(FORMAT_KEY)? {
+            Some(v) if v.as_ref() == [FORMAT] => return Ok(()),
+            Some(_) => return Err(StoreError::Corrupt("store format is newer than this build")),
+            None => {}
+        }
+        let old_name: &[u8] = b"items";
+        if self.db.tree_names().iter().any(|n| n.as_ref() == old_name) {
+            let old = self.db.open_tree(old_name)?;
+            let mut moved = 0usize;
+            for entry in old.iter() {
+                let (k, v) = entry?;
+                let id: [u8; 32] = k
+                    .as_ref()
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("item id"))?;
+                let record: ItemRecord = decode(&v, "item record")?;
+                self.write_item(&ItemId(id), &record)?;
+                moved += 1;
+            }
+            let item_entries: Vec<sled::IVec> = self
+                .sync
+                .iter()
+                .filter_map(|e| match e {
+                    Ok((k, v)) if v.as_ref() == [SYNC_ITEM] => Some(Ok(k)),
+                    Ok(_) => None,
+                    Err(e) => Some(Err(e)),
+                })
+                .collect::<Result<_, _>>()?;
+            for key in item_entries {
+                self.sync.remove(key)?;
+            }
+            self.db.flush()?;
+            self.meta.insert(FORMAT_KEY, &[FORMAT])?;
+            self.db.flush()?;
+            self.db.drop_tree(old_name)?;
+            tracing::info!(items = moved, "store migrated to format {FORMAT}");
+        } else {
+            self.meta.insert(FORMAT_KEY, &[FORMAT])?;
+        }
+        Ok(())
     }
 
     /// Makes every write so far durable. Call before acknowledging.
@@ -179,11 +263,16 @@ impl Store {
         Ok(self.ops.get(id.0)?.map(|v| v.to_vec()))
     }
 
-    /// Every `(created_at, id)` that catch-up sync reconciles.
+    /// Every `(created_at, id)` that catch-up sync reconciles: the operations, and the
+    /// live items (from the expiry index).
     pub fn sync_elements(&self) -> Result<Vec<(u64, [u8; 32])>, StoreError> {
-        let mut out = Vec::with_capacity(self.sync.len());
-        for key in self.sync.iter().keys() {
-            let key = key?;
+        let mut out = Vec::with_capacity(self.item_count() + 64);
+        for entry in self.sync.iter() {
+            let (key, kind) = entry?;
+            // Format 1 item entries (kind 1) are left to the expiry index.
+            if kind.as_ref() != [SYNC_OP] {
+                continue;
+            }
             if key.len() != 40 {
                 return Err(StoreError::Corrupt("sync index"));
             }
@@ -192,6 +281,10 @@ impl Store {
             let mut id = [0u8; 32];
             id.copy_from_slice(&key[8..]);
             out.push((u64::from_be_bytes(t), id));
+        }
+        for entry in self.live() {
+            let entry = entry?;
+            out.push((entry.created_at, entry.id.0));
         }
         Ok(out)
     }
@@ -229,13 +322,18 @@ impl Store {
         Ok(ring)
     }
 
+    /// Whether this envelope id was accepted before (a live item, or a tombstone that
+    /// has not run out yet).
     pub fn seen(&self, id: &ItemId) -> Result<bool, StoreError> {
         Ok(self.seen.contains_key(id.0)?)
     }
 
-    /// Remembers an id so that a replay is dropped; kept until `keep_until`.
+    /// Remembers an id so that a replay is dropped; kept until `keep_until`. A live
+    /// item's entry is left as it is (it is kept until the item expires).
     pub fn mark_seen(&self, id: &ItemId, keep_until: u64) -> Result<(), StoreError> {
-        self.seen.insert(id.0, &keep_until.to_be_bytes())?;
+        if self.live_at(id)?.is_none() {
+            self.seen.insert(id.0, &keep_until.to_be_bytes())?;
+        }
         Ok(())
     }
 
@@ -249,99 +347,166 @@ impl Store {
         Ok(())
     }
 
+    /// Where a live item's record is: its `created_at`, from the `seen` index.
+    fn live_at(&self, id: &ItemId) -> Result<Option<u64>, StoreError> {
+        match self.seen.get(id.0)? {
+            Some(v) if v.len() == 16 => {
+                let mut t = [0u8; 8];
+                t.copy_from_slice(&v[8..]);
+                Ok(Some(u64::from_be_bytes(t)))
+            }
+            Some(v) if v.len() == 8 => Ok(None),
+            Some(_) => Err(StoreError::Corrupt("seen entry")),
+            None => Ok(None),
+        }
+    }
+
+    /// Stores a live item with its index entries, and marks its id seen until it expires.
     pub fn put_item(&self, id: &ItemId, record: &ItemRecord) -> Result<(), StoreError> {
-        let bytes = porchlight_proto::codec::encode(record);
-        self.items.insert(id.0, bytes)?;
-        self.expiry.insert(expiry_key(record.expires_at, id), &[])?;
-        self.sync
-            .insert(expiry_key(record.created_at, id), &[SYNC_ITEM])?;
+        if self.write_item(id, record)? {
+            self.count
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         Ok(())
     }
 
+    /// The writes of [`Store::put_item`]; whether the item is new.
+    fn write_item(&self, id: &ItemId, record: &ItemRecord) -> Result<bool, StoreError> {
+        let at = expiry_key(record.created_at, id);
+        let bytes = porchlight_proto::codec::encode(record);
+        let new = self.records.insert(at, bytes)?.is_none();
+        let mut live = [0u8; 40];
+        live[..32].copy_from_slice(&record.author.0);
+        live[32..].copy_from_slice(&record.created_at.to_be_bytes());
+        self.expiry
+            .insert(expiry_key(record.expires_at, id), &live[..])?;
+        let mut index = [0u8; 16];
+        index[..8].copy_from_slice(&record.expires_at.to_be_bytes());
+        index[8..].copy_from_slice(&record.created_at.to_be_bytes());
+        self.seen.insert(id.0, &index[..])?;
+        Ok(new)
+    }
+
     pub fn item(&self, id: &ItemId) -> Result<Option<ItemRecord>, StoreError> {
-        self.items
-            .get(id.0)?
+        let Some(created_at) = self.live_at(id)? else {
+            return Ok(None);
+        };
+        self.records
+            .get(expiry_key(created_at, id))?
             .map(|v| decode(&v, "item record"))
             .transpose()
     }
 
     pub fn has_item(&self, id: &ItemId) -> Result<bool, StoreError> {
-        Ok(self.items.contains_key(id.0)?)
+        Ok(self.live_at(id)?.is_some())
     }
 
+    /// Deletes a live item and its index entries; its id stays seen until the item would
+    /// have expired, so sync cannot bring it back.
     pub fn remove_item(&self, id: &ItemId) -> Result<bool, StoreError> {
-        match self.items.remove(id.0)? {
-            None => Ok(false),
-            Some(v) => {
-                let record: ItemRecord = decode(&v, "item record")?;
-                self.expiry.remove(expiry_key(record.expires_at, id))?;
-                self.sync.remove(expiry_key(record.created_at, id))?;
-                Ok(true)
-            }
-        }
+        let Some(created_at) = self.live_at(id)? else {
+            return Ok(false);
+        };
+        let Some(v) = self.records.remove(expiry_key(created_at, id))? else {
+            return Err(StoreError::Corrupt("seen index without its record"));
+        };
+        let record: ItemRecord = decode(&v, "item record")?;
+        self.expiry.remove(expiry_key(record.expires_at, id))?;
+        self.seen.insert(id.0, &record.expires_at.to_be_bytes())?;
+        self.count
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(true)
     }
 
-    /// Deletes every live item by `author` (a removed member); returns how many.
+    /// Deletes every live item by `author` (a removed member); returns how many. Reads
+    /// the small expiry index, not the records.
     pub fn remove_items_by(&self, author: &MemberId) -> Result<usize, StoreError> {
         let mut ids = Vec::new();
-        for entry in self.items.iter() {
-            let (k, v) = entry?;
-            let record: ItemRecord = decode(&v, "item record")?;
-            if record.author == *author {
-                let id: [u8; 32] = k
-                    .as_ref()
-                    .try_into()
-                    .map_err(|_| StoreError::Corrupt("item id"))?;
-                ids.push(ItemId(id));
+        for entry in self.live() {
+            let entry = entry?;
+            if entry.author == *author {
+                ids.push(entry.id);
             }
         }
+        let mut removed = 0;
         for id in &ids {
-            self.remove_item(id)?;
+            if self.remove_item(id)? {
+                removed += 1;
+            }
         }
-        Ok(ids.len())
+        Ok(removed)
     }
 
-    /// Every live item in id order, read one at a time: for a pass over the whole store
-    /// that must not hold it all in memory at once.
+    /// Every live item's author and times, from the expiry index, soonest expiry first.
+    pub fn live(&self) -> impl Iterator<Item = Result<LiveEntry, StoreError>> + '_ {
+        self.expiry.iter().filter_map(|entry| {
+            let (k, v) = match entry {
+                Ok(kv) => kv,
+                Err(e) => return Some(Err(e.into())),
+            };
+            if k.len() != 40 {
+                return Some(Err(StoreError::Corrupt("expiry index")));
+            }
+            // An entry a crash left without its item has no value (format 1) or an
+            // item nothing indexes any more: skipped here, deleted by the expiry pass.
+            if v.len() != 40 {
+                return None;
+            }
+            let mut t = [0u8; 8];
+            t.copy_from_slice(&k[..8]);
+            let mut id = [0u8; 32];
+            id.copy_from_slice(&k[8..]);
+            let mut author = [0u8; 32];
+            author.copy_from_slice(&v[..32]);
+            let mut c = [0u8; 8];
+            c.copy_from_slice(&v[32..]);
+            Some(Ok(LiveEntry {
+                id: ItemId(id),
+                author: MemberId(author),
+                created_at: u64::from_be_bytes(c),
+                expires_at: u64::from_be_bytes(t),
+            }))
+        })
+    }
+
+    /// Every live item, oldest first by creation time, read one at a time: for a pass
+    /// over the whole store that must not hold it all in memory at once.
     pub fn each_item(&self) -> impl Iterator<Item = Result<(ItemId, ItemRecord), StoreError>> + '_ {
-        self.items.iter().map(|entry| {
+        self.records.iter().map(|entry| {
             let (k, v) = entry?;
             let id: [u8; 32] = k
-                .as_ref()
-                .try_into()
-                .map_err(|_| StoreError::Corrupt("item id"))?;
+                .get(8..)
+                .filter(|_| k.len() == 40)
+                .and_then(|id| id.try_into().ok())
+                .ok_or(StoreError::Corrupt("record key"))?;
             Ok((ItemId(id), decode::<ItemRecord>(&v, "item record")?))
         })
     }
 
-    /// Live items, oldest first by creation time.
+    /// Live items, oldest first by creation time (then id).
     pub fn items(&self) -> Result<Vec<(ItemId, ItemRecord)>, StoreError> {
-        let mut out = Vec::new();
-        for entry in self.items.iter() {
-            let (k, v) = entry?;
-            let id: [u8; 32] = k
-                .as_ref()
-                .try_into()
-                .map_err(|_| StoreError::Corrupt("item id"))?;
-            out.push((ItemId(id), decode::<ItemRecord>(&v, "item record")?));
-        }
-        out.sort_by_key(|(id, r)| (r.created_at, *id));
-        Ok(out)
+        self.each_item().collect()
     }
 
+    /// How many live items the store holds (kept in memory; no pass over the store).
     pub fn item_count(&self) -> usize {
-        self.items.len()
+        self.count.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Checks that the indexes agree with the items: every item decodes, has its expiry
-    /// and sync entries and is marked seen; every expiry and sync entry of an item has
-    /// its item. Returns what disagrees (empty when consistent). Used after crashes.
+    /// Checks that the indexes agree with the items: every record decodes, is indexed
+    /// by its id in `seen` and has its expiry and sync entries; every index entry has its
+    /// record; every op has its sync entry. Returns what disagrees (empty when
+    /// consistent). Used after crashes.
     pub fn verify(&self) -> Result<Vec<String>, StoreError> {
         let mut problems = Vec::new();
-        for entry in self.items.iter() {
+        for entry in self.records.iter() {
             let (k, v) = entry?;
-            let Ok(id) = <[u8; 32]>::try_from(k.as_ref()) else {
-                problems.push(format!("item key of {} bytes", k.len()));
+            let Some(id) = k
+                .get(8..)
+                .filter(|_| k.len() == 40)
+                .and_then(|id| <[u8; 32]>::try_from(id).ok())
+            else {
+                problems.push(format!("record key of {} bytes", k.len()));
                 continue;
             };
             let id = ItemId(id);
@@ -349,17 +514,36 @@ impl Store {
                 problems.push(format!("item {id} does not decode"));
                 continue;
             };
+            if k[..8] != record.created_at.to_be_bytes() {
+                problems.push(format!("item {id} is filed under another time"));
+            }
+            if self.live_at(&id)? != Some(record.created_at) {
+                problems.push(format!("item {id} is not indexed in seen"));
+            }
             if !self
                 .expiry
                 .contains_key(expiry_key(record.expires_at, &id))?
             {
                 problems.push(format!("item {id} has no expiry entry"));
             }
-            if !self.sync.contains_key(expiry_key(record.created_at, &id))? {
-                problems.push(format!("item {id} has no sync entry"));
-            }
-            if !self.seen.contains_key(id.0)? {
-                problems.push(format!("item {id} is not marked seen"));
+        }
+        for entry in self.seen.iter() {
+            let (k, v) = entry?;
+            let Ok(id) = <[u8; 32]>::try_from(k.as_ref()) else {
+                problems.push(format!("seen key of {} bytes", k.len()));
+                continue;
+            };
+            match v.len() {
+                8 => {}
+                16 => {
+                    let mut t = [0u8; 8];
+                    t.copy_from_slice(&v[8..]);
+                    let at = expiry_key(u64::from_be_bytes(t), &ItemId(id));
+                    if !self.records.contains_key(at)? {
+                        problems.push(format!("seen index without item {}", codec_hex(&id)));
+                    }
+                }
+                n => problems.push(format!("seen entry of {n} bytes")),
             }
         }
         let op_keys: std::collections::HashSet<[u8; 32]> = self
@@ -379,10 +563,10 @@ impl Store {
         }
         for entry in self.expiry.iter() {
             let (k, _) = entry?;
-            match k.get(8..) {
+            match k.get(8..).and_then(|id| <[u8; 32]>::try_from(id).ok()) {
                 Some(id) if k.len() == 40 => {
-                    if !self.items.contains_key(id)? {
-                        problems.push(format!("expiry entry without item {}", codec_hex(id)));
+                    if !self.has_item(&ItemId(id))? {
+                        problems.push(format!("expiry entry without item {}", codec_hex(&id)));
                     }
                 }
                 _ => problems.push(format!("expiry key of {} bytes", k.len())),
@@ -391,11 +575,6 @@ impl Store {
         for entry in self.sync.iter() {
             let (k, v) = entry?;
             match (k.get(8..), v.as_ref()) {
-                (Some(id), [SYNC_ITEM]) if k.len() == 40 => {
-                    if !self.items.contains_key(id)? {
-                        problems.push(format!("sync entry without item {}", codec_hex(id)));
-                    }
-                }
                 (Some(id), [SYNC_OP]) if k.len() == 40 => {
                     if !self.ops.contains_key(id)? {
                         problems.push(format!("sync entry without op {}", codec_hex(id)));
@@ -412,28 +591,38 @@ impl Store {
     pub fn expire(&self, now: u64) -> Result<usize, StoreError> {
         let mut deleted = 0;
         let end = expiry_key(now, &ItemId([0xff; 32]));
-        let due: Vec<sled::IVec> = self
+        let due: Vec<(sled::IVec, sled::IVec)> = self
             .expiry
             .range(..=end.as_slice())
-            .keys()
             .collect::<Result<_, _>>()?;
-        for key in due {
-            if key.len() != 40 {
+        for (key, value) in due {
+            let Some(id) = key
+                .get(8..)
+                .filter(|_| key.len() == 40)
+                .and_then(|id| <[u8; 32]>::try_from(id).ok())
+            else {
                 return Err(StoreError::Corrupt("expiry index"));
-            }
+            };
             // The item first, its index entries last: a crash in between leaves an
-            // index entry without an item (harmless), never an item nothing expires.
-            if let Some(v) = self.items.remove(&key[8..])? {
-                let record: ItemRecord = decode(&v, "item record")?;
-                let mut id = [0u8; 32];
-                id.copy_from_slice(&key[8..]);
-                self.sync
-                    .remove(expiry_key(record.created_at, &ItemId(id)))?;
+            // index entry without an item (harmless, deleted by the next pass), never an
+            // item nothing expires.
+            if self.remove_item(&ItemId(id))? {
                 deleted += 1;
+            } else {
+                // No index entry: a crash came between the item's first writes and its
+                // index entry. Delete what it left.
+                if let Some(created) = value.get(32..40) {
+                    let mut t = [0u8; 8];
+                    t.copy_from_slice(created);
+                    let at = expiry_key(u64::from_be_bytes(t), &ItemId(id));
+                    self.records.remove(at)?;
+                }
+                self.expiry.remove(&key)?;
             }
-            self.expiry.remove(&key)?;
         }
         for tree in [&self.seen, &self.seen_items] {
+            // Only tombstones (8 bytes) run out here; a live item's index entry goes
+            // with its item, above.
             let stale: Vec<sled::IVec> = tree
                 .iter()
                 .filter_map(|e| match e {
@@ -518,17 +707,104 @@ mod tests {
     fn expire_deletes_only_what_is_due_and_forgets_old_seen_ids() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let (a, b) = (ItemId([1; 32]), ItemId([2; 32]));
+        let (a, b, c) = (ItemId([1; 32]), ItemId([2; 32]), ItemId([3; 32]));
         store.put_item(&a, &record(100)).unwrap();
         store.put_item(&b, &record(200)).unwrap();
-        store.mark_seen(&a, 180).unwrap();
+        store.mark_seen(&c, 180).unwrap();
+        assert_eq!(store.item_count(), 2);
         assert_eq!(store.expire(150).unwrap(), 1);
         assert!(!store.has_item(&a).unwrap());
+        assert!(!store.seen(&a).unwrap(), "its time is past");
         assert!(store.has_item(&b).unwrap());
-        assert!(store.seen(&a).unwrap());
+        assert!(store.seen(&c).unwrap());
+        assert_eq!(store.item_count(), 1);
+        assert!(store.verify().unwrap().is_empty());
         store.expire(201).unwrap();
-        assert!(!store.seen(&a).unwrap());
+        assert!(!store.seen(&c).unwrap());
         assert_eq!(store.item_count(), 0);
+        assert!(store.verify().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_removed_item_stays_seen_until_it_would_have_expired() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let a = ItemId([1; 32]);
+        store.put_item(&a, &record(100)).unwrap();
+        assert!(store.remove_item(&a).unwrap());
+        assert!(!store.remove_item(&a).unwrap());
+        assert!(!store.has_item(&a).unwrap());
+        assert_eq!(store.item(&a).unwrap(), None);
+        assert!(store.seen(&a).unwrap());
+        assert_eq!(store.item_count(), 0);
+        assert!(store.verify().unwrap().is_empty());
+        store.expire(99).unwrap();
+        assert!(store.seen(&a).unwrap());
+        store.expire(101).unwrap();
+        assert!(!store.seen(&a).unwrap());
+    }
+
+    #[test]
+    fn a_format_1_store_is_migrated_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (ItemId([1; 32]), ItemId([2; 32]));
+        let mut rb = record(300);
+        rb.created_at = 20;
+        {
+            // Format 1, written the way the previous release wrote it.
+            let db = sled::open(dir.path()).unwrap();
+            let items = db.open_tree("items").unwrap();
+            let expiry = db.open_tree("expiry").unwrap();
+            let sync = db.open_tree("sync").unwrap();
+            let seen = db.open_tree("seen").unwrap();
+            for (id, r) in [(a, record(100)), (b, rb.clone())] {
+                items
+                    .insert(id.0, porchlight_proto::codec::encode(&r))
+                    .unwrap();
+                expiry.insert(expiry_key(r.expires_at, &id), &[]).unwrap();
+                sync.insert(expiry_key(r.created_at, &id), &[SYNC_ITEM])
+                    .unwrap();
+                seen.insert(id.0, &r.expires_at.to_be_bytes()).unwrap();
+            }
+            seen.insert([9; 32], &50u64.to_be_bytes()).unwrap();
+            db.flush().unwrap();
+        }
+        for _ in 0..2 {
+            let store = Store::open(dir.path()).unwrap();
+            assert_eq!(store.item_count(), 2);
+            assert_eq!(store.item(&a).unwrap(), Some(record(100)));
+            assert_eq!(store.item(&b).unwrap(), Some(rb.clone()));
+            assert!(store.seen(&ItemId([9; 32])).unwrap());
+            assert!(store.verify().unwrap().is_empty(), "{:?}", store.verify());
+            let live: Vec<LiveEntry> = store.live().collect::<Result<_, _>>().unwrap();
+            assert_eq!(live.len(), 2);
+            assert_eq!(live[1].created_at, 20);
+            assert_eq!(
+                store
+                    .items()
+                    .unwrap()
+                    .iter()
+                    .map(|(id, _)| *id)
+                    .collect::<Vec<_>>(),
+                vec![a, b],
+                "oldest first"
+            );
+            futures::executor::block_on(store.flush()).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_record_left_without_its_index_by_a_crash_is_deleted_at_its_expiry() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let a = ItemId([1; 32]);
+        store.put_item(&a, &record(100)).unwrap();
+        // As if the process died before the last write, the index entry.
+        store.seen.remove(a.0).unwrap();
+        assert!(!store.verify().unwrap().is_empty());
+        store.expire(100).unwrap();
+        assert!(store.verify().unwrap().is_empty());
+        assert!(store.items().unwrap().is_empty());
     }
 
     #[test]

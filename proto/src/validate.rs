@@ -319,13 +319,21 @@ impl RateLimiter {
         let Some(expires_at) = accepted.expires_at else {
             return;
         };
-        let key = (
-            Self::window(policy, accepted.created_at),
-            accepted.item.author,
+        self.count(
+            policy,
+            &accepted.item.author,
+            accepted.created_at,
+            expires_at,
         );
+    }
+
+    /// Counts an accepted item from its author and times alone (as a node's store
+    /// indexes them, so that a restart needs no pass over the items themselves).
+    pub fn count(&mut self, policy: &Policy, author: &MemberId, created_at: u64, expires_at: u64) {
+        let key = (Self::window(policy, created_at), *author);
         let count = self.counts.entry(key).or_insert(0);
         *count = count.saturating_add(1);
-        let (total, expiries) = self.live.entry(accepted.item.author).or_default();
+        let (total, expiries) = self.live.entry(*author).or_default();
         *total += 1;
         *expiries.entry(expires_at).or_insert(0) += 1;
         while self.counts.len() > MAX_RATE_ENTRIES {
