@@ -34,9 +34,10 @@ use porchlight_proto::keys::EpochKey;
 use porchlight_proto::{HoodId, ItemId, KeyRing, MemberId, OpId};
 use serde::{Deserialize, Serialize};
 
-/// sled's page cache: small enough for a Raspberry Pi. (At 100,000 items a node's resident
-/// size was the same with 4, 8 or 16 MiB here: see docs/performance.md, memory.)
-pub const CACHE_BYTES: u64 = 16 * 1024 * 1024;
+/// sled's page cache: small enough for a Raspberry Pi. At 100,000 items the node's resident
+/// size is 69 MiB with 8 MiB here and 78 MiB with 16, and ingest about 3 % slower (see
+/// docs/performance.md, memory and ingest).
+pub const CACHE_BYTES: u64 = 8 * 1024 * 1024;
 /// Most envelopes kept waiting in the outbox.
 pub const MAX_OUTBOX: usize = 1024;
 
