@@ -795,6 +795,30 @@ mod tests {
     }
 
     #[test]
+    fn a_store_of_a_newer_format_is_refused_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store.put_item(&ItemId([1; 32]), &record(100)).unwrap();
+            store.meta.insert(FORMAT_KEY, &[FORMAT + 1]).unwrap();
+            futures::executor::block_on(store.flush()).unwrap();
+        }
+        let err = Store::open(dir.path()).unwrap_err();
+        assert!(err.to_string().contains("newer than this build"), "{err}");
+        let db = sled::open(dir.path()).unwrap();
+        assert_eq!(
+            db.open_tree("meta")
+                .unwrap()
+                .get(FORMAT_KEY)
+                .unwrap()
+                .unwrap()
+                .as_ref(),
+            [FORMAT + 1]
+        );
+        assert_eq!(db.open_tree("records").unwrap().len(), 1);
+    }
+
+    #[test]
     fn a_record_left_without_its_index_by_a_crash_is_deleted_at_its_expiry() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
