@@ -390,6 +390,19 @@ impl Engine {
         now: u64,
         rng: &mut impl CryptoRng,
     ) -> Result<ItemId, EngineError> {
+        let id = self.stage(item, epoch, now, rng)?;
+        self.store.flush().await?;
+        Ok(id)
+    }
+
+    /// [`Engine::submit`] up to the fsync: stored and queued, not yet durable.
+    fn stage(
+        &mut self,
+        item: &Item,
+        epoch: EpochId,
+        now: u64,
+        rng: &mut impl CryptoRng,
+    ) -> Result<ItemId, EngineError> {
         let bytes = self.seal(item, epoch, rng)?;
         match self.ingest(&bytes, now)? {
             Ingest::New(a) => {
@@ -398,7 +411,6 @@ impl Engine {
                 if let Err(e) = self.store.push_outbox(&bytes) {
                     tracing::warn!(error = %e, "outbox full; the item will go out by sync");
                 }
-                self.store.flush().await?;
                 Ok(a.id)
             }
             Ingest::Rejected(r) | Ingest::Ignored(r) => Err(EngineError::Refused(r)),
@@ -447,10 +459,24 @@ impl Engine {
         now: u64,
         rng: &mut impl CryptoRng,
     ) -> Result<ItemId, EngineError> {
+        let id = self.post_staged(body, now, rng).await?;
+        self.store.flush().await?;
+        Ok(id)
+    }
+
+    /// [`Engine::post`] without its final fsync: the item is stored and queued but not
+    /// yet durable, so that the caller can publish it first and acknowledge it only
+    /// after [`Store::flush`]. (A rekey it needs first is made durable here.)
+    pub async fn post_staged(
+        &mut self,
+        body: &Body,
+        now: u64,
+        rng: &mut impl CryptoRng,
+    ) -> Result<ItemId, EngineError> {
         self.rekey_if_needed(now, rng).await?;
         let epoch = self.roster.sealing_epoch().ok_or(EngineError::NoEpochKey)?;
         let item = Item::sign(&self.keys, &self.hood(), body);
-        self.submit(&item, epoch, now, rng).await
+        self.stage(&item, epoch, now, rng)
     }
 
     /// Admits a joiner: publishes the `Join` and returns the `Welcome` for them.

@@ -909,10 +909,20 @@ impl EventLoop {
 
     async fn on_command(&mut self, command: Command) {
         match command {
-            Command::Post(body, reply) => {
-                let result = self.post(*body).await;
-                let _ = reply.send(result);
-            }
+            Command::Post(body, reply) => match self.post(*body).await {
+                // Published already; acknowledged once durable. The fsync runs off the
+                // event loop, so relaying does not wait for it.
+                Ok(id) => {
+                    let store = self.store.clone();
+                    tokio::spawn(async move {
+                        let result = store.flush().await.map(|()| id);
+                        let _ = reply.send(result.map_err(NodeError::from));
+                    });
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            },
             Command::Invite(valid_for, reply) => {
                 let _ = reply.send(self.invite(valid_for));
             }
@@ -1110,9 +1120,12 @@ impl EventLoop {
         }
     }
 
+    /// Stores, announces and publishes a post; the caller acknowledges it after a flush.
     async fn post(&mut self, body: Body) -> Result<ItemId, NodeError> {
         let engine = self.engine.as_mut().ok_or(NodeError::NoHood)?;
-        let id = engine.post(&body, crate::now(), &mut crate::rng()).await?;
+        let id = engine
+            .post_staged(&body, crate::now(), &mut crate::rng())
+            .await?;
         // A new report may share a clip; a retraction may stop sharing one.
         self.own_clips = None;
         if let Some(record) = engine.store().item(&id)?
@@ -1679,9 +1692,13 @@ impl EventLoop {
                 Err(e) => tracing::warn!(error = %e, "could not store a synced item"),
             }
         }
-        if let Err(e) = self.store.flush().await {
-            tracing::warn!(error = %e, "flush after sync failed");
-        }
+        // Nothing here was acknowledged to anyone: flush off the event loop.
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.flush().await {
+                tracing::warn!(error = %e, "flush after sync failed");
+            }
+        });
     }
 
     async fn on_join(&mut self, event: request_response::Event<Vec<u8>, Vec<u8>>) {
