@@ -1216,11 +1216,13 @@ impl EventLoop {
             .connected_peers()
             .filter_map(net::member_id)
             .collect();
-        // Items held are evidence too, across restarts.
+        // Items held are evidence too, across restarts. From the expiry index (author and
+        // times of each live item), not the records: a small tree, not the whole store.
         let mut latest: HashMap<MemberId, u64> = HashMap::new();
-        for (_, record) in self.store.items()? {
-            let at = latest.entry(record.author).or_default();
-            *at = (*at).max(record.created_at.min(now));
+        for entry in self.store.live() {
+            let entry = entry?;
+            let at = latest.entry(entry.author).or_default();
+            *at = (*at).max(entry.created_at.min(now));
         }
         Ok(engine
             .roster()

@@ -246,3 +246,26 @@ async fn replayed_envelope_is_stored_once_and_alerts_once() {
     }
     assert_eq!(alerts, 1, "one alert, not one per copy");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn last_seen_of_an_offline_member_comes_from_the_items_held_across_restarts() {
+    let alice = TestNode::found("alice").await;
+    let bob = alice.invite("bob").await;
+    let report = alice.post("seen by bob").await;
+    assert!(eventually(|| async { bob.has(&report).await }).await);
+    let created_at = bob
+        .feed()
+        .await
+        .iter()
+        .find(|f| f.id == report)
+        .map(|f| f.created_at)
+        .unwrap();
+    let alice_id = alice.node.member();
+    alice.stop().await;
+    // Bob forgets his connection times on restart; alice is not running.
+    let bob = TestNode::start_in(bob.stop().await, "bob", Setup::Existing).await;
+    let members = bob.node.members().await.unwrap();
+    let info = members.iter().find(|m| m.member.id == alice_id).unwrap();
+    assert!(!info.connected);
+    assert_eq!(info.last_seen, Some(created_at));
+}
