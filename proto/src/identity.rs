@@ -33,12 +33,14 @@ impl MemberId {
     /// Checks `signature` over the concatenation of `parts`. Strict verification: no
     /// malleable or small-order encodings are accepted.
     pub fn verify(&self, parts: &[&[u8]], signature: &Signature) -> bool {
-        let Ok(key) = VerifyingKey::from_bytes(&self.0) else {
-            return false;
-        };
-        let message = parts.concat();
-        let signature = ed25519_dalek::Signature::from_bytes(&signature.0);
-        key.verify_strict(&message, &signature).is_ok()
+        self.verifying_key()
+            .is_some_and(|key| verify_with(&key, parts, signature))
+    }
+
+    /// The decompressed public key (decompressing costs about a tenth of a signature
+    /// check, so a roster keeps them), or `None` if these bytes are not a curve point.
+    pub fn verifying_key(&self) -> Option<VerifyingKey> {
+        VerifyingKey::from_bytes(&self.0).ok()
     }
 
     pub fn to_hex(&self) -> String {
@@ -48,6 +50,14 @@ impl MemberId {
     pub fn from_hex(s: &str) -> Option<MemberId> {
         codec::parse_hex(s).map(MemberId)
     }
+}
+
+/// [`MemberId::verify`] with the key already decompressed: strict verification of
+/// `signature` over the concatenation of `parts`.
+pub fn verify_with(key: &VerifyingKey, parts: &[&[u8]], signature: &Signature) -> bool {
+    let message = parts.concat();
+    let signature = ed25519_dalek::Signature::from_bytes(&signature.0);
+    key.verify_strict(&message, &signature).is_ok()
 }
 
 impl fmt::Display for MemberId {

@@ -78,6 +78,17 @@ impl Item {
         )
     }
 
+    /// [`Item::verify`] with the author's key already decompressed. `key` must be the
+    /// author's (a roster's cache, keyed by author).
+    pub fn verify_with(&self, hood: &HoodId, key: &ed25519_dalek::VerifyingKey) -> bool {
+        key.as_bytes() == &self.author.0
+            && crate::identity::verify_with(
+                key,
+                &[domain::ITEM, &hood.0, &[u8::from(self.kind)], &self.body],
+                &self.signature,
+            )
+    }
+
     /// Decodes the body as its declared kind.
     pub fn body(&self) -> Result<Body, CodecError> {
         Body::decode(self.kind, &self.body)

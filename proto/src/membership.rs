@@ -320,6 +320,8 @@ pub struct Roster {
     ops: BTreeMap<OpId, VerifiedOp>,
     // Derived by `refold`.
     members: BTreeMap<MemberId, Member>,
+    /// Members' decompressed keys, for `verify_item`.
+    verifiers: BTreeMap<MemberId, ed25519_dalek::VerifyingKey>,
     removed: BTreeSet<MemberId>,
     epochs: BTreeMap<EpochId, Epoch>,
     tickets: BTreeMap<TicketId, MemberId>,
@@ -431,6 +433,15 @@ pub fn verify_op(hood: &HoodId, item: &Item) -> Result<VerifiedOp, MembershipErr
 }
 
 impl Roster {
+    /// Checks an item's signature with its author's cached key (a member's), or the
+    /// slow way for anyone else.
+    pub fn verify_item(&self, item: &Item) -> bool {
+        match self.verifiers.get(&item.author) {
+            Some(key) => item.verify_with(&self.hood, key),
+            None => item.verify(&self.hood),
+        }
+    }
+
     /// A roster holding only its genesis.
     pub fn from_genesis(genesis: &Item) -> Result<Roster, MembershipError> {
         let Body::Membership(Op::Genesis(g)) =
@@ -449,6 +460,7 @@ impl Roster {
             founder: genesis.author,
             ops: BTreeMap::from([(id, stored)]),
             members: BTreeMap::new(),
+            verifiers: BTreeMap::new(),
             removed: BTreeSet::new(),
             epochs: BTreeMap::new(),
             tickets: BTreeMap::new(),
@@ -661,6 +673,14 @@ impl Roster {
         }
 
         self.members = members;
+        self.verifiers.retain(|m, _| self.members.contains_key(m));
+        for m in self.members.keys() {
+            if !self.verifiers.contains_key(m)
+                && let Some(key) = m.verifying_key()
+            {
+                self.verifiers.insert(*m, key);
+            }
+        }
         self.removed = removed;
         self.epochs = epochs;
         self.tickets = tickets;

@@ -177,7 +177,7 @@ fn judge(bytes: &[u8], cx: &Context<'_>) -> Result<Accepted, Reason> {
     if !roster.is_member(&author) {
         return Err(Reason::NotAMember);
     }
-    if !item.verify(&hood) {
+    if !roster.verify_item(&item) {
         return Err(Reason::BadSignature);
     }
     let body = item.body().map_err(Reason::MalformedBody)?;

@@ -867,3 +867,19 @@ fn accepted_verdict_carries_the_body_times() {
     let a = accepted(h.validate_as(ALICE, &bytes));
     assert_eq!((a.created_at, a.expires_at), (created_at, Some(expires_at)));
 }
+
+#[test]
+fn cached_key_check_refuses_a_key_that_is_not_the_authors() {
+    let h = hood();
+    let item = Item::sign(&h.members[BOB].keys, &h.hood(), &h.report("real"));
+    let bob = h.members[BOB].keys.id().verifying_key().unwrap();
+    let carol = h.members[CAROL].keys.id().verifying_key().unwrap();
+    assert!(item.verify_with(&h.hood(), &bob));
+    assert!(h.roster.verify_item(&item));
+    // Carol's key never vouches for Bob's item, whatever the signature.
+    assert!(!item.verify_with(&h.hood(), &carol));
+    let mut forged = Item::sign(&h.members[CAROL].keys, &h.hood(), &h.report("fake"));
+    forged.author = h.members[BOB].keys.id();
+    assert!(!forged.verify_with(&h.hood(), &carol));
+    assert!(!h.roster.verify_item(&forged));
+}
