@@ -201,6 +201,37 @@ pub struct SyncStats {
 
 type Reply<T> = oneshot::Sender<Result<T, NodeError>>;
 
+/// Posts stored and published, waiting for the flush that makes them durable.
+const ACK_QUEUE: usize = COMMAND_QUEUE;
+
+type PendingAck = (ItemId, Reply<ItemId>);
+
+/// Acknowledges posts once they are durable, off the event loop: takes the first waiting
+/// post and every other one queued by then, flushes once for all of them (a group
+/// commit), and answers each. Ends when the event loop drops its sender.
+async fn acknowledge(store: Store, mut pending: mpsc::Receiver<PendingAck>) {
+    while let Some(first) = pending.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < ACK_QUEUE {
+            match pending.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        if store.flush().await.is_ok() {
+            for (id, reply) in batch {
+                let _ = reply.send(Ok(id));
+            }
+        } else {
+            // Each gets its own attempt and its own error.
+            for (id, reply) in batch {
+                let result = store.flush().await.map(|()| id);
+                let _ = reply.send(result.map_err(NodeError::from));
+            }
+        }
+    }
+}
+
 #[derive(Debug)]
 enum Command {
     Post(Box<Body>, Reply<ItemId>),
@@ -280,6 +311,8 @@ impl Node {
         }
         let (commands_tx, commands_rx) = mpsc::channel(COMMAND_QUEUE);
         let (events, _) = broadcast::channel(EVENT_QUEUE);
+        let (acks, pending_acks) = mpsc::channel(ACK_QUEUE);
+        let acknowledger = tokio::spawn(acknowledge(store.clone(), pending_acks));
         let peer_id = *swarm.local_peer_id();
         let mut event_loop = EventLoop {
             swarm,
@@ -289,6 +322,8 @@ impl Node {
             topic,
             name: config.name.clone(),
             commands: commands_rx,
+            acks,
+            acknowledger,
             events: events.clone(),
             outsiders: HashMap::new(),
             last_seen: HashMap::new(),
@@ -490,6 +525,10 @@ struct EventLoop {
     topic: IdentTopic,
     name: String,
     commands: mpsc::Receiver<Command>,
+    /// Posts waiting for their flush, for `acknowledge`.
+    acks: mpsc::Sender<PendingAck>,
+    /// The `acknowledge` task: it holds the store open until it ends.
+    acknowledger: tokio::task::JoinHandle<()>,
     events: broadcast::Sender<Event>,
     /// Connected non-members and when they must be gone.
     outsiders: HashMap<PeerId, Instant>,
@@ -696,6 +735,13 @@ impl EventLoop {
             }
         }
         self.store.flush().await?;
+        // The acknowledger answers what it holds and ends, closing its handle on the
+        // store, before this node reports that it stopped (a restart reopens the store).
+        let EventLoop {
+            acks, acknowledger, ..
+        } = self;
+        drop(acks);
+        let _ = acknowledger.await;
         tracing::info!("stopped");
         Ok(())
     }
@@ -910,15 +956,19 @@ impl EventLoop {
     async fn on_command(&mut self, command: Command) {
         match command {
             Command::Post(body, reply) => match self.post(*body).await {
-                // Published already; acknowledged once durable. The fsync runs off the
-                // event loop, so relaying does not wait for it.
-                Ok(id) => {
-                    let store = self.store.clone();
-                    tokio::spawn(async move {
-                        let result = store.flush().await.map(|()| id);
+                // Published already; acknowledged once durable, by the acknowledger task,
+                // so relaying does not wait for this node's disk.
+                Ok(id) => match self.acks.try_send((id, reply)) {
+                    Ok(()) => {}
+                    // More posts waiting than the queue holds: this one waits here.
+                    Err(
+                        mpsc::error::TrySendError::Full((id, reply))
+                        | mpsc::error::TrySendError::Closed((id, reply)),
+                    ) => {
+                        let result = self.store.flush().await.map(|()| id);
                         let _ = reply.send(result.map_err(NodeError::from));
-                    });
-                }
+                    }
+                },
                 Err(e) => {
                     let _ = reply.send(Err(e));
                 }
