@@ -52,6 +52,12 @@ pub const MAX_SYNC_SESSIONS: usize = 8;
 pub const SYNC_SESSION_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long a peer that broke the sync protocol is refused.
 pub const PENALTY: Duration = Duration::from_secs(600);
+/// Messages a peer may relay per `IGNORE_WINDOW` that this node cannot judge and so
+/// ignores without blame (an unknown version or epoch, expired, a report not held yet).
+/// Honest peers relay such messages only around a rekey or a reordering, a few at a
+/// time; past the budget they count as invalid, and gossipsub's score sinks (D22).
+pub const IGNORE_BUDGET: u32 = 100;
+pub const IGNORE_WINDOW: Duration = Duration::from_secs(60);
 const TICK: Duration = Duration::from_secs(1);
 const OUTBOX_EVERY: u32 = 5;
 const EXPIRE_EVERY: u32 = 60;
@@ -334,6 +340,7 @@ impl Node {
             sync_retry: HashSet::new(),
             sync_stats: SyncStats::default(),
             reconciled: HashMap::new(),
+            ignored: HashMap::new(),
             stuck: Default::default(),
             data_dir: config.data_dir.clone(),
             sharing: Sharing::new(config.clip_policy),
@@ -545,6 +552,9 @@ struct EventLoop {
     sync_stats: SyncStats,
     /// Per connected peer: the start of its current window and its reconcile requests in it.
     reconciled: HashMap<PeerId, (Instant, u32)>,
+    /// Per connected peer: the start of its ignore window and how many messages it
+    /// relayed there that were ignored (`IGNORE_BUDGET`).
+    ignored: HashMap<PeerId, (Instant, u32)>,
     /// Outbox entries gossipsub refused with full queues (bounded by `MAX_OUTBOX`).
     stuck: HashSet<u64>,
     data_dir: PathBuf,
@@ -1379,6 +1389,7 @@ impl EventLoop {
                 self.outsiders.remove(&peer_id);
                 self.addresses.remove(&peer_id);
                 self.reconciled.remove(&peer_id);
+                self.ignored.remove(&peer_id);
             }
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => self.on_gossip(event),
             SwarmEvent::Behaviour(BehaviourEvent::Join(event)) => self.on_join(event).await,
@@ -1439,8 +1450,13 @@ impl EventLoop {
                     }
                     Ok(Ingest::Duplicate) | Ok(Ingest::NewOp(_)) => MessageAcceptance::Ignore,
                     Ok(Ingest::Ignored(reason)) => {
-                        tracing::debug!(from = %propagation_source, %reason, "ignored");
-                        MessageAcceptance::Ignore
+                        if self.over_ignore_budget(propagation_source) {
+                            tracing::debug!(from = %propagation_source, %reason, "ignored, over the budget: rejected");
+                            MessageAcceptance::Reject
+                        } else {
+                            tracing::debug!(from = %propagation_source, %reason, "ignored");
+                            MessageAcceptance::Ignore
+                        }
                     }
                     Ok(Ingest::Rejected(reason)) => {
                         tracing::info!(from = %propagation_source, %reason, "rejected");
@@ -1463,6 +1479,21 @@ impl EventLoop {
             }
             _ => {}
         }
+    }
+
+    /// Counts one ignored message relayed by `peer`; whether it is past the budget.
+    fn over_ignore_budget(&mut self, peer: PeerId) -> bool {
+        let now = Instant::now();
+        let (start, count) = self.ignored.entry(peer).or_insert((now, 0));
+        if now.duration_since(*start) >= IGNORE_WINDOW {
+            *start = now;
+            *count = 0;
+        }
+        *count = count.saturating_add(1);
+        if *count == IGNORE_BUDGET + 1 {
+            tracing::info!(%peer, "peer relays too many messages this node cannot read; they now count as invalid");
+        }
+        *count > IGNORE_BUDGET
     }
 
     /// Starts catch-up sync with every connected member (as many as sessions allow).

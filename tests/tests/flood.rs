@@ -443,10 +443,10 @@ struct Figures {
 
 /// Alice (the victim) and Bob are honest; Mallory's node is replaced by an attacker on
 /// its own OS thread and runtime, so the CPU it spends making and sending messages can
-/// be told apart from the nodes'. It sends `INVALID` messages of `kind` to Alice while
+/// be told apart from the nodes'. It sends `count` messages of `kind` to Alice while
 /// Bob posts; Alice's CPU (with Bob's, an upper bound) is measured against an idle
 /// baseline.
-async fn flood(kind: Invalid) -> Figures {
+async fn flood(kind: Invalid, count: usize) -> Figures {
     let alice = TestNode::found("alice").await;
     let bob = alice.invite("bob").await;
     let mallory = alice.invite("mallory").await;
@@ -485,7 +485,7 @@ async fn flood(kind: Invalid) -> Figures {
             let started = Instant::now();
             let deadline = started + Duration::from_secs(90);
             let (mut messages, mut queue_full, mut i) = (0, 0, 0);
-            while messages < INVALID && Instant::now() < deadline {
+            while messages < count && Instant::now() < deadline {
                 let bytes = invalid(kind, i, &mut rng, &keys, &hood, &key);
                 i += 1;
                 if attacker.publish(bytes) {
@@ -613,7 +613,7 @@ fn print(name: &str, f: &Figures) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_sending_10000_invalid_messages_is_graylisted_and_costs_little_cpu() {
     let _serial = SERIAL.lock().await;
-    let f = flood(Invalid::Rejected).await;
+    let f = flood(Invalid::Rejected, INVALID).await;
     print("b, rejected", &f);
     assert_eq!(f.sent.messages, INVALID, "the attacker sent them all");
     assert_eq!(f.sent.closed, 0, "over one connection");
@@ -631,15 +631,38 @@ async fn a_member_sending_10000_invalid_messages_is_graylisted_and_costs_little_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_member_sending_10000_messages_ignored_without_blame_costs_little_cpu() {
+async fn a_member_sending_10000_messages_nodes_cannot_read_is_graylisted_past_the_budget() {
     let _serial = SERIAL.lock().await;
-    let f = flood(Invalid::Ignored).await;
+    let f = flood(Invalid::Ignored, INVALID).await;
     print("c, ignored", &f);
     assert_eq!(f.sent.messages, INVALID, "the attacker sent them all");
     assert_eq!(f.sent.closed, 0, "over one connection");
+    // Past `IGNORE_BUDGET` a minute, messages no one can judge count as invalid (D22).
+    let graylist = gossipsub::PeerScoreThresholds::default().graylist_threshold;
+    assert!(
+        f.scores.iter().any(|s| *s < graylist),
+        "the attacker was graylisted: {:?}",
+        f.scores
+    );
     assert!(
         f.nodes_cpu.div_f64(INVALID as f64) < CPU_PER_MESSAGE,
         "the nodes spent {:?} on {INVALID} messages",
         f.nodes_cpu
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_few_messages_nodes_cannot_read_cost_their_relay_nothing() {
+    let _serial = SERIAL.lock().await;
+    // What an honest peer may relay around a rekey: within the budget, no blame.
+    let count = usize::try_from(porchlight_node::node::IGNORE_BUDGET).unwrap() / 2;
+    let f = flood(Invalid::Ignored, count).await;
+    print("c', ignored, within the budget", &f);
+    assert_eq!(f.sent.messages, count);
+    assert!(!f.scores.is_empty());
+    assert!(
+        f.scores.iter().all(|s| *s >= 0.0),
+        "the relay was not penalized: {:?}",
+        f.scores
     );
 }
