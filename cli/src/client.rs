@@ -490,6 +490,12 @@ fn status(out: Out, data_dir: &Path) -> anyhow::Result<()> {
             s("hood").get(..16).unwrap_or("")
         );
         println!("epoch:       {}", s("epoch").get(..16).unwrap_or(""));
+        if v["removed"].as_bool() == Some(true) {
+            println!(
+                "removed:     this member was removed from the hood; it can no longer post, \
+                 and what is sealed from now on is not readable here"
+            );
+        }
         println!("members:     {}", v["members"]);
         println!("connected:   {}", v["connected"]);
         for p in v["peers"].as_array().into_iter().flatten() {

@@ -369,6 +369,7 @@ async fn status(State(api): State<Api>) -> Response {
             "api": s_addr(&api),
             "items": s.items,
             "outbox": s.outbox,
+            "removed": s.removed,
         }))
         .into_response(),
         Err(e) => node_error(e),

@@ -57,6 +57,13 @@ pub const PENALTY: Duration = Duration::from_secs(600);
 /// Honest peers relay such messages only around a rekey or a reordering, a few at a
 /// time; past the budget they count as invalid, and gossipsub's score sinks (D22).
 pub const IGNORE_BUDGET: u32 = 100;
+/// How long a removed member's open connection is kept after the removal, so that the
+/// `Remove` operation (sealed under an epoch it still holds) reaches its node and tells
+/// it (D21). New connections from it are refused at once, and nothing it could read is
+/// sealed meanwhile: reports wait for the rekey that follows a removal.
+pub const REMOVAL_NOTICE: Duration = Duration::from_secs(2);
+/// Most removed members waiting for their cut-off at once (beyond, cut off at once).
+const MAX_CUT_OFF: usize = 64;
 pub const IGNORE_WINDOW: Duration = Duration::from_secs(60);
 const TICK: Duration = Duration::from_secs(1);
 const OUTBOX_EVERY: u32 = 5;
@@ -182,6 +189,9 @@ pub struct Status {
     /// threshold (`PeerScoreThresholds::default()`, see `net::gossipsub`) gossipsub drops
     /// the peer's messages unread.
     pub gossip_scores: Vec<(PeerId, f64)>,
+    /// This node's member was removed from the hood: it can no longer post or read
+    /// what is sealed from now on.
+    pub removed: bool,
 }
 
 /// A member as `members` shows it.
@@ -330,6 +340,7 @@ impl Node {
             commands: commands_rx,
             acks,
             acknowledger,
+            sync_flush: None,
             events: events.clone(),
             outsiders: HashMap::new(),
             last_seen: HashMap::new(),
@@ -338,9 +349,11 @@ impl Node {
             listen: Vec::new(),
             syncs: HashMap::new(),
             sync_retry: HashSet::new(),
+            sync_retried: HashMap::new(),
             sync_stats: SyncStats::default(),
             reconciled: HashMap::new(),
             ignored: HashMap::new(),
+            cut_off: HashMap::new(),
             stuck: Default::default(),
             data_dir: config.data_dir.clone(),
             sharing: Sharing::new(config.clip_policy),
@@ -536,6 +549,8 @@ struct EventLoop {
     acks: mpsc::Sender<PendingAck>,
     /// The `acknowledge` task: it holds the store open until it ends.
     acknowledger: tokio::task::JoinHandle<()>,
+    /// The flush after the last sync batch, if one was started.
+    sync_flush: Option<tokio::task::JoinHandle<()>>,
     events: broadcast::Sender<Event>,
     /// Connected non-members and when they must be gone.
     outsiders: HashMap<PeerId, Instant>,
@@ -549,12 +564,16 @@ struct EventLoop {
     /// Peers whose session failed through no fault of theirs; retried on the next tick
     /// if still connected (at most one try per peer a tick, so no hot loop).
     sync_retry: HashSet<PeerId>,
+    /// When each connected peer's session was last retried that way.
+    sync_retried: HashMap<PeerId, Instant>,
     sync_stats: SyncStats,
     /// Per connected peer: the start of its current window and its reconcile requests in it.
     reconciled: HashMap<PeerId, (Instant, u32)>,
     /// Per connected peer: the start of its ignore window and how many messages it
     /// relayed there that were ignored (`IGNORE_BUDGET`).
     ignored: HashMap<PeerId, (Instant, u32)>,
+    /// Removed members still connected, and when to cut them off (`REMOVAL_NOTICE`).
+    cut_off: HashMap<PeerId, Instant>,
     /// Outbox entries gossipsub refused with full queues (bounded by `MAX_OUTBOX`).
     stuck: HashSet<u64>,
     data_dir: PathBuf,
@@ -744,14 +763,22 @@ impl EventLoop {
                 }
             }
         }
-        self.store.flush().await?;
-        // The acknowledger answers what it holds and ends, closing its handle on the
-        // store, before this node reports that it stopped (a restart reopens the store).
+        let flushed = self.store.flush().await;
+        // The acknowledger answers what it holds and ends, and the last sync flush ends,
+        // closing their handles on the store, before this node reports that it stopped
+        // (a restart reopens the store).
         let EventLoop {
-            acks, acknowledger, ..
+            acks,
+            acknowledger,
+            sync_flush,
+            ..
         } = self;
         drop(acks);
         let _ = acknowledger.await;
+        if let Some(f) = sync_flush {
+            let _ = f.await;
+        }
+        flushed?;
         tracing::info!("stopped");
         Ok(())
     }
@@ -788,6 +815,20 @@ impl EventLoop {
         }
         self.syncs
             .retain(|_, s| s.started.elapsed() < SYNC_SESSION_TIMEOUT);
+        let now = Instant::now();
+        let due: Vec<PeerId> = self
+            .cut_off
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(p, _)| *p)
+            .collect();
+        for peer in due {
+            self.cut_off.remove(&peer);
+            if self.swarm.is_connected(&peer) {
+                tracing::info!(%peer, "disconnecting a removed member");
+                let _ = self.swarm.disconnect_peer_id(peer);
+            }
+        }
         for peer in std::mem::take(&mut self.sync_retry) {
             if self.swarm.is_connected(&peer) {
                 self.start_sync(peer);
@@ -843,10 +884,20 @@ impl EventLoop {
             .filter(|p| self.swarm.behaviour().gossipsub.serves(p) && !members.contains(p))
             .collect();
         for peer in served {
-            let _ = self.swarm.disconnect_peer_id(peer);
+            if !removed.contains(&peer) {
+                let _ = self.swarm.disconnect_peer_id(peer);
+            }
         }
+        let now = Instant::now();
         for peer in removed {
-            if self.swarm.is_connected(&peer) {
+            if !self.swarm.is_connected(&peer) || self.cut_off.contains_key(&peer) {
+                continue;
+            }
+            // Gossip still reaches it: the removal (and nothing it can read) goes out
+            // first, and it is cut off after `REMOVAL_NOTICE`.
+            if self.swarm.behaviour().gossipsub.serves(&peer) && self.cut_off.len() < MAX_CUT_OFF {
+                self.cut_off.insert(peer, now + REMOVAL_NOTICE);
+            } else {
                 tracing::info!(%peer, "disconnecting a removed member");
                 let _ = self.swarm.disconnect_peer_id(peer);
             }
@@ -1265,6 +1316,10 @@ impl EventLoop {
                 .connected_peers()
                 .filter_map(|p| gossip.peer_score(p).map(|s| (*p, s)))
                 .collect(),
+            removed: self
+                .engine
+                .as_ref()
+                .is_some_and(|e| e.roster().is_removed(&self.keys.id())),
         }
     }
 
@@ -1390,6 +1445,7 @@ impl EventLoop {
                 self.addresses.remove(&peer_id);
                 self.reconciled.remove(&peer_id);
                 self.ignored.remove(&peer_id);
+                self.sync_retried.remove(&peer_id);
             }
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => self.on_gossip(event),
             SwarmEvent::Behaviour(BehaviourEvent::Join(event)) => self.on_join(event).await,
@@ -1626,7 +1682,14 @@ impl EventLoop {
                     // for the next round.
                     _ => {
                         self.syncs.remove(&peer);
-                        self.sync_retry.insert(peer);
+                        // One quick retry per peer per round, so a peer that keeps
+                        // failing is asked no more often than the round asks everyone.
+                        let now = Instant::now();
+                        let last = self.sync_retried.get(&peer).copied();
+                        if last.is_none_or(|t| now.duration_since(t) >= TICK * SYNC_EVERY) {
+                            self.sync_retried.insert(peer, now);
+                            self.sync_retry.insert(peer);
+                        }
                     }
                 }
             }
@@ -1775,13 +1838,16 @@ impl EventLoop {
                 Err(e) => tracing::warn!(error = %e, "could not store a synced item"),
             }
         }
-        // Nothing here was acknowledged to anyone: flush off the event loop.
-        let store = self.store.clone();
-        tokio::spawn(async move {
-            if let Err(e) = store.flush().await {
-                tracing::warn!(error = %e, "flush after sync failed");
-            }
-        });
+        // Nothing here was acknowledged to anyone: flush off the event loop, one flush at
+        // a time (a flush started later covers these writes too).
+        if self.sync_flush.as_ref().is_none_or(|f| f.is_finished()) {
+            let store = self.store.clone();
+            self.sync_flush = Some(tokio::spawn(async move {
+                if let Err(e) = store.flush().await {
+                    tracing::warn!(error = %e, "flush after sync failed");
+                }
+            }));
+        }
     }
 
     async fn on_join(&mut self, event: request_response::Event<Vec<u8>, Vec<u8>>) {

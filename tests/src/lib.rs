@@ -150,3 +150,36 @@ where
     }
     false
 }
+
+/// A member's node is stopped and its keys and current epoch key taken for an attacker.
+pub async fn hijack(
+    member: TestNode,
+    hood: &porchlight_proto::HoodId,
+    epoch: porchlight_proto::EpochId,
+) -> (
+    porchlight_proto::MemberKeys,
+    porchlight_proto::keys::EpochKey,
+) {
+    let dir = member.stop().await;
+    let (keys, _) =
+        porchlight_node::identity::load_or_create(dir.path()).expect("the member's keys");
+    // sled lets go of the dir's lock from a background thread a moment after the node.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let store = loop {
+        match porchlight_node::store::Store::open(&dir.path().join(porchlight_node::local::DB_DIR))
+        {
+            Ok(store) => break store,
+            Err(_) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("open the member's store: {e}"),
+        }
+    };
+    let key = store
+        .key_ring(hood)
+        .expect("the member's key ring")
+        .get(&epoch)
+        .expect("the epoch key")
+        .clone();
+    (keys, key)
+}

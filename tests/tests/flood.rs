@@ -15,15 +15,14 @@ use futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic, PublishError, TopicHash};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, Swarm, noise, tcp, yamux};
+use porchlight_node::net;
 use porchlight_node::node::Event;
-use porchlight_node::store::Store;
-use porchlight_node::{identity, net};
 use porchlight_proto::envelope::{self, Envelope};
 use porchlight_proto::limits::MAX_ENVELOPE_BYTES;
 use porchlight_proto::report::{Category, Location, Report, Severity};
 use porchlight_proto::testkit::SeededRng;
 use porchlight_proto::{Body, EpochId, EpochKey, HoodId, Item, ItemId, MemberKeys};
-use porchlight_tests::{TestNode, eventually, report};
+use porchlight_tests::{TestNode, eventually, hijack, report};
 use tokio::sync::oneshot;
 
 /// The tests here measure the process's CPU time: they run one at a time.
@@ -184,25 +183,6 @@ fn report_at(text: &str, created_at: u64) -> Body {
         },
         clips: vec![],
     })
-}
-
-/// A member's node is stopped and its keys and current epoch key taken for an attacker.
-async fn hijack(member: TestNode, hood: &HoodId, epoch: EpochId) -> (MemberKeys, EpochKey) {
-    let dir = member.stop().await;
-    let (keys, _) = identity::load_or_create(dir.path()).unwrap();
-    // sled lets go of the dir's lock from a background thread a moment after the node.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let store = loop {
-        match Store::open(&dir.path().join(porchlight_node::local::DB_DIR)) {
-            Ok(store) => break store,
-            Err(_) if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(e) => panic!("open the member's store: {e}"),
-        }
-    };
-    let key = store.key_ring(hood).unwrap().get(&epoch).unwrap().clone();
-    (keys, key)
 }
 
 /// Counts `Event::Item` alerts per item id on a node, from now on.

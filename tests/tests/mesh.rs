@@ -136,8 +136,19 @@ async fn removed_member_is_locked_out() {
     let carol = alice.invite("carol").await;
     assert!(eventually(|| async { bob.node.members().await.unwrap().len() == 3 }).await);
 
+    // Carol is a settled member: gossip reaches her (her join's connections renewed).
+    let before = alice.post("before carol left").await;
+    assert!(eventually(|| async { carol.has(&before).await }).await);
+    let old_epoch = alice.node.status().await.unwrap().sealing_epoch.unwrap();
+    assert!(!carol.node.status().await.unwrap().removed);
     alice.node.remove(carol.node.member()).await.unwrap();
     assert!(eventually(|| async { bob.node.members().await.unwrap().len() == 2 }).await);
+    // Carol's node is told before it is cut off (D21): the removal reaches it.
+    assert!(
+        eventually(|| async { carol.node.status().await.unwrap().removed }).await,
+        "carol's node learns of its removal"
+    );
+    assert_eq!(carol.node.members().await.unwrap().len(), 2);
 
     let after = alice.post("after carol left").await;
     assert!(
@@ -168,9 +179,21 @@ async fn removed_member_is_locked_out() {
         "a removed member cannot connect again"
     );
 
-    // Carol still posts (under the old epoch she holds): Alice and Bob reject it.
-    let hers = carol.post("still here").await;
-    let envelope = carol.node.envelope(hers).await.unwrap().unwrap();
+    // Her own node no longer posts for her.
+    assert!(
+        carol
+            .node
+            .post(porchlight_tests::report("still here"))
+            .await
+            .is_err()
+    );
+    // A modified node still could, under the old epoch she holds: Alice and Bob reject it.
+    let hood = alice.node.status().await.unwrap().hood.unwrap();
+    let (keys, key) = porchlight_tests::hijack(carol, &hood, old_epoch).await;
+    let item = porchlight_proto::Item::sign(&keys, &hood, &porchlight_tests::report("still here"));
+    let envelope =
+        porchlight_proto::envelope::seal(&item, &hood, &key, SeededRng::new(3).bytes()).unwrap();
+    let hers = porchlight_proto::ItemId::of(&envelope);
     for judge in [&alice, &bob] {
         assert_eq!(
             judge.node.ingest(envelope.clone()).await.unwrap(),
