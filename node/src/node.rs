@@ -217,6 +217,19 @@ pub struct SyncStats {
 
 type Reply<T> = oneshot::Sender<Result<T, NodeError>>;
 
+/// Removes and returns the peers whose time in `deadlines` has come.
+fn take_due(deadlines: &mut HashMap<PeerId, Instant>, now: Instant) -> Vec<PeerId> {
+    let due: Vec<PeerId> = deadlines
+        .iter()
+        .filter(|(_, at)| **at <= now)
+        .map(|(peer, _)| *peer)
+        .collect();
+    for peer in &due {
+        deadlines.remove(peer);
+    }
+    due
+}
+
 /// Posts stored and published, waiting for the flush that makes them durable.
 const ACK_QUEUE: usize = COMMAND_QUEUE;
 
@@ -785,14 +798,7 @@ impl EventLoop {
 
     fn on_tick(&mut self, ticks: u32) {
         let now = Instant::now();
-        let due: Vec<PeerId> = self
-            .outsiders
-            .iter()
-            .filter(|(_, deadline)| **deadline <= now)
-            .map(|(peer, _)| *peer)
-            .collect();
-        for peer in due {
-            self.outsiders.remove(&peer);
+        for peer in take_due(&mut self.outsiders, now) {
             if self.is_member(&peer) && self.swarm.behaviour().gossipsub.serves(&peer) {
                 continue;
             }
@@ -815,15 +821,7 @@ impl EventLoop {
         }
         self.syncs
             .retain(|_, s| s.started.elapsed() < SYNC_SESSION_TIMEOUT);
-        let now = Instant::now();
-        let due: Vec<PeerId> = self
-            .cut_off
-            .iter()
-            .filter(|(_, at)| **at <= now)
-            .map(|(p, _)| *p)
-            .collect();
-        for peer in due {
-            self.cut_off.remove(&peer);
+        for peer in take_due(&mut self.cut_off, now) {
             if self.swarm.is_connected(&peer) {
                 tracing::info!(%peer, "disconnecting a removed member");
                 let _ = self.swarm.disconnect_peer_id(peer);
