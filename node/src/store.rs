@@ -357,11 +357,19 @@ impl Store {
 
     /// Where a live item's record is: its `created_at`, from the `seen` index.
     fn live_at(&self, id: &ItemId) -> Result<Option<u64>, StoreError> {
+        Ok(self.live_times(id)?.map(|(_, created_at)| created_at))
+    }
+
+    /// A live item's `(expires_at, created_at)` from its `seen` index entry; `None` for
+    /// a tombstone or an id never seen.
+    fn live_times(&self, id: &ItemId) -> Result<Option<(u64, u64)>, StoreError> {
         match self.seen.get(id.0)? {
             Some(v) if v.len() == 16 => {
-                let mut t = [0u8; 8];
-                t.copy_from_slice(&v[8..]);
-                Ok(Some(u64::from_be_bytes(t)))
+                let mut e = [0u8; 8];
+                e.copy_from_slice(&v[..8]);
+                let mut c = [0u8; 8];
+                c.copy_from_slice(&v[8..]);
+                Ok(Some((u64::from_be_bytes(e), u64::from_be_bytes(c))))
             }
             Some(v) if v.len() == 8 => Ok(None),
             Some(_) => Err(StoreError::Corrupt("seen entry")),
@@ -417,17 +425,9 @@ impl Store {
     /// crash interrupted (an index entry left pointing at no record) is finished by the
     /// next call, from the expiry pass. Returns whether a record was deleted.
     pub fn remove_item(&self, id: &ItemId) -> Result<bool, StoreError> {
-        let Some(v) = self.seen.get(id.0)? else {
+        let Some((expires_at, created_at)) = self.live_times(id)? else {
             return Ok(false);
         };
-        if v.len() != 16 {
-            return Ok(false);
-        }
-        let mut e = [0u8; 8];
-        e.copy_from_slice(&v[..8]);
-        let mut c = [0u8; 8];
-        c.copy_from_slice(&v[8..]);
-        let (expires_at, created_at) = (u64::from_be_bytes(e), u64::from_be_bytes(c));
         let existed = self.records.remove(expiry_key(created_at, id))?.is_some();
         self.expiry.remove(expiry_key(expires_at, id))?;
         self.seen.insert(id.0, &expires_at.to_be_bytes())?;

@@ -119,10 +119,14 @@ impl TestNode {
 
 /// A package-theft report created now.
 pub fn report(text: &str) -> Body {
-    let now = porchlight_node::now();
+    report_at(text, porchlight_node::now())
+}
+
+/// A package-theft report created at `created_at`, as a node would post it.
+pub fn report_at(text: &str, created_at: u64) -> Body {
     Body::Report(Report {
-        created_at: now,
-        expires_at: now + 72 * 3600,
+        created_at,
+        expires_at: created_at + 72 * 3600,
         category: Category::PackageTheft,
         severity: Severity::Warning,
         text: text.to_owned(),
