@@ -6,7 +6,10 @@
 //! CACHE_MB=8 perf record -g -D 9000 target/release/examples/ingest_loop 100000
 //! ```
 //!
-//! `CACHE_MB` sets sled's page cache (default: the node's `CACHE_BYTES`).
+//! `CACHE_MB` sets sled's page cache (default: the node's `CACHE_BYTES`). Reports are
+//! created one second apart, oldest first, as a node receives them; `SAME_SECOND=1`
+//! creates them all in the same second instead (random order within the records' time
+//! key: the worst case for the store).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -33,8 +36,13 @@ fn main() {
     for _ in 0..16 {
         hood.join(0, 0);
     }
+    let now = hood.now;
+    let same_second = std::env::var("SAME_SECOND").is_ok_and(|v| v == "1");
     let envelopes: Vec<Vec<u8>> = (0..n)
         .map(|i| {
+            if !same_second {
+                hood.now = now - n as u64 + i as u64;
+            }
             let body: Body = hood.report(&format!(
                 "report {i}: a parcel was taken from a porch on the 400 block, around noon"
             ));
@@ -53,7 +61,7 @@ fn main() {
     eprintln!("sealed {n}; ingesting");
     let t = Instant::now();
     for e in &envelopes {
-        engine.ingest(e, hood.now).expect("store works");
+        engine.ingest(e, now).expect("store works");
     }
     let elapsed = t.elapsed();
     println!(

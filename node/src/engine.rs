@@ -240,13 +240,8 @@ impl Engine {
             }
             (body, Some(expires_at)) => {
                 if let Body::Retract(r) = body {
-                    // The retracted report's body goes from this store; its id stays seen
-                    // so that sync cannot bring it back.
-                    if let Some(record) = self.store.item(&r.report)? {
-                        self.store.mark_seen(&r.report, record.expires_at)?;
-                        self.store
-                            .mark_seen_item(&OpId::of(&record.item), record.expires_at)?;
-                    }
+                    // The retracted report's body goes from this store; its ids stay seen
+                    // until it would have expired, so that sync cannot bring it back.
                     self.store.remove_item(&r.report)?;
                 }
                 self.store.put_item(
@@ -261,7 +256,6 @@ impl Engine {
                         received_at: now,
                     },
                 )?;
-                self.store.mark_seen_item(&a.op_id, expires_at)?;
                 self.rate.record(self.roster.policy(), a);
             }
             (_, None) => {}

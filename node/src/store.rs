@@ -1,6 +1,6 @@
 //! The node's storage: one `Store` over sled, so the storage engine lives in this file.
 //!
-//! Trees (store format 2, see `FORMAT`):
+//! Trees (store format 3, see `FORMAT`):
 //! - `meta`: the hood id, the store format, and small settings.
 //! - `ops`: membership operations, `OpId → item bytes`. Never expire.
 //! - `keys`: epoch keys, `EpochId → generation (u64 BE) ‖ key (32)`.
@@ -8,29 +8,41 @@
 //!   by time, not by id, so that new items are appended at the right edge of the tree:
 //!   with random keys every insert touched a random leaf of a tree far larger than the
 //!   page cache, and ingest paid for reading leaves back in (docs/performance.md).
-//! - `seen`: every envelope id accepted, `ItemId → keep until (u64 BE) [‖ created_at (u64
-//!   BE)]`. A 16-byte value is a live item and says where its record is (the id index);
-//!   an 8-byte value is a tombstone, so a replay is dropped even after the item expired or
-//!   was retracted, until the time it holds.
-//! - `seen_items`: the same for inner item ids (`OpId`), so the same signed item
-//!   re-sealed in a new envelope (new nonce, new envelope id) is a replay too.
+//! - `expiry`: the live items, `expires_at (u64 BE) ‖ ItemId → author (32) ‖ created_at
+//!   (u64 BE) ‖ OpId (32)`. An item is live once this entry is written (it is written
+//!   after the record): what the expiry pass deletes, the items' part of the sync set, all
+//!   the rate limiter needs at startup, and, with `tombs`, what the in-memory index is
+//!   built from, so a restart reads this small tree instead of every record.
+//! - `tombs`: ids that stay seen although nothing live carries them, `keep until (u64
+//!   BE) ‖ kind (0: envelope id, 1: inner item id) ‖ id → ()`: a retracted or removed
+//!   item's ids until it would have expired (so neither gossip nor sync brings it back),
+//!   and the envelope ids of membership operations (for ever). Keyed by time, so running
+//!   out is a range deletion.
 //! - `sync`: the operations in the set catch-up sync reconciles, `created_at (u64 BE) ‖
-//!   OpId → 0`. (Format 1 also listed every item here; format 2 takes the items' part of
-//!   the set from `expiry`, one write less per item.)
-//! - `expiry`: the time index, `expires_at (u64 BE) ‖ ItemId → author (32) ‖ created_at
-//!   (u64 BE)`: what the expiry pass deletes, the items' part of the sync set, and all
-//!   the rate limiter needs at startup, so a restart reads this small tree instead of
-//!   every record.
+//!   OpId → 0` (the items' part of the set comes from `expiry`).
 //! - `outbox`: envelopes posted but not yet handed to a peer, `seq (u64 BE) → bytes`.
 //! - `peers`: remembered peer addresses, `peer id bytes → address list (postcard)`.
 //!
-//! An item's writes go records, expiry, then its `seen` index entry last, so an
-//! item reachable by id has all its entries (`Store::verify` checks this after crashes).
-//! Every write that the caller acknowledges to a person goes through [`Store::flush`].
+//! In memory, built at open from `expiry` and `tombs` and kept in step with them: every
+//! envelope id seen (a live item's times, or a tombstone's keep-until) and every inner
+//! item id seen. Ingest's duplicate checks and every lookup by id read this index, not
+//! sled: the format 2 store kept it in two sled trees at random keys, and looking up and
+//! inserting there was half of ingest's time (docs/performance.md).
+//!
+//! Write order, for crashes (sled keeps a prefix of the writes): an item's record, then
+//! its expiry entry, which makes it live; a record a crash left without its expiry entry
+//! is never shown and is deleted once older than any lifetime (`MAX_TTL_SECS`). A removal
+//! writes its tombstones first, then deletes the record and the expiry entry; one a crash
+//! interrupted (an expiry entry and an envelope tombstone for the same id) is finished at
+//! the next open. Every write that the caller acknowledges to a person goes through
+//! [`Store::flush`].
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use porchlight_proto::keys::EpochKey;
+use porchlight_proto::limits::MAX_TTL_SECS;
 use porchlight_proto::{HoodId, ItemId, KeyRing, MemberId, OpId};
 use serde::{Deserialize, Serialize};
 
@@ -78,13 +90,12 @@ pub struct Store {
     keys: sled::Tree,
     records: sled::Tree,
     expiry: sled::Tree,
-    seen: sled::Tree,
-    seen_items: sled::Tree,
+    tombs: sled::Tree,
     sync: sled::Tree,
     outbox: sled::Tree,
     peers: sled::Tree,
-    /// Live items, counted at open from the `seen` index and kept since.
-    count: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// The ids seen, in memory (see the module doc).
+    index: Arc<Mutex<Index>>,
 }
 
 /// A live item as the expiry index holds it: enough to rebuild the rate limiter.
@@ -96,23 +107,174 @@ pub struct LiveEntry {
     pub expires_at: u64,
 }
 
+/// An envelope id's entry in the in-memory index: a live item (`until` is when it
+/// expires, `created_at` where its record is) or a tombstone (`created_at == TOMB`,
+/// seen until `until`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Seen {
+    until: u64,
+    created_at: u64,
+}
+
+const TOMB: u64 = u64::MAX;
+
+/// Every id the node has seen, in memory: at 100,000 live items about 12 MiB, against
+/// about 45 µs of sled lookups and random-key inserts per ingested item.
+#[derive(Default)]
+struct Index {
+    /// Envelope ids: live items and tombstones.
+    ids: HashMap<[u8; 32], Seen>,
+    /// Inner item ids, with the time each stays seen until.
+    items: HashMap<[u8; 32], u64>,
+    /// How many of `ids` are live.
+    live: usize,
+}
+
+impl std::fmt::Debug for Index {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Index")
+            .field("ids", &self.ids.len())
+            .field("items", &self.items.len())
+            .field("live", &self.live)
+            .finish()
+    }
+}
+
+impl Index {
+    /// A live item's `(expires_at, created_at)`.
+    fn live_times(&self, id: &[u8; 32]) -> Option<(u64, u64)> {
+        match self.ids.get(id) {
+            Some(s) if s.created_at != TOMB => Some((s.until, s.created_at)),
+            _ => None,
+        }
+    }
+
+    /// Records a live item; returns its previous times if it was live already.
+    fn set_live(&mut self, id: [u8; 32], expires_at: u64, created_at: u64) -> Option<Seen> {
+        let old = self.ids.insert(
+            id,
+            Seen {
+                until: expires_at,
+                created_at,
+            },
+        );
+        if !matches!(old, Some(s) if s.created_at != TOMB) {
+            self.live += 1;
+        }
+        old
+    }
+
+    /// Makes `id` a tombstone kept until at least `keep_until`.
+    fn tomb(&mut self, id: [u8; 32], keep_until: u64) {
+        let until = match self.ids.get(&id) {
+            Some(s) if s.created_at == TOMB => s.until.max(keep_until),
+            Some(_) => {
+                self.live = self.live.saturating_sub(1);
+                keep_until
+            }
+            None => keep_until,
+        };
+        self.ids.insert(
+            id,
+            Seen {
+                until,
+                created_at: TOMB,
+            },
+        );
+    }
+
+    fn see_item(&mut self, id: [u8; 32], until: u64) {
+        let at = self.items.entry(id).or_insert(until);
+        *at = (*at).max(until);
+    }
+}
+
 const HOOD: &[u8] = b"hood";
 const FORMAT_KEY: &[u8] = b"format";
 /// The store format this code writes. 1 (no `format` key) kept records in a tree
-/// `items` keyed by id; `Store::open` migrates it.
-pub const FORMAT: u8 = 2;
+/// `items` keyed by id; 2 kept the seen ids in the sled trees `seen` and `seen_items`.
+/// `Store::open` migrates both.
+pub const FORMAT: u8 = 3;
 const SYNC_OP: u8 = 0;
+/// Format 1 listed items in the `sync` tree with this kind.
 const SYNC_ITEM: u8 = 1;
+/// Tombstone kinds.
+const TOMB_ID: u8 = 0;
+const TOMB_ITEM: u8 = 1;
+/// The trees of formats 1 and 2 that format 3 does without.
+const OLD_TREES: [&[u8]; 3] = [b"items", b"seen", b"seen_items"];
 
 fn codec_hex(bytes: &[u8]) -> String {
     porchlight_proto::codec::hex(bytes)
 }
 
-fn expiry_key(expires_at: u64, id: &ItemId) -> [u8; 40] {
+/// `time (u64 BE) ‖ id`: the key of `records` (creation time) and `expiry` (expiry).
+fn expiry_key(time: u64, id: &ItemId) -> [u8; 40] {
     let mut k = [0u8; 40];
-    k[..8].copy_from_slice(&expires_at.to_be_bytes());
+    k[..8].copy_from_slice(&time.to_be_bytes());
     k[8..].copy_from_slice(&id.0);
     k
+}
+
+fn tomb_key(keep_until: u64, kind: u8, id: &[u8; 32]) -> [u8; 41] {
+    let mut k = [0u8; 41];
+    k[..8].copy_from_slice(&keep_until.to_be_bytes());
+    k[8] = kind;
+    k[9..].copy_from_slice(id);
+    k
+}
+
+/// An `expiry` entry's value.
+fn live_value(author: &MemberId, created_at: u64, item: &OpId) -> [u8; 72] {
+    let mut v = [0u8; 72];
+    v[..32].copy_from_slice(&author.0);
+    v[32..40].copy_from_slice(&created_at.to_be_bytes());
+    v[40..].copy_from_slice(&item.0);
+    v
+}
+
+fn u64_at(bytes: &[u8], at: usize) -> Option<u64> {
+    let b: [u8; 8] = bytes.get(at..at + 8)?.try_into().ok()?;
+    Some(u64::from_be_bytes(b))
+}
+
+fn id_at(bytes: &[u8], at: usize) -> Option<[u8; 32]> {
+    bytes.get(at..at + 32)?.try_into().ok()
+}
+
+/// A `time ‖ id` key of `records` or `expiry`.
+fn parse_time_key(key: &[u8], what: &'static str) -> Result<(u64, ItemId), StoreError> {
+    match (u64_at(key, 0), id_at(key, 8)) {
+        (Some(t), Some(id)) if key.len() == 40 => Ok((t, ItemId(id))),
+        _ => Err(StoreError::Corrupt(what)),
+    }
+}
+
+/// An `expiry` entry: `(expires_at, id, author, created_at, inner item id)`.
+fn parse_live(key: &[u8], value: &[u8]) -> Result<(LiveEntry, OpId), StoreError> {
+    let (expires_at, id) = parse_time_key(key, "expiry index")?;
+    match (id_at(value, 0), u64_at(value, 32), id_at(value, 40)) {
+        (Some(author), Some(created_at), Some(item)) if value.len() == 72 => Ok((
+            LiveEntry {
+                id,
+                author: MemberId(author),
+                created_at,
+                expires_at,
+            },
+            OpId(item),
+        )),
+        _ => Err(StoreError::Corrupt("expiry entry")),
+    }
+}
+
+/// A `tombs` key: `(keep_until, kind, id)`.
+fn parse_tomb(key: &[u8]) -> Result<(u64, u8, [u8; 32]), StoreError> {
+    match (u64_at(key, 0), key.get(8), id_at(key, 9)) {
+        (Some(t), Some(&kind @ (TOMB_ID | TOMB_ITEM)), Some(id)) if key.len() == 41 => {
+            Ok((t, kind, id))
+        }
+        _ => Err(StoreError::Corrupt("tombstone")),
+    }
 }
 
 fn decode<T: Serialize + serde::de::DeserializeOwned>(
@@ -146,77 +308,174 @@ impl Store {
             keys: db.open_tree("keys")?,
             records: db.open_tree("records")?,
             expiry: db.open_tree("expiry")?,
-            seen: db.open_tree("seen")?,
-            seen_items: db.open_tree("seen_items")?,
+            tombs: db.open_tree("tombs")?,
             sync: db.open_tree("sync")?,
             outbox: db.open_tree("outbox")?,
             peers: db.open_tree("peers")?,
-            count: Default::default(),
+            index: Default::default(),
             db,
         };
         store.migrate()?;
-        let mut live = 0;
-        for value in store.seen.iter().values() {
-            if value?.len() == 16 {
-                live += 1;
-            }
-        }
-        store
-            .count
-            .store(live, std::sync::atomic::Ordering::Relaxed);
+        store.load_index()?;
         Ok(store)
     }
 
-    /// Brings a format 1 store (records keyed by id in `items`) to this format. Safe to
-    /// interrupt: it writes the new entries, flushes, records the format, and only then
-    /// drops the old tree; run again, it redoes the same writes.
+    fn index(&self) -> MutexGuard<'_, Index> {
+        // The index is only changed by short, non-panicking sections; a poisoned lock
+        // still holds a consistent index.
+        self.index.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Builds the in-memory index from `expiry` and `tombs`, and finishes removals a
+    /// crash interrupted.
+    fn load_index(&self) -> Result<(), StoreError> {
+        let mut ix = Index::default();
+        for entry in self.expiry.iter() {
+            let (k, v) = entry?;
+            let (live, item) = parse_live(&k, &v)?;
+            ix.set_live(live.id.0, live.expires_at, live.created_at);
+            ix.see_item(item.0, live.expires_at);
+        }
+        let mut interrupted = Vec::new();
+        for key in self.tombs.iter().keys() {
+            let (keep_until, kind, id) = parse_tomb(&key?)?;
+            if kind == TOMB_ITEM {
+                ix.see_item(id, keep_until);
+                continue;
+            }
+            if let Some(times) = ix.live_times(&id) {
+                interrupted.push((ItemId(id), times));
+            }
+            ix.tomb(id, keep_until);
+        }
+        for (id, (expires_at, created_at)) in &interrupted {
+            self.records.remove(expiry_key(*created_at, id))?;
+            self.expiry.remove(expiry_key(*expires_at, id))?;
+        }
+        if !interrupted.is_empty() {
+            tracing::info!(
+                items = interrupted.len(),
+                "finished removals a crash interrupted"
+            );
+        }
+        *self.index() = ix;
+        Ok(())
+    }
+
+    /// Brings a format 1 or 2 store to this format. Safe to interrupt: it writes the new
+    /// entries, flushes, records the format, and only then drops the old trees; run
+    /// again, it redoes the same writes.
     fn migrate(&self) -> Result<(), StoreError> {
-        let old_name: &[u8] = b"items";
-        let has_old = self.db.tree_names().iter().any(|n| n.as_ref() == old_name);
+        let names = self.db.tree_names();
+        let old: Vec<&[u8]> = OLD_TREES
+            .into_iter()
+            .filter(|t| names.iter().any(|n| n.as_ref() == *t))
+            .collect();
         match self.meta.get(FORMAT_KEY)? {
             Some(v) if v.as_ref() == [FORMAT] => {
-                // A crash after the format was recorded, before the old tree was dropped.
-                if has_old {
-                    self.db.drop_tree(old_name)?;
+                // A crash after the format was recorded, before the old trees were dropped.
+                for tree in old {
+                    self.db.drop_tree(tree)?;
                 }
                 return Ok(());
             }
-            Some(_) => return Err(StoreError::Corrupt("store format is newer than this build")),
+            Some(v) if v.as_ref() == [2] => {}
+            Some(v) if v.first().is_some_and(|f| *f > FORMAT) => {
+                return Err(StoreError::Corrupt("store format is newer than this build"));
+            }
+            Some(_) => return Err(StoreError::Corrupt("store format")),
+            None if old.is_empty() => {
+                // A new store.
+                self.meta.insert(FORMAT_KEY, &[FORMAT])?;
+                return Ok(());
+            }
             None => {}
         }
-        if has_old {
-            let old = self.db.open_tree(old_name)?;
-            let mut moved = 0usize;
-            for entry in old.iter() {
+        // Format 1: records keyed by id in `items`.
+        let mut moved = 0usize;
+        if old.contains(&OLD_TREES[0]) {
+            for entry in self.db.open_tree(OLD_TREES[0])?.iter() {
                 let (k, v) = entry?;
-                let id: [u8; 32] = k
-                    .as_ref()
-                    .try_into()
-                    .map_err(|_| StoreError::Corrupt("item id"))?;
+                let id = id_at(&k, 0)
+                    .filter(|_| k.len() == 32)
+                    .ok_or(StoreError::Corrupt("item id"))?;
                 let record: ItemRecord = decode(&v, "item record")?;
                 self.write_item(&ItemId(id), &record)?;
                 moved += 1;
             }
-            let item_entries: Vec<sled::IVec> = self
-                .sync
-                .iter()
-                .filter_map(|e| match e {
-                    Ok((k, v)) if v.as_ref() == [SYNC_ITEM] => Some(Ok(k)),
-                    Ok(_) => None,
-                    Err(e) => Some(Err(e)),
-                })
-                .collect::<Result<_, _>>()?;
-            for key in item_entries {
-                self.sync.remove(key)?;
-            }
-            self.db.flush()?;
-            self.meta.insert(FORMAT_KEY, &[FORMAT])?;
-            self.db.flush()?;
-            self.db.drop_tree(old_name)?;
-            tracing::info!(items = moved, "store migrated to format {FORMAT}");
-        } else {
-            self.meta.insert(FORMAT_KEY, &[FORMAT])?;
         }
+        // Format 2 expiry entries (author ‖ created_at) gain the inner item id; format
+        // 1's (empty) were rewritten above or have no item.
+        let mut live_ids = std::collections::HashSet::new();
+        let mut live_items = std::collections::HashSet::new();
+        for entry in self.expiry.iter() {
+            let (k, v) = entry?;
+            let (_, id) = parse_time_key(&k, "expiry index")?;
+            if v.len() == 72 {
+                live_ids.insert(id.0);
+                live_items.insert(id_at(&v, 40).ok_or(StoreError::Corrupt("expiry entry"))?);
+                continue;
+            }
+            let record = match u64_at(&v, 32).filter(|_| v.len() == 40) {
+                Some(created_at) => self.records.get(expiry_key(created_at, &id))?,
+                None => None,
+            };
+            match record {
+                Some(bytes) => {
+                    let record: ItemRecord = decode(&bytes, "item record")?;
+                    let item = OpId::of(&record.item);
+                    self.expiry.insert(
+                        &k,
+                        &live_value(&record.author, record.created_at, &item)[..],
+                    )?;
+                    live_ids.insert(id.0);
+                    live_items.insert(item.0);
+                    moved += 1;
+                }
+                // Left by a crash without its item.
+                None => {
+                    self.expiry.remove(&k)?;
+                }
+            }
+        }
+        // Seen ids that are not live become tombstones (the first 8 bytes of a value
+        // are its keep-until in both formats).
+        for (tree, kind, live) in [
+            (OLD_TREES[1], TOMB_ID, &live_ids),
+            (OLD_TREES[2], TOMB_ITEM, &live_items),
+        ] {
+            if !old.contains(&tree) {
+                continue;
+            }
+            for entry in self.db.open_tree(tree)?.iter() {
+                let (k, v) = entry?;
+                let (Some(id), Some(keep_until)) = (id_at(&k, 0), u64_at(&v, 0)) else {
+                    return Err(StoreError::Corrupt("seen entry"));
+                };
+                if !live.contains(&id) {
+                    self.tombs.insert(tomb_key(keep_until, kind, &id), &[])?;
+                }
+            }
+        }
+        let item_entries: Vec<sled::IVec> = self
+            .sync
+            .iter()
+            .filter_map(|e| match e {
+                Ok((k, v)) if v.as_ref() == [SYNC_ITEM] => Some(Ok(k)),
+                Ok(_) => None,
+                Err(e) => Some(Err(e)),
+            })
+            .collect::<Result<_, _>>()?;
+        for key in item_entries {
+            self.sync.remove(key)?;
+        }
+        self.db.flush()?;
+        self.meta.insert(FORMAT_KEY, &[FORMAT])?;
+        self.db.flush()?;
+        for tree in old {
+            self.db.drop_tree(tree)?;
+        }
+        tracing::info!(items = moved, "store migrated to format {FORMAT}");
         Ok(())
     }
 
@@ -240,7 +499,6 @@ impl Store {
         }
         Ok(())
     }
-
     pub fn hood(&self) -> Result<Option<HoodId>, StoreError> {
         match self.meta.get(HOOD)? {
             None => Ok(None),
@@ -333,78 +591,85 @@ impl Store {
     /// Whether this envelope id was accepted before (a live item, or a tombstone that
     /// has not run out yet).
     pub fn seen(&self, id: &ItemId) -> Result<bool, StoreError> {
-        Ok(self.seen.contains_key(id.0)?)
+        Ok(self.index().ids.contains_key(&id.0))
     }
 
     /// Remembers an id so that a replay is dropped; kept until `keep_until`. A live
     /// item's entry is left as it is (it is kept until the item expires).
     pub fn mark_seen(&self, id: &ItemId, keep_until: u64) -> Result<(), StoreError> {
-        if self.live_at(id)?.is_none() {
-            self.seen.insert(id.0, &keep_until.to_be_bytes())?;
+        if self.index().live_times(&id.0).is_some() {
+            return Ok(());
         }
+        self.tombs
+            .insert(tomb_key(keep_until, TOMB_ID, &id.0), &[])?;
+        self.index().tomb(id.0, keep_until);
         Ok(())
     }
 
+    /// Whether this inner item id was accepted before (in any envelope).
     pub fn seen_item(&self, id: &OpId) -> Result<bool, StoreError> {
-        Ok(self.seen_items.contains_key(id.0)?)
+        Ok(self.index().items.contains_key(&id.0))
     }
 
-    /// Remembers an inner item id until `keep_until`.
+    /// Remembers an inner item id until `keep_until` (a live item's is remembered with
+    /// it, until it expires).
     pub fn mark_seen_item(&self, id: &OpId, keep_until: u64) -> Result<(), StoreError> {
-        self.seen_items.insert(id.0, &keep_until.to_be_bytes())?;
+        self.tombs
+            .insert(tomb_key(keep_until, TOMB_ITEM, &id.0), &[])?;
+        self.index().see_item(id.0, keep_until);
         Ok(())
     }
 
-    /// Where a live item's record is: its `created_at`, from the `seen` index.
-    fn live_at(&self, id: &ItemId) -> Result<Option<u64>, StoreError> {
-        Ok(self.live_times(id)?.map(|(_, created_at)| created_at))
+    /// Where a live item's record is: its `created_at`.
+    fn live_at(&self, id: &ItemId) -> Option<u64> {
+        self.index()
+            .live_times(&id.0)
+            .map(|(_, created_at)| created_at)
     }
 
-    /// A live item's `(expires_at, created_at)` from its `seen` index entry; `None` for
-    /// a tombstone or an id never seen.
-    fn live_times(&self, id: &ItemId) -> Result<Option<(u64, u64)>, StoreError> {
-        match self.seen.get(id.0)? {
-            Some(v) if v.len() == 16 => {
-                let mut e = [0u8; 8];
-                e.copy_from_slice(&v[..8]);
-                let mut c = [0u8; 8];
-                c.copy_from_slice(&v[8..]);
-                Ok(Some((u64::from_be_bytes(e), u64::from_be_bytes(c))))
-            }
-            Some(v) if v.len() == 8 => Ok(None),
-            Some(_) => Err(StoreError::Corrupt("seen entry")),
-            None => Ok(None),
-        }
-    }
-
-    /// Stores a live item with its index entries, and marks its id seen until it expires.
+    /// Stores a live item with its expiry entry, so its envelope id and its inner item
+    /// id are seen until it expires.
     pub fn put_item(&self, id: &ItemId, record: &ItemRecord) -> Result<(), StoreError> {
-        if self.write_item(id, record)? {
-            self.count
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
+        let item = self.write_item(id, record)?;
+        let mut ix = self.index();
+        ix.set_live(id.0, record.expires_at, record.created_at);
+        ix.see_item(item.0, record.expires_at);
         Ok(())
     }
 
-    /// The writes of [`Store::put_item`]; whether the item is new.
-    fn write_item(&self, id: &ItemId, record: &ItemRecord) -> Result<bool, StoreError> {
-        let at = expiry_key(record.created_at, id);
-        let bytes = porchlight_proto::codec::encode(record);
-        let new = self.records.insert(at, bytes)?.is_none();
-        let mut live = [0u8; 40];
-        live[..32].copy_from_slice(&record.author.0);
-        live[32..].copy_from_slice(&record.created_at.to_be_bytes());
-        self.expiry
-            .insert(expiry_key(record.expires_at, id), &live[..])?;
-        let mut index = [0u8; 16];
-        index[..8].copy_from_slice(&record.expires_at.to_be_bytes());
-        index[8..].copy_from_slice(&record.created_at.to_be_bytes());
-        self.seen.insert(id.0, &index[..])?;
-        Ok(new)
+    /// The writes of [`Store::put_item`] (record, then expiry entry); the inner item id.
+    fn write_item(&self, id: &ItemId, record: &ItemRecord) -> Result<OpId, StoreError> {
+        let before = self.index().ids.get(&id.0).copied();
+        match before {
+            // Stored again with other times: the old entries go.
+            Some(s) if s.created_at != TOMB => {
+                if s.created_at != record.created_at {
+                    self.records.remove(expiry_key(s.created_at, id))?;
+                }
+                if s.until != record.expires_at {
+                    self.expiry.remove(expiry_key(s.until, id))?;
+                }
+            }
+            // A tombstone would undo this item at the next open.
+            Some(s) => {
+                self.tombs.remove(tomb_key(s.until, TOMB_ID, &id.0))?;
+            }
+            None => {}
+        }
+        let item = OpId::of(&record.item);
+        self.records.insert(
+            expiry_key(record.created_at, id),
+            porchlight_proto::codec::encode(record),
+        )?;
+        self.expiry.insert(
+            expiry_key(record.expires_at, id),
+            &live_value(&record.author, record.created_at, &item)[..],
+        )?;
+        Ok(item)
     }
 
     pub fn item(&self, id: &ItemId) -> Result<Option<ItemRecord>, StoreError> {
-        let Some(created_at) = self.live_at(id)? else {
+        let Some(created_at) = self.live_at(id) else {
             return Ok(None);
         };
         self.records
@@ -414,28 +679,32 @@ impl Store {
     }
 
     pub fn has_item(&self, id: &ItemId) -> Result<bool, StoreError> {
-        Ok(self.live_at(id)?.is_some())
+        Ok(self.live_at(id).is_some())
     }
 
-    /// Deletes a live item and its index entries; its id stays seen until the item would
-    /// have expired, so sync cannot bring it back.
+    /// Deletes a live item and its entries; its envelope id and inner item id stay seen
+    /// until the item would have expired, so sync cannot bring it back.
     ///
-    /// The record goes first (so the feed and sync stop showing it), its expiry entry
-    /// next, its index entry last; the index entry holds both times, so a removal a
-    /// crash interrupted (an index entry left pointing at no record) is finished by the
-    /// next call, from the expiry pass. Returns whether a record was deleted.
+    /// The tombstones are written first, then the record and the expiry entry go; a
+    /// removal a crash interrupted is finished at the next open. Returns whether the item
+    /// was live.
     pub fn remove_item(&self, id: &ItemId) -> Result<bool, StoreError> {
-        let Some((expires_at, created_at)) = self.live_times(id)? else {
+        let Some((expires_at, created_at)) = self.index().live_times(&id.0) else {
             return Ok(false);
         };
-        let existed = self.records.remove(expiry_key(created_at, id))?.is_some();
-        self.expiry.remove(expiry_key(expires_at, id))?;
-        self.seen.insert(id.0, &expires_at.to_be_bytes())?;
-        if existed {
-            self.count
-                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        let at = expiry_key(expires_at, id);
+        if let Some(v) = self.expiry.get(at)?
+            && let Some(item) = id_at(&v, 40)
+        {
+            self.tombs
+                .insert(tomb_key(expires_at, TOMB_ITEM, &item), &[])?;
         }
-        Ok(existed)
+        self.tombs
+            .insert(tomb_key(expires_at, TOMB_ID, &id.0), &[])?;
+        self.records.remove(expiry_key(created_at, id))?;
+        self.expiry.remove(at)?;
+        self.index().tomb(id.0, expires_at);
+        Ok(true)
     }
 
     /// Deletes every live item by `author` (a removed member); returns how many. Reads
@@ -459,47 +728,26 @@ impl Store {
 
     /// Every live item's author and times, from the expiry index, soonest expiry first.
     pub fn live(&self) -> impl Iterator<Item = Result<LiveEntry, StoreError>> + '_ {
-        self.expiry.iter().filter_map(|entry| {
-            let (k, v) = match entry {
-                Ok(kv) => kv,
-                Err(e) => return Some(Err(e.into())),
-            };
-            if k.len() != 40 {
-                return Some(Err(StoreError::Corrupt("expiry index")));
-            }
-            // An entry a crash left without its item has no value (format 1) or an
-            // item nothing indexes any more: skipped here, deleted by the expiry pass.
-            if v.len() != 40 {
-                return None;
-            }
-            let mut t = [0u8; 8];
-            t.copy_from_slice(&k[..8]);
-            let mut id = [0u8; 32];
-            id.copy_from_slice(&k[8..]);
-            let mut author = [0u8; 32];
-            author.copy_from_slice(&v[..32]);
-            let mut c = [0u8; 8];
-            c.copy_from_slice(&v[32..]);
-            Some(Ok(LiveEntry {
-                id: ItemId(id),
-                author: MemberId(author),
-                created_at: u64::from_be_bytes(c),
-                expires_at: u64::from_be_bytes(t),
-            }))
+        self.expiry.iter().map(|entry| {
+            let (k, v) = entry?;
+            Ok(parse_live(&k, &v)?.0)
         })
     }
 
     /// Every live item, oldest first by creation time, read one at a time: for a pass
-    /// over the whole store that must not hold it all in memory at once.
+    /// over the whole store that must not hold it all in memory at once. A record a crash
+    /// left without its expiry entry is not live, and not listed.
     pub fn each_item(&self) -> impl Iterator<Item = Result<(ItemId, ItemRecord), StoreError>> + '_ {
-        self.records.iter().map(|entry| {
-            let (k, v) = entry?;
-            let id: [u8; 32] = k
-                .get(8..)
-                .filter(|_| k.len() == 40)
-                .and_then(|id| id.try_into().ok())
-                .ok_or(StoreError::Corrupt("record key"))?;
-            Ok((ItemId(id), decode::<ItemRecord>(&v, "item record")?))
+        self.records.iter().filter_map(|entry| {
+            let item = || {
+                let (k, v) = entry?;
+                let (created_at, id) = parse_time_key(&k, "record key")?;
+                if self.live_at(&id) != Some(created_at) {
+                    return Ok(None);
+                }
+                Ok(Some((id, decode::<ItemRecord>(&v, "item record")?)))
+            };
+            item().transpose()
         })
     }
 
@@ -510,61 +758,79 @@ impl Store {
 
     /// How many live items the store holds (kept in memory; no pass over the store).
     pub fn item_count(&self) -> usize {
-        self.count.load(std::sync::atomic::Ordering::Relaxed)
+        self.index().live
     }
 
-    /// Checks that the indexes agree with the items: every record decodes, is indexed
-    /// by its id in `seen` and has its expiry and sync entries; every index entry has its
-    /// record; every op has its sync entry. Returns what disagrees (empty when
-    /// consistent). Used after crashes.
+    /// Checks that the trees and the in-memory index agree: every record decodes, is
+    /// filed under its creation time and has its expiry entry; every expiry entry has its
+    /// record, carries the record's author, time and inner item id, and is live in the
+    /// index; no live item has a tombstone; every op has its sync entry and every sync
+    /// entry its op. Returns what disagrees (empty when consistent). Used after crashes.
     pub fn verify(&self) -> Result<Vec<String>, StoreError> {
         let mut problems = Vec::new();
+        let mut records = 0usize;
         for entry in self.records.iter() {
             let (k, v) = entry?;
-            let Some(id) = k
-                .get(8..)
-                .filter(|_| k.len() == 40)
-                .and_then(|id| <[u8; 32]>::try_from(id).ok())
-            else {
+            let Ok((created_at, id)) = parse_time_key(&k, "record key") else {
                 problems.push(format!("record key of {} bytes", k.len()));
                 continue;
             };
-            let id = ItemId(id);
             let Ok(record) = decode::<ItemRecord>(&v, "item record") else {
                 problems.push(format!("item {id} does not decode"));
                 continue;
             };
-            if k[..8] != record.created_at.to_be_bytes() {
+            records += 1;
+            if created_at != record.created_at {
                 problems.push(format!("item {id} is filed under another time"));
             }
-            if self.live_at(&id)? != Some(record.created_at) {
-                problems.push(format!("item {id} is not indexed in seen"));
-            }
-            if !self
-                .expiry
-                .contains_key(expiry_key(record.expires_at, &id))?
-            {
-                problems.push(format!("item {id} has no expiry entry"));
+            match self.expiry.get(expiry_key(record.expires_at, &id))? {
+                None => problems.push(format!("item {id} has no expiry entry")),
+                Some(v) => match parse_live(&expiry_key(record.expires_at, &id), &v) {
+                    Ok((live, item))
+                        if live.author == record.author
+                            && live.created_at == record.created_at
+                            && item == OpId::of(&record.item) => {}
+                    _ => problems.push(format!("item {id}'s expiry entry does not match it")),
+                },
             }
         }
-        for entry in self.seen.iter() {
+        let mut live = 0usize;
+        for entry in self.expiry.iter() {
             let (k, v) = entry?;
-            let Ok(id) = <[u8; 32]>::try_from(k.as_ref()) else {
-                problems.push(format!("seen key of {} bytes", k.len()));
+            let Ok((entry, _)) = parse_live(&k, &v) else {
+                problems.push(format!("expiry entry of {} + {} bytes", k.len(), v.len()));
                 continue;
             };
-            match v.len() {
-                8 => {}
-                16 => {
-                    let mut t = [0u8; 8];
-                    t.copy_from_slice(&v[8..]);
-                    let at = expiry_key(u64::from_be_bytes(t), &ItemId(id));
-                    if !self.records.contains_key(at)? {
-                        problems.push(format!("seen index without item {}", codec_hex(&id)));
-                    }
-                }
-                n => problems.push(format!("seen entry of {n} bytes")),
+            live += 1;
+            let id = entry.id;
+            if !self
+                .records
+                .contains_key(expiry_key(entry.created_at, &id))?
+            {
+                problems.push(format!("expiry entry without item {id}"));
             }
+            if self.index().live_times(&id.0) != Some((entry.expires_at, entry.created_at)) {
+                problems.push(format!("item {id} is not live in the index"));
+            }
+        }
+        for key in self.tombs.iter().keys() {
+            let key = key?;
+            match parse_tomb(&key) {
+                Ok((_, TOMB_ID, id)) if self.index().live_times(&id).is_some() => {
+                    problems.push(format!("live item {} has a tombstone", codec_hex(&id)));
+                }
+                Ok(_) => {}
+                Err(_) => problems.push(format!("tombstone key of {} bytes", key.len())),
+            }
+        }
+        if self.item_count() != live {
+            problems.push(format!(
+                "the index counts {} live items, the expiry index {live}",
+                self.item_count()
+            ));
+        }
+        if records != live {
+            problems.push(format!("{records} records for {live} live items"));
         }
         let op_keys: std::collections::HashSet<[u8; 32]> = self
             .sync
@@ -581,17 +847,6 @@ impl Store {
                 _ => problems.push(format!("op {} has no sync entry", codec_hex(&k))),
             }
         }
-        for entry in self.expiry.iter() {
-            let (k, _) = entry?;
-            match k.get(8..).and_then(|id| <[u8; 32]>::try_from(id).ok()) {
-                Some(id) if k.len() == 40 => {
-                    if !self.has_item(&ItemId(id))? {
-                        problems.push(format!("expiry entry without item {}", codec_hex(&id)));
-                    }
-                }
-                _ => problems.push(format!("expiry key of {} bytes", k.len())),
-            }
-        }
         for entry in self.sync.iter() {
             let (k, v) = entry?;
             match (k.get(8..), v.as_ref()) {
@@ -606,8 +861,9 @@ impl Store {
         Ok(problems)
     }
 
-    /// Deletes every item that expired at or before `now`, and forgets seen ids whose
-    /// time is past. Returns how many items were deleted.
+    /// Deletes every item that expired at or before `now`, forgets tombstones whose time
+    /// is past, and deletes records a crash left without their expiry entry once they are
+    /// older than any lifetime. Returns how many items were deleted.
     pub fn expire(&self, now: u64) -> Result<usize, StoreError> {
         let mut deleted = 0;
         let end = expiry_key(now, &ItemId([0xff; 32]));
@@ -616,47 +872,62 @@ impl Store {
             .range(..=end.as_slice())
             .collect::<Result<_, _>>()?;
         for (key, value) in due {
-            let Some(id) = key
-                .get(8..)
-                .filter(|_| key.len() == 40)
-                .and_then(|id| <[u8; 32]>::try_from(id).ok())
-            else {
-                return Err(StoreError::Corrupt("expiry index"));
-            };
-            // The item first, its index entries last: a crash in between leaves an
-            // index entry without an item (harmless, deleted by the next pass), never an
-            // item nothing expires.
-            if self.remove_item(&ItemId(id))? {
+            let (entry, item) = parse_live(&key, &value)?;
+            // The record first, the expiry entry last: a crash in between leaves an
+            // expiry entry without its record (not shown; deleted by the next pass).
+            self.records
+                .remove(expiry_key(entry.created_at, &entry.id))?;
+            self.expiry.remove(&key)?;
+            let mut ix = self.index();
+            if ix.live_times(&entry.id.0) == Some((entry.expires_at, entry.created_at)) {
+                ix.ids.remove(&entry.id.0);
+                ix.live = ix.live.saturating_sub(1);
                 deleted += 1;
-            } else {
-                // No index entry: a crash came between the item's first writes and its
-                // index entry. Delete what it left.
-                if let Some(created) = value.get(32..40) {
-                    let mut t = [0u8; 8];
-                    t.copy_from_slice(created);
-                    let at = expiry_key(u64::from_be_bytes(t), &ItemId(id));
-                    self.records.remove(at)?;
-                }
-                self.expiry.remove(&key)?;
+            }
+            if ix.items.get(&item.0).is_some_and(|until| *until <= now) {
+                ix.items.remove(&item.0);
             }
         }
-        for tree in [&self.seen, &self.seen_items] {
-            // Only tombstones (8 bytes) run out here; a live item's index entry goes
-            // with its item, above.
-            let stale: Vec<sled::IVec> = tree
-                .iter()
-                .filter_map(|e| match e {
-                    Ok((k, v)) if v.len() == 8 => {
-                        let mut t = [0u8; 8];
-                        t.copy_from_slice(&v);
-                        (u64::from_be_bytes(t) < now).then_some(Ok(k))
+        // Tombstones kept until before now.
+        let stale: Vec<sled::IVec> = self
+            .tombs
+            .range(..tomb_key(now, 0, &[0; 32]).as_slice())
+            .keys()
+            .collect::<Result<_, _>>()?;
+        for key in stale {
+            let (_, kind, id) = parse_tomb(&key)?;
+            self.tombs.remove(&key)?;
+            let mut ix = self.index();
+            match kind {
+                TOMB_ID => {
+                    if ix
+                        .ids
+                        .get(&id)
+                        .is_some_and(|s| s.created_at == TOMB && s.until < now)
+                    {
+                        ix.ids.remove(&id);
                     }
-                    Ok(_) => None,
-                    Err(e) => Some(Err(e)),
-                })
+                }
+                _ => {
+                    if ix.items.get(&id).is_some_and(|until| *until < now) {
+                        ix.items.remove(&id);
+                    }
+                }
+            }
+        }
+        // Every live item expires at most `MAX_TTL_SECS` after its creation, so a record
+        // older than that is one a crash left without its expiry entry.
+        if let Some(before) = now.checked_sub(u64::from(MAX_TTL_SECS)) {
+            let orphans: Vec<sled::IVec> = self
+                .records
+                .range(..expiry_key(before, &ItemId([0; 32])).as_slice())
+                .keys()
                 .collect::<Result<_, _>>()?;
-            for key in stale {
-                tree.remove(key)?;
+            for key in orphans {
+                let (created_at, id) = parse_time_key(&key, "record key")?;
+                if self.live_at(&id) != Some(created_at) {
+                    self.records.remove(&key)?;
+                }
             }
         }
         Ok(deleted)
@@ -758,10 +1029,18 @@ mod tests {
         assert!(store.seen(&a).unwrap());
         assert_eq!(store.item_count(), 0);
         assert!(store.verify().unwrap().is_empty());
+        futures::executor::block_on(store.flush()).unwrap();
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        assert!(store.seen(&a).unwrap(), "the tombstone outlives a restart");
+        assert!(store.seen_item(&OpId::of(&record(100).item)).unwrap());
+        assert!(!store.has_item(&a).unwrap());
         store.expire(99).unwrap();
         assert!(store.seen(&a).unwrap());
         store.expire(101).unwrap();
         assert!(!store.seen(&a).unwrap());
+        assert!(!store.seen_item(&OpId::of(&record(100).item)).unwrap());
+        assert!(store.verify().unwrap().is_empty());
     }
 
     #[test]
@@ -814,20 +1093,140 @@ mod tests {
     }
 
     #[test]
-    fn a_removal_a_crash_interrupted_is_finished_by_the_expiry_pass() {
+    fn a_removal_a_crash_interrupted_is_finished() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let a = ItemId([1; 32]);
+        let (a, b) = (ItemId([1; 32]), ItemId([2; 32]));
         let r = record(100);
-        store.put_item(&a, &r).unwrap();
-        // As if the process died right after `remove_item`'s first write.
-        store.records.remove(expiry_key(r.created_at, &a)).unwrap();
-        assert_eq!(store.item(&a).unwrap(), None);
-        assert!(!store.verify().unwrap().is_empty());
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store.put_item(&a, &r).unwrap();
+            store.put_item(&b, &r).unwrap();
+            // As if the process died right after `remove_item`'s tombstones (a), and
+            // after its record deletion (b).
+            store
+                .tombs
+                .insert(tomb_key(100, TOMB_ID, &a.0), &[])
+                .unwrap();
+            store.records.remove(expiry_key(r.created_at, &b)).unwrap();
+            assert_eq!(store.item(&b).unwrap(), None);
+            assert!(!store.verify().unwrap().is_empty());
+            futures::executor::block_on(store.flush()).unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert!(!store.has_item(&a).unwrap(), "finished at open");
+        assert!(store.seen(&a).unwrap(), "and still seen");
+        assert_eq!(store.item_count(), 1);
         store.expire(100).unwrap();
         assert!(store.verify().unwrap().is_empty(), "{:?}", store.verify());
-        assert!(!store.has_item(&a).unwrap());
+        assert!(!store.has_item(&b).unwrap());
         assert_eq!(store.live().count(), 0);
+        assert_eq!(store.item_count(), 0);
+    }
+
+    #[test]
+    fn a_record_a_crash_left_without_its_expiry_entry_is_not_shown_and_is_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = ItemId([1; 32]);
+        let r = record(100);
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store.put_item(&a, &r).unwrap();
+            // As if the process died before the last write, the expiry entry.
+            store.expiry.remove(expiry_key(100, &a)).unwrap();
+            futures::executor::block_on(store.flush()).unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert!(!store.seen(&a).unwrap());
+        assert!(store.items().unwrap().is_empty(), "not live, not listed");
+        assert_eq!(store.item_count(), 0);
+        assert!(!store.verify().unwrap().is_empty());
+        store.expire(200).unwrap();
+        assert_eq!(store.records.len(), 1, "younger than any lifetime: kept");
+        store
+            .expire(r.created_at + u64::from(MAX_TTL_SECS) + 1)
+            .unwrap();
+        assert!(store.verify().unwrap().is_empty(), "{:?}", store.verify());
+        assert_eq!(store.records.len(), 0);
+    }
+
+    #[test]
+    fn a_format_2_store_is_migrated_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b, gone, lost) = (
+            ItemId([1; 32]),
+            ItemId([2; 32]),
+            ItemId([3; 32]),
+            ItemId([4; 32]),
+        );
+        let mut rb = record(300);
+        rb.created_at = 20;
+        rb.item = vec![5, 6];
+        {
+            // Format 2, written the way the previous release wrote it.
+            let db = sled::open(dir.path()).unwrap();
+            let meta = db.open_tree("meta").unwrap();
+            let records = db.open_tree("records").unwrap();
+            let expiry = db.open_tree("expiry").unwrap();
+            let seen = db.open_tree("seen").unwrap();
+            let seen_items = db.open_tree("seen_items").unwrap();
+            for (id, r) in [(a, record(100)), (b, rb.clone())] {
+                records
+                    .insert(
+                        expiry_key(r.created_at, &id),
+                        porchlight_proto::codec::encode(&r),
+                    )
+                    .unwrap();
+                let mut live = [0u8; 40];
+                live[..32].copy_from_slice(&r.author.0);
+                live[32..].copy_from_slice(&r.created_at.to_be_bytes());
+                expiry
+                    .insert(expiry_key(r.expires_at, &id), &live[..])
+                    .unwrap();
+                let mut index = [0u8; 16];
+                index[..8].copy_from_slice(&r.expires_at.to_be_bytes());
+                index[8..].copy_from_slice(&r.created_at.to_be_bytes());
+                seen.insert(id.0, &index[..]).unwrap();
+                seen_items
+                    .insert(OpId::of(&r.item).0, &r.expires_at.to_be_bytes())
+                    .unwrap();
+            }
+            // A retracted item's tombstones, and an expiry entry a crash left alone.
+            seen.insert(gone.0, &250u64.to_be_bytes()).unwrap();
+            seen_items.insert([8; 32], &250u64.to_be_bytes()).unwrap();
+            let mut live = [0u8; 40];
+            live[32..].copy_from_slice(&7u64.to_be_bytes());
+            expiry.insert(expiry_key(90, &lost), &live[..]).unwrap();
+            meta.insert(FORMAT_KEY, &[2]).unwrap();
+            db.flush().unwrap();
+        }
+        for _ in 0..2 {
+            let store = Store::open(dir.path()).unwrap();
+            assert_eq!(store.item_count(), 2);
+            assert_eq!(store.item(&a).unwrap(), Some(record(100)));
+            assert_eq!(store.item(&b).unwrap(), Some(rb.clone()));
+            assert!(store.seen(&gone).unwrap() && !store.has_item(&gone).unwrap());
+            assert!(!store.seen(&lost).unwrap());
+            assert!(store.seen_item(&OpId([8; 32])).unwrap());
+            assert!(store.seen_item(&OpId::of(&rb.item)).unwrap());
+            assert!(store.verify().unwrap().is_empty(), "{:?}", store.verify());
+            assert!(
+                !store
+                    .db
+                    .tree_names()
+                    .iter()
+                    .any(|n| n.as_ref() == b"seen" || n.as_ref() == b"seen_items")
+            );
+            futures::executor::block_on(store.flush()).unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        store.expire(260).unwrap();
+        assert!(!store.seen(&gone).unwrap());
+        assert!(!store.seen_item(&OpId([8; 32])).unwrap());
+        assert!(
+            store.seen_item(&OpId::of(&rb.item)).unwrap(),
+            "b lives to 300"
+        );
+        assert_eq!(store.item_count(), 1);
     }
 
     #[test]
@@ -852,20 +1251,6 @@ mod tests {
             [FORMAT + 1]
         );
         assert_eq!(db.open_tree("records").unwrap().len(), 1);
-    }
-
-    #[test]
-    fn a_record_left_without_its_index_by_a_crash_is_deleted_at_its_expiry() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let a = ItemId([1; 32]);
-        store.put_item(&a, &record(100)).unwrap();
-        // As if the process died before the last write, the index entry.
-        store.seen.remove(a.0).unwrap();
-        assert!(!store.verify().unwrap().is_empty());
-        store.expire(100).unwrap();
-        assert!(store.verify().unwrap().is_empty());
-        assert!(store.items().unwrap().is_empty());
     }
 
     #[test]
