@@ -672,15 +672,6 @@ impl Store {
         Ok(self.index().seen_item(&id.0))
     }
 
-    /// Remembers an inner item id until `keep_until` (a live item's is remembered with
-    /// it, until it expires).
-    pub fn mark_seen_item(&self, id: &OpId, keep_until: u64) -> Result<(), StoreError> {
-        self.tombs
-            .insert(tomb_key(keep_until, TOMB_ITEM, &id.0), &[])?;
-        self.index().see_item(&id.0, keep_until);
-        Ok(())
-    }
-
     /// Where a live item's record is: its `created_at`.
     fn live_at(&self, id: &ItemId) -> Option<u64> {
         self.index()
