@@ -1050,6 +1050,24 @@ impl Store {
 mod tests {
     use super::*;
 
+    /// Opens a store again in the same process: sled's IO threads may still hold the
+    /// previous handle's lock for a moment after it is dropped.
+    fn reopen(path: &Path) -> Store {
+        reopening(path).unwrap()
+    }
+
+    fn reopening(path: &Path) -> Result<Store, StoreError> {
+        for _ in 0..200 {
+            match Store::open(path) {
+                Err(StoreError::Locked) => {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                other => return other,
+            }
+        }
+        panic!("the store stayed locked for 2 s after its handle was dropped");
+    }
+
     fn record(expires_at: u64) -> ItemRecord {
         ItemRecord {
             kind: porchlight_proto::Kind::Report,
@@ -1099,7 +1117,7 @@ mod tests {
         assert!(store.verify().unwrap().is_empty());
         futures::executor::block_on(store.flush()).unwrap();
         drop(store);
-        let store = Store::open(dir.path()).unwrap();
+        let store = reopen(dir.path());
         assert!(store.seen(&a).unwrap(), "the tombstone outlives a restart");
         assert!(store.seen_item(&OpId::of(&record(100).item)).unwrap());
         assert!(!store.has_item(&a).unwrap());
@@ -1137,7 +1155,7 @@ mod tests {
             db.flush().unwrap();
         }
         for _ in 0..2 {
-            let store = Store::open(dir.path()).unwrap();
+            let store = reopen(dir.path());
             assert_eq!(store.item_count(), 2);
             assert_eq!(store.item(&a).unwrap(), Some(record(100)));
             assert_eq!(store.item(&b).unwrap(), Some(rb.clone()));
@@ -1180,7 +1198,7 @@ mod tests {
             assert!(!store.verify().unwrap().is_empty());
             futures::executor::block_on(store.flush()).unwrap();
         }
-        let store = Store::open(dir.path()).unwrap();
+        let store = reopen(dir.path());
         assert!(!store.has_item(&a).unwrap(), "finished at open");
         assert!(store.seen(&a).unwrap(), "and still seen");
         assert_eq!(store.item_count(), 1);
@@ -1203,7 +1221,7 @@ mod tests {
             store.expiry.remove(expiry_key(100, &a)).unwrap();
             futures::executor::block_on(store.flush()).unwrap();
         }
-        let store = Store::open(dir.path()).unwrap();
+        let store = reopen(dir.path());
         assert!(!store.seen(&a).unwrap());
         assert!(store.items().unwrap().is_empty(), "not live, not listed");
         assert_eq!(store.item_count(), 0);
@@ -1232,7 +1250,7 @@ mod tests {
             store.expiry.remove(expiry_key(100, &a)).unwrap();
             futures::executor::block_on(store.flush()).unwrap();
         }
-        let store = Store::open(dir.path()).unwrap();
+        let store = reopen(dir.path());
         assert!(!store.has_item(&a).unwrap() && store.item(&a).unwrap().is_none());
         assert_eq!(store.item_count(), 0);
         assert_eq!(store.sync_elements().unwrap(), vec![]);
@@ -1258,7 +1276,7 @@ mod tests {
             assert!(store.verify().unwrap().is_empty(), "{:?}", store.verify());
             futures::executor::block_on(store.flush()).unwrap();
         }
-        let store = Store::open(dir.path()).unwrap();
+        let store = reopen(dir.path());
         assert_eq!(store.item(&a).unwrap(), Some(record(100)));
         assert_eq!(store.item_count(), 1);
     }
@@ -1314,7 +1332,7 @@ mod tests {
             db.flush().unwrap();
         }
         for _ in 0..2 {
-            let store = Store::open(dir.path()).unwrap();
+            let store = reopen(dir.path());
             assert_eq!(store.item_count(), 2);
             assert_eq!(store.item(&a).unwrap(), Some(record(100)));
             assert_eq!(store.item(&b).unwrap(), Some(rb.clone()));
@@ -1332,7 +1350,7 @@ mod tests {
             );
             futures::executor::block_on(store.flush()).unwrap();
         }
-        let store = Store::open(dir.path()).unwrap();
+        let store = reopen(dir.path());
         store.expire(260).unwrap();
         assert!(!store.seen(&gone).unwrap());
         assert!(!store.seen_item(&OpId([8; 32])).unwrap());
@@ -1352,9 +1370,17 @@ mod tests {
             store.meta.insert(FORMAT_KEY, &[FORMAT + 1]).unwrap();
             futures::executor::block_on(store.flush()).unwrap();
         }
-        let err = Store::open(dir.path()).unwrap_err();
+        let err = reopening(dir.path()).unwrap_err();
         assert!(err.to_string().contains("newer than this build"), "{err}");
-        let db = sled::open(dir.path()).unwrap();
+        let db = (0..200)
+            .find_map(|_| {
+                let db = sled::open(dir.path()).ok();
+                if db.is_none() {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                db
+            })
+            .expect("the store stayed locked");
         assert_eq!(
             db.open_tree("meta")
                 .unwrap()
@@ -1394,7 +1420,7 @@ mod tests {
             store.put_item(&ItemId([1; 32]), &record(100)).unwrap();
             futures::executor::block_on(store.flush()).unwrap();
         }
-        let store = Store::open(dir.path()).unwrap();
+        let store = reopen(dir.path());
         assert_eq!(store.hood().unwrap(), Some(hood));
         assert_eq!(store.item(&ItemId([1; 32])).unwrap(), Some(record(100)));
     }
