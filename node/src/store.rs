@@ -51,6 +51,13 @@ use serde::{Deserialize, Serialize};
 /// size is 69 MiB with 8 MiB here and 78 MiB with 16, and ingest about 3 % slower (see
 /// docs/performance.md, memory and ingest).
 pub const CACHE_BYTES: u64 = 8 * 1024 * 1024;
+/// How often sled writes and syncs its log on its own, in ms. Whatever a person is told
+/// is stored goes through [`Store::flush`] first, so this only bounds how much received
+/// gossip a crash can cost (sync fetches it again from the neighbors). sled's default is
+/// 500 ms: two fsyncs a second on every node while reports arrive, which is disk wear on
+/// an SD card and, with many nodes on one machine, a tenth of their CPU
+/// (docs/performance.md).
+pub const FLUSH_EVERY_MS: u64 = 5_000;
 /// Most envelopes kept waiting in the outbox.
 pub const MAX_OUTBOX: usize = 1024;
 
@@ -348,6 +355,7 @@ impl Store {
         let db = sled::Config::new()
             .path(path)
             .cache_capacity(cache_bytes)
+            .flush_every_ms(Some(FLUSH_EVERY_MS))
             .open()
             .map_err(|e| match e {
                 // sled's lock error is an `Io` of kind `Other` with this text.
