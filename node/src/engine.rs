@@ -246,6 +246,7 @@ impl Engine {
                 }
                 self.store.put_item(
                     &a.id,
+                    &a.op_id,
                     &ItemRecord {
                         kind: a.item.kind,
                         envelope: bytes.to_vec(),

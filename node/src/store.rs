@@ -462,7 +462,7 @@ impl Store {
                     .filter(|_| k.len() == 32)
                     .ok_or(StoreError::Corrupt("item id"))?;
                 let record: ItemRecord = decode(&v, "item record")?;
-                self.write_item(&ItemId(id), &record)?;
+                self.write_item(&ItemId(id), &OpId::of(&record.item), &record)?;
                 moved += 1;
             }
         }
@@ -688,17 +688,23 @@ impl Store {
     }
 
     /// Stores a live item with its expiry entry, so its envelope id and its inner item
-    /// id are seen until it expires.
-    pub fn put_item(&self, id: &ItemId, record: &ItemRecord) -> Result<(), StoreError> {
-        let item = self.write_item(id, record)?;
+    /// id (`item`, `OpId::of(&record.item)`, which the caller has from validation) are
+    /// seen until it expires.
+    pub fn put_item(
+        &self,
+        id: &ItemId,
+        item: &OpId,
+        record: &ItemRecord,
+    ) -> Result<(), StoreError> {
+        self.write_item(id, item, record)?;
         let mut ix = self.index();
         ix.set_live(&id.0, record.expires_at, record.created_at);
         ix.see_item(&item.0, record.expires_at);
         Ok(())
     }
 
-    /// The writes of [`Store::put_item`] (record, then expiry entry); the inner item id.
-    fn write_item(&self, id: &ItemId, record: &ItemRecord) -> Result<OpId, StoreError> {
+    /// The writes of [`Store::put_item`]: record, then expiry entry.
+    fn write_item(&self, id: &ItemId, item: &OpId, record: &ItemRecord) -> Result<(), StoreError> {
         let before = self.index().get(&id.0);
         match before {
             // Stored again with other times: the old entries go.
@@ -730,16 +736,15 @@ impl Store {
             }
             None => {}
         }
-        let item = OpId::of(&record.item);
         self.records.insert(
             expiry_key(record.created_at, id),
             porchlight_proto::codec::encode(record),
         )?;
         self.expiry.insert(
             expiry_key(record.expires_at, id),
-            &live_value(&record.author, record.created_at, &item)[..],
+            &live_value(&record.author, record.created_at, item)[..],
         )?;
-        Ok(item)
+        Ok(())
     }
 
     pub fn item(&self, id: &ItemId) -> Result<Option<ItemRecord>, StoreError> {
@@ -1060,6 +1065,10 @@ mod tests {
 
     /// Opens a store again in the same process: sled's IO threads may still hold the
     /// previous handle's lock for a moment after it is dropped.
+    fn put(store: &Store, id: &ItemId, r: &ItemRecord) {
+        store.put_item(id, &OpId::of(&r.item), r).unwrap();
+    }
+
     fn reopen(path: &Path) -> Store {
         reopening(path).unwrap()
     }
@@ -1093,8 +1102,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let (a, b, c) = (ItemId([1; 32]), ItemId([2; 32]), ItemId([3; 32]));
-        store.put_item(&a, &record(100)).unwrap();
-        store.put_item(&b, &record(200)).unwrap();
+        put(&store, &a, &record(100));
+        put(&store, &b, &record(200));
         store.mark_seen(&c, 180).unwrap();
         assert_eq!(store.item_count(), 2);
         assert_eq!(store.expire(150).unwrap(), 1);
@@ -1115,7 +1124,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let a = ItemId([1; 32]);
-        store.put_item(&a, &record(100)).unwrap();
+        put(&store, &a, &record(100));
         assert!(store.remove_item(&a).unwrap());
         assert!(!store.remove_item(&a).unwrap());
         assert!(!store.has_item(&a).unwrap());
@@ -1193,8 +1202,8 @@ mod tests {
         let r = record(100);
         {
             let store = Store::open(dir.path()).unwrap();
-            store.put_item(&a, &r).unwrap();
-            store.put_item(&b, &r).unwrap();
+            put(&store, &a, &r);
+            put(&store, &b, &r);
             // As if the process died right after `remove_item`'s tombstones (a), and
             // after its record deletion (b).
             store
@@ -1224,7 +1233,7 @@ mod tests {
         let r = record(100);
         {
             let store = Store::open(dir.path()).unwrap();
-            store.put_item(&a, &r).unwrap();
+            put(&store, &a, &r);
             // As if the process died between a put's two writes (before the expiry
             // entry), or between the expiry pass's two (after it).
             store.expiry.remove(expiry_key(100, &a)).unwrap();
@@ -1268,7 +1277,7 @@ mod tests {
                 .tombs
                 .insert(tomb_key(40, TOMB_ID, &a.0), &[])
                 .unwrap();
-            store.put_item(&a, &record(100)).unwrap();
+            put(&store, &a, &record(100));
             assert!(store.verify().unwrap().is_empty(), "{:?}", store.verify());
             futures::executor::block_on(store.flush()).unwrap();
         }
@@ -1362,7 +1371,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let store = Store::open(dir.path()).unwrap();
-            store.put_item(&ItemId([1; 32]), &record(100)).unwrap();
+            put(&store, &ItemId([1; 32]), &record(100));
             store.meta.insert(FORMAT_KEY, &[FORMAT + 1]).unwrap();
             futures::executor::block_on(store.flush()).unwrap();
         }
@@ -1413,7 +1422,7 @@ mod tests {
         {
             let store = Store::open(dir.path()).unwrap();
             store.set_hood(&hood).unwrap();
-            store.put_item(&ItemId([1; 32]), &record(100)).unwrap();
+            put(&store, &ItemId([1; 32]), &record(100));
             futures::executor::block_on(store.flush()).unwrap();
         }
         let store = reopen(dir.path());
