@@ -137,13 +137,32 @@ async fn six_of_twenty_nodes_restarting_at_random_lose_no_report_and_alert_once(
         }
         a
     };
+    let mut peer_ids = Vec::new();
+    for n in nodes.iter().flatten() {
+        peer_ids.push(n.node.status().await.unwrap().peer_id);
+    }
+    let mut links: Vec<Vec<usize>> = vec![Vec::new(); NODES];
     for (i, n) in nodes.iter().flatten().enumerate() {
         for _ in 0..EXTRA_LINKS {
             let j = below(&mut rng, NODES);
             if j != i {
                 n.node.dial(addrs[j].clone()).await.unwrap();
+                links[i].push(j);
             }
         }
+    }
+    // The churn starts once the links exist: a node remembers the peers it has been
+    // connected to, and one stopped before its links were up would know only its inviter.
+    for (i, n) in nodes.iter().flatten().enumerate() {
+        assert!(
+            eventually(|| async {
+                let connected = n.node.status().await.unwrap().connected;
+                links[i].iter().all(|j| connected.contains(&peer_ids[*j]))
+            })
+            .await,
+            "{} is connected to the nodes it dialed",
+            n.name
+        );
     }
     let built = started.elapsed();
 
