@@ -365,6 +365,7 @@ async fn status(State(api): State<Api>) -> Response {
             "members": s.members,
             "connected": s.connected.len(),
             "peers": s.connected.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+            "known_peers": s.known_peers,
             "listen": s.listen.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
             "api": s_addr(&api),
             "items": s.items,

@@ -28,7 +28,7 @@ use crate::gate::MembersOnly;
 use crate::instrument::Counted;
 
 pub const JOIN_PROTOCOL: StreamProtocol = StreamProtocol::new("/porchlight/join/1");
-pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/porchlight/sync/1");
+pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/porchlight/sync/2");
 pub const CLIP_PROTOCOL: StreamProtocol = StreamProtocol::new("/porchlight/clip/1");
 pub const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
 /// One clip chunk (256 KiB) must arrive within this.

@@ -46,12 +46,19 @@ pub const RECONCILE_WINDOW: Duration = Duration::from_secs(10);
 pub const JOIN_DEADLINE: Duration = Duration::from_secs(60);
 /// Catch-up sync with every connected member this often (and on each new connection).
 pub const SYNC_EVERY: u32 = 15;
+/// Ticks between redials of remembered members while no member is connected.
+const REDIAL_EVERY: u32 = 30;
 /// Most sync sessions this node runs as initiator at once.
 pub const MAX_SYNC_SESSIONS: usize = 8;
 /// A session that has not finished in this long is dropped.
 pub const SYNC_SESSION_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long a peer that broke the sync protocol is refused.
 pub const PENALTY: Duration = Duration::from_secs(600);
+/// Most addresses remembered for one peer.
+const MAX_KNOWN_ADDRS: usize = 8;
+/// Most remembered peers dialed at start (a neighborhood's worth; more would only meet
+/// the connection limit).
+const MAX_START_DIALS: usize = 64;
 /// Messages a peer may relay per `IGNORE_WINDOW` that this node cannot judge and so
 /// ignores without blame (an unknown version or epoch, expired, a report not held yet).
 /// Honest peers relay such messages only around a rekey or a reordering, a few at a
@@ -178,6 +185,9 @@ pub struct Status {
     pub members: usize,
     pub connected: Vec<PeerId>,
     pub mesh_peers: usize,
+    /// Members this node remembers addresses of (seen itself or heard by peer exchange):
+    /// where it looks for the hood when it starts.
+    pub known_peers: usize,
     pub listen: Vec<Multiaddr>,
     pub items: usize,
     pub outbox: usize,
@@ -363,6 +373,8 @@ impl Node {
             syncs: HashMap::new(),
             sync_retry: HashSet::new(),
             sync_retried: HashMap::new(),
+            peers_asked: HashSet::new(),
+            peer_requests: HashMap::new(),
             sync_stats: SyncStats::default(),
             reconciled: HashMap::new(),
             ignored: HashMap::new(),
@@ -579,6 +591,10 @@ struct EventLoop {
     sync_retry: HashSet<PeerId>,
     /// When each connected peer's session was last retried that way.
     sync_retried: HashMap<PeerId, Instant>,
+    /// Connected members asked for their peers (once per connection spell), and the
+    /// outstanding asks by request id.
+    peers_asked: HashSet<PeerId>,
+    peer_requests: HashMap<request_response::OutboundRequestId, PeerId>,
     sync_stats: SyncStats,
     /// Per connected peer: the start of its current window and its reconcile requests in it.
     reconciled: HashMap<PeerId, (Instant, u32)>,
@@ -635,7 +651,7 @@ impl EventLoop {
     fn dial_known(&mut self, extra: &[Multiaddr]) {
         let mut targets: Vec<(Option<PeerId>, Vec<Multiaddr>)> = Vec::new();
         if let Ok(peers) = self.store.peers() {
-            for (peer, addrs) in peers {
+            for (peer, addrs) in peers.into_iter().take(MAX_START_DIALS) {
                 let Ok(peer) = PeerId::from_bytes(&peer) else {
                     continue;
                 };
@@ -834,6 +850,14 @@ impl EventLoop {
         }
         if ticks.is_multiple_of(SYNC_EVERY) {
             self.sync_all();
+        }
+        // Alone (every neighbor left, was removed or moved): look for the hood again
+        // where this node remembers members, including those heard of by peer exchange.
+        if ticks.is_multiple_of(REDIAL_EVERY)
+            && self.engine.is_some()
+            && !self.swarm.connected_peers().any(|p| self.is_member(p))
+        {
+            self.dial_known(&[]);
         }
         if ticks.is_multiple_of(EXPIRE_EVERY)
             && let Some(engine) = &mut self.engine
@@ -1300,6 +1324,7 @@ impl EventLoop {
                 .map_or(0, |e| e.roster().members().count()),
             connected: self.swarm.connected_peers().copied().collect(),
             mesh_peers: gossip.mesh_peers(&self.topic.hash()).count(),
+            known_peers: self.store.peers().map_or(0, |p| p.len()),
             listen: self.listen.clone(),
             items: self.store.item_count(),
             outbox: self.store.outbox().map_or(0, |o| o.len()),
@@ -1403,7 +1428,7 @@ impl EventLoop {
                     let addr = endpoint.get_remote_address().clone();
                     let member = self.is_member(&peer_id);
                     let known = self.addresses.entry(peer_id).or_default();
-                    if !known.contains(&addr) && known.len() < 8 {
+                    if !known.contains(&addr) && known.len() < MAX_KNOWN_ADDRS {
                         known.push(addr);
                     }
                     if member {
@@ -1430,6 +1455,7 @@ impl EventLoop {
                     self.send_join_request();
                 }
                 self.start_sync(peer_id);
+                self.ask_peers(peer_id);
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
@@ -1444,6 +1470,7 @@ impl EventLoop {
                 self.reconciled.remove(&peer_id);
                 self.ignored.remove(&peer_id);
                 self.sync_retried.remove(&peer_id);
+                self.peers_asked.remove(&peer_id);
             }
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => self.on_gossip(event),
             SwarmEvent::Behaviour(BehaviourEvent::Join(event)) => self.on_join(event).await,
@@ -1454,7 +1481,11 @@ impl EventLoop {
                 info,
                 ..
             })) => {
-                let addrs: Vec<Multiaddr> = info.listen_addrs.into_iter().take(8).collect();
+                let addrs: Vec<Multiaddr> = info
+                    .listen_addrs
+                    .into_iter()
+                    .take(MAX_KNOWN_ADDRS)
+                    .collect();
                 for addr in &addrs {
                     if self.is_member(&peer_id) {
                         self.swarm
@@ -1602,6 +1633,122 @@ impl EventLoop {
             .send_request(peer, bytes);
     }
 
+    /// Peer exchange: asks a member, once per connection spell, where it reaches the
+    /// other members, so this node can find the hood again after a restart even if the
+    /// members it knew have moved (threat model D15).
+    fn ask_peers(&mut self, peer: PeerId) {
+        if self.engine.is_none()
+            || self.peers_asked.contains(&peer)
+            || !self.swarm.behaviour().sync.serves(&peer)
+        {
+            return;
+        }
+        self.peers_asked.insert(peer);
+        let bytes = sync::Request::Peers.encode();
+        self.sync_stats.bytes_sent += bytes.len() as u64;
+        let id = self
+            .swarm
+            .behaviour_mut()
+            .sync
+            .inner_mut()
+            .send_request(&peer, bytes);
+        self.peer_requests.insert(id, peer);
+    }
+
+    /// What this node tells a member asking for peers: members it is connected to (at
+    /// the addresses they listen on), then members it remembers; never the asker.
+    fn peer_book(&self, asker: PeerId) -> Vec<sync::PeerAddrs> {
+        let mut book: Vec<sync::PeerAddrs> = Vec::new();
+        let mut add = |peer: &PeerId, addrs: &mut dyn Iterator<Item = String>| {
+            if book.len() >= sync::MAX_PEERS || *peer == asker || !self.is_member(peer) {
+                return;
+            }
+            let Some(member) = net::member_id(peer) else {
+                return;
+            };
+            if book.iter().any(|b| b.member == member.0) {
+                return;
+            }
+            let addrs: Vec<String> = addrs
+                .filter(|a| {
+                    a.len() <= sync::MAX_ADDR_LEN && a.bytes().all(|b| b.is_ascii_graphic())
+                })
+                .take(sync::MAX_PEER_ADDRS)
+                .collect();
+            if !addrs.is_empty() {
+                book.push(sync::PeerAddrs {
+                    member: member.0,
+                    addrs,
+                });
+            }
+        };
+        for (peer, addrs) in &self.addresses {
+            add(peer, &mut addrs.iter().map(|a| a.to_string()));
+        }
+        if let Ok(remembered) = self.store.peers() {
+            for (peer, addrs) in remembered {
+                if let Ok(peer) = PeerId::from_bytes(&peer) {
+                    add(&peer, &mut addrs.into_iter());
+                }
+            }
+        }
+        book
+    }
+
+    /// Remembers the members a peer told us about. Hearsay never replaces what this
+    /// node saw itself on a live connection; it is added in front of older addresses
+    /// (at most `MAX_KNOWN_ADDRS` a peer), so a member that moved is found at its new one.
+    fn on_peers_response(&mut self, from: PeerId, bytes: &[u8]) {
+        let peers = match sync::Response::decode(bytes) {
+            Ok(sync::Response::Peers(peers)) => peers,
+            Ok(sync::Response::Refused(why)) => {
+                tracing::debug!(peer = %from, why, "peer refused peer exchange");
+                return;
+            }
+            Ok(_) => return self.penalize(from, "answered a peer exchange with something else"),
+            Err(_) => return self.penalize(from, "malformed peer exchange answer"),
+        };
+        let me = *self.swarm.local_peer_id();
+        let remembered: HashMap<Vec<u8>, Vec<String>> =
+            self.store.peers().unwrap_or_default().into_iter().collect();
+        let mut learned = 0;
+        for entry in peers {
+            let Some(peer) = net::peer_id(&MemberId(entry.member)) else {
+                continue;
+            };
+            if peer == me
+                || peer == from
+                || !self.is_member(&peer)
+                || self.swarm.is_connected(&peer)
+            {
+                continue;
+            }
+            let mut addrs: Vec<String> = entry
+                .addrs
+                .into_iter()
+                .filter(|a| a.parse::<Multiaddr>().is_ok())
+                .collect();
+            if addrs.is_empty() {
+                continue;
+            }
+            let key = peer.to_bytes();
+            for old in remembered.get(&key).into_iter().flatten() {
+                if !addrs.contains(old) {
+                    addrs.push(old.clone());
+                }
+            }
+            addrs.truncate(MAX_KNOWN_ADDRS);
+            if remembered.get(&key) == Some(&addrs) {
+                continue;
+            }
+            match self.store.remember_peer(&key, &addrs) {
+                Ok(()) => learned += 1,
+                Err(e) => tracing::warn!(error = %e, "cannot remember a peer"),
+            }
+        }
+        tracing::debug!(peer = %from, learned, "peer exchange");
+    }
+
     /// Cuts off a peer that broke the sync protocol, and refuses it for a while.
     fn penalize(&mut self, peer: PeerId, why: &str) {
         tracing::warn!(%peer, why, "peer misbehaved in sync; cutting it off");
@@ -1659,11 +1806,24 @@ impl EventLoop {
             }
             request_response::Event::Message {
                 peer,
-                message: request_response::Message::Response { response, .. },
+                message:
+                    request_response::Message::Response {
+                        response,
+                        request_id,
+                    },
                 ..
             } => {
                 self.sync_stats.bytes_received += response.len() as u64;
-                self.on_sync_response(peer, &response).await;
+                if self.peer_requests.remove(&request_id).is_some() {
+                    self.on_peers_response(peer, &response);
+                } else {
+                    self.on_sync_response(peer, &response).await;
+                }
+            }
+            request_response::Event::OutboundFailure {
+                peer, request_id, ..
+            } if self.peer_requests.remove(&request_id).is_some() => {
+                tracing::debug!(%peer, "peer exchange request failed");
             }
             request_response::Event::OutboundFailure { peer, error, .. } => {
                 tracing::debug!(%peer, %error, "sync request failed");
@@ -1730,6 +1890,7 @@ impl EventLoop {
                 Ok(elements) => sync::Response::Items(elements),
                 Err(e) => sync::Response::refused(&e.to_string()),
             },
+            Ok(sync::Request::Peers) => sync::Response::Peers(self.peer_book(peer)),
             Err(e) => {
                 self.penalize(peer, "malformed sync request");
                 sync::Response::refused(&e.to_string())
@@ -1785,6 +1946,7 @@ impl EventLoop {
                 tracing::debug!(%peer, why, "peer refused sync");
                 self.syncs.remove(&peer);
             }
+            Ok(sync::Response::Peers(_)) => self.penalize(peer, "peers sent unasked"),
             Err(_) => self.penalize(peer, "malformed sync response"),
         }
     }

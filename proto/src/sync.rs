@@ -33,6 +33,12 @@ pub const MAX_ROUNDS: usize = 64;
 pub const IN_SYNC_BYTES: usize = 512;
 /// Most elements a node reconciles (live items plus operations).
 pub const MAX_SET: usize = 1_000_000;
+/// Most members in one peer-exchange answer.
+pub const MAX_PEERS: usize = 32;
+/// Most addresses given for one member.
+pub const MAX_PEER_ADDRS: usize = 4;
+/// Longest address text (a multiaddr).
+pub const MAX_ADDR_LEN: usize = 256;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request {
@@ -40,6 +46,8 @@ pub enum Request {
     Reconcile(#[serde(with = "serde_bytes")] Vec<u8>),
     /// Ids the initiator wants: envelope ids or op ids.
     Fetch(Vec<[u8; 32]>),
+    /// Peer exchange: where the responder last reached other members.
+    Peers,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,6 +55,17 @@ pub enum Response {
     Reconcile(#[serde(with = "serde_bytes")] Vec<u8>),
     Items(Vec<Element>),
     Refused(String),
+    /// The answer to `Request::Peers`: at most `MAX_PEERS` members.
+    Peers(Vec<PeerAddrs>),
+}
+
+/// A member and the addresses (multiaddr text) it was reached at. Hearsay: the receiver
+/// checks that `member` is a member, parses the addresses, and the transport's handshake
+/// proves the key of whoever answers there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerAddrs {
+    pub member: [u8; 32],
+    pub addrs: Vec<String>,
 }
 
 /// One fetched element.
@@ -101,11 +120,37 @@ impl Response {
 
     pub fn decode(bytes: &[u8]) -> Result<Response, CodecError> {
         let response: Response = codec::decode(bytes, MAX_RESPONSE_BYTES + 1024)?;
-        if let Response::Refused(why) = &response {
-            codec::check_refusal(why)?;
+        match &response {
+            Response::Refused(why) => codec::check_refusal(why)?,
+            Response::Peers(peers) => check_peers(peers)?,
+            _ => {}
         }
         Ok(response)
     }
+}
+
+fn check_peers(peers: &[PeerAddrs]) -> Result<(), CodecError> {
+    let too_long = |what, len, max| CodecError::Field(FieldError::TooLong { what, len, max });
+    if peers.len() > MAX_PEERS {
+        return Err(too_long("peers", peers.len(), MAX_PEERS));
+    }
+    for peer in peers {
+        if peer.addrs.len() > MAX_PEER_ADDRS {
+            return Err(too_long("peer addresses", peer.addrs.len(), MAX_PEER_ADDRS));
+        }
+        for addr in &peer.addrs {
+            if addr.len() > MAX_ADDR_LEN {
+                return Err(too_long("peer address", addr.len(), MAX_ADDR_LEN));
+            }
+            if !addr.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(CodecError::Field(FieldError::Invalid {
+                    what: "peer address",
+                    why: "only printable ASCII without spaces",
+                }));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Why a sync session failed. Peer faults say so.
@@ -305,5 +350,31 @@ mod tests {
         assert!(Request::decode(&request.encode()).is_err());
         let ok = Request::Fetch(vec![[0u8; 32]; MAX_FETCH_IDS]);
         assert_eq!(Request::decode(&ok.encode()), Ok(ok));
+    }
+
+    #[test]
+    fn peer_exchange_answers_are_bounded_by_the_codec() {
+        let peer = |addrs: Vec<String>| PeerAddrs {
+            member: [7; 32],
+            addrs,
+        };
+        let addr = "/ip4/127.0.0.1/tcp/4001".to_owned();
+        let ok = Response::Peers(vec![peer(vec![addr.clone(); MAX_PEER_ADDRS]); MAX_PEERS]);
+        assert_eq!(Response::decode(&ok.encode()), Ok(ok));
+        assert_eq!(
+            Request::decode(&Request::Peers.encode()),
+            Ok(Request::Peers)
+        );
+        for bad in [
+            Response::Peers(vec![peer(vec![addr.clone()]); MAX_PEERS + 1]),
+            Response::Peers(vec![peer(vec![addr.clone(); MAX_PEER_ADDRS + 1])]),
+            Response::Peers(vec![peer(vec![
+                "/dns/".to_owned() + &"a".repeat(MAX_ADDR_LEN),
+            ])]),
+            Response::Peers(vec![peer(vec!["/ip4/1.2.3.4/tcp/1 x".to_owned()])]),
+            Response::Peers(vec![peer(vec!["/ip4/1.2.3.4\n".to_owned()])]),
+        ] {
+            assert!(Response::decode(&bad.encode()).is_err(), "{bad:?}");
+        }
     }
 }

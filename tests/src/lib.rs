@@ -84,6 +84,29 @@ impl TestNode {
         }
     }
 
+    /// Starts the node in `dir` again, as its owner would after a reboot: no invite, a new
+    /// port, only what the data dir remembers. Retries while sled still holds the dir's
+    /// lock (it lets go from a background thread a moment after the last handle drops).
+    pub async fn restart(dir: TempDir, name: &str) -> TestNode {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match Node::start(Config::loopback(dir.path(), name), Setup::Existing).await {
+                Ok((node, task)) => {
+                    return TestNode {
+                        node,
+                        task,
+                        dir,
+                        name: name.to_owned(),
+                    };
+                }
+                Err(NodeError::Store(_)) if std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("{name} restarts: {e}"),
+            }
+        }
+    }
+
     /// Invites a neighbor and starts their node.
     pub async fn invite(&self, name: &str) -> TestNode {
         let code = self

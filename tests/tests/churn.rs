@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use porchlight_node::node::{Config, Event, Node, NodeError, Setup};
+use porchlight_node::node::Event;
 use porchlight_proto::ItemId;
 use porchlight_proto::testkit::SeededRng;
 use porchlight_tests::{TestNode, eventually};
@@ -61,29 +61,6 @@ fn watch(alerts: &Shared, node: &TestNode) {
             }
         }
     });
-}
-
-/// Starts the node in `dir` again, as its owner would after a reboot: no invite, a new
-/// port, only what the data dir remembers. Retries while sled still holds the dir's lock
-/// (it lets go from a background thread a moment after the last handle drops).
-async fn restart(dir: TempDir, name: &str) -> TestNode {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        match Node::start(Config::loopback(dir.path(), name), Setup::Existing).await {
-            Ok((node, task)) => {
-                return TestNode {
-                    node,
-                    task,
-                    dir,
-                    name: name.to_owned(),
-                };
-            }
-            Err(NodeError::Store(_)) if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(e) => panic!("{name} restarts: {e}"),
-        }
-    }
 }
 
 fn below(rng: &mut SeededRng, n: usize) -> usize {
@@ -197,7 +174,7 @@ async fn six_of_twenty_nodes_restarting_at_random_lose_no_report_and_alert_once(
             .collect();
         for i in due {
             let (dir, _) = down.remove(&i).unwrap();
-            let node = restart(dir, &format!("n{i}")).await;
+            let node = TestNode::restart(dir, &format!("n{i}")).await;
             watch(&alerts, &node);
             nodes[i] = Some(node);
             restarts += 1;
@@ -236,7 +213,7 @@ async fn six_of_twenty_nodes_restarting_at_random_lose_no_report_and_alert_once(
     }
     // Bounded by time: whoever is still down comes back now.
     for (i, (dir, _)) in down.drain() {
-        let node = restart(dir, &format!("n{i}")).await;
+        let node = TestNode::restart(dir, &format!("n{i}")).await;
         watch(&alerts, &node);
         nodes[i] = Some(node);
         restarts += 1;

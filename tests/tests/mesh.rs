@@ -292,3 +292,68 @@ async fn last_seen_of_an_offline_member_comes_from_the_items_held_across_restart
     assert!(!info.connected);
     assert_eq!(info.last_seen, Some(created_at));
 }
+
+/// Threat model D15, peer exchange: Carol joins through Bob and is connected to him
+/// alone, but Bob tells her where Alice is. Bob then leaves for good: Carol's node, left
+/// alone, finds Alice by itself (a redial every 30 s), and again after it restarts on a
+/// new port, and receives her news.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_whose_only_link_is_gone_finds_the_hood_by_peer_exchange() {
+    let alice = TestNode::found("alice").await;
+    let bob = alice.invite("bob").await;
+    let carol = bob.invite("carol").await;
+    for n in [&alice, &bob, &carol] {
+        assert!(
+            eventually(|| async { n.node.members().await.unwrap().len() == 3 }).await,
+            "{} sees three members",
+            n.name
+        );
+    }
+    let alice_id = alice.node.peer_id();
+    assert!(
+        eventually(|| async { carol.node.status().await.unwrap().known_peers == 2 }).await,
+        "carol learns where alice is from bob"
+    );
+    assert!(
+        !carol
+            .node
+            .status()
+            .await
+            .unwrap()
+            .connected
+            .contains(&alice_id),
+        "carol never connected to alice herself"
+    );
+
+    drop(bob.stop().await);
+    let connected = |carol: &TestNode| {
+        let node = carol.node.clone();
+        async move { node.status().await.unwrap().connected.contains(&alice_id) }
+    };
+    assert!(
+        eventually(|| connected(&carol)).await,
+        "carol, left alone, reaches alice"
+    );
+    let before = alice.post("bob left").await;
+    assert!(eventually(|| async { carol.has(&before).await }).await);
+
+    let carol = TestNode::restart(carol.stop().await, "carol").await;
+    assert!(
+        eventually(|| async {
+            carol
+                .node
+                .status()
+                .await
+                .unwrap()
+                .connected
+                .contains(&alice_id)
+        })
+        .await,
+        "carol's restarted node reaches alice"
+    );
+    let id = alice.post("after bob left").await;
+    assert!(
+        eventually(|| async { carol.has(&id).await }).await,
+        "carol receives alice's report"
+    );
+}
