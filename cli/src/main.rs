@@ -320,10 +320,10 @@ fn default_data_dir() -> PathBuf {
 /// to stderr so that stdout stays the verb's output.
 fn init_logging(cli: &Cli) {
     let default = if cli.quiet {
-        "warn,libp2p_kad=error"
+        "warn"
     } else {
         match cli.verbose {
-            0 => "porchlight=info,porchlight_node=info,libp2p_kad=error,warn",
+            0 => "porchlight=info,porchlight_node=info,warn",
             1 => "porchlight=debug,porchlight_node=debug,info",
             _ => "porchlight=trace,porchlight_node=trace,debug",
         }

@@ -18,7 +18,7 @@ use libp2p::swarm::{
 };
 use libp2p::{
     Multiaddr, PeerId, StreamProtocol, Swarm, autonat, connection_limits, dcutr, gossipsub,
-    identify, identity, kad, mdns, noise, relay, request_response, tcp, yamux,
+    identify, identity, mdns, noise, relay, request_response, tcp, yamux,
 };
 use porchlight_proto::limits::{MAX_ENVELOPE_BYTES, MAX_WELCOME_BYTES};
 use porchlight_proto::membership::MAX_JOIN_REQUEST_BYTES;
@@ -33,7 +33,6 @@ pub const CLIP_PROTOCOL: StreamProtocol = StreamProtocol::new("/porchlight/clip/
 pub const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
 /// One clip chunk (256 KiB) must arrive within this.
 pub const CLIP_TIMEOUT: Duration = Duration::from_secs(30);
-pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/porchlight/kad/1");
 pub const IDENTIFY_PROTOCOL: &str = "/porchlight/id/1";
 /// Connections are kept this long without traffic: neighborhoods are quiet.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
@@ -245,7 +244,6 @@ pub struct Behaviour {
     pub clips: MembersOnly<request_response::Behaviour<BytesCodec>>,
     pub identify: identify::Behaviour,
     pub mdns: Toggle<mdns::tokio::Behaviour>,
-    pub kad: kad::Behaviour<kad::store::MemoryStore>,
     pub relay_client: relay::client::Behaviour,
     pub dcutr: dcutr::Behaviour,
     pub autonat: autonat::Behaviour,
@@ -330,16 +328,6 @@ pub fn swarm(
         .map_err(|e| transport(&e))?
         .with_behaviour(|key, relay_client| {
             let peer = key.public().to_peer_id();
-            let mut kad_config = kad::Config::new(KAD_PROTOCOL);
-            // Peers come from invites, mDNS and memory; the DHT is filled as they connect,
-            // not bootstrapped on a timer from nothing.
-            kad_config.set_periodic_bootstrap_interval(None);
-            let mut kad =
-                kad::Behaviour::with_config(peer, kad::store::MemoryStore::new(peer), kad_config);
-            // Client mode: this node answers no DHT queries, so a connected non-member
-            // cannot read the hood's peers out of our routing table. (Kademlia is not
-            // yet used for discovery; invites, mDNS and remembered peers are.)
-            kad.set_mode(Some(kad::Mode::Client));
             let mdns = if mdns {
                 Some(mdns::tokio::Behaviour::new(mdns::Config::default(), peer)?)
             } else {
@@ -382,7 +370,6 @@ pub fn swarm(
                         .with_agent_version(format!("porchlight/{}", env!("CARGO_PKG_VERSION"))),
                 ),
                 mdns: Toggle::from(mdns),
-                kad,
                 relay_client,
                 dcutr: dcutr::Behaviour::new(peer),
                 autonat: autonat::Behaviour::new(peer, autonat::Config::default()),

@@ -1486,14 +1486,6 @@ impl EventLoop {
                     .into_iter()
                     .take(MAX_KNOWN_ADDRS)
                     .collect();
-                for addr in &addrs {
-                    if self.is_member(&peer_id) {
-                        self.swarm
-                            .behaviour_mut()
-                            .kad
-                            .add_address(&peer_id, addr.clone());
-                    }
-                }
                 if self.is_member(&peer_id) {
                     let strings: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
                     if let Err(e) = self.store.remember_peer(&peer_id.to_bytes(), &strings) {
@@ -1751,6 +1743,20 @@ impl EventLoop {
 
     /// Cuts off a peer that broke the sync protocol, and refuses it for a while.
     fn penalize(&mut self, peer: PeerId, why: &str) {
+        let now = std::time::Instant::now();
+        if self
+            .swarm
+            .behaviour()
+            .gate
+            .penalized
+            .get(&peer)
+            .is_some_and(|until| *until > now)
+        {
+            // Already cut off: answers still in flight on its closing connection (a sync
+            // round and a peer exchange at once) do not count again.
+            self.syncs.remove(&peer);
+            return;
+        }
         tracing::warn!(%peer, why, "peer misbehaved in sync; cutting it off");
         self.sync_stats.penalties += 1;
         self.syncs.remove(&peer);

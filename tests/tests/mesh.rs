@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic};
+use libp2p::request_response;
 use libp2p::swarm::SwarmEvent;
 use porchlight_node::engine::Ingest;
 use porchlight_node::net;
@@ -74,6 +75,10 @@ async fn outsiders_get_no_hood_gossip_and_nothing_they_send_is_kept() {
         .set_members([alice.node.peer_id()]);
     swarm
         .behaviour_mut()
+        .sync
+        .set_members([alice.node.peer_id()]);
+    swarm
+        .behaviour_mut()
         .gossipsub
         .inner_mut()
         .subscribe(&topic)
@@ -89,6 +94,7 @@ async fn outsiders_get_no_hood_gossip_and_nothing_they_send_is_kept() {
         tokio::pin!(posted);
         let mut id = None;
         let mut received = Vec::new();
+        let mut peers_answer = None;
         let mut connected = false;
         let mut published = Vec::new();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(8);
@@ -96,7 +102,17 @@ async fn outsiders_get_no_hood_gossip_and_nothing_they_send_is_kept() {
             tokio::select! {
                 posted_id = &mut posted, if id.is_none() => id = Some(posted_id),
                 event = swarm.select_next_some() => match event {
-                    SwarmEvent::ConnectionEstablished { .. } => connected = true,
+                    SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+                        connected = true;
+                        // The stranger asks Alice where the members are (peer exchange).
+                        swarm
+                            .behaviour_mut()
+                            .sync
+                            .inner_mut()
+                            .send_request(&peer_id, porchlight_proto::sync::Request::Peers.encode());
+                    }
+                    SwarmEvent::Behaviour(net::BehaviourEvent::Sync(request_response::Event::Message { message: request_response::Message::Response { response, .. }, .. })) => peers_answer = Some(Ok(response)),
+                    SwarmEvent::Behaviour(net::BehaviourEvent::Sync(request_response::Event::OutboundFailure { error, .. })) => peers_answer = Some(Err(error)),
                     SwarmEvent::Behaviour(net::BehaviourEvent::Gossipsub(gossipsub::Event::Message { message, .. })) => received.push(message.data),
                     _ => {}
                 },
@@ -110,6 +126,10 @@ async fn outsiders_get_no_hood_gossip_and_nothing_they_send_is_kept() {
         }
         assert!(connected, "the stranger did connect to Alice");
         assert!(received.is_empty(), "the stranger received hood gossip");
+        match peers_answer {
+            Some(Err(request_response::OutboundFailure::UnsupportedProtocols)) => {}
+            other => panic!("alice answered a stranger's peer exchange: {other:?}"),
+        }
         assert!(
             published.iter().all(|ok| !ok),
             "no hood member took the stranger's messages"

@@ -231,7 +231,27 @@ async fn hostile_sync_peers_are_cut_off_and_nothing_is_stored() {
         }
         porchlight_proto::sync::Response::Reconcile(first.clone().unwrap_or_default()).encode()
     });
-    for (i, reply) in [garbage, oversize, unasked, endless]
+    // Syncs honestly (as a node holding nothing) but answers peer exchange with more
+    // members than the codec allows.
+    let empty = porchlight_proto::sync::storage(std::iter::empty()).unwrap();
+    let too_many_peers: Reply = Box::new(move |request| {
+        use porchlight_proto::sync::{PeerAddrs, Request, Response, respond};
+        match Request::decode(request) {
+            Ok(Request::Reconcile(query)) => {
+                Response::Reconcile(respond(&empty, &query).unwrap_or_default()).encode()
+            }
+            Ok(Request::Peers) => Response::Peers(vec![
+                PeerAddrs {
+                    member: [9; 32],
+                    addrs: vec!["/ip4/127.0.0.1/tcp/9".into()],
+                };
+                porchlight_proto::sync::MAX_PEERS + 1
+            ])
+            .encode(),
+            _ => Response::Items(Vec::new()).encode(),
+        }
+    });
+    for (i, reply) in [garbage, oversize, unasked, endless, too_many_peers]
         .into_iter()
         .enumerate()
     {
