@@ -11,6 +11,7 @@ use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::core::muxing::StreamMuxerBox;
 use libp2p::core::transport::{Boxed, PortUse};
 use libp2p::core::{Endpoint, Transport, upgrade};
+use libp2p::multiaddr::Protocol;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::{
     ConnectionDenied, ConnectionId, FromSwarm, NetworkBehaviour, THandler, THandlerInEvent,
@@ -381,10 +382,90 @@ pub fn swarm(
     Ok(swarm)
 }
 
+/// How far an address reaches: this machine, a private network, or anywhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Scope {
+    Loopback,
+    Private,
+    Public,
+}
+
+/// The reach of an address, by its IP (a DNS name counts as public).
+pub fn scope(addr: &Multiaddr) -> Scope {
+    for p in addr.iter() {
+        match p {
+            Protocol::Ip4(ip) if ip.is_loopback() => return Scope::Loopback,
+            Protocol::Ip4(ip) if ip.is_private() || ip.is_link_local() => return Scope::Private,
+            Protocol::Ip6(ip) if ip.is_loopback() => return Scope::Loopback,
+            // Unique local (fc00::/7) and link-local (fe80::/10).
+            Protocol::Ip6(ip)
+                if (ip.segments()[0] & 0xfe00) == 0xfc00
+                    || (ip.segments()[0] & 0xffc0) == 0xfe80 =>
+            {
+                return Scope::Private;
+            }
+            Protocol::Ip4(_) | Protocol::Ip6(_) => return Scope::Public,
+            Protocol::Dns(_) | Protocol::Dns4(_) | Protocol::Dns6(_) => return Scope::Public,
+            _ => {}
+        }
+    }
+    Scope::Public
+}
+
+/// Whether an address heard by peer exchange is one a node should dial: an IP or DNS
+/// name (not unspecified), then TCP or QUIC, optionally through a relay; nothing else.
+pub fn dialable(addr: &Multiaddr) -> bool {
+    let mut host = false;
+    let mut transport = false;
+    for p in addr.iter() {
+        match p {
+            Protocol::Ip4(ip) if !ip.is_unspecified() && !ip.is_broadcast() => host = true,
+            Protocol::Ip6(ip) if !ip.is_unspecified() => host = true,
+            Protocol::Dns(_) | Protocol::Dns4(_) | Protocol::Dns6(_) => host = true,
+            Protocol::Tcp(port) if port != 0 => transport = true,
+            Protocol::Udp(port) if port != 0 => {}
+            Protocol::QuicV1 => transport = true,
+            Protocol::P2p(_) | Protocol::P2pCircuit => {}
+            _ => return false,
+        }
+    }
+    host && transport
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use porchlight_proto::testkit::SeededRng;
+
+    #[test]
+    fn address_scope_and_dialability() {
+        let a = |s: &str| s.parse::<Multiaddr>().unwrap();
+        assert_eq!(scope(&a("/ip4/127.0.0.1/tcp/1")), Scope::Loopback);
+        assert_eq!(scope(&a("/ip4/192.168.1.9/tcp/1")), Scope::Private);
+        assert_eq!(scope(&a("/ip4/10.0.0.2/udp/1/quic-v1")), Scope::Private);
+        assert_eq!(scope(&a("/ip6/fd00::1/tcp/1")), Scope::Private);
+        assert_eq!(scope(&a("/ip6/::1/tcp/1")), Scope::Loopback);
+        assert_eq!(scope(&a("/ip4/203.0.113.7/tcp/1")), Scope::Public);
+        assert_eq!(scope(&a("/dns4/example.org/tcp/1")), Scope::Public);
+        for ok in [
+            "/ip4/127.0.0.1/tcp/4001",
+            "/ip4/203.0.113.7/udp/4001/quic-v1",
+            "/dns4/example.org/tcp/4001/p2p/12D3KooWQLK9T3zqGsZ2iwUthNpGXRcCzeKqkNyvUZaFPdQcFxw2",
+        ] {
+            assert!(dialable(&a(ok)), "{ok}");
+        }
+        for bad in [
+            "/ip4/0.0.0.0/tcp/4001",
+            "/ip4/127.0.0.1/tcp/0",
+            "/ip4/127.0.0.1/udp/4001",
+            "/tcp/4001",
+            "/ip4/127.0.0.1/tcp/80/http",
+            "/ip4/127.0.0.1/tcp/4001/ws",
+            "/unix/tmp%2Fsock",
+        ] {
+            assert!(!dialable(&a(bad)), "{bad}");
+        }
+    }
 
     #[test]
     fn member_and_peer_ids_convert_both_ways() {

@@ -375,6 +375,8 @@ impl Node {
             sync_retried: HashMap::new(),
             peers_asked: HashSet::new(),
             peer_requests: HashMap::new(),
+            remote: HashMap::new(),
+            bootstrap: config.bootstrap.clone(),
             sync_stats: SyncStats::default(),
             reconciled: HashMap::new(),
             ignored: HashMap::new(),
@@ -392,7 +394,7 @@ impl Node {
         if event_loop.engine.is_some() {
             event_loop.subscribe();
         }
-        event_loop.dial_known(&config.bootstrap);
+        event_loop.dial_known();
         if let Some((signed, ticket)) = joining {
             event_loop.join(signed, ticket).await?;
         }
@@ -595,6 +597,11 @@ struct EventLoop {
     /// outstanding asks by request id.
     peers_asked: HashSet<PeerId>,
     peer_requests: HashMap<request_response::OutboundRequestId, PeerId>,
+    /// The remote address of each connected peer's latest connection: what reach of
+    /// addresses peer exchange may tell it (`net::Scope`).
+    remote: HashMap<PeerId, Multiaddr>,
+    /// The configured bootstrap addresses, dialed at start and when alone.
+    bootstrap: Vec<Multiaddr>,
     sync_stats: SyncStats,
     /// Per connected peer: the start of its current window and its reconcile requests in it.
     reconciled: HashMap<PeerId, (Instant, u32)>,
@@ -647,19 +654,35 @@ impl EventLoop {
         }
     }
 
-    /// Dials remembered peers and `extra` addresses.
-    fn dial_known(&mut self, extra: &[Multiaddr]) {
+    /// Dials remembered members (current ones, most recently seen first, at most
+    /// `MAX_START_DIALS`) and the bootstrap addresses.
+    fn dial_known(&mut self) {
         let mut targets: Vec<(Option<PeerId>, Vec<Multiaddr>)> = Vec::new();
         if let Ok(peers) = self.store.peers() {
-            for (peer, addrs) in peers.into_iter().take(MAX_START_DIALS) {
+            let mut known: Vec<(u64, PeerId, Vec<Multiaddr>)> = Vec::new();
+            for (peer, addrs) in peers {
                 let Ok(peer) = PeerId::from_bytes(&peer) else {
                     continue;
                 };
+                // Before a hood (a joiner) every remembered peer; then members only.
+                if self.engine.is_some() && !self.is_member(&peer) {
+                    continue;
+                }
+                let seen = net::member_id(&peer)
+                    .and_then(|m| self.last_seen.get(&m).copied())
+                    .unwrap_or(0);
                 let addrs = addrs.iter().filter_map(|a| a.parse().ok()).collect();
-                targets.push((Some(peer), addrs));
+                known.push((seen, peer, addrs));
             }
+            known.sort_by_key(|k| std::cmp::Reverse(k.0));
+            targets.extend(
+                known
+                    .into_iter()
+                    .take(MAX_START_DIALS)
+                    .map(|(_, peer, addrs)| (Some(peer), addrs)),
+            );
         }
-        for addr in extra {
+        for addr in &self.bootstrap {
             let peer = addr.iter().find_map(|p| match p {
                 Protocol::P2p(peer) => Some(peer),
                 _ => None,
@@ -854,10 +877,13 @@ impl EventLoop {
         // Alone (every neighbor left, was removed or moved): look for the hood again
         // where this node remembers members, including those heard of by peer exchange.
         if ticks.is_multiple_of(REDIAL_EVERY)
-            && self.engine.is_some()
+            && self
+                .engine
+                .as_ref()
+                .is_some_and(|e| !e.roster().is_removed(&self.keys.id()))
             && !self.swarm.connected_peers().any(|p| self.is_member(p))
         {
-            self.dial_known(&[]);
+            self.dial_known();
         }
         if ticks.is_multiple_of(EXPIRE_EVERY)
             && let Some(engine) = &mut self.engine
@@ -1424,6 +1450,8 @@ impl EventLoop {
                 peer_id, endpoint, ..
             } => {
                 tracing::debug!(peer = %peer_id, addr = %endpoint.get_remote_address(), "connected");
+                self.remote
+                    .insert(peer_id, endpoint.get_remote_address().clone());
                 if endpoint.is_dialer() {
                     let addr = endpoint.get_remote_address().clone();
                     let member = self.is_member(&peer_id);
@@ -1471,6 +1499,7 @@ impl EventLoop {
                 self.ignored.remove(&peer_id);
                 self.sync_retried.remove(&peer_id);
                 self.peers_asked.remove(&peer_id);
+                self.remote.remove(&peer_id);
             }
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => self.on_gossip(event),
             SwarmEvent::Behaviour(BehaviourEvent::Join(event)) => self.on_join(event).await,
@@ -1647,24 +1676,32 @@ impl EventLoop {
         self.peer_requests.insert(id, peer);
     }
 
-    /// What this node tells a member asking for peers: members it is connected to (at
-    /// the addresses they listen on), then members it remembers; never the asker.
+    /// What this node tells a member asking for peers: the members it is connected to
+    /// now, at the addresses it reached them at or they listen on (first-hand, never
+    /// hearsay passed on), and only addresses as private as the asker's own connection
+    /// (a member connected over the internet learns no LAN or loopback address). Never
+    /// the asker, never a non-member.
     fn peer_book(&self, asker: PeerId) -> Vec<sync::PeerAddrs> {
+        let reach = self
+            .remote
+            .get(&asker)
+            .map_or(net::Scope::Public, net::scope);
         let mut book: Vec<sync::PeerAddrs> = Vec::new();
-        let mut add = |peer: &PeerId, addrs: &mut dyn Iterator<Item = String>| {
-            if book.len() >= sync::MAX_PEERS || *peer == asker || !self.is_member(peer) {
-                return;
+        for (peer, addrs) in &self.addresses {
+            if book.len() >= sync::MAX_PEERS {
+                break;
+            }
+            if *peer == asker || !self.is_member(peer) || !self.swarm.is_connected(peer) {
+                continue;
             }
             let Some(member) = net::member_id(peer) else {
-                return;
+                continue;
             };
-            if book.iter().any(|b| b.member == member.0) {
-                return;
-            }
             let addrs: Vec<String> = addrs
-                .filter(|a| {
-                    a.len() <= sync::MAX_ADDR_LEN && a.bytes().all(|b| b.is_ascii_graphic())
-                })
+                .iter()
+                .filter(|a| net::dialable(a) && net::scope(a) >= reach)
+                .map(|a| a.to_string())
+                .filter(|a| a.len() <= sync::MAX_ADDR_LEN)
                 .take(sync::MAX_PEER_ADDRS)
                 .collect();
             if !addrs.is_empty() {
@@ -1672,16 +1709,6 @@ impl EventLoop {
                     member: member.0,
                     addrs,
                 });
-            }
-        };
-        for (peer, addrs) in &self.addresses {
-            add(peer, &mut addrs.iter().map(|a| a.to_string()));
-        }
-        if let Ok(remembered) = self.store.peers() {
-            for (peer, addrs) in remembered {
-                if let Ok(peer) = PeerId::from_bytes(&peer) {
-                    add(&peer, &mut addrs.into_iter());
-                }
             }
         }
         book
@@ -1718,7 +1745,7 @@ impl EventLoop {
             let mut addrs: Vec<String> = entry
                 .addrs
                 .into_iter()
-                .filter(|a| a.parse::<Multiaddr>().is_ok())
+                .filter(|a| a.parse::<Multiaddr>().is_ok_and(|a| net::dialable(&a)))
                 .collect();
             if addrs.is_empty() {
                 continue;
@@ -1827,9 +1854,23 @@ impl EventLoop {
                 }
             }
             request_response::Event::OutboundFailure {
-                peer, request_id, ..
+                peer,
+                request_id,
+                error,
+                ..
             } if self.peer_requests.remove(&request_id).is_some() => {
-                tracing::debug!(%peer, "peer exchange request failed");
+                tracing::debug!(%peer, %error, "peer exchange request failed");
+                match error {
+                    request_response::OutboundFailure::Io(e)
+                        if e.kind() == std::io::ErrorKind::InvalidData =>
+                    {
+                        self.penalize(peer, "peer exchange answer over the size limit");
+                    }
+                    // Nobody's fault: ask again on the peer's next connection.
+                    _ => {
+                        self.peers_asked.remove(&peer);
+                    }
+                }
             }
             request_response::Event::OutboundFailure { peer, error, .. } => {
                 tracing::debug!(%peer, %error, "sync request failed");
@@ -1864,6 +1905,21 @@ impl EventLoop {
         }
     }
 
+    /// Counts one reconcile or peer-exchange request from `peer` in `reconciled`;
+    /// whether it is over `MAX_RECONCILES_PER_WINDOW` in the current `RECONCILE_WINDOW`.
+    fn over_reconcile_budget(
+        reconciled: &mut HashMap<PeerId, (Instant, u32)>,
+        peer: PeerId,
+    ) -> bool {
+        let now = Instant::now();
+        let (start, count) = reconciled.entry(peer).or_insert((now, 0));
+        if now.duration_since(*start) >= RECONCILE_WINDOW {
+            (*start, *count) = (now, 0);
+        }
+        *count += 1;
+        *count > MAX_RECONCILES_PER_WINDOW
+    }
+
     /// The responder's side: stateless per message.
     fn answer_sync(&mut self, peer: PeerId, request: &[u8]) -> sync::Response {
         let Some(engine) = &self.engine else {
@@ -1871,13 +1927,7 @@ impl EventLoop {
         };
         match sync::Request::decode(request) {
             Ok(sync::Request::Reconcile(query)) => {
-                let now = Instant::now();
-                let (start, count) = self.reconciled.entry(peer).or_insert((now, 0));
-                if now.duration_since(*start) >= RECONCILE_WINDOW {
-                    (*start, *count) = (now, 0);
-                }
-                *count += 1;
-                if *count > MAX_RECONCILES_PER_WINDOW {
+                if Self::over_reconcile_budget(&mut self.reconciled, peer) {
                     return sync::Response::refused("too many reconcile requests; slow down");
                 }
                 let storage = match engine.sync_storage() {
@@ -1896,7 +1946,12 @@ impl EventLoop {
                 Ok(elements) => sync::Response::Items(elements),
                 Err(e) => sync::Response::refused(&e.to_string()),
             },
-            Ok(sync::Request::Peers) => sync::Response::Peers(self.peer_book(peer)),
+            Ok(sync::Request::Peers) => {
+                if Self::over_reconcile_budget(&mut self.reconciled, peer) {
+                    return sync::Response::refused("too many sync requests; slow down");
+                }
+                sync::Response::Peers(self.peer_book(peer))
+            }
             Err(e) => {
                 self.penalize(peer, "malformed sync request");
                 sync::Response::refused(&e.to_string())
