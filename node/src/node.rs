@@ -629,6 +629,10 @@ struct SyncSession {
     need: std::collections::VecDeque<[u8; 32]>,
     requested: HashSet<[u8; 32]>,
     started: Instant,
+    /// The request whose answer the session waits for: an answer or failure of any
+    /// other (one of a session that timed out, on a connection since replaced) is
+    /// stale and changes nothing.
+    pending: Option<request_response::OutboundRequestId>,
 }
 
 impl EventLoop {
@@ -1631,7 +1635,7 @@ impl EventLoop {
                 return;
             }
         };
-        self.send_sync(&peer, &sync::Request::Reconcile(first));
+        let pending = self.send_sync(&peer, &sync::Request::Reconcile(first));
         self.sync_stats.sessions += 1;
         self.syncs.insert(
             peer,
@@ -1640,18 +1644,36 @@ impl EventLoop {
                 need: Default::default(),
                 requested: Default::default(),
                 started: Instant::now(),
+                pending: Some(pending),
             },
         );
     }
 
-    fn send_sync(&mut self, peer: &PeerId, request: &sync::Request) {
+    fn send_sync(
+        &mut self,
+        peer: &PeerId,
+        request: &sync::Request,
+    ) -> request_response::OutboundRequestId {
         let bytes = request.encode();
         self.sync_stats.bytes_sent += bytes.len() as u64;
         self.swarm
             .behaviour_mut()
             .sync
             .inner_mut()
-            .send_request(peer, bytes);
+            .send_request(peer, bytes)
+    }
+
+    /// Sends the session's next request and waits for its answer only.
+    fn send_in_session(&mut self, peer: PeerId, request: &sync::Request) {
+        let id = self.send_sync(&peer, request);
+        if let Some(session) = self.syncs.get_mut(&peer) {
+            session.pending = Some(id);
+        }
+    }
+
+    /// Whether `id` is the request `peer`'s session waits for.
+    fn is_pending(&self, peer: &PeerId, id: request_response::OutboundRequestId) -> bool {
+        self.syncs.get(peer).is_some_and(|s| s.pending == Some(id))
     }
 
     /// Peer exchange: asks a member, once per connection spell, where it reaches the
@@ -1813,7 +1835,7 @@ impl EventLoop {
             return;
         }
         session.requested = ids.iter().copied().collect();
-        self.send_sync(&peer, &sync::Request::Fetch(ids));
+        self.send_in_session(peer, &sync::Request::Fetch(ids));
     }
 
     async fn on_sync(&mut self, event: request_response::Event<Vec<u8>, Vec<u8>>) {
@@ -1849,8 +1871,10 @@ impl EventLoop {
                 self.sync_stats.bytes_received += response.len() as u64;
                 if self.peer_requests.remove(&request_id).is_some() {
                     self.on_peers_response(peer, &response);
-                } else {
+                } else if self.is_pending(&peer, request_id) {
                     self.on_sync_response(peer, &response).await;
+                } else {
+                    tracing::debug!(%peer, "stale or unsolicited sync response dropped");
                 }
             }
             request_response::Event::OutboundFailure {
@@ -1872,7 +1896,12 @@ impl EventLoop {
                     }
                 }
             }
-            request_response::Event::OutboundFailure { peer, error, .. } => {
+            request_response::Event::OutboundFailure {
+                peer,
+                error,
+                request_id,
+                ..
+            } if self.is_pending(&peer, request_id) => {
                 tracing::debug!(%peer, %error, "sync request failed");
                 match error {
                     // Our codec's verdict on an answer over the size limit.
@@ -1897,6 +1926,9 @@ impl EventLoop {
                         }
                     }
                 }
+            }
+            request_response::Event::OutboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, %error, "a stale sync request failed");
             }
             request_response::Event::InboundFailure { peer, error, .. } => {
                 tracing::debug!(%peer, %error, "sync request from a peer failed");
@@ -1973,7 +2005,7 @@ impl EventLoop {
                     return self.penalize(peer, "reconcile answer after reconciliation ended");
                 };
                 match initiator.step(&reply) {
-                    Ok(Some(next)) => self.send_sync(&peer, &sync::Request::Reconcile(next)),
+                    Ok(Some(next)) => self.send_in_session(peer, &sync::Request::Reconcile(next)),
                     Ok(None) => {
                         let mut need = initiator.take_need();
                         session.initiator = None;
