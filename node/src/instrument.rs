@@ -3,13 +3,17 @@
 //! framing are included), and, when a benchmark turned them on, gossipsub's own counters
 //! (messages received with and without duplicates).
 //!
-//! TCP counting is always on: one relaxed atomic add per socket read or write. Gossipsub
+//! TCP counting is always on: one relaxed atomic add per socket read or write. A
+//! benchmark can also give every TCP connection made afterwards an emulated one-way
+//! latency ([`set_link_delay`]: what a socket reads is handed on that much later), to
+//! measure propagation as it would be between homes rather than on loopback. Gossipsub
 //! metrics cost memory per node, so they are off unless [`enable_gossip_metrics`] was
 //! called before the nodes started. A capture of the bytes themselves
 //! ([`start_capture`], for the traffic-privacy test) is off unless started: one relaxed
 //! atomic load per read or write.
 
 use std::borrow::Cow;
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Mutex;
@@ -38,9 +42,126 @@ pub fn traffic() -> Traffic {
     }
 }
 
-/// A transport stream that adds what it moves to the process's [`traffic`].
+static LINK_DELAY_US: AtomicU64 = AtomicU64::new(0);
+
+/// For benchmarks: every TCP connection made from now on in this process hands on what
+/// it reads `delay` after the socket delivered it (an emulated one-way link latency,
+/// both directions, unlimited bandwidth). Zero (the default) turns it off for new
+/// connections.
+pub fn set_link_delay(delay: std::time::Duration) {
+    LINK_DELAY_US.store(
+        u64::try_from(delay.as_micros()).unwrap_or(u64::MAX),
+        Ordering::SeqCst,
+    );
+}
+
+/// Most bytes a delayed connection holds back; past it, it stops reading the socket.
+const MAX_DELAYED_BYTES: usize = 1 << 20;
+/// Most bytes read from the socket at once by a delayed connection.
+const DELAYED_READ: usize = 16 * 1024;
+
+/// A transport stream that adds what it moves to the process's [`traffic`], and delays
+/// what it reads if [`set_link_delay`] was set when it was made.
 #[derive(Debug)]
-pub struct Counted<S>(pub S);
+pub struct Counted<S> {
+    inner: S,
+    delayed: Option<Delayed>,
+}
+
+/// Bytes read from the socket, each chunk with the time it may be handed on.
+#[derive(Debug)]
+struct Delayed {
+    delay: std::time::Duration,
+    chunks: std::collections::VecDeque<(tokio::time::Instant, Vec<u8>)>,
+    /// Bytes of the front chunk already handed on.
+    offset: usize,
+    held: usize,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// The socket's end (or error), handed on once the chunks before it are.
+    end: Option<io::Result<()>>,
+}
+
+impl<S> Counted<S> {
+    pub fn new(inner: S) -> Counted<S> {
+        let us = LINK_DELAY_US.load(Ordering::Relaxed);
+        Counted::with_delay(inner, std::time::Duration::from_micros(us))
+    }
+
+    fn with_delay(inner: S, delay: std::time::Duration) -> Counted<S> {
+        let delayed = (!delay.is_zero()).then(|| Delayed {
+            delay,
+            chunks: Default::default(),
+            offset: 0,
+            held: 0,
+            timer: None,
+            end: None,
+        });
+        Counted { inner, delayed }
+    }
+}
+
+impl<S: AsyncRead + Unpin> Counted<S> {
+    fn poll_read_delayed(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let Some(d) = self.delayed.as_mut() else {
+            return Poll::Ready(Ok(0));
+        };
+        // Take in what the socket has, stamped with when it may be handed on.
+        while d.end.is_none() && d.held < MAX_DELAYED_BYTES {
+            let mut chunk = vec![0u8; DELAYED_READ];
+            match Pin::new(&mut self.inner).poll_read(cx, &mut chunk) {
+                Poll::Ready(Ok(0)) => d.end = Some(Ok(())),
+                Poll::Ready(Ok(n)) => {
+                    RECEIVED.fetch_add(n as u64, Ordering::Relaxed);
+                    chunk.truncate(n);
+                    capture([&chunk[..]], n);
+                    d.held += n;
+                    d.chunks
+                        .push_back((tokio::time::Instant::now() + d.delay, chunk));
+                }
+                Poll::Ready(Err(e)) => d.end = Some(Err(e)),
+                Poll::Pending => break,
+            }
+        }
+        loop {
+            let Some((due, chunk)) = d.chunks.front() else {
+                return match d.end.take() {
+                    Some(Ok(())) => {
+                        d.end = Some(Ok(()));
+                        Poll::Ready(Ok(0))
+                    }
+                    Some(Err(e)) => Poll::Ready(Err(e)),
+                    // The socket registered our waker.
+                    None => Poll::Pending,
+                };
+            };
+            if *due <= tokio::time::Instant::now() {
+                let rest = chunk.get(d.offset..).unwrap_or_default();
+                let n = rest.len().min(buf.len());
+                buf[..n].copy_from_slice(&rest[..n]);
+                d.offset += n;
+                d.held -= n;
+                if d.offset >= chunk.len() {
+                    d.chunks.pop_front();
+                    d.offset = 0;
+                }
+                return Poll::Ready(Ok(n));
+            }
+            let due = *due;
+            let timer = d
+                .timer
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+            timer.as_mut().reset(due);
+            match timer.as_mut().poll(cx) {
+                Poll::Ready(()) => continue,
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
 
 impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
     fn poll_read(
@@ -48,7 +169,10 @@ impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
-        let poll = Pin::new(&mut self.0).poll_read(cx, buf);
+        if self.delayed.is_some() {
+            return self.poll_read_delayed(cx, buf);
+        }
+        let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(n)) = &poll {
             RECEIVED.fetch_add(*n as u64, Ordering::Relaxed);
             capture([&buf[..]], *n);
@@ -61,7 +185,13 @@ impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
         cx: &mut Context<'_>,
         bufs: &mut [io::IoSliceMut<'_>],
     ) -> Poll<io::Result<usize>> {
-        let poll = Pin::new(&mut self.0).poll_read_vectored(cx, bufs);
+        if self.delayed.is_some() {
+            let Some(buf) = bufs.iter_mut().find(|b| !b.is_empty()) else {
+                return Poll::Ready(Ok(0));
+            };
+            return self.poll_read_delayed(cx, buf);
+        }
+        let poll = Pin::new(&mut self.inner).poll_read_vectored(cx, bufs);
         if let Poll::Ready(Ok(n)) = &poll {
             RECEIVED.fetch_add(*n as u64, Ordering::Relaxed);
             capture(bufs.iter().map(|b| &b[..]), *n);
@@ -76,7 +206,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let poll = Pin::new(&mut self.0).poll_write(cx, buf);
+        let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
         if let Poll::Ready(Ok(n)) = &poll {
             SENT.fetch_add(*n as u64, Ordering::Relaxed);
             capture([buf], *n);
@@ -89,7 +219,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let poll = Pin::new(&mut self.0).poll_write_vectored(cx, bufs);
+        let poll = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
         if let Poll::Ready(Ok(n)) = &poll {
             SENT.fetch_add(*n as u64, Ordering::Relaxed);
             capture(bufs.iter().map(|b| &b[..]), *n);
@@ -98,11 +228,11 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
+        Pin::new(&mut self.inner).poll_flush(cx)
     }
 
     fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_close(cx)
+        Pin::new(&mut self.inner).poll_close(cx)
     }
 }
 
@@ -226,4 +356,36 @@ pub fn gossip_counters() -> Option<GossipCounters> {
         }
     }
     Some(counters)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::AsyncReadExt;
+
+    #[tokio::test]
+    async fn a_delayed_stream_hands_on_every_byte_in_order_after_the_delay() {
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let delay = std::time::Duration::from_millis(40);
+        let mut stream = Counted::with_delay(futures::io::Cursor::new(data.clone()), delay);
+        let started = tokio::time::Instant::now();
+        let mut first = [0u8; 1];
+        stream.read_exact(&mut first).await.unwrap();
+        assert!(
+            started.elapsed() >= delay,
+            "the first byte came before the delay"
+        );
+        let mut rest = Vec::new();
+        stream.read_to_end(&mut rest).await.unwrap();
+        assert_eq!(first[0], data[0]);
+        assert_eq!(rest, data[1..]);
+        // Without a delay, nothing is held back.
+        let mut plain = Counted::with_delay(
+            futures::io::Cursor::new(data.clone()),
+            std::time::Duration::ZERO,
+        );
+        let mut all = Vec::new();
+        plain.read_to_end(&mut all).await.unwrap();
+        assert_eq!(all, data);
+    }
 }

@@ -301,7 +301,7 @@ pub fn tcp_transport(
 ) -> Result<Boxed<(PeerId, StreamMuxerBox)>, Box<dyn std::error::Error + Send + Sync>> {
     Ok(
         tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
-            .map(|stream, _| Counted(stream))
+            .map(|stream, _| Counted::new(stream))
             .upgrade(upgrade::Version::V1Lazy)
             .authenticate(noise::Config::new(key)?)
             .multiplex(yamux::Config::default())

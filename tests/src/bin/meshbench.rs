@@ -10,7 +10,10 @@
 //! ```
 //!
 //! Other options: `--degree D` (each node dials D random earlier nodes; default 4),
-//! `--interval-ms T` (one publish every T ms; default 50), `--seed S`.
+//! `--interval-ms T` (one publish every T ms; default 50), `--seed S`, `--link-delay-ms L`
+//! (every TCP connection of both phases hands on what it reads L ms late: an emulated
+//! one-way latency between homes, `instrument::set_link_delay`; default 0, plain
+//! loopback).
 //!
 //! - Latency: from the publish call (`Node::post` / the command to the swarm's task) to
 //!   the receiving node's `Event::Item` / gossipsub message event, both read by a
@@ -52,11 +55,12 @@ struct Args {
     interval: Duration,
     seed: u64,
     json: bool,
+    link_delay: Duration,
 }
 
 fn usage() -> ! {
     eprintln!(
-        "usage: meshbench --nodes N --reports M [--degree D] [--interval-ms T] [--seed S] [--json]"
+        "usage: meshbench --nodes N --reports M [--degree D] [--interval-ms T] [--seed S] [--link-delay-ms L] [--json]"
     );
     std::process::exit(2)
 }
@@ -69,6 +73,7 @@ fn parse_args() -> Args {
         interval: Duration::from_millis(50),
         seed: 1,
         json: false,
+        link_delay: Duration::ZERO,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -84,10 +89,16 @@ fn parse_args() -> Args {
             "--interval-ms" => args.interval = Duration::from_millis(value()),
             "--seed" => args.seed = value(),
             "--json" => args.json = true,
+            "--link-delay-ms" => args.link_delay = Duration::from_millis(value()),
             _ => usage(),
         }
     }
-    if args.nodes < 2 || args.nodes > 500 || args.reports == 0 || args.reports > 100_000 {
+    if args.nodes < 2
+        || args.nodes > 500
+        || args.reports == 0
+        || args.reports > 100_000
+        || args.link_delay > Duration::from_secs(1)
+    {
         usage();
     }
     args
@@ -713,6 +724,7 @@ async fn main() {
             .init();
     }
     instrument::enable_gossip_metrics();
+    instrument::set_link_delay(args.link_delay);
     let mut rng = SeededRng::new(args.seed);
     let dials = topology(args.nodes, args.degree, &mut rng);
     let authors: Arc<Vec<usize>> = Arc::new(
@@ -784,6 +796,7 @@ async fn main() {
             "reports": args.reports,
             "degree": args.degree,
             "interval_ms": args.interval.as_millis() as u64,
+            "link_delay_ms": args.link_delay.as_millis() as u64,
             "envelope_bytes_mean": mean_size,
             "porchlight": summary_json(&p),
             "baseline": summary_json(&b),
