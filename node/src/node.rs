@@ -1736,9 +1736,11 @@ impl EventLoop {
         book
     }
 
-    /// Remembers the members a peer told us about. Hearsay never replaces what this
-    /// node saw itself on a live connection; it is added in front of older addresses
-    /// (at most `MAX_KNOWN_ADDRS` a peer), so a member that moved is found at its new one.
+    /// Remembers the members a peer told us about, except those this node is connected
+    /// to now (it knows where they are, and its own connections and identify overwrite
+    /// their entries). Heard addresses go in front of older ones (at most
+    /// `MAX_KNOWN_ADDRS` a peer), so a member that moved is found at its new one; what a
+    /// lying member can do with that is threat model D24.
     fn on_peers_response(&mut self, from: PeerId, bytes: &[u8]) {
         let peers = match sync::Response::decode(bytes) {
             Ok(sync::Response::Peers(peers)) => peers,
