@@ -1505,6 +1505,12 @@ impl EventLoop {
                 self.peers_asked.remove(&peer_id);
                 self.remote.remove(&peer_id);
             }
+            // Another connection to the peer remains, and it may be newer than the ask (a
+            // restarted peer's new connection can be up before its old one is seen
+            // closing): ask on it.
+            SwarmEvent::ConnectionClosed { peer_id, .. } if self.peers_asked.remove(&peer_id) => {
+                self.ask_peers(peer_id);
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => self.on_gossip(event),
             SwarmEvent::Behaviour(BehaviourEvent::Join(event)) => self.on_join(event).await,
             SwarmEvent::Behaviour(BehaviourEvent::Sync(event)) => self.on_sync(event).await,
@@ -1892,7 +1898,16 @@ impl EventLoop {
                     {
                         self.penalize(peer, "peer exchange answer over the size limit");
                     }
-                    // Nobody's fault: ask again on the peer's next connection.
+                    // Nobody's fault: unless another ask is on its way, ask again on
+                    // the peer's next connection, or at once if the request went down
+                    // with a connection the peer has already replaced.
+                    _ if self.peer_requests.values().any(|p| *p == peer) => {}
+                    request_response::OutboundFailure::ConnectionClosed
+                        if self.swarm.is_connected(&peer) =>
+                    {
+                        self.peers_asked.remove(&peer);
+                        self.ask_peers(peer);
+                    }
                     _ => {
                         self.peers_asked.remove(&peer);
                     }

@@ -233,25 +233,27 @@ async fn hostile_sync_peers_are_cut_off_and_nothing_is_stored() {
     });
     // Syncs honestly (as a node holding nothing) but answers peer exchange with more
     // members than the codec allows.
-    let empty = porchlight_proto::sync::storage(std::iter::empty()).unwrap();
-    let too_many_peers: Reply = Box::new(move |request| {
-        use porchlight_proto::sync::{PeerAddrs, Request, Response, respond};
-        match Request::decode(request) {
-            Ok(Request::Reconcile(query)) => {
-                Response::Reconcile(respond(&empty, &query).unwrap_or_default()).encode()
+    let too_many_peers = || -> Reply {
+        let empty = porchlight_proto::sync::storage(std::iter::empty()).unwrap();
+        Box::new(move |request| {
+            use porchlight_proto::sync::{PeerAddrs, Request, Response, respond};
+            match Request::decode(request) {
+                Ok(Request::Reconcile(query)) => {
+                    Response::Reconcile(respond(&empty, &query).unwrap_or_default()).encode()
+                }
+                Ok(Request::Peers) => Response::Peers(vec![
+                    PeerAddrs {
+                        member: [9; 32],
+                        addrs: vec!["/ip4/127.0.0.1/tcp/9".into()],
+                    };
+                    porchlight_proto::sync::MAX_PEERS + 1
+                ])
+                .encode(),
+                _ => Response::Items(Vec::new()).encode(),
             }
-            Ok(Request::Peers) => Response::Peers(vec![
-                PeerAddrs {
-                    member: [9; 32],
-                    addrs: vec!["/ip4/127.0.0.1/tcp/9".into()],
-                };
-                porchlight_proto::sync::MAX_PEERS + 1
-            ])
-            .encode(),
-            _ => Response::Items(Vec::new()).encode(),
-        }
-    });
-    for (i, reply) in [garbage, oversize, unasked, endless, too_many_peers]
+        })
+    };
+    for (i, reply) in [garbage, oversize, unasked, endless, too_many_peers()]
         .into_iter()
         .enumerate()
     {
@@ -273,6 +275,26 @@ async fn hostile_sync_peers_are_cut_off_and_nothing_is_stored() {
             "hostile peer {i} was cut off"
         );
     }
+    // The same, but the hostile program connects while the member's own node is still
+    // connected (as a restarted node can be back before its old connection is seen
+    // closing): Alice asked that member for peers long ago, and asks again on the
+    // connection that remains once the old one closes.
+    let member = alice.invite("m5").await;
+    let (keys, _) = porchlight_node::identity::load_or_create(member.dir.path()).unwrap();
+    let penalties = alice.node.status().await.unwrap().sync.penalties;
+    tokio::join!(
+        hostile_peer(keys, &alice, too_many_peers(), penalties),
+        async {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            drop(member.stop().await);
+        }
+    );
+    assert_eq!(
+        alice.node.status().await.unwrap().sync.penalties,
+        penalties + 1,
+        "the hostile program behind a replaced connection was penalized"
+    );
+
     // Nothing was stored, and Alice still works.
     let feed = alice.feed().await;
     assert_eq!(feed.len(), 1);
