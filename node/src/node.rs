@@ -1693,14 +1693,7 @@ impl EventLoop {
             return;
         }
         self.peers_asked.insert(peer);
-        let bytes = sync::Request::Peers.encode();
-        self.sync_stats.bytes_sent += bytes.len() as u64;
-        let id = self
-            .swarm
-            .behaviour_mut()
-            .sync
-            .inner_mut()
-            .send_request(&peer, bytes);
+        let id = self.send_sync(&peer, &sync::Request::Peers);
         self.peer_requests.insert(id, peer);
     }
 
