@@ -1,9 +1,19 @@
 //! Propagation benchmark: N Porchlight nodes in one process on loopback TCP publish M
 //! reports from random members through the real node (seal, gossipsub, validate, store,
-//! event); then the same topology and payload sizes over plain libp2p gossipsub with the
-//! same gossipsub settings (`porchlight_node::net::gossipsub`) and the same counted TCP,
-//! Noise and yamux transport, with no Porchlight crypto or storage. Prints both, and
-//! their ratios.
+//! event); then, over the same topology, payload sizes, gossipsub settings
+//! (`porchlight_node::net::gossipsub`) and counted TCP, Noise and yamux transport, three
+//! comparison phases of bare gossipsub nodes:
+//!
+//! - the engine floor: each node runs Porchlight's `Engine` on every message (seals
+//!   what it posts; verifies, opens, checks and stores what it receives) and nothing
+//!   else of the node: what the design asks of every node, without the node around it;
+//! - the signature floor: one strict ed25519 signature check a message, the physical
+//!   bound the issue names;
+//! - plain gossipsub (the baseline): every message accepted at once.
+//!
+//! Prints all four, and their ratios to plain gossipsub. Every phase brings its nodes
+//! up one at a time, each joining once the ones it dialed are connected, so that
+//! gossipsub's meshes come out alike (the table shows their sizes).
 //!
 //! ```sh
 //! cargo run --release -p porchlight-tests --bin meshbench -- --nodes 20 --reports 200 [--json]
@@ -11,7 +21,7 @@
 //!
 //! Other options: `--degree D` (each node dials D random earlier nodes; default 4),
 //! `--interval-ms T` (one publish every T ms; default 50), `--seed S`, `--link-delay-ms L`
-//! (every TCP connection of both phases hands on what it reads L ms late: an emulated
+//! (every TCP connection of every phase hands on what it reads L ms late: an emulated
 //! one-way latency between homes, `instrument::set_link_delay`; default 0, plain
 //! loopback).
 //!
@@ -30,13 +40,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use ed25519_dalek::VerifyingKey;
 use futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, Swarm};
+use porchlight_node::engine::{Engine, Ingest};
 use porchlight_node::instrument;
 use porchlight_node::node::{Config, EVENT_QUEUE, Event, Node, NodeError, Setup};
 use porchlight_proto::Body;
+use porchlight_proto::MemberKeys;
 use porchlight_proto::testkit::SeededRng;
 use porchlight_tests::bench;
 use rand_core::Rng;
@@ -152,6 +165,9 @@ struct Phase {
     lagged: u64,
     /// Porchlight only: catch-up sync bytes (application level) within `bytes_sent`.
     sync_bytes: u64,
+    /// Mean connected peers and mesh peers per node when publishing starts.
+    peers: f64,
+    mesh: f64,
 }
 
 struct Summary {
@@ -163,6 +179,8 @@ struct Summary {
     bytes_per_report_node: f64,
     duplicates_per_delivery: f64,
     cpu_s: f64,
+    peers: f64,
+    mesh: f64,
 }
 
 impl Phase {
@@ -178,6 +196,8 @@ impl Phase {
             bytes_per_report_node: self.bytes_sent as f64 / (reports * nodes) as f64,
             duplicates_per_delivery: self.duplicates as f64 / self.delivered.max(1) as f64,
             cpu_s: self.cpu_s,
+            peers: self.peers,
+            mesh: self.mesh,
         }
     }
 }
@@ -209,6 +229,24 @@ impl Snapshot {
             ..Phase::default()
         }
     }
+}
+
+/// Waits (at most `WAIT`) until a new node is connected to the `dialed` nodes it dialed,
+/// then 100 ms more. Every phase brings its nodes up this way, one at a time, so that
+/// gossipsub forms its meshes alike in all of them: started faster, nodes graft each
+/// other differently, and the meshes come out smaller or larger (5.3 against 6.7 peers
+/// a node at 20 nodes when one phase's nodes started 10 ms apart and the other's 1 ms),
+/// which changes every message's copies and CPU more than any difference measured here.
+async fn settle<F, Fut>(connected: F, dialed: usize)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = usize>,
+{
+    let deadline = Instant::now() + WAIT;
+    while connected().await < dialed && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
 }
 
 /// Waits until `deliveries` holds `target` entries or `WAIT` passes.
@@ -256,14 +294,7 @@ fn porchlight_collector(
             match events.recv().await {
                 Ok(Event::Item(item)) => {
                     let at = Instant::now();
-                    let Body::Report(report) = &item.body else {
-                        continue;
-                    };
-                    let Some(k) = report
-                        .text
-                        .strip_prefix("meshbench ")
-                        .and_then(|k| k.parse::<u32>().ok())
-                    else {
+                    let Some(k) = report_number(&item.body) else {
                         continue;
                     };
                     if authors.get(k as usize) != Some(&index) {
@@ -344,6 +375,12 @@ async fn porchlight(
             .clone()
             .with(libp2p::multiaddr::Protocol::P2p(node.peer_id()));
         addrs.push(addr);
+        // Each node joins a settled network, in every phase alike (see `settle`).
+        settle(
+            || async { node.status().await.map_or(0, |s| s.connected.len()) },
+            out.len(),
+        )
+        .await;
         nodes.push(Running {
             node,
             task,
@@ -385,6 +422,12 @@ async fn porchlight(
     tokio::time::sleep(Duration::from_secs(3)).await;
 
     let sync_before = sync_bytes(&nodes).await;
+    let (mut peers, mut mesh) = (0, 0);
+    for r in &nodes {
+        let status = r.node.status().await.expect("status");
+        peers += status.connected.len();
+        mesh += status.mesh_peers;
+    }
     let start = Snapshot::take();
     let mut posts = Vec::with_capacity(args.reports);
     for (k, &a) in authors.iter().enumerate() {
@@ -423,6 +466,8 @@ async fn porchlight(
     }
     let mut phase = start.into_phase(end);
     phase.sync_bytes = sync_bytes(&nodes).await - sync_before;
+    phase.peers = peers as f64 / n as f64;
+    phase.mesh = mesh as f64 / n as f64;
     let (delivered, latencies) = latencies(&sink, &sent);
     phase.delivered = delivered;
     phase.expected = expected;
@@ -449,6 +494,8 @@ async fn porchlight(
 
 enum Command {
     Publish(Vec<u8>),
+    /// Engine floor: sign, seal, store and publish a report through the node's `Engine`.
+    Post(Box<Body>),
     Status(oneshot::Sender<(usize, usize)>),
     Stop,
 }
@@ -469,7 +516,88 @@ fn payload(k: u32, measured: bool, size: usize, rng: &mut SeededRng) -> Vec<u8> 
     data
 }
 
-async fn plain_node(topic: IdentTopic, dial: Vec<Multiaddr>) -> (Plain, Multiaddr) {
+/// The report number of a measured plain payload.
+fn payload_number(data: &[u8]) -> Option<u32> {
+    if data.first() == Some(&1) && data.len() >= 5 {
+        let mut k = [0u8; 4];
+        k.copy_from_slice(&data[1..5]);
+        Some(u32::from_be_bytes(k))
+    } else {
+        None
+    }
+}
+
+/// The report number of a measured report (`meshbench {k}`).
+fn report_number(body: &Body) -> Option<u32> {
+    let Body::Report(report) = body else {
+        return None;
+    };
+    report.text.strip_prefix("meshbench ")?.parse().ok()
+}
+
+/// What a gossipsub node of a comparison phase does with a message besides gossipsub.
+enum Work {
+    /// Plain gossipsub: accepts every message at once.
+    Nothing,
+    /// The signature floor: signs what it publishes (`[payload, signer index u16 BE,
+    /// ed25519 signature]`) and accepts a message only after one strict signature check
+    /// against the signer's key, decompressed beforehand. The physical bound.
+    Sign {
+        keys: Box<MemberKeys>,
+        index: u16,
+        table: Arc<Vec<VerifyingKey>>,
+    },
+    /// The engine floor: seals what it posts and validates and stores what it receives
+    /// through Porchlight's `Engine`, before it accepts a message: the work the design
+    /// asks of every node for every message, and nothing else of the node.
+    Engine(Box<Engine>),
+}
+
+impl Work {
+    /// Judges a received message; the report number to record if it is a new measured one.
+    fn receive(&mut self, data: &[u8]) -> (MessageAcceptance, Option<u32>) {
+        match self {
+            Work::Nothing => (MessageAcceptance::Accept, payload_number(data)),
+            Work::Sign { table, .. } => {
+                let Some(body_len) = data.len().checked_sub(SIGNED_TAIL) else {
+                    return (MessageAcceptance::Reject, None);
+                };
+                let index = usize::from(u16::from_be_bytes([data[body_len], data[body_len + 1]]));
+                let mut signature = [0u8; 64];
+                signature.copy_from_slice(&data[body_len + 2..]);
+                let valid = table.get(index).is_some_and(|key| {
+                    key.verify_strict(
+                        &data[..body_len + 2],
+                        &ed25519_dalek::Signature::from_bytes(&signature),
+                    )
+                    .is_ok()
+                });
+                if valid {
+                    (MessageAcceptance::Accept, payload_number(data))
+                } else {
+                    eprintln!("warning: signature floor node refused a message");
+                    (MessageAcceptance::Reject, None)
+                }
+            }
+            Work::Engine(engine) => match engine.ingest(data, porchlight_node::now()) {
+                Ok(Ingest::New(accepted)) => {
+                    (MessageAcceptance::Accept, report_number(&accepted.body))
+                }
+                Ok(Ingest::Duplicate) => (MessageAcceptance::Ignore, None),
+                other => {
+                    eprintln!("warning: engine floor node refused a message: {other:?}");
+                    (MessageAcceptance::Reject, None)
+                }
+            },
+        }
+    }
+}
+
+/// Signer index and signature after a signature-floor payload.
+const SIGNED_TAIL: usize = 2 + 64;
+
+/// A gossipsub node of a comparison phase: plain, or doing `work` on every message.
+async fn plain_node(topic: IdentTopic, dial: Vec<Multiaddr>, mut work: Work) -> (Plain, Multiaddr) {
     let mut swarm: Swarm<gossipsub::Behaviour> = libp2p::SwarmBuilder::with_new_identity()
         .with_tokio()
         .with_other_transport(porchlight_node::net::tcp_transport)
@@ -514,23 +642,47 @@ async fn plain_node(topic: IdentTopic, dial: Vec<Multiaddr>) -> (Plain, Multiadd
                         message,
                     }) = event
                     {
+                        let (acceptance, k) = work.receive(&message.data);
                         swarm.behaviour_mut().report_message_validation_result(
                             &message_id,
                             &propagation_source,
-                            MessageAcceptance::Accept,
+                            acceptance,
                         );
-                        if message.data.first() == Some(&1) && message.data.len() >= 5 {
-                            let mut k = [0u8; 4];
-                            k.copy_from_slice(&message.data[1..5]);
-                            let _ = tx.send(u32::from_be_bytes(k));
+                        if let Some(k) = k {
+                            let _ = tx.send(k);
                         }
                     }
                 }
                 command = rx.recv() => match command {
-                    Some(Command::Publish(data)) => {
+                    Some(Command::Publish(mut data)) => {
+                        if let Work::Sign { keys, index, .. } = &work {
+                            data.extend_from_slice(&index.to_be_bytes());
+                            let signature = keys.sign(&[&data]);
+                            data.extend_from_slice(&signature.0);
+                        }
                         if let Err(e) = swarm.behaviour_mut().publish(topic.clone(), data) {
                             eprintln!("warning: plain publish failed: {e}");
                         }
+                    }
+                    Some(Command::Post(body)) => {
+                        let Work::Engine(engine) = &mut work else { continue };
+                        let now = porchlight_node::now();
+                        if let Err(e) = engine.post_staged(&body, now, &mut porchlight_node::rng()).await {
+                            eprintln!("warning: engine floor post failed: {e}");
+                            continue;
+                        }
+                        // As the node does: publish what the outbox holds, then make it
+                        // durable off this loop.
+                        let store = engine.store().clone();
+                        for (seq, bytes) in store.outbox().unwrap_or_default() {
+                            if let Err(e) = swarm.behaviour_mut().publish(topic.clone(), bytes) {
+                                eprintln!("warning: engine floor publish failed: {e}");
+                            }
+                            let _ = store.pop_outbox(seq);
+                        }
+                        tokio::spawn(async move {
+                            let _ = store.flush().await;
+                        });
                     }
                     Some(Command::Status(reply)) => {
                         let connected = swarm.connected_peers().count();
@@ -603,29 +755,79 @@ async fn plain_ready(nodes: &[Plain], deg: &[usize]) -> bool {
     false
 }
 
-async fn baseline(
+/// The comparison phases: gossipsub nodes doing nothing else (the baseline), one
+/// signature check a message (the signature floor), or Porchlight's engine (the engine
+/// floor). See [`Work`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Plain,
+    Signature,
+    Engine,
+}
+
+async fn gossip_phase(
     args: &Args,
     dials: &[Vec<usize>],
     authors: &Arc<Vec<usize>>,
     sizes: &[usize],
+    kind: Kind,
 ) -> Phase {
     let n = args.nodes;
+    let floor = kind == Kind::Engine;
+    let name = match kind {
+        Kind::Plain => "baseline",
+        Kind::Signature => "signature floor",
+        Kind::Engine => "engine floor",
+    };
     let t = Instant::now();
-    let topic = IdentTopic::new(bench::hood(1, args.seed).hood().topic());
+    let h = bench::hood(if kind == Kind::Plain { 1 } else { n }, args.seed);
+    let table: Arc<Vec<VerifyingKey>> = Arc::new(
+        h.members
+            .iter()
+            .filter_map(|m| m.keys.id().verifying_key())
+            .collect(),
+    );
+    let topic = IdentTopic::new(h.hood().topic());
     let mut nodes: Vec<Plain> = Vec::with_capacity(n);
     let mut addrs: Vec<Multiaddr> = Vec::with_capacity(n);
-    for out in dials {
+    let mut dirs = Vec::new();
+    for (i, out) in dials.iter().enumerate() {
         let dial = out.iter().map(|&j| addrs[j].clone()).collect();
-        let (node, addr) = plain_node(topic.clone(), dial).await;
+        let work = match kind {
+            Kind::Plain => Work::Nothing,
+            Kind::Signature => Work::Sign {
+                keys: Box::new(h.members[i].keys.clone()),
+                index: u16::try_from(i).expect("at most 500 nodes"),
+                table: table.clone(),
+            },
+            Kind::Engine => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let engine = bench::member_dir(dir.path(), &h, i);
+                dirs.push(dir);
+                Work::Engine(Box::new(engine))
+            }
+        };
+        let (node, addr) = plain_node(topic.clone(), dial, work).await;
+        settle(
+            || async {
+                let (tx, rx) = oneshot::channel();
+                if node.commands.send(Command::Status(tx)).await.is_err() {
+                    return 0;
+                }
+                rx.await.map_or(0, |(connected, _)| connected)
+            },
+            out.len(),
+        )
+        .await;
         nodes.push(node);
         addrs.push(addr);
     }
     let deg = degrees(dials);
     if !plain_ready(&nodes, &deg).await {
-        eprintln!("warning: gossipsub meshes not complete after {WAIT:?}; measuring anyway");
+        eprintln!("warning: {name} meshes not complete after {WAIT:?}; measuring anyway");
     }
     eprintln!(
-        "baseline: {n} nodes up and meshed in {:.1} s",
+        "{name}: {n} nodes up and meshed in {:.1} s",
         t.elapsed().as_secs_f64()
     );
 
@@ -647,28 +849,54 @@ async fn baseline(
     let mut rng = SeededRng::new(args.seed ^ 0x5eed);
     let typical = sizes.first().copied().unwrap_or(1024);
     for w in 0..WARMUP {
-        let data = payload(w as u32, false, typical, &mut rng);
+        let command = if floor {
+            Command::Post(Box::new(porchlight_tests::report(&format!("warmup {w}"))))
+        } else {
+            Command::Publish(payload(w as u32, false, typical, &mut rng))
+        };
         let _ = nodes[authors[w % authors.len()]]
             .commands
-            .send(Command::Publish(data))
+            .send(command)
             .await;
     }
     // Three more heartbeats for the meshes to settle.
     tokio::time::sleep(Duration::from_secs(3)).await;
 
-    let payloads: Vec<Vec<u8>> = sizes
+    let commands: Vec<Command> = sizes
         .iter()
         .enumerate()
-        .map(|(k, &size)| payload(k as u32, true, size, &mut rng))
+        .map(|(k, &size)| {
+            if floor {
+                Command::Post(Box::new(porchlight_tests::report(&format!(
+                    "meshbench {k}"
+                ))))
+            } else if kind == Kind::Signature {
+                let size = size.saturating_sub(SIGNED_TAIL);
+                Command::Publish(payload(k as u32, true, size, &mut rng))
+            } else {
+                Command::Publish(payload(k as u32, true, size, &mut rng))
+            }
+        })
         .collect();
+    let (mut peers, mut mesh) = (0, 0);
+    for node in &nodes {
+        let (tx, rx) = oneshot::channel();
+        node.commands
+            .send(Command::Status(tx))
+            .await
+            .expect("node runs");
+        let (connected, in_mesh) = rx.await.expect("status");
+        peers += connected;
+        mesh += in_mesh;
+    }
     let start = Snapshot::take();
     let mut sent = Vec::with_capacity(args.reports);
-    for (k, data) in payloads.into_iter().enumerate() {
+    for (k, command) in commands.into_iter().enumerate() {
         tokio::time::sleep_until((start.at + args.interval * k as u32).into()).await;
         let t0 = Instant::now();
         nodes[authors[k]]
             .commands
-            .send(Command::Publish(data))
+            .send(command)
             .await
             .expect("node runs");
         sent.push(Some(t0));
@@ -682,6 +910,8 @@ async fn baseline(
     phase.expected = expected;
     phase.latencies_ms = latencies;
     phase.lagged = lagged.load(Ordering::Relaxed);
+    phase.peers = peers as f64 / n as f64;
+    phase.mesh = mesh as f64 / n as f64;
     for p in &nodes {
         let _ = p.commands.send(Command::Stop).await;
     }
@@ -691,6 +921,7 @@ async fn baseline(
     for c in collectors {
         c.abort();
     }
+    drop(dirs);
     phase
 }
 
@@ -710,6 +941,8 @@ fn summary_json(s: &Summary) -> serde_json::Value {
         "bytes_sent_per_report_per_node": s.bytes_per_report_node,
         "duplicates_per_delivery": s.duplicates_per_delivery,
         "cpu_s": s.cpu_s,
+        "peers_per_node": s.peers,
+        "mesh_peers_per_node": s.mesh,
     })
 }
 
@@ -734,9 +967,13 @@ async fn main() {
     );
 
     let (mut pl, sizes) = porchlight(&args, &dials, &authors).await;
-    let mut bl = baseline(&args, &dials, &authors, &sizes).await;
-    let (p, b) = (
+    let mut el = gossip_phase(&args, &dials, &authors, &sizes, Kind::Engine).await;
+    let mut sl = gossip_phase(&args, &dials, &authors, &sizes, Kind::Signature).await;
+    let mut bl = gossip_phase(&args, &dials, &authors, &sizes, Kind::Plain).await;
+    let (p, e, g, b) = (
         pl.summary(args.nodes, args.reports),
+        el.summary(args.nodes, args.reports),
+        sl.summary(args.nodes, args.reports),
         bl.summary(args.nodes, args.reports),
     );
 
@@ -750,43 +987,61 @@ async fn main() {
         mean_size
     );
     println!("machine: {}", bench::machine());
+    println!(
+        "engine floor: gossipsub + Porchlight's engine (seal; verify, open, check, store); signature floor: gossipsub + one ed25519 signature check a message"
+    );
     println!();
-    println!("| | porchlight | plain gossipsub | ratio |");
-    println!("|---|---|---|---|");
-    let row = |name: &str, a: f64, b: f64, digits: usize| {
+    println!(
+        "| | porchlight | engine floor | signature floor | plain gossipsub | porchlight / plain | engine floor / plain | signature floor / plain | porchlight / engine floor |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let row = |name: &str, v: [f64; 4], digits: usize| {
+        let [p, e, g, b] = v;
         println!(
-            "| {name} | {a:.digits$} | {b:.digits$} | {:.2} |",
-            ratio(a, b)
+            "| {name} | {p:.digits$} | {e:.digits$} | {g:.digits$} | {b:.digits$} | {:.2} | {:.2} | {:.2} | {:.2} |",
+            ratio(p, b),
+            ratio(e, b),
+            ratio(g, b),
+            ratio(p, e)
         );
     };
-    row("delivery", p.delivery * 100.0, b.delivery * 100.0, 2);
-    row("p50 latency (ms)", p.p50, b.p50, 2);
-    row("p95 latency (ms)", p.p95, b.p95, 2);
-    row("p99 latency (ms)", p.p99, b.p99, 2);
-    row("max latency (ms)", p.max, b.max, 2);
+    let all = |f: fn(&Summary) -> f64| [f(&p), f(&e), f(&g), f(&b)];
+    row("delivery (%)", all(|s| s.delivery * 100.0), 2);
+    row("p50 latency (ms)", all(|s| s.p50), 2);
+    row("p95 latency (ms)", all(|s| s.p95), 2);
+    row("p99 latency (ms)", all(|s| s.p99), 2);
+    row("max latency (ms)", all(|s| s.max), 2);
     row(
         "bytes sent per report per node",
-        p.bytes_per_report_node,
-        b.bytes_per_report_node,
+        all(|s| s.bytes_per_report_node),
         0,
     );
     row(
         "duplicates per delivery",
-        p.duplicates_per_delivery,
-        b.duplicates_per_delivery,
+        all(|s| s.duplicates_per_delivery),
         2,
     );
-    row("CPU seconds", p.cpu_s, b.cpu_s, 2);
+    row("CPU seconds", all(|s| s.cpu_s), 2);
+    row("connected peers per node", all(|s| s.peers), 2);
+    row("mesh peers per node", all(|s| s.mesh), 2);
     println!();
     println!(
-        "deliveries: porchlight {}/{} in {:.1} s, baseline {}/{} in {:.1} s; missed events: {} / {}; porchlight catch-up sync sent {} B of its total",
+        "deliveries: porchlight {}/{} in {:.1} s, engine floor {}/{} in {:.1} s, signature floor {}/{} in {:.1} s, baseline {}/{} in {:.1} s; missed events: {} / {} / {} / {}; porchlight catch-up sync sent {} B of its total",
         pl.delivered,
         pl.expected,
         pl.wall_s,
+        el.delivered,
+        el.expected,
+        el.wall_s,
+        sl.delivered,
+        sl.expected,
+        sl.wall_s,
         bl.delivered,
         bl.expected,
         bl.wall_s,
         pl.lagged,
+        el.lagged,
+        sl.lagged,
         bl.lagged,
         pl.sync_bytes,
     );
@@ -800,10 +1055,18 @@ async fn main() {
             "envelope_bytes_mean": mean_size,
             "porchlight": summary_json(&p),
             "baseline": summary_json(&b),
+            "engine_floor": summary_json(&e),
+            "signature_floor": summary_json(&g),
             "ratio_p50": ratio(p.p50, b.p50),
             "ratio_p99": ratio(p.p99, b.p99),
             "ratio_bytes": ratio(p.bytes_per_report_node, b.bytes_per_report_node),
             "ratio_cpu": ratio(p.cpu_s, b.cpu_s),
+            "engine_floor_ratio_p99": ratio(e.p99, b.p99),
+            "engine_floor_ratio_cpu": ratio(e.cpu_s, b.cpu_s),
+            "signature_floor_ratio_p99": ratio(g.p99, b.p99),
+            "signature_floor_ratio_cpu": ratio(g.cpu_s, b.cpu_s),
+            "ratio_p99_over_engine_floor": ratio(p.p99, e.p99),
+            "ratio_cpu_over_engine_floor": ratio(p.cpu_s, e.cpu_s),
         });
         println!("{json}");
     }
