@@ -26,6 +26,7 @@ pub mod instrument;
 pub mod local;
 pub mod net;
 pub mod node;
+pub mod quiet;
 pub mod sharing;
 pub mod store;
 

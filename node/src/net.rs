@@ -27,6 +27,7 @@ use porchlight_proto::{ItemId, MemberId, MemberKeys};
 
 use crate::gate::MembersOnly;
 use crate::instrument::Counted;
+use crate::quiet::Quiet;
 
 pub const JOIN_PROTOCOL: StreamProtocol = StreamProtocol::new("/porchlight/join/1");
 pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/porchlight/sync/2");
@@ -239,15 +240,17 @@ pub struct Behaviour {
     pub gate: Gate,
     pub limits: connection_limits::Behaviour,
     pub gossipsub: MembersOnly<gossipsub::Behaviour>,
-    pub join: request_response::Behaviour<BytesCodec>,
-    pub sync: MembersOnly<request_response::Behaviour<BytesCodec>>,
+    // The behaviours below have work to do on a connection now and then, not on every
+    // gossip message: `Quiet` polls their handlers only when they were woken.
+    pub join: Quiet<request_response::Behaviour<BytesCodec>>,
+    pub sync: Quiet<MembersOnly<request_response::Behaviour<BytesCodec>>>,
     /// Clip transfer: members only, like sync.
-    pub clips: MembersOnly<request_response::Behaviour<BytesCodec>>,
-    pub identify: identify::Behaviour,
+    pub clips: Quiet<MembersOnly<request_response::Behaviour<BytesCodec>>>,
+    pub identify: Quiet<identify::Behaviour>,
     pub mdns: Toggle<mdns::tokio::Behaviour>,
-    pub relay_client: relay::client::Behaviour,
-    pub dcutr: dcutr::Behaviour,
-    pub autonat: autonat::Behaviour,
+    pub relay_client: Quiet<relay::client::Behaviour>,
+    pub dcutr: Quiet<dcutr::Behaviour>,
+    pub autonat: Quiet<autonat::Behaviour>,
 }
 
 /// Gossipsub as the design asks: anonymous (no author, source or seqno on the wire),
@@ -347,33 +350,33 @@ pub fn swarm(
                         .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)?,
                     peer.to_string(),
                 )),
-                join: request_response::Behaviour::with_codec(
+                join: Quiet::new(request_response::Behaviour::with_codec(
                     BytesCodec::join(),
                     [(JOIN_PROTOCOL, request_response::ProtocolSupport::Full)],
                     request_response::Config::default().with_request_timeout(JOIN_TIMEOUT),
-                ),
-                sync: MembersOnly::new(request_response::Behaviour::with_codec(
+                )),
+                sync: Quiet::new(MembersOnly::new(request_response::Behaviour::with_codec(
                     BytesCodec::sync(),
                     [(SYNC_PROTOCOL, request_response::ProtocolSupport::Full)],
                     request_response::Config::default()
                         .with_request_timeout(SYNC_TIMEOUT)
                         .with_max_concurrent_streams(16),
-                )),
-                clips: MembersOnly::new(request_response::Behaviour::with_codec(
+                ))),
+                clips: Quiet::new(MembersOnly::new(request_response::Behaviour::with_codec(
                     BytesCodec::clip(),
                     [(CLIP_PROTOCOL, request_response::ProtocolSupport::Full)],
                     request_response::Config::default()
                         .with_request_timeout(CLIP_TIMEOUT)
                         .with_max_concurrent_streams(8),
-                )),
-                identify: identify::Behaviour::new(
+                ))),
+                identify: Quiet::new(identify::Behaviour::new(
                     identify::Config::new(IDENTIFY_PROTOCOL.into(), key.public())
                         .with_agent_version(format!("porchlight/{}", env!("CARGO_PKG_VERSION"))),
-                ),
+                )),
                 mdns: Toggle::from(mdns),
-                relay_client,
-                dcutr: dcutr::Behaviour::new(peer),
-                autonat: autonat::Behaviour::new(peer, autonat::Config::default()),
+                relay_client: Quiet::new(relay_client),
+                dcutr: Quiet::new(dcutr::Behaviour::new(peer)),
+                autonat: Quiet::new(autonat::Behaviour::new(peer, autonat::Config::default())),
             })
         })
         .map_err(|e| transport(&e))?
