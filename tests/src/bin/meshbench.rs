@@ -870,10 +870,12 @@ async fn gossip_phase(
                 Command::Post(Box::new(porchlight_tests::report(&format!(
                     "meshbench {k}"
                 ))))
-            } else if kind == Kind::Signature {
-                let size = size.saturating_sub(SIGNED_TAIL);
-                Command::Publish(payload(k as u32, true, size, &mut rng))
             } else {
+                // The signature floor's signer index and signature make up the size.
+                let size = match kind {
+                    Kind::Signature => size.saturating_sub(SIGNED_TAIL),
+                    _ => size,
+                };
                 Command::Publish(payload(k as u32, true, size, &mut rng))
             }
         })
