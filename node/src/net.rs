@@ -241,7 +241,8 @@ pub struct Behaviour {
     pub limits: connection_limits::Behaviour,
     pub gossipsub: MembersOnly<gossipsub::Behaviour>,
     // The behaviours below have work to do on a connection now and then, not on every
-    // gossip message: `Quiet` polls their handlers only when they were woken.
+    // gossip message: `Quiet` polls their handlers only when they were woken (all but
+    // the relay client's, see `quiet`), and boxes their events.
     pub join: Quiet<request_response::Behaviour<BytesCodec>>,
     pub sync: Quiet<MembersOnly<request_response::Behaviour<BytesCodec>>>,
     /// Clip transfer: members only, like sync.
@@ -374,7 +375,8 @@ pub fn swarm(
                         .with_agent_version(format!("porchlight/{}", env!("CARGO_PKG_VERSION"))),
                 )),
                 mdns: Toggle::from(mdns),
-                relay_client: Quiet::new(relay_client),
+                // Its handler needs polls nothing wakes it for: boxed events only.
+                relay_client: Quiet::eager(relay_client),
                 dcutr: Quiet::new(dcutr::Behaviour::new(peer)),
                 autonat: Quiet::new(autonat::Behaviour::new(peer, autonat::Config::default())),
             })

@@ -11,9 +11,12 @@
 //! handler only after that waker fired, after an event was handed to the inner handler
 //! (from the behaviour or from the connection), or while the inner handler still has
 //! events to give (it returned `Ready` last time); otherwise it returns `Pending` at
-//! once, with the connection's waker registered. Handlers are futures-correct: what
-//! they wait for (streams, timers, channels) wakes the waker they were polled with, so
-//! skipping a poll that nothing asked for changes nothing but the CPU spent.
+//! once, with the connection's waker registered. That is right for a handler that
+//! wakes the waker it was polled with for everything it waits on (streams, timers,
+//! channels, its own queues); request-response, identify, DCUtR and AutoNAT's handlers
+//! do. The relay client's does not: it hands its transport one queued message a poll and
+//! counts on being polled again for the next, so it is wrapped with [`Quiet::eager`],
+//! which polls it every time and only boxes its events.
 //!
 //! Their events travel boxed, both ways. A connection's events are one enum over every
 //! handler's, as large as the largest (identify's is 592 bytes, AutoNAT's commands 176),
@@ -39,24 +42,42 @@ use libp2p::{Multiaddr, PeerId};
 /// A behaviour whose connection handlers are [`QuietHandler`]s. Derefs to the inner
 /// behaviour.
 #[derive(Debug)]
-pub struct Quiet<B>(B);
+pub struct Quiet<B> {
+    inner: B,
+    eager: bool,
+}
 
 impl<B> Quiet<B> {
     pub fn new(inner: B) -> Quiet<B> {
-        Quiet(inner)
+        Quiet {
+            inner,
+            eager: false,
+        }
+    }
+
+    /// Polls the handlers every time, as libp2p would; only boxes their events. For a
+    /// handler that needs polls nothing wakes it for.
+    pub fn eager(inner: B) -> Quiet<B> {
+        Quiet { inner, eager: true }
+    }
+
+    fn handler<H>(&self, inner: H) -> QuietHandler<H> {
+        let mut handler = QuietHandler::new(inner);
+        handler.eager = self.eager;
+        handler
     }
 }
 
 impl<B> Deref for Quiet<B> {
     type Target = B;
     fn deref(&self) -> &B {
-        &self.0
+        &self.inner
     }
 }
 
 impl<B> DerefMut for Quiet<B> {
     fn deref_mut(&mut self) -> &mut B {
-        &mut self.0
+        &mut self.inner
     }
 }
 
@@ -70,7 +91,8 @@ impl<B: NetworkBehaviour> NetworkBehaviour for Quiet<B> {
         local: &Multiaddr,
         remote: &Multiaddr,
     ) -> Result<(), ConnectionDenied> {
-        self.0.handle_pending_inbound_connection(id, local, remote)
+        self.inner
+            .handle_pending_inbound_connection(id, local, remote)
     }
 
     fn handle_established_inbound_connection(
@@ -80,9 +102,9 @@ impl<B: NetworkBehaviour> NetworkBehaviour for Quiet<B> {
         local: &Multiaddr,
         remote: &Multiaddr,
     ) -> Result<THandler<Self>, ConnectionDenied> {
-        self.0
+        self.inner
             .handle_established_inbound_connection(id, peer, local, remote)
-            .map(QuietHandler::new)
+            .map(|h| self.handler(h))
     }
 
     fn handle_pending_outbound_connection(
@@ -92,7 +114,7 @@ impl<B: NetworkBehaviour> NetworkBehaviour for Quiet<B> {
         addresses: &[Multiaddr],
         role: Endpoint,
     ) -> Result<Vec<Multiaddr>, ConnectionDenied> {
-        self.0
+        self.inner
             .handle_pending_outbound_connection(id, peer, addresses, role)
     }
 
@@ -104,13 +126,13 @@ impl<B: NetworkBehaviour> NetworkBehaviour for Quiet<B> {
         role: Endpoint,
         port_use: PortUse,
     ) -> Result<THandler<Self>, ConnectionDenied> {
-        self.0
+        self.inner
             .handle_established_outbound_connection(id, peer, addr, role, port_use)
-            .map(QuietHandler::new)
+            .map(|h| self.handler(h))
     }
 
     fn on_swarm_event(&mut self, event: FromSwarm) {
-        self.0.on_swarm_event(event)
+        self.inner.on_swarm_event(event)
     }
 
     fn on_connection_handler_event(
@@ -119,14 +141,14 @@ impl<B: NetworkBehaviour> NetworkBehaviour for Quiet<B> {
         id: ConnectionId,
         event: THandlerOutEvent<Self>,
     ) {
-        self.0.on_connection_handler_event(peer, id, *event)
+        self.inner.on_connection_handler_event(peer, id, *event)
     }
 
     fn poll(
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<ToSwarm<Self::ToSwarm, THandlerInEvent<Self>>> {
-        self.0.poll(cx).map(|event| event.map_in(Box::new))
+        self.inner.poll(cx).map(|event| event.map_in(Box::new))
     }
 }
 
@@ -150,6 +172,8 @@ impl ArcWake for Signal {
 pub struct QuietHandler<H> {
     inner: H,
     signal: Arc<Signal>,
+    /// Poll the inner handler every time (see [`Quiet::eager`]).
+    eager: bool,
 }
 
 impl<H> QuietHandler<H> {
@@ -157,7 +181,11 @@ impl<H> QuietHandler<H> {
         let signal = Arc::new(Signal::default());
         // The first poll always reaches the inner handler.
         signal.due.store(true, Ordering::Release);
-        QuietHandler { inner, signal }
+        QuietHandler {
+            inner,
+            signal,
+            eager: false,
+        }
     }
 
     fn mark_due(&self) {
@@ -187,6 +215,9 @@ impl<H: ConnectionHandler> ConnectionHandler for QuietHandler<H> {
     ) -> Poll<
         ConnectionHandlerEvent<Self::OutboundProtocol, Self::OutboundOpenInfo, Self::ToBehaviour>,
     > {
+        if self.eager {
+            return self.inner.poll(cx).map(|event| event.map_custom(Box::new));
+        }
         // Register first, then look: a wake between the two is not lost.
         self.signal.task.register(cx.waker());
         if !self.signal.due.swap(false, Ordering::AcqRel) {
@@ -326,6 +357,20 @@ mod tests {
             .expect("the inner handler kept a waker")
             .wake();
         assert_eq!(poll(&mut h), Some(42));
+    }
+
+    #[test]
+    fn an_eager_handler_is_polled_every_time() {
+        let mut h = QuietHandler::new(Probe::default());
+        h.eager = true;
+        for _ in 0..5 {
+            assert_eq!(poll(&mut h), None);
+        }
+        assert_eq!(h.inner.polls, 5);
+        // Something queued with no wake (as the relay client's handler leaves it) still
+        // comes out at the next poll.
+        h.inner.queue.push_back(3);
+        assert_eq!(poll(&mut h), Some(3));
     }
 
     #[test]
