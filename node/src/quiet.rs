@@ -312,6 +312,16 @@ mod tests {
         }
     }
 
+    /// Wakes the waker the probe was last polled with, as its timer or stream would.
+    fn fire(waker: &Mutex<Option<Waker>>) {
+        waker
+            .lock()
+            .expect("lock")
+            .take()
+            .expect("the inner handler kept a waker")
+            .wake();
+    }
+
     fn poll(h: &mut QuietHandler<Probe>) -> Option<u32> {
         let waker = noop_waker();
         match h.poll(&mut Context::from_waker(&waker)) {
@@ -350,12 +360,7 @@ mod tests {
         // Its own waker fired (a timer, a stream): it is polled again.
         h.inner.queue.push_back(42);
         assert_eq!(poll(&mut h), None, "nothing woke it yet");
-        inner_waker
-            .lock()
-            .expect("lock")
-            .take()
-            .expect("the inner handler kept a waker")
-            .wake();
+        fire(&inner_waker);
         assert_eq!(poll(&mut h), Some(42));
     }
 
@@ -388,12 +393,7 @@ mod tests {
         let waker = futures::task::waker(task.clone());
         assert!(h.poll(&mut Context::from_waker(&waker)).is_pending());
         assert!(!task.0.load(Ordering::SeqCst));
-        inner_waker
-            .lock()
-            .expect("lock")
-            .take()
-            .expect("the inner handler kept a waker")
-            .wake();
+        fire(&inner_waker);
         assert!(
             task.0.load(Ordering::SeqCst),
             "the connection task is woken to poll again"
