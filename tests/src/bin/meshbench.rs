@@ -506,6 +506,15 @@ struct Plain {
     task: JoinHandle<()>,
 }
 
+impl Plain {
+    /// Connected peers and mesh peers; `None` once the node's task has stopped.
+    async fn status(&self) -> Option<(usize, usize)> {
+        let (tx, rx) = oneshot::channel();
+        self.commands.send(Command::Status(tx)).await.ok()?;
+        rx.await.ok()
+    }
+}
+
 /// Payloads: `[1, k (u32 BE), run nonce, filler]` for measured reports, `[0, ...]` for
 /// warm-up ones; ids are content hashes, so each is unique.
 fn payload(k: u32, measured: bool, size: usize, rng: &mut SeededRng) -> Vec<u8> {
@@ -736,12 +745,7 @@ async fn plain_ready(nodes: &[Plain], deg: &[usize]) -> bool {
     while Instant::now() < deadline {
         let mut ready = true;
         for (i, n) in nodes.iter().enumerate() {
-            let (tx, rx) = oneshot::channel();
-            n.commands
-                .send(Command::Status(tx))
-                .await
-                .expect("node runs");
-            let (connected, mesh) = rx.await.expect("status");
+            let (connected, mesh) = n.status().await.expect("node runs");
             if connected < deg[i] || mesh == 0 {
                 ready = false;
                 break;
@@ -809,13 +813,7 @@ async fn gossip_phase(
         };
         let (node, addr) = plain_node(topic.clone(), dial, work).await;
         settle(
-            || async {
-                let (tx, rx) = oneshot::channel();
-                if node.commands.send(Command::Status(tx)).await.is_err() {
-                    return 0;
-                }
-                rx.await.map_or(0, |(connected, _)| connected)
-            },
+            || async { node.status().await.map_or(0, |(connected, _)| connected) },
             out.len(),
         )
         .await;
@@ -882,12 +880,7 @@ async fn gossip_phase(
         .collect();
     let (mut peers, mut mesh) = (0, 0);
     for node in &nodes {
-        let (tx, rx) = oneshot::channel();
-        node.commands
-            .send(Command::Status(tx))
-            .await
-            .expect("node runs");
-        let (connected, in_mesh) = rx.await.expect("status");
+        let (connected, in_mesh) = node.status().await.expect("node runs");
         peers += connected;
         mesh += in_mesh;
     }
