@@ -103,9 +103,22 @@ impl BytesCodec {
     }
 }
 
+/// Reads one message: everything up to the end of the stream, at most `max` bytes.
+///
+/// A stream that ends before any byte is `UnexpectedEof`, not an empty message: no
+/// message of ours is empty, and it is what an honest peer's stream looks like when
+/// the peer drops a request unanswered (its node stopping, or its handler giving up) and
+/// yamux reports the reset as the end of the stream. An empty "answer" is then a failed
+/// request, not a malformed one the peer would be cut off for.
 async fn read_bounded<T: AsyncRead + Unpin + Send>(io: &mut T, max: u64) -> io::Result<Vec<u8>> {
     let mut buf = Vec::new();
     io.take(max + 1).read_to_end(&mut buf).await?;
+    if buf.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "the stream ended before a message",
+        ));
+    }
     if buf.len() as u64 > max {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
@@ -441,6 +454,19 @@ pub fn dialable(addr: &Multiaddr) -> bool {
 mod tests {
     use super::*;
     use porchlight_proto::testkit::SeededRng;
+
+    #[test]
+    fn a_message_is_never_empty_and_never_over_its_bound() {
+        let read = |bytes: &[u8], max: u64| {
+            futures::executor::block_on(read_bounded(&mut futures::io::Cursor::new(bytes), max))
+        };
+        let eof = read(&[], 8).unwrap_err();
+        assert_eq!(eof.kind(), io::ErrorKind::UnexpectedEof);
+        assert_eq!(read(&[1], 8).unwrap(), vec![1]);
+        assert_eq!(read(&[7; 8], 8).unwrap(), vec![7; 8]);
+        let over = read(&[7; 9], 8).unwrap_err();
+        assert_eq!(over.kind(), io::ErrorKind::InvalidData);
+    }
 
     #[test]
     fn address_scope_and_dialability() {

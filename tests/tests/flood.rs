@@ -112,7 +112,11 @@ impl Attacker {
         }
         let deadline = Instant::now() + Duration::from_secs(30);
         while !victims.iter().all(|(p, _)| self.subscribed.contains(p)) {
-            assert!(Instant::now() < deadline, "the victims never subscribed");
+            assert!(
+                Instant::now() < deadline,
+                "the victims never subscribed ({} connections closed)",
+                self.closed
+            );
             self.drive(Duration::from_millis(50)).await;
         }
     }

@@ -157,15 +157,20 @@ async fn split_neighborhood_converges_after_healing() {
     );
 }
 
-/// How a hostile peer answers a sync request.
-type Reply = Box<dyn Fn(&[u8]) -> Vec<u8>>;
+/// How long a hostile program runs at most.
+const HOSTILE_TIME: Duration = Duration::from_secs(10);
 
-/// Answers every sync request with `reply(request)`; runs until `deadline`.
+/// How a hostile peer answers a sync request: `None` drops it unanswered.
+type Reply = Box<dyn Fn(&[u8]) -> Option<Vec<u8>>>;
+
+/// Answers every sync request with `reply(request)`; runs for `time` or until the
+/// victim penalizes someone.
 async fn hostile_peer(
     keys: porchlight_proto::MemberKeys,
     victim: &TestNode,
-    reply: impl Fn(&[u8]) -> Vec<u8>,
+    reply: impl Fn(&[u8]) -> Option<Vec<u8>>,
     penalties_before: u64,
+    time: Duration,
 ) {
     let hood = victim.node.status().await.unwrap().hood.unwrap();
     let topic = IdentTopic::new(hood.topic());
@@ -180,14 +185,14 @@ async fn hostile_peer(
         .set_members([victim.node.peer_id()]);
     let addr = victim.node.status().await.unwrap().listen[0].clone();
     swarm.dial(addr).unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let deadline = tokio::time::Instant::now() + time;
     loop {
         tokio::select! {
             event = swarm.select_next_some() => {
                 if let SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::Message {
                     message: request_response::Message::Request { request, channel, .. }, ..
-                })) = event {
-                    let _ = swarm.behaviour_mut().sync.inner_mut().send_response(channel, reply(&request));
+                })) = event && let Some(answer) = reply(&request) {
+                    let _ = swarm.behaviour_mut().sync.inner_mut().send_response(channel, answer);
                 }
             }
             _ = tokio::time::sleep_until(deadline) => break,
@@ -203,14 +208,16 @@ async fn hostile_sync_peers_are_cut_off_and_nothing_is_stored() {
     let alice = TestNode::found("alice").await;
     let before = alice.post("before the attack").await;
     // Three members whose nodes are replaced by hostile programs that keep their keys.
-    let garbage: Reply = Box::new(|_| vec![0xde, 0xad, 0xbe, 0xef, 0x01]);
+    let garbage: Reply = Box::new(|_| Some(vec![0xde, 0xad, 0xbe, 0xef, 0x01]));
     let oversize: Reply =
-        Box::new(|_| vec![7u8; porchlight_proto::sync::MAX_RESPONSE_BYTES + 4096]);
+        Box::new(|_| Some(vec![7u8; porchlight_proto::sync::MAX_RESPONSE_BYTES + 4096]));
     let unasked: Reply = Box::new(|_| {
-        porchlight_proto::sync::Response::Items(vec![porchlight_proto::sync::Element::Envelope(
-            vec![1, 2, 3],
-        )])
-        .encode()
+        Some(
+            porchlight_proto::sync::Response::Items(vec![
+                porchlight_proto::sync::Element::Envelope(vec![1, 2, 3]),
+            ])
+            .encode(),
+        )
     });
     // Never converges: every round gets the answer to the first message against an
     // unrelated large set, so fingerprints never match.
@@ -229,7 +236,9 @@ async fn hostile_sync_peers_are_cut_off_and_nothing_is_stored() {
         {
             *first = porchlight_proto::sync::respond(&unrelated, &query).ok();
         }
-        porchlight_proto::sync::Response::Reconcile(first.clone().unwrap_or_default()).encode()
+        Some(
+            porchlight_proto::sync::Response::Reconcile(first.clone().unwrap_or_default()).encode(),
+        )
     });
     // Syncs honestly (as a node holding nothing) but answers peer exchange with more
     // members than the codec allows.
@@ -237,7 +246,7 @@ async fn hostile_sync_peers_are_cut_off_and_nothing_is_stored() {
         let empty = porchlight_proto::sync::storage(std::iter::empty()).unwrap();
         Box::new(move |request| {
             use porchlight_proto::sync::{PeerAddrs, Request, Response, respond};
-            match Request::decode(request) {
+            Some(match Request::decode(request) {
                 Ok(Request::Reconcile(query)) => {
                     Response::Reconcile(respond(&empty, &query).unwrap_or_default()).encode()
                 }
@@ -250,7 +259,7 @@ async fn hostile_sync_peers_are_cut_off_and_nothing_is_stored() {
                 ])
                 .encode(),
                 _ => Response::Items(Vec::new()).encode(),
-            }
+            })
         })
     };
     for (i, reply) in [garbage, oversize, unasked, endless, too_many_peers()]
@@ -262,7 +271,7 @@ async fn hostile_sync_peers_are_cut_off_and_nothing_is_stored() {
         let dir = member.stop().await;
         let (keys, _) = porchlight_node::identity::load_or_create(dir.path()).unwrap();
         let penalties = alice.node.status().await.unwrap().sync.penalties;
-        hostile_peer(keys, &alice, reply, penalties).await;
+        hostile_peer(keys, &alice, reply, penalties, HOSTILE_TIME).await;
         let status = alice.node.status().await.unwrap();
         assert_eq!(
             status.sync.penalties,
@@ -283,7 +292,7 @@ async fn hostile_sync_peers_are_cut_off_and_nothing_is_stored() {
     let (keys, _) = porchlight_node::identity::load_or_create(member.dir.path()).unwrap();
     let penalties = alice.node.status().await.unwrap().sync.penalties;
     tokio::join!(
-        hostile_peer(keys, &alice, too_many_peers(), penalties),
+        hostile_peer(keys, &alice, too_many_peers(), penalties, HOSTILE_TIME),
         async {
             tokio::time::sleep(Duration::from_millis(500)).await;
             drop(member.stop().await);
@@ -301,4 +310,35 @@ async fn hostile_sync_peers_are_cut_off_and_nothing_is_stored() {
     assert_eq!(feed[0].id, before);
     alice.post("after the attack").await;
     assert_eq!(alice.feed().await.len(), 2);
+}
+
+/// A node that stops while it holds a sync request drops it unanswered: its connection
+/// task resets the stream, which the asker reads as an empty answer. That is no fault
+/// of the member's (before, it was cut off for `PENALTY` as "malformed", and its
+/// restarted node could not reconnect for ten minutes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_request_dropped_unanswered_costs_the_member_nothing() {
+    let alice = TestNode::found("alice").await;
+    alice.post("something to sync").await;
+    let member = alice.invite("m").await;
+    let peer = member.node.peer_id();
+    let dir = member.stop().await;
+    let (keys, _) = porchlight_node::identity::load_or_create(dir.path()).unwrap();
+    let asked = std::sync::atomic::AtomicUsize::new(0);
+    let dropped = |_: &[u8]| {
+        asked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        None
+    };
+    hostile_peer(keys, &alice, dropped, 0, Duration::from_secs(3)).await;
+    // Alice asks on connect (reconcile and peers) and retries once a round.
+    assert!(
+        asked.load(std::sync::atomic::Ordering::Relaxed) >= 2,
+        "alice asked the member"
+    );
+    let status = alice.node.status().await.unwrap();
+    assert_eq!(status.sync.penalties, 0, "no one was penalized");
+    assert!(
+        status.connected.contains(&peer),
+        "the member is still connected"
+    );
 }
