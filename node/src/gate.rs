@@ -60,6 +60,11 @@ impl<B> MembersOnly<B> {
         self.members.contains(peer)
     }
 
+    /// Whether the inner behaviour does not run on this connection (a non-member's).
+    pub fn gates(&self, id: ConnectionId) -> bool {
+        self.gated.contains(&id)
+    }
+
     /// Whether the inner behaviour runs on at least one connection to `peer`.
     pub fn serves(&self, peer: &PeerId) -> bool {
         self.open.get(peer).is_some_and(|n| *n > 0)

@@ -23,6 +23,7 @@ pub mod gate;
 pub mod hub;
 pub mod identity;
 pub mod instrument;
+pub mod links;
 pub mod local;
 pub mod net;
 pub mod node;

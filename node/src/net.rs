@@ -19,7 +19,7 @@ use libp2p::swarm::{
 };
 use libp2p::{
     Multiaddr, PeerId, StreamProtocol, Swarm, autonat, connection_limits, dcutr, gossipsub,
-    identify, identity, mdns, noise, relay, request_response, tcp, yamux,
+    identify, identity, mdns, noise, ping, relay, request_response, tcp, yamux,
 };
 use porchlight_proto::limits::{MAX_ENVELOPE_BYTES, MAX_WELCOME_BYTES};
 use porchlight_proto::membership::MAX_JOIN_REQUEST_BYTES;
@@ -42,6 +42,14 @@ pub const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
 pub const MAX_CONNECTIONS: u32 = 256;
 pub const MAX_CONNECTIONS_PER_PEER: u32 = 4;
 pub const MAX_PENDING_INCOMING: u32 = 32;
+/// Every connection is pinged this often, and a ping not answered within
+/// `PING_TIMEOUT` fails; the node closes a connection on its second failure in a row
+/// (libp2p's ping lets the first pass silently), within 30 s of the other end going
+/// silent. Without it a TCP connection whose other end lost power or its network looks
+/// open until TCP gives up on a write (many minutes), and a node that comes back meets
+/// it (`links`). A neighborhood's round trips are far below 5 s.
+pub const PING_INTERVAL: Duration = Duration::from_secs(10);
+pub const PING_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
@@ -265,6 +273,7 @@ pub struct Behaviour {
     pub relay_client: Quiet<relay::client::Behaviour>,
     pub dcutr: Quiet<dcutr::Behaviour>,
     pub autonat: Quiet<autonat::Behaviour>,
+    pub ping: Quiet<ping::Behaviour>,
 }
 
 /// Gossipsub as the design asks: anonymous (no author, source or seqno on the wire),
@@ -392,6 +401,11 @@ pub fn swarm(
                 relay_client: Quiet::eager(relay_client),
                 dcutr: Quiet::new(dcutr::Behaviour::new(peer)),
                 autonat: Quiet::new(autonat::Behaviour::new(peer, autonat::Config::default())),
+                ping: Quiet::new(ping::Behaviour::new(
+                    ping::Config::new()
+                        .with_interval(PING_INTERVAL)
+                        .with_timeout(PING_TIMEOUT),
+                )),
             })
         })
         .map_err(|e| transport(&e))?

@@ -12,7 +12,7 @@ use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, PublishError};
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::SwarmEvent;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
-use libp2p::{Multiaddr, PeerId, Swarm, identify, mdns, request_response};
+use libp2p::{Multiaddr, PeerId, Swarm, identify, mdns, ping, request_response};
 use porchlight_proto::invite::{self, InviteError, SignedTicket, Ticket, TicketId};
 use porchlight_proto::item::{Body, Item};
 use porchlight_proto::{
@@ -25,6 +25,7 @@ use tracing::Instrument;
 
 use crate::engine::{Engine, EngineError, Ingest};
 use crate::identity::{self, IdentityError};
+use crate::links::Links;
 use crate::net::{self, Behaviour, BehaviourEvent, NetError};
 use crate::sharing::{ClipAsk, ClipPolicy, Sharing, SharingError};
 use crate::store::{Store, StoreError};
@@ -375,6 +376,8 @@ impl Node {
             sync_retried: HashMap::new(),
             peers_asked: HashSet::new(),
             peer_requests: HashMap::new(),
+            links: Links::default(),
+            renewing: HashMap::new(),
             remote: HashMap::new(),
             bootstrap: config.bootstrap.clone(),
             sync_stats: SyncStats::default(),
@@ -597,6 +600,12 @@ struct EventLoop {
     /// outstanding asks by request id.
     peers_asked: HashSet<PeerId>,
     peer_requests: HashMap<request_response::OutboundRequestId, PeerId>,
+    /// Every open connection per peer, oldest first: tells a member that came back while
+    /// its old connection lingered (`links`).
+    links: Links,
+    /// Members whose connections are being closed to be made again (a replaced
+    /// connection, `links`), with the addresses to dial once the last one is closed.
+    renewing: HashMap<PeerId, Vec<Multiaddr>>,
     /// The remote address of each connected peer's latest connection: what reach of
     /// addresses peer exchange may tell it (`net::Scope`).
     remote: HashMap<PeerId, Multiaddr>,
@@ -1451,9 +1460,20 @@ impl EventLoop {
                 self.listen.push(address);
             }
             SwarmEvent::ConnectionEstablished {
-                peer_id, endpoint, ..
+                peer_id,
+                connection_id,
+                endpoint,
+                ..
             } => {
                 tracing::debug!(peer = %peer_id, addr = %endpoint.get_remote_address(), "connected");
+                let gossip = !self.swarm.behaviour().gossipsub.gates(connection_id);
+                self.links.established(
+                    peer_id,
+                    connection_id,
+                    std::time::Instant::now(),
+                    gossip,
+                    endpoint.is_relayed(),
+                );
                 self.remote
                     .insert(peer_id, endpoint.get_remote_address().clone());
                 if endpoint.is_dialer() {
@@ -1489,11 +1509,33 @@ impl EventLoop {
                 self.start_sync(peer_id);
                 self.ask_peers(peer_id);
             }
+            // The first arm for a closed connection: its guard forgets the connection in
+            // `links` whatever arm handles the event.
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                connection_id,
+                num_established,
+                ..
+            } if self.links.closed(peer_id, connection_id)
+                && num_established > 0
+                && self.is_member(&peer_id) =>
+            {
+                self.renew(peer_id);
+            }
             SwarmEvent::ConnectionClosed {
                 peer_id,
                 num_established: 0,
                 ..
             } => {
+                if let Some(addrs) = self.renewing.remove(&peer_id) {
+                    tracing::debug!(peer = %peer_id, "dialing a renewed member");
+                    let _ = self.swarm.dial(
+                        DialOpts::peer_id(peer_id)
+                            .condition(PeerCondition::Disconnected)
+                            .addresses(addrs)
+                            .build(),
+                    );
+                }
                 if let Some(member) = net::member_id(&peer_id) {
                     self.saw(member, crate::now());
                 }
@@ -1533,6 +1575,16 @@ impl EventLoop {
                 }
                 self.addresses.insert(peer_id, addrs);
             }
+            // Two pings in a row failed (timed out, or their stream did not open in
+            // time): the other end is gone. A peer that does not speak ping is not.
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event {
+                peer,
+                connection,
+                result: Err(error),
+            })) if !matches!(error, ping::Failure::Unsupported) => {
+                tracing::debug!(%peer, %error, "pings go unanswered; closing the connection");
+                self.swarm.close_connection(connection);
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
                 for (peer, addr) in found.into_iter().take(32) {
                     if !self.swarm.is_connected(&peer) {
@@ -1550,6 +1602,22 @@ impl EventLoop {
             }
             _ => {}
         }
+    }
+
+    /// A member's first connection closed while a later one, perhaps its restarted
+    /// node's, remains: gossipsub never sent our subscriptions on that one (`links`).
+    /// Closes it and dials the member once nothing is left, so the next connection is a
+    /// first one on both sides. A member we know no address of is left as it is (it can
+    /// dial us; we could not dial it), sync still reaching it.
+    fn renew(&mut self, peer: PeerId) {
+        let addrs = self.addresses.get(&peer).cloned().unwrap_or_default();
+        if addrs.is_empty() {
+            tracing::debug!(%peer, "a member's connection was replaced; no address to renew it");
+            return;
+        }
+        tracing::info!(%peer, "a member came back while its old connection lingered; renewing");
+        self.renewing.insert(peer, addrs);
+        let _ = self.swarm.disconnect_peer_id(peer);
     }
 
     fn on_gossip(&mut self, event: gossipsub::Event) {

@@ -67,6 +67,16 @@ impl TestNode {
     }
 
     pub async fn start_in(dir: TempDir, name: &str, setup: Setup) -> TestNode {
+        TestNode::start_with(dir, name, setup, |_| {}).await
+    }
+
+    /// `start_in`, with the loopback config changed by `adjust` first.
+    pub async fn start_with(
+        dir: TempDir,
+        name: &str,
+        setup: Setup,
+        adjust: impl FnOnce(&mut Config),
+    ) -> TestNode {
         // `PORCHLIGHT_TEST_LOG=porchlight_node=debug` shows the nodes' logs.
         if let Ok(filter) = std::env::var("PORCHLIGHT_TEST_LOG") {
             let _ = tracing_subscriber::fmt()
@@ -74,7 +84,8 @@ impl TestNode {
                 .with_test_writer()
                 .try_init();
         }
-        let config = Config::loopback(dir.path(), name);
+        let mut config = Config::loopback(dir.path(), name);
+        adjust(&mut config);
         let (node, task) = Node::start(config, setup).await.expect("node starts");
         TestNode {
             node,

@@ -10,7 +10,7 @@ use libp2p::request_response;
 use libp2p::swarm::SwarmEvent;
 use porchlight_node::engine::Ingest;
 use porchlight_node::net;
-use porchlight_node::node::{Event, Setup};
+use porchlight_node::node::{Config, Event, Setup};
 use porchlight_proto::validate::Reason;
 use porchlight_proto::{MemberKeys, testkit::SeededRng};
 use porchlight_tests::{TestNode, eventually};
@@ -376,4 +376,107 @@ async fn a_member_whose_only_link_is_gone_finds_the_hood_by_peer_exchange() {
         eventually(|| async { carol.has(&id).await }).await,
         "carol receives alice's report"
     );
+}
+
+/// Copies a data dir file by file (permissions too: the key file stays 0600).
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// Bob's machine loses power: his node stops without closing anything, so Alice's
+/// connection to it stays open on her side. Bob's node comes back (from what its disk
+/// held) and connects to Alice while that dead connection is still there. Gossipsub
+/// sends its subscriptions on a peer's first connection only, so Alice's never reached
+/// the new Bob: he never put her in his mesh nor sent her his reports, for as long as the
+/// new connection lasted (sync every 15 s was the only way). Now Alice finds the dead
+/// connection gone (QUIC's idle timeout; on TCP, a ping without answer) and renews her
+/// link to Bob.
+async fn power_cut(transport: &'static str) {
+    let only = move |config: &mut Config| {
+        config
+            .listen
+            .retain(|a| a.iter().any(|p| p.tag() == transport));
+    };
+    let alice = TestNode::start_with(
+        tempfile::tempdir().unwrap(),
+        "alice",
+        Setup::Found {
+            hood_name: "Elm Street".into(),
+            policy: porchlight_proto::Policy::default(),
+        },
+        only,
+    )
+    .await;
+    assert_eq!(alice.node.status().await.unwrap().listen.len(), 1);
+    let code = alice.node.invite(Duration::from_secs(600)).await.unwrap();
+    // Bob runs on a thread and runtime of his own: blocking that thread freezes his node
+    // with its sockets open, as a power cut does (nothing is closed, nothing answered).
+    let (bob_tx, bob_rx) = tokio::sync::oneshot::channel();
+    let (freeze_tx, freeze_rx) = std::sync::mpsc::channel::<()>();
+    let (thaw_tx, thaw_rx) = std::sync::mpsc::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let dir = tempfile::tempdir().unwrap();
+            let bob = TestNode::start_with(dir, "bob", Setup::Join { code }, only).await;
+            let _ = bob_tx.send((bob.node.clone(), bob.dir.path().to_owned()));
+            let deadline = std::time::Instant::now() + porchlight_tests::WAIT;
+            while freeze_rx.try_recv().is_err() && std::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            let _ = thaw_rx.recv_timeout(Duration::from_secs(180));
+            drop(bob);
+        });
+    });
+    let (bob, bob_dir) = bob_rx.await.unwrap();
+    let bob_peer = bob.peer_id();
+    assert!(
+        eventually(|| async {
+            bob.status().await.unwrap().mesh_peers == 1
+                && alice.node.status().await.unwrap().mesh_peers == 1
+        })
+        .await,
+        "alice and bob gossip"
+    );
+
+    freeze_tx.send(()).unwrap();
+    // The machine boots again.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let disk = tempfile::tempdir().unwrap();
+    copy_dir(&bob_dir, disk.path());
+    let bob = TestNode::restart(disk, "bob").await;
+    assert_eq!(bob.node.peer_id(), bob_peer);
+    assert!(
+        eventually(|| async { bob.node.status().await.unwrap().mesh_peers == 1 }).await,
+        "the restarted bob has alice in his mesh"
+    );
+    let from_bob = bob.post("bob is back").await;
+    assert!(eventually(|| async { alice.has(&from_bob).await }).await);
+    let from_alice = alice.post("welcome back").await;
+    assert!(eventually(|| async { bob.has(&from_alice).await }).await);
+
+    let _ = thaw_tx.send(());
+    thread.join().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_back_from_a_power_cut_gossips_again_over_quic() {
+    power_cut("quic-v1").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_back_from_a_power_cut_gossips_again_over_tcp() {
+    power_cut("tcp").await;
 }
