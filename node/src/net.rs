@@ -30,8 +30,15 @@ use crate::instrument::Counted;
 use crate::quiet::Quiet;
 
 pub const JOIN_PROTOCOL: StreamProtocol = StreamProtocol::new("/porchlight/join/1");
-pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/porchlight/sync/2");
-pub const CLIP_PROTOCOL: StreamProtocol = StreamProtocol::new("/porchlight/clip/1");
+/// Sync and clip messages are framed (a 4-byte length first) since `/3` and `/2`: a
+/// stream cut short (a connection closed on purpose resets its open streams, and yamux
+/// reports a reset as the end of the stream) is then a failed request, never a
+/// malformed message its sender is blamed for. Nodes also speak the unframed versions
+/// before them, offered second, so a hood can upgrade one node at a time.
+pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/porchlight/sync/3");
+pub const SYNC_PROTOCOL_UNFRAMED: StreamProtocol = StreamProtocol::new("/porchlight/sync/2");
+pub const CLIP_PROTOCOL: StreamProtocol = StreamProtocol::new("/porchlight/clip/2");
+pub const CLIP_PROTOCOL_UNFRAMED: StreamProtocol = StreamProtocol::new("/porchlight/clip/1");
 pub const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
 /// One clip chunk (256 KiB) must arrive within this.
 pub const CLIP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -43,13 +50,14 @@ pub const MAX_CONNECTIONS: u32 = 256;
 pub const MAX_CONNECTIONS_PER_PEER: u32 = 4;
 pub const MAX_PENDING_INCOMING: u32 = 32;
 /// Every connection is pinged this often, and a ping not answered within
-/// `PING_TIMEOUT` fails; the node closes a connection on its second failure in a row
-/// (libp2p's ping lets the first pass silently), within 30 s of the other end going
+/// `PING_TIMEOUT` fails; the node closes a connection on its second timeout in a row
+/// (libp2p's ping lets the first pass silently), about a minute after the other end went
 /// silent. Without it a TCP connection whose other end lost power or its network looks
 /// open until TCP gives up on a write (many minutes), and a node that comes back meets
-/// it (`links`). A neighborhood's round trips are far below 5 s.
+/// it (`links`). The timeout is libp2p's default: a pong can wait behind a sync answer
+/// of megabytes on a slow home uplink.
 pub const PING_INTERVAL: Duration = Duration::from_secs(10);
-pub const PING_TIMEOUT: Duration = Duration::from_secs(5);
+pub const PING_TIMEOUT: Duration = Duration::from_secs(20);
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
@@ -81,7 +89,9 @@ pub fn member_id(peer: &PeerId) -> Option<MemberId> {
     Some(MemberId(key.try_into_ed25519().ok()?.to_bytes()))
 }
 
-/// Raw bytes over a stream, bounded in each direction.
+/// One message a stream direction, bounded in each direction: framed (a 4-byte
+/// big-endian length, then the message) on `SYNC_PROTOCOL` and `CLIP_PROTOCOL`, raw up
+/// to the end of the stream on the others (join, and the unframed versions).
 #[derive(Debug, Clone)]
 pub struct BytesCodec {
     max_request: u64,
@@ -111,13 +121,51 @@ impl BytesCodec {
     }
 }
 
-/// Reads one message: everything up to the end of the stream, at most `max` bytes.
+/// Whether messages on `protocol` are framed.
+fn framed(protocol: &StreamProtocol) -> bool {
+    *protocol == SYNC_PROTOCOL || *protocol == CLIP_PROTOCOL
+}
+
+/// Reads one framed message of at most `max` bytes. A stream that ends within the frame
+/// is `UnexpectedEof` (cut short: nobody's fault); a length over `max` is
+/// `InvalidData` (the sender's), read no further.
+async fn read_framed<T: AsyncRead + Unpin + Send>(io: &mut T, max: u64) -> io::Result<Vec<u8>> {
+    let mut len = [0u8; 4];
+    io.read_exact(&mut len).await?;
+    let len = u64::from(u32::from_be_bytes(len));
+    if len > max {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "message over the size limit",
+        ));
+    }
+    let mut buf = Vec::new();
+    io.take(len).read_to_end(&mut buf).await?;
+    if (buf.len() as u64) < len {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "the stream ended within a message",
+        ));
+    }
+    Ok(buf)
+}
+
+async fn write_framed<T: AsyncWrite + Unpin + Send>(io: &mut T, message: &[u8]) -> io::Result<()> {
+    let len = u32::try_from(message.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "message too large"))?;
+    io.write_all(&len.to_be_bytes()).await?;
+    io.write_all(message).await
+}
+
+/// Reads one unframed message: everything up to the end of the stream, at most `max`
+/// bytes.
 ///
 /// A stream that ends before any byte is `UnexpectedEof`, not an empty message: no
 /// message of ours is empty, and it is what an honest peer's stream looks like when
 /// the peer drops a request unanswered (its node stopping, or its handler giving up) and
 /// yamux reports the reset as the end of the stream. An empty "answer" is then a failed
-/// request, not a malformed one the peer would be cut off for.
+/// request, not a malformed one the peer would be cut off for. (A stream cut after some
+/// bytes cannot be told from a short message here: the framed protocols can.)
 async fn read_bounded<T: AsyncRead + Unpin + Send>(io: &mut T, max: u64) -> io::Result<Vec<u8>> {
     let mut buf = Vec::new();
     io.take(max + 1).read_to_end(&mut buf).await?;
@@ -141,42 +189,58 @@ impl request_response::Codec for BytesCodec {
     type Request = Vec<u8>;
     type Response = Vec<u8>;
 
-    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>>
+    async fn read_request<T>(&mut self, p: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>>
     where
         T: AsyncRead + Unpin + Send,
     {
-        read_bounded(io, self.max_request).await
+        if framed(p) {
+            read_framed(io, self.max_request).await
+        } else {
+            read_bounded(io, self.max_request).await
+        }
     }
 
-    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>>
+    async fn read_response<T>(&mut self, p: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>>
     where
         T: AsyncRead + Unpin + Send,
     {
-        read_bounded(io, self.max_response).await
+        if framed(p) {
+            read_framed(io, self.max_response).await
+        } else {
+            read_bounded(io, self.max_response).await
+        }
     }
 
     async fn write_request<T>(
         &mut self,
-        _: &StreamProtocol,
+        p: &StreamProtocol,
         io: &mut T,
         req: Vec<u8>,
     ) -> io::Result<()>
     where
         T: AsyncWrite + Unpin + Send,
     {
-        io.write_all(&req).await
+        if framed(p) {
+            write_framed(io, &req).await
+        } else {
+            io.write_all(&req).await
+        }
     }
 
     async fn write_response<T>(
         &mut self,
-        _: &StreamProtocol,
+        p: &StreamProtocol,
         io: &mut T,
         res: Vec<u8>,
     ) -> io::Result<()>
     where
         T: AsyncWrite + Unpin + Send,
     {
-        io.write_all(&res).await
+        if framed(p) {
+            write_framed(io, &res).await
+        } else {
+            io.write_all(&res).await
+        }
     }
 }
 
@@ -380,14 +444,26 @@ pub fn swarm(
                 )),
                 sync: Quiet::new(MembersOnly::new(request_response::Behaviour::with_codec(
                     BytesCodec::sync(),
-                    [(SYNC_PROTOCOL, request_response::ProtocolSupport::Full)],
+                    [
+                        (SYNC_PROTOCOL, request_response::ProtocolSupport::Full),
+                        (
+                            SYNC_PROTOCOL_UNFRAMED,
+                            request_response::ProtocolSupport::Full,
+                        ),
+                    ],
                     request_response::Config::default()
                         .with_request_timeout(SYNC_TIMEOUT)
                         .with_max_concurrent_streams(16),
                 ))),
                 clips: Quiet::new(MembersOnly::new(request_response::Behaviour::with_codec(
                     BytesCodec::clip(),
-                    [(CLIP_PROTOCOL, request_response::ProtocolSupport::Full)],
+                    [
+                        (CLIP_PROTOCOL, request_response::ProtocolSupport::Full),
+                        (
+                            CLIP_PROTOCOL_UNFRAMED,
+                            request_response::ProtocolSupport::Full,
+                        ),
+                    ],
                     request_response::Config::default()
                         .with_request_timeout(CLIP_TIMEOUT)
                         .with_max_concurrent_streams(8),
@@ -401,7 +477,9 @@ pub fn swarm(
                 relay_client: Quiet::eager(relay_client),
                 dcutr: Quiet::new(dcutr::Behaviour::new(peer)),
                 autonat: Quiet::new(autonat::Behaviour::new(peer, autonat::Config::default())),
-                ping: Quiet::new(ping::Behaviour::new(
+                // Eager: after answering a ping, its handler waits for the next one on a
+                // future it has not polled yet (no waker registered).
+                ping: Quiet::eager(ping::Behaviour::new(
                     ping::Config::new()
                         .with_interval(PING_INTERVAL)
                         .with_timeout(PING_TIMEOUT),
@@ -468,6 +546,35 @@ pub fn dialable(addr: &Multiaddr) -> bool {
 mod tests {
     use super::*;
     use porchlight_proto::testkit::SeededRng;
+
+    #[test]
+    fn a_framed_message_cut_short_is_nobodys_fault_and_one_over_its_bound_is_refused() {
+        let read = |bytes: &[u8], max: u64| {
+            futures::executor::block_on(read_framed(&mut futures::io::Cursor::new(bytes), max))
+        };
+        let frame = |message: &[u8]| {
+            let mut out = Vec::new();
+            futures::executor::block_on(write_framed(&mut out, message)).unwrap();
+            out
+        };
+        let whole = frame(b"hello");
+        assert_eq!(whole[..4], [0, 0, 0, 5]);
+        assert_eq!(read(&whole, 8).unwrap(), b"hello");
+        // Cut anywhere (before the length is whole, or within the message).
+        for cut in 0..whole.len() {
+            let e = read(&whole[..cut], 8).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof, "cut at {cut}");
+        }
+        // A length over the bound is refused before anything more is read.
+        let e = read(&frame(&[7; 9]), 8).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        let e = read(&[0xff, 0xff, 0xff, 0xff], 8).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        // An empty frame is a message (a malformed one: the sender's fault).
+        assert_eq!(read(&frame(&[]), 8).unwrap(), Vec::<u8>::new());
+        assert!(framed(&SYNC_PROTOCOL) && framed(&CLIP_PROTOCOL));
+        assert!(!framed(&SYNC_PROTOCOL_UNFRAMED) && !framed(&JOIN_PROTOCOL));
+    }
 
     #[test]
     fn a_message_is_never_empty_and_never_over_its_bound() {

@@ -57,6 +57,8 @@ pub const SYNC_SESSION_TIMEOUT: Duration = Duration::from_secs(120);
 pub const PENALTY: Duration = Duration::from_secs(600);
 /// Most addresses remembered for one peer.
 const MAX_KNOWN_ADDRS: usize = 8;
+/// A member's link is renewed (`links`) at most once in this time.
+const RENEW_EVERY: Duration = Duration::from_secs(60);
 /// Most remembered peers dialed at start (a neighborhood's worth; more would only meet
 /// the connection limit).
 const MAX_START_DIALS: usize = 64;
@@ -144,6 +146,18 @@ impl Config {
             clip_policy: ClipPolicy::default(),
             hub: crate::hub::Settings::default(),
         }
+    }
+}
+
+/// Whether a ping failure says the other end is gone: it timed out, waiting for the
+/// pong or for the ping stream to open.
+fn ping_timed_out(error: &ping::Failure) -> bool {
+    match error {
+        ping::Failure::Timeout => true,
+        ping::Failure::Other { error } => error
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::TimedOut),
+        _ => false,
     }
 }
 
@@ -378,6 +392,7 @@ impl Node {
             peer_requests: HashMap::new(),
             links: Links::default(),
             renewing: HashMap::new(),
+            renewed: HashMap::new(),
             remote: HashMap::new(),
             bootstrap: config.bootstrap.clone(),
             sync_stats: SyncStats::default(),
@@ -606,6 +621,8 @@ struct EventLoop {
     /// Members whose connections are being closed to be made again (a replaced
     /// connection, `links`), with the addresses to dial once the last one is closed.
     renewing: HashMap<PeerId, Vec<Multiaddr>>,
+    /// When each member was last renewed, for the last `RENEW_EVERY`.
+    renewed: HashMap<PeerId, Instant>,
     /// The remote address of each connected peer's latest connection: what reach of
     /// addresses peer exchange may tell it (`net::Scope`).
     remote: HashMap<PeerId, Multiaddr>,
@@ -1454,6 +1471,18 @@ impl EventLoop {
     }
 
     async fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        if let SwarmEvent::ConnectionClosed {
+            peer_id,
+            connection_id,
+            num_established,
+            ..
+        } = &event
+            && self.links.closed(*peer_id, *connection_id)
+            && *num_established > 0
+            && self.renew(*peer_id)
+        {
+            return;
+        }
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
                 tracing::info!(%address, "listening");
@@ -1466,6 +1495,9 @@ impl EventLoop {
                 ..
             } => {
                 tracing::debug!(peer = %peer_id, addr = %endpoint.get_remote_address(), "connected");
+                // Back before the renewal's last connection closed: this one is not a
+                // first either, and `links` will say so when the older ones close.
+                self.renewing.remove(&peer_id);
                 let gossip = !self.swarm.behaviour().gossipsub.gates(connection_id);
                 self.links.established(
                     peer_id,
@@ -1508,19 +1540,6 @@ impl EventLoop {
                 }
                 self.start_sync(peer_id);
                 self.ask_peers(peer_id);
-            }
-            // The first arm for a closed connection: its guard forgets the connection in
-            // `links` whatever arm handles the event.
-            SwarmEvent::ConnectionClosed {
-                peer_id,
-                connection_id,
-                num_established,
-                ..
-            } if self.links.closed(peer_id, connection_id)
-                && num_established > 0
-                && self.is_member(&peer_id) =>
-            {
-                self.renew(peer_id);
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
@@ -1575,13 +1594,14 @@ impl EventLoop {
                 }
                 self.addresses.insert(peer_id, addrs);
             }
-            // Two pings in a row failed (timed out, or their stream did not open in
-            // time): the other end is gone. A peer that does not speak ping is not.
+            // Two pings in a row timed out (no pong, or the ping stream did not open in
+            // time): the other end is gone. Other failures (a peer that does not speak
+            // ping, a stream refused) are no sign of that.
             SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event {
                 peer,
                 connection,
                 result: Err(error),
-            })) if !matches!(error, ping::Failure::Unsupported) => {
+            })) if ping_timed_out(&error) => {
                 tracing::debug!(%peer, %error, "pings go unanswered; closing the connection");
                 self.swarm.close_connection(connection);
             }
@@ -1604,20 +1624,39 @@ impl EventLoop {
         }
     }
 
-    /// A member's first connection closed while a later one, perhaps its restarted
-    /// node's, remains: gossipsub never sent our subscriptions on that one (`links`).
-    /// Closes it and dials the member once nothing is left, so the next connection is a
-    /// first one on both sides. A member we know no address of is left as it is (it can
-    /// dial us; we could not dial it), sync still reaching it.
-    fn renew(&mut self, peer: PeerId) {
+    /// A peer's first connection closed while a later one, perhaps its restarted node's,
+    /// remains: gossipsub never sent our subscriptions on that one (`links`). For a
+    /// member, closes the rest and dials it once nothing is left, so the next connection
+    /// is a first one on both sides; true if it did. Left as it is: non-members (no
+    /// gossip), penalized peers (we would refuse the connection), a member renewed in
+    /// the last `RENEW_EVERY` (each renewal costs a handshake and dials addresses the
+    /// member gave), and one we know no address of (it can dial us; we could not dial
+    /// it). Sync still reaches those. A member behind NAT that we cannot dial back after
+    /// all is alone until its own redial, at most `REDIAL_EVERY` seconds later.
+    fn renew(&mut self, peer: PeerId) -> bool {
+        let now = Instant::now();
+        self.renewed
+            .retain(|_, at| now.duration_since(*at) < RENEW_EVERY);
+        let penalized = self
+            .swarm
+            .behaviour()
+            .gate
+            .penalized
+            .get(&peer)
+            .is_some_and(|until| *until > now.into_std());
+        if !self.is_member(&peer) || penalized || self.renewed.contains_key(&peer) {
+            return false;
+        }
         let addrs = self.addresses.get(&peer).cloned().unwrap_or_default();
         if addrs.is_empty() {
             tracing::debug!(%peer, "a member's connection was replaced; no address to renew it");
-            return;
+            return false;
         }
         tracing::info!(%peer, "a member came back while its old connection lingered; renewing");
+        self.renewed.insert(peer, now);
         self.renewing.insert(peer, addrs);
         let _ = self.swarm.disconnect_peer_id(peer);
+        true
     }
 
     fn on_gossip(&mut self, event: gossipsub::Event) {
@@ -2234,5 +2273,25 @@ impl EventLoop {
             .admit(&request, crate::now(), &mut crate::rng())
             .await
             .map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_ping_that_timed_out_closes_a_connection() {
+        assert!(ping_timed_out(&ping::Failure::Timeout));
+        let other = |kind| ping::Failure::Other {
+            error: Box::new(std::io::Error::new(
+                kind,
+                "ping protocol negotiation timed out",
+            )),
+        };
+        assert!(ping_timed_out(&other(std::io::ErrorKind::TimedOut)));
+        assert!(!ping_timed_out(&other(std::io::ErrorKind::ConnectionReset)));
+        assert!(!ping_timed_out(&other(std::io::ErrorKind::UnexpectedEof)));
+        assert!(!ping_timed_out(&ping::Failure::Unsupported));
     }
 }

@@ -174,12 +174,21 @@ pub fn report_at(text: &str, created_at: u64) -> Body {
 }
 
 /// Polls `check` every 100 ms until it holds or `WAIT` passes; returns whether it held.
-pub async fn eventually<F, Fut>(mut check: F) -> bool
+pub async fn eventually<F, Fut>(check: F) -> bool
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = tokio::time::Instant::now() + WAIT;
+    eventually_within(WAIT, check).await
+}
+
+/// `eventually`, for what takes longer than `WAIT` by design.
+pub async fn eventually_within<F, Fut>(wait: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + wait;
     while tokio::time::Instant::now() < deadline {
         if check().await {
             return true;

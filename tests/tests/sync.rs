@@ -163,15 +163,17 @@ const HOSTILE_TIME: Duration = Duration::from_secs(10);
 /// How a hostile peer answers a sync request: `None` drops it unanswered.
 type Reply = Box<dyn Fn(&[u8]) -> Option<Vec<u8>>>;
 
-/// Answers every sync request with `reply(request)`; runs for `time` or until the
-/// victim penalizes someone.
+/// Answers every sync request with `reply(request)`; runs for `time`, until the victim
+/// penalizes someone, or until `done()` has held for a second. Gives back its swarm:
+/// its connections last as long as the caller keeps it.
 async fn hostile_peer(
     keys: porchlight_proto::MemberKeys,
     victim: &TestNode,
     reply: impl Fn(&[u8]) -> Option<Vec<u8>>,
     penalties_before: u64,
     time: Duration,
-) {
+    done: &dyn Fn() -> bool,
+) -> libp2p::Swarm<net::Behaviour> {
     let hood = victim.node.status().await.unwrap().hood.unwrap();
     let topic = IdentTopic::new(hood.topic());
     let mut swarm = net::swarm(&keys, &topic.hash(), false).unwrap();
@@ -185,7 +187,8 @@ async fn hostile_peer(
         .set_members([victim.node.peer_id()]);
     let addr = victim.node.status().await.unwrap().listen[0].clone();
     swarm.dial(addr).unwrap();
-    let deadline = tokio::time::Instant::now() + time;
+    let mut deadline = tokio::time::Instant::now() + time;
+    let mut finishing = false;
     loop {
         tokio::select! {
             event = swarm.select_next_some() => {
@@ -200,7 +203,12 @@ async fn hostile_peer(
         if victim.node.status().await.unwrap().sync.penalties > penalties_before {
             break;
         }
+        if !finishing && done() {
+            finishing = true;
+            deadline = deadline.min(tokio::time::Instant::now() + Duration::from_secs(1));
+        }
     }
+    swarm
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -271,7 +279,7 @@ async fn hostile_sync_peers_are_cut_off_and_nothing_is_stored() {
         let dir = member.stop().await;
         let (keys, _) = porchlight_node::identity::load_or_create(dir.path()).unwrap();
         let penalties = alice.node.status().await.unwrap().sync.penalties;
-        hostile_peer(keys, &alice, reply, penalties, HOSTILE_TIME).await;
+        hostile_peer(keys, &alice, reply, penalties, HOSTILE_TIME, &|| false).await;
         let status = alice.node.status().await.unwrap();
         assert_eq!(
             status.sync.penalties,
@@ -292,7 +300,14 @@ async fn hostile_sync_peers_are_cut_off_and_nothing_is_stored() {
     let (keys, _) = porchlight_node::identity::load_or_create(member.dir.path()).unwrap();
     let penalties = alice.node.status().await.unwrap().sync.penalties;
     tokio::join!(
-        hostile_peer(keys, &alice, too_many_peers(), penalties, HOSTILE_TIME),
+        hostile_peer(
+            keys,
+            &alice,
+            too_many_peers(),
+            penalties,
+            HOSTILE_TIME,
+            &|| false
+        ),
         async {
             tokio::time::sleep(Duration::from_millis(500)).await;
             drop(member.stop().await);
@@ -329,8 +344,10 @@ async fn a_sync_request_dropped_unanswered_costs_the_member_nothing() {
         asked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         None
     };
-    hostile_peer(keys, &alice, dropped, 0, Duration::from_secs(3)).await;
-    // Alice asks on connect (reconcile and peers) and retries once a round.
+    // Alice asks on connect (reconcile and peers), and the hostile program waits a second
+    // more for any penalty to show.
+    let done = || asked.load(std::sync::atomic::Ordering::Relaxed) >= 2;
+    let _link = hostile_peer(keys, &alice, dropped, 0, HOSTILE_TIME, &done).await;
     assert!(
         asked.load(std::sync::atomic::Ordering::Relaxed) >= 2,
         "alice asked the member"
@@ -341,4 +358,74 @@ async fn a_sync_request_dropped_unanswered_costs_the_member_nothing() {
         status.connected.contains(&peer),
         "the member is still connected"
     );
+}
+
+/// A node from before sync was framed speaks only `/porchlight/sync/2`: a current node
+/// falls back to it for its own requests and answers that node's requests in it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_speaking_only_the_unframed_sync_version_still_syncs() {
+    use porchlight_proto::sync::{Request, Response};
+    let alice = TestNode::found("alice").await;
+    let member = alice.invite("old").await;
+    let dir = member.stop().await;
+    let (keys, _) = porchlight_node::identity::load_or_create(dir.path()).unwrap();
+    let behaviour = request_response::Behaviour::with_codec(
+        net::BytesCodec::sync(),
+        [(
+            net::SYNC_PROTOCOL_UNFRAMED,
+            request_response::ProtocolSupport::Full,
+        )],
+        request_response::Config::default(),
+    );
+    let mut old = libp2p::SwarmBuilder::with_existing_identity(net::keypair(&keys))
+        .with_tokio()
+        .with_tcp(
+            libp2p::tcp::Config::default(),
+            libp2p::noise::Config::new,
+            libp2p::yamux::Config::default,
+        )
+        .unwrap()
+        .with_behaviour(|_| behaviour)
+        .unwrap()
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build();
+    let listen = alice.node.status().await.unwrap().listen;
+    let tcp = listen
+        .iter()
+        .find(|a| a.iter().any(|p| p.tag() == "tcp"))
+        .unwrap();
+    old.dial(tcp.clone()).unwrap();
+    let (mut asked_us, mut answered) = (None, None);
+    let deadline = tokio::time::Instant::now() + porchlight_tests::WAIT;
+    while asked_us.is_none() || answered.is_none() {
+        let event = tokio::select! {
+            event = old.select_next_some() => event,
+            _ = tokio::time::sleep_until(deadline) => panic!("no sync over /2 in time"),
+        };
+        match event {
+            SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+                old.behaviour_mut()
+                    .send_request(&peer_id, Request::Peers.encode());
+            }
+            SwarmEvent::Behaviour(request_response::Event::Message { message, .. }) => {
+                match message {
+                    request_response::Message::Request {
+                        request, channel, ..
+                    } => {
+                        asked_us = Some(Request::decode(&request).map(|_| ()));
+                        let _ = old
+                            .behaviour_mut()
+                            .send_response(channel, Response::refused("busy").encode());
+                    }
+                    request_response::Message::Response { response, .. } => {
+                        answered = Some(Response::decode(&response).map(|_| ()));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    assert!(asked_us.unwrap().is_ok(), "alice's request over /2 decodes");
+    assert!(answered.unwrap().is_ok(), "alice's answer over /2 decodes");
+    assert_eq!(alice.node.status().await.unwrap().sync.penalties, 0);
 }
