@@ -265,12 +265,20 @@ impl std::fmt::Display for Denied {
 impl std::error::Error for Denied {}
 
 impl Gate {
+    /// Whether `peer` is cut off for misbehaving now.
+    pub fn is_penalized(&self, peer: &PeerId) -> bool {
+        self.penalized
+            .get(peer)
+            .is_some_and(|until| *until > std::time::Instant::now())
+    }
+
+    /// Whether a connection with `peer` would be refused now.
+    pub fn refuses(&self, peer: &PeerId) -> bool {
+        self.denied.contains(peer) || self.blocked.contains(peer) || self.is_penalized(peer)
+    }
+
     fn check(&self, peer: PeerId) -> Result<THandler<Self>, ConnectionDenied> {
-        let penalized = self
-            .penalized
-            .get(&peer)
-            .is_some_and(|until| *until > std::time::Instant::now());
-        if self.denied.contains(&peer) || self.blocked.contains(&peer) || penalized {
+        if self.refuses(&peer) {
             return Err(ConnectionDenied::new(Denied(peer)));
         }
         Ok(dummy::ConnectionHandler)

@@ -1628,7 +1628,7 @@ impl EventLoop {
     /// remains: gossipsub never sent our subscriptions on that one (`links`). For a
     /// member, closes the rest and dials it once nothing is left, so the next connection
     /// is a first one on both sides; true if it did. Left as it is: non-members (no
-    /// gossip), penalized peers (we would refuse the connection), a member renewed in
+    /// gossip), peers the gate refuses (penalized, removed, blocked), a member renewed in
     /// the last `RENEW_EVERY` (each renewal costs a handshake and dials addresses the
     /// member gave), and one we know no address of (it can dial us; we could not dial
     /// it). Sync still reaches those. A member behind NAT that we cannot dial back after
@@ -1637,14 +1637,10 @@ impl EventLoop {
         let now = Instant::now();
         self.renewed
             .retain(|_, at| now.duration_since(*at) < RENEW_EVERY);
-        let penalized = self
-            .swarm
-            .behaviour()
-            .gate
-            .penalized
-            .get(&peer)
-            .is_some_and(|until| *until > now.into_std());
-        if !self.is_member(&peer) || penalized || self.renewed.contains_key(&peer) {
+        if !self.is_member(&peer)
+            || self.swarm.behaviour().gate.refuses(&peer)
+            || self.renewed.contains_key(&peer)
+        {
             return false;
         }
         let addrs = self.addresses.get(&peer).cloned().unwrap_or_default();
@@ -1900,15 +1896,7 @@ impl EventLoop {
 
     /// Cuts off a peer that broke the sync protocol, and refuses it for a while.
     fn penalize(&mut self, peer: PeerId, why: &str) {
-        let now = std::time::Instant::now();
-        if self
-            .swarm
-            .behaviour()
-            .gate
-            .penalized
-            .get(&peer)
-            .is_some_and(|until| *until > now)
-        {
+        if self.swarm.behaviour().gate.is_penalized(&peer) {
             // Already cut off: answers still in flight on its closing connection (a sync
             // round and a peer exchange at once) do not count again.
             self.syncs.remove(&peer);
