@@ -51,6 +51,11 @@ pub enum Ingest {
     Ignored(Reason),
 }
 
+/// Whether an operation refused for `reason` may be taken once more operations arrive.
+fn waits_for_more(reason: &Reason) -> bool {
+    matches!(reason, Reason::MissingParents | Reason::UnknownAuthor)
+}
+
 struct StoreLookup<'a>(&'a Store);
 
 impl Lookup for StoreLookup<'_> {
@@ -62,6 +67,10 @@ impl Lookup for StoreLookup<'_> {
     }
 }
 
+/// Most membership operations held while their causal parents (or their author's join)
+/// are on their way. Past this the oldest is dropped; sync brings it again.
+pub const MAX_WAITING_OPS: usize = 1024;
+
 #[derive(Debug)]
 pub struct Engine {
     keys: MemberKeys,
@@ -69,6 +78,9 @@ pub struct Engine {
     roster: Roster,
     ring: KeyRing,
     rate: RateLimiter,
+    /// Operations that arrived before a parent or their author's join, by op id, as
+    /// signed item bytes: applied as soon as what they wait for is.
+    waiting: std::collections::BTreeMap<OpId, Vec<u8>>,
 }
 
 impl Engine {
@@ -101,6 +113,7 @@ impl Engine {
             roster,
             ring,
             rate,
+            waiting: Default::default(),
         };
         // Finish what a crash may have interrupted: keys the log carries for us, and the
         // items of members the log removed.
@@ -123,7 +136,7 @@ impl Engine {
         rng: &mut impl CryptoRng,
     ) -> Result<Engine, EngineError> {
         let new = membership::found(&keys, hood_name, my_name, policy, now, rng)?;
-        let roster = Roster::from_genesis(&new.genesis)?;
+        let roster = new.roster()?;
         Engine::adopt(store, keys, roster)
     }
 
@@ -158,6 +171,7 @@ impl Engine {
             roster,
             ring: KeyRing::new(),
             rate: RateLimiter::new(),
+            waiting: Default::default(),
         };
         engine.learn_keys()?;
         if engine.ring.is_empty() {
@@ -228,14 +242,58 @@ impl Engine {
                 Ok(Ingest::New(accepted))
             }
             Verdict::Reject(reason) => Ok(Ingest::Rejected(reason)),
-            Verdict::Ignore(reason) => Ok(Ingest::Ignored(reason)),
+            Verdict::Ignore(reason) => {
+                if waits_for_more(&reason)
+                    && let Ok(opened) = envelope::open(bytes, &self.hood(), &self.ring)
+                {
+                    self.wait(opened.item.encode());
+                }
+                Ok(Ingest::Ignored(reason))
+            }
+        }
+    }
+
+    /// Holds an operation until what it waits for arrives.
+    fn wait(&mut self, item_bytes: Vec<u8>) {
+        if self.waiting.len() >= MAX_WAITING_OPS {
+            self.waiting.pop_first();
+        }
+        self.waiting.insert(OpId::of(&item_bytes), item_bytes);
+    }
+
+    /// Applies waiting operations whose parents and authors have arrived, until none
+    /// is left that can be (each round applies at least one, so at most
+    /// `MAX_WAITING_OPS` rounds).
+    fn apply_waiting(&mut self, now: u64) -> Result<(), EngineError> {
+        loop {
+            let mut progress = false;
+            let ids: Vec<OpId> = self.waiting.keys().copied().collect();
+            for id in ids {
+                let Some(bytes) = self.waiting.get(&id) else {
+                    continue;
+                };
+                match validate::validate_op(bytes, &self.roster, now) {
+                    Ok(verified) => {
+                        self.waiting.remove(&id);
+                        self.apply_op_now(&verified.item, verified.op.created_at())?;
+                        progress = true;
+                    }
+                    Err(reason) if waits_for_more(&reason) => {}
+                    Err(_) => {
+                        self.waiting.remove(&id);
+                    }
+                }
+            }
+            if !progress {
+                return Ok(());
+            }
         }
     }
 
     fn apply(&mut self, a: &Accepted, bytes: &[u8], now: u64) -> Result<(), EngineError> {
         match (&a.body, a.expires_at) {
             (Body::Membership(_), _) => {
-                self.apply_op(&a.item, a.created_at)?;
+                self.apply_op(&a.item, a.created_at, now)?;
                 self.store.mark_seen(&a.id, u64::MAX)?;
             }
             (body, Some(expires_at)) => {
@@ -267,23 +325,28 @@ impl Engine {
     /// Adds an operation to the store and the roster, learns the keys it carries, and
     /// deletes the items of anyone it removed (so every node holds the same item set:
     /// a removed member's items go everywhere, also those sent before the news arrived).
-    fn apply_op(&mut self, item: &Item, created_at: u64) -> Result<(), EngineError> {
-        let removed_before: Vec<MemberId> = self.roster.removed().copied().collect();
+    fn apply_op(&mut self, item: &Item, created_at: u64, now: u64) -> Result<(), EngineError> {
+        self.apply_op_now(item, created_at)?;
+        self.apply_waiting(now)
+    }
+
+    fn apply_op_now(&mut self, item: &Item, created_at: u64) -> Result<(), EngineError> {
+        let members_before: Vec<MemberId> = self.roster.members().map(|m| m.id).collect();
         // The roster first: if it refuses (full), nothing is stored that would stop the
         // node from loading again.
         self.roster.insert(item)?;
         self.store
             .put_op(&item.op_id(), created_at, &item.encode())?;
         self.learn_keys()?;
-        let newly_removed: Vec<MemberId> = self
-            .roster
-            .removed()
-            .filter(|m| !removed_before.contains(m))
-            .copied()
+        // Everyone who stopped being a member: removed, or admitted by a join that a
+        // concurrent removal voided.
+        let gone: Vec<MemberId> = members_before
+            .into_iter()
+            .filter(|m| !self.roster.is_member(m))
             .collect();
-        for member in newly_removed {
+        for member in gone {
             let deleted = self.store.remove_items_by(&member)?;
-            tracing::info!(member = %member.fingerprint(), deleted, "member removed; their items deleted");
+            tracing::info!(member = %member.fingerprint(), deleted, "no longer a member; their items deleted");
             if member == self.keys.id() {
                 tracing::warn!("this member was removed from the hood");
             }
@@ -297,10 +360,14 @@ impl Engine {
         match validate::validate_op(bytes, &self.roster, now) {
             Ok(verified) => {
                 let id = verified.item.op_id();
-                self.apply_op(&verified.item, verified.op.created_at())?;
+                self.apply_op(&verified.item, verified.op.created_at(), now)?;
                 Ok(Ingest::NewOp(id))
             }
             Err(Reason::DuplicateOp) => Ok(Ingest::Duplicate),
+            Err(reason) if waits_for_more(&reason) => {
+                self.wait(bytes.to_vec());
+                Ok(Ingest::Ignored(reason))
+            }
             Err(reason) if reason.is_ignore() => Ok(Ingest::Ignored(reason)),
             Err(reason) => Ok(Ingest::Rejected(reason)),
         }

@@ -71,6 +71,13 @@ pub enum StoreError {
     Corrupt(&'static str),
     #[error("the outbox is full ({MAX_OUTBOX} posts waiting for a peer)")]
     OutboxFull,
+    #[error(
+        "this data dir holds a hood of Porchlight protocol {0}, which this version (protocol \
+         {PROTOCOL}) cannot run: membership is now a causal log that older hoods do not have. \
+         Keep this data dir for the older version, or start anew in another data dir \
+         (docs/operations.md, \"Upgrading\")"
+    )]
+    OldProtocol(u8),
 }
 
 /// A remembered peer: its id's bytes and its addresses.
@@ -252,6 +259,11 @@ impl Index {
 
 const HOOD: &[u8] = b"hood";
 const FORMAT_KEY: &[u8] = b"format";
+const PROTOCOL_KEY: &[u8] = b"protocol";
+/// The protocol version of the hood this store holds. A store with a hood and no
+/// `protocol` key holds a protocol 1 hood (whose membership log has no causal parents and
+/// whose hood id is derived differently): refused with a clear error, never guessed at.
+pub const PROTOCOL: u8 = 2;
 /// The store format this code writes. 1 (no `format` key) kept records in a tree
 /// `items` keyed by id; 2 kept the seen ids in the sled trees `seen` and `seen_items`.
 /// `Store::open` migrates both.
@@ -565,6 +577,13 @@ impl Store {
         match self.meta.get(HOOD)? {
             None => Ok(None),
             Some(v) => {
+                // Stores from before protocol 2 have no protocol key.
+                match self.meta.get(PROTOCOL_KEY)?.as_deref() {
+                    Some([p]) if *p == PROTOCOL => {}
+                    Some([p]) => return Err(StoreError::OldProtocol(*p)),
+                    Some(_) => return Err(StoreError::Corrupt("protocol version")),
+                    None => return Err(StoreError::OldProtocol(1)),
+                }
                 let bytes: [u8; 32] = v
                     .as_ref()
                     .try_into()
@@ -575,6 +594,7 @@ impl Store {
     }
 
     pub fn set_hood(&self, hood: &HoodId) -> Result<(), StoreError> {
+        self.meta.insert(PROTOCOL_KEY, &[PROTOCOL])?;
         self.meta.insert(HOOD, &hood.0)?;
         Ok(())
     }
