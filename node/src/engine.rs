@@ -32,6 +32,11 @@ pub enum EngineError {
     Refused(Reason),
     #[error("this exact item was already posted")]
     AlreadyPosted,
+    #[error(
+        "this device's clock says {now}, before the newest report it holds ({newest}): \
+         set the clock (is time sync running?) and post again"
+    )]
+    ClockBehind { now: String, newest: String },
     #[error("stored operations are corrupt: {0}")]
     CorruptOps(String),
     #[error("sync: {0}")]
@@ -535,6 +540,16 @@ impl Engine {
         now: u64,
         rng: &mut impl CryptoRng,
     ) -> Result<ItemId, EngineError> {
+        // A clock behind the hood's (a Pi without a real-time clock after a power cut)
+        // would date the report before what neighbors already hold.
+        if let Some(newest) = self.store.newest_created_at()?
+            && now.saturating_add(porchlight_proto::limits::MAX_CLOCK_SKEW_SECS) < newest
+        {
+            return Err(EngineError::ClockBehind {
+                now: crate::date(now),
+                newest: crate::date(newest),
+            });
+        }
         self.rekey_if_needed(now, rng).await?;
         let epoch = self.roster.sealing_epoch().ok_or(EngineError::NoEpochKey)?;
         let item = Item::sign(&self.keys, &self.hood(), body);
@@ -588,10 +603,34 @@ impl Engine {
         Ok(())
     }
 
-    /// Deletes expired items; returns how many.
+    /// Deletes expired items, and the epoch keys no live item can need; returns how many
+    /// items went.
     pub fn expire(&mut self, now: u64) -> Result<usize, EngineError> {
         self.rate.prune(self.roster.policy(), now);
+        self.retire_keys(now)?;
         Ok(self.store.expire(now)?)
+    }
+
+    /// Retires the keys of epochs superseded longer ago than any item can live: an item
+    /// sealed under an epoch was made before the next epoch was (give or take the clock
+    /// skew), and lives at most the policy's longest lifetime. The sealing epoch and
+    /// epochs the roster does not know are kept.
+    fn retire_keys(&mut self, now: u64) -> Result<(), EngineError> {
+        let sealing = self.roster.sealing_epoch();
+        let keep_for = u64::from(self.roster.policy().max_ttl_secs)
+            + 2 * porchlight_proto::limits::MAX_CLOCK_SKEW_SECS;
+        let roster = &self.roster;
+        let retired = self.ring.retain(|id, _| {
+            Some(*id) == sealing
+                || roster
+                    .epoch_retired_at(id)
+                    .is_none_or(|at| now < at.saturating_add(keep_for))
+        });
+        for epoch in retired {
+            self.store.remove_key(&epoch)?;
+            tracing::info!(%epoch, "epoch key retired: no live item can need it");
+        }
+        Ok(())
     }
 }
 
@@ -614,6 +653,32 @@ mod tests {
             &mut rng,
         )
         .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_clock_behind_the_newest_item_refuses_to_post_and_says_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rng = SeededRng::new(9);
+        let mut e = engine(dir.path(), 1);
+        e.post(&TestHood::new(1).report("first"), NOW, &mut rng)
+            .await
+            .unwrap();
+        // A power cut later, the clock restarts an hour behind.
+        let mut late = TestHood::new(1);
+        late.now = NOW - 3600;
+        let err = e
+            .post(&late.report("second"), NOW - 3600, &mut rng)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, EngineError::ClockBehind { .. }), "{err}");
+        assert!(err.to_string().contains("2023-11-14 22:13 UTC"), "{err}");
+        assert_eq!(e.store().item_count(), 1);
+        // Within the tolerated skew it posts.
+        let mut near = TestHood::new(1);
+        near.now = NOW - 60;
+        e.post(&near.report("third"), NOW - 60, &mut rng)
+            .await
+            .unwrap();
     }
 
     #[tokio::test]
@@ -681,6 +746,28 @@ mod tests {
             !e.store().has_item(&id).unwrap(),
             "the retracted report does not come back"
         );
+    }
+
+    #[tokio::test]
+    async fn superseded_epoch_keys_are_retired_once_no_live_item_can_need_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rng = SeededRng::new(5);
+        let mut e = engine(dir.path(), 4);
+        let first = e.roster().sealing_epoch().unwrap();
+        let (op, key, _) = e.roster().rekey(e.keys(), NOW + 10, &mut rng).unwrap();
+        e.submit_op(&op, NOW + 10, &mut rng).await.unwrap();
+        assert_eq!(e.roster().sealing_epoch(), Some(key.id()));
+        let max_ttl = u64::from(e.roster().policy().max_ttl_secs);
+        // While an item sealed under the first epoch could still be live, it stays.
+        e.expire(NOW + 10 + max_ttl).unwrap();
+        assert!(e.ring().contains(&first));
+        // Past that it goes, from memory and from disk; the sealing epoch stays.
+        e.expire(NOW + 10 + max_ttl + 1201).unwrap();
+        assert!(!e.ring().contains(&first));
+        assert!(e.ring().contains(&key.id()));
+        let stored = e.store().key_ring(&e.hood()).unwrap();
+        assert!(!stored.contains(&first));
+        assert!(stored.contains(&key.id()));
     }
 
     #[tokio::test]

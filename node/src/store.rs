@@ -44,7 +44,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use porchlight_proto::keys::EpochKey;
 use porchlight_proto::limits::MAX_TTL_SECS;
-use porchlight_proto::{HoodId, ItemId, KeyRing, MemberId, OpId};
+use porchlight_proto::{EpochId, HoodId, ItemId, KeyRing, MemberId, OpId};
 use serde::{Deserialize, Serialize};
 
 /// sled's page cache: small enough for a Raspberry Pi. At 100,000 items the node's resident
@@ -650,6 +650,12 @@ impl Store {
         Ok(())
     }
 
+    /// Deletes a retired epoch key.
+    pub fn remove_key(&self, epoch: &EpochId) -> Result<(), StoreError> {
+        self.keys.remove(epoch.0)?;
+        Ok(())
+    }
+
     pub fn key_ring(&self, hood: &HoodId) -> Result<KeyRing, StoreError> {
         let mut ring = KeyRing::new();
         for entry in self.keys.iter() {
@@ -853,6 +859,14 @@ impl Store {
     /// Live items, oldest first by creation time (then id).
     pub fn items(&self) -> Result<Vec<(ItemId, ItemRecord)>, StoreError> {
         self.each_item().collect()
+    }
+
+    /// The creation time of the newest item held (the last key of `records`).
+    pub fn newest_created_at(&self) -> Result<Option<u64>, StoreError> {
+        match self.records.last()? {
+            None => Ok(None),
+            Some((key, _)) => Ok(Some(parse_time_key(&key, "record key")?.0)),
+        }
     }
 
     /// How many live items the store holds (kept in memory; no pass over the store).
@@ -1433,6 +1447,30 @@ mod tests {
         assert_eq!(out[0].1, vec![0]);
         store.pop_outbox(out[0].0).unwrap();
         assert_eq!(store.outbox().unwrap().len(), MAX_OUTBOX - 1);
+    }
+
+    #[test]
+    fn a_protocol_1_hood_is_refused_with_a_clear_error_and_left_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            // What a protocol 1 node wrote: the hood, and no protocol key.
+            store.meta.insert(HOOD, &[3u8; 32]).unwrap();
+            futures::executor::block_on(store.flush()).unwrap();
+        }
+        let store = reopen(dir.path());
+        let err = store.hood().unwrap_err();
+        assert!(matches!(err, StoreError::OldProtocol(1)), "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains("protocol 1") && text.contains("another data dir"),
+            "{text}"
+        );
+        assert_eq!(store.meta.get(PROTOCOL_KEY).unwrap(), None);
+        assert_eq!(
+            store.meta.get(HOOD).unwrap().as_deref(),
+            Some(&[3u8; 32][..])
+        );
     }
 
     #[test]

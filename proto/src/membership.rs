@@ -366,6 +366,8 @@ struct State {
     void: BTreeSet<OpId>,
     /// Why each operation that took no effect did not.
     denied: BTreeMap<OpId, Denied>,
+    /// Who removed each removed member, and by which operation.
+    removed_by: BTreeMap<MemberId, (MemberId, OpId)>,
 }
 
 impl State {
@@ -907,12 +909,51 @@ impl Roster {
             &author,
             &stored.op,
             stored.ticket.as_ref(),
-        ) {
+        ) && !self.is_counter_removal(state, id)
+        {
             state.denied.insert(*id, why);
             return false;
         }
+        if let Op::Remove(r) = &stored.op {
+            state.removed_by.insert(r.target, (author, *id));
+        }
         state.apply(*id, author, &stored.op, stored.ticket.as_ref());
         true
+    }
+
+    /// Whether `id` removes the member who removed its author, concurrently: the one
+    /// case where a removed author's operation still takes effect (both go). It must
+    /// have been allowed to its author before that removal, and the target still be a
+    /// member.
+    fn is_counter_removal(&self, state: &State, id: &OpId) -> bool {
+        let stored = &self.ops[id];
+        let Op::Remove(r) = &stored.op else {
+            return false;
+        };
+        let author = stored.item.author;
+        match state.removed_by.get(&author) {
+            Some((remover, removal)) if *remover == r.target => {
+                state.members.contains_key(&r.target)
+                    && !self.ancestors(id).contains(removal)
+                    && (author == r.target
+                        || self
+                            .genesis_op
+                            .policy
+                            .remove
+                            .allows(self.was_admin(state, &author)))
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether a removed member was an admin when removed: promoted by an operation that
+    /// took effect, or the founder.
+    fn was_admin(&self, state: &State, member: &MemberId) -> bool {
+        *member == self.founder
+            || state
+                .effective
+                .iter()
+                .any(|id| matches!(&self.ops[id].op, Op::Promote(p) if p.target == *member))
     }
 
     /// The operations a removal `id` of `target` by `remover` voids: the target's
