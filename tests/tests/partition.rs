@@ -55,7 +55,25 @@ async fn two_sides_remove_different_members_and_the_hood_converges() {
     alice.node.remove(carol.node.member()).await.unwrap();
     bob.node.remove(dave.node.member()).await.unwrap();
     assert!(eventually(|| async { erin.node.members().await.unwrap().len() == 4 }).await);
-    // Neither side has heard of the other's removal.
+    assert!(eventually(|| async { dave.node.members().await.unwrap().len() == 4 }).await);
+    // Neither side hears of the other's removal while the split lasts.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    for (n, others) in [
+        (&alice, [&bob, &dave]),
+        (&erin, [&bob, &dave]),
+        (&bob, [&alice, &erin]),
+    ] {
+        let connected = n.node.status().await.unwrap().connected;
+        for o in others {
+            assert!(
+                !connected.contains(&o.node.peer_id()),
+                "{} is cut off from {}",
+                n.name,
+                o.name
+            );
+        }
+    }
+    assert_eq!(erin.node.members().await.unwrap().len(), 4);
     assert_eq!(alice.node.members().await.unwrap().len(), 4);
     assert_eq!(bob.node.members().await.unwrap().len(), 4);
     assert!(!alice.node.status().await.unwrap().removed);
