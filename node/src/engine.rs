@@ -220,12 +220,15 @@ impl Engine {
         &self.store
     }
 
+    /// The id of the item an envelope carries, if this node can open it.
+    pub fn item_id(&self, envelope: &[u8]) -> Option<ItemId> {
+        envelope::open(envelope, &self.hood(), &self.ring)
+            .ok()
+            .map(|o| o.id)
+    }
+
     /// Judges bytes from the network (gossip or sync) and stores what is accepted.
     pub fn ingest(&mut self, bytes: &[u8], now: u64) -> Result<Ingest, EngineError> {
-        let id = ItemId::of(bytes);
-        if self.store.seen(&id)? {
-            return Ok(Ingest::Duplicate);
-        }
         let verdict = validate::validate(
             bytes,
             &Context {
@@ -238,9 +241,10 @@ impl Engine {
         );
         match verdict {
             Verdict::Accept(accepted) => {
-                // The same signed item in another envelope (re-sealed with a new nonce)
-                // is a replay: one item, one copy, one alert.
-                if accepted.expires_at.is_some() && self.store.seen_item(&accepted.op_id)? {
+                // The same signed item in any envelope (the one we hold, or one re-sealed
+                // with a new nonce) is the same item: one copy, one alert. Items are named
+                // by their inner id, so this is one look-up.
+                if accepted.expires_at.is_some() && self.store.seen(&accepted.id)? {
                     return Ok(Ingest::Duplicate);
                 }
                 self.apply(&accepted, bytes, now)?;
@@ -728,7 +732,11 @@ mod tests {
         let epoch = e.roster().sealing_epoch().unwrap();
         let key = e.ring().get(&epoch).unwrap().clone();
         let resealed = envelope::seal_random(&item, &e.hood(), &key, &mut rng).unwrap();
-        assert_ne!(ItemId::of(&resealed), id);
+        assert_ne!(
+            ItemId::of_envelope(&resealed),
+            ItemId::of_envelope(&record.envelope)
+        );
+        assert_eq!(e.item_id(&resealed), Some(id));
         assert_eq!(e.ingest(&resealed, NOW).unwrap(), Ingest::Duplicate);
         assert_eq!(e.store().item_count(), 1);
 

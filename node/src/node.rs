@@ -2129,7 +2129,15 @@ impl EventLoop {
                 let unasked = elements.iter().any(|e| {
                     let id = match e {
                         sync::Element::Op(b) => porchlight_proto::OpId::of(b).0,
-                        sync::Element::Envelope(b) => ItemId::of(b).0,
+                        // Items are named by their inner id: open to see it (one that
+                        // does not open is ignored when ingested).
+                        sync::Element::Envelope(b) => match &self.engine {
+                            Some(engine) => match engine.item_id(b) {
+                                Some(id) => id.0,
+                                None => return false,
+                            },
+                            None => return false,
+                        },
                     };
                     !session.requested.contains(&id)
                 });

@@ -73,7 +73,8 @@ fn valid_report_is_accepted_by_every_member() {
         let a = accepted(h.validate_as(judge, &bytes));
         assert_eq!(a.item.author, h.members[BOB].keys.id());
         assert_eq!(a.body, body);
-        assert_eq!(a.id, porchlight_proto::ItemId::of(&bytes));
+        assert_eq!(a.id, porchlight_proto::ItemId::of_item(&a.item.encode()));
+        assert_ne!(a.id, porchlight_proto::ItemId::of_envelope(&bytes));
     }
 }
 
@@ -421,7 +422,7 @@ fn lifetime_beyond_policy_is_rejected_and_expired_is_ignored() {
 fn update_by_someone_other_than_author_or_admin_is_rejected() {
     let mut h = hood();
     let report = h.seal(BOB, &h.report("parcel gone"));
-    let report_id = porchlight_proto::ItemId::of(&report);
+    let report_id = accepted(h.validate_as(ALICE, &report)).id;
     let update = |h: &TestHood| {
         Body::Update(Update {
             created_at: h.now,

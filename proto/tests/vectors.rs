@@ -111,7 +111,8 @@ fn vectors() -> Vec<(&'static str, String)> {
     out.push(("report.item", hex(&item.encode())));
     let envelope = envelope::seal(&item, &hood, &new.epoch, [0x24; 24]).expect("vector seals");
     out.push(("report.envelope", hex(&envelope)));
-    out.push(("report.item_id", ItemId::of(&envelope).to_hex()));
+    out.push(("report.item_id", ItemId::of_item(&item.encode()).to_hex()));
+    out.push(("report.message_id", ItemId::of_envelope(&envelope).to_hex()));
     // The vector opens with the epoch key, and is the same item.
     let opened = envelope::open(&envelope, &hood, &ring).expect("vector opens");
     assert_eq!(opened.item, item);
