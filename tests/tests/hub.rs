@@ -1045,7 +1045,7 @@ fn event_end(id: &str, camera: &str, label: &str, (start, end): (f64, f64)) -> S
         "start_time": start, "end_time": end, "score": 0.8, "box": [1, 2, 3, 4],
         "area": 4, "ratio": 1.0, "region": [0, 0, 320, 320], "stationary": false,
         "motionless_count": 0, "position_changes": 2, "current_zones": [],
-        "entered_zones": ["Einfahrt_Tür"], "has_clip": true, "has_snapshot": false,
+        "entered_zones": ["driveway"], "has_clip": true, "has_snapshot": false,
         "attributes": {}, "current_attributes": [],
     });
     json!({"type": "end", "before": after, "after": after}).to_string()
@@ -1193,15 +1193,15 @@ async fn every_frigate_version_gives_the_whole_review_as_its_clip_and_any_name_i
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn empty_and_error_answers_are_clip_errors_and_an_audio_alert_gets_its_clip() {
+async fn empty_and_error_answers_from_frigate_are_clip_errors_not_clips() {
     let broker = Mosquitto::start();
     let alice = TestNode::found("alice").await;
     let hub = Hub::new(alice.node.clone(), alice.dir.path(), vec![]);
     let local = Local::serve(&alice, hub.clone()).await;
     let frigate_mqtt = Client::connect(broker.port, "frigate", &[]).await;
     for (n, (version, why)) in [
-        (Frigate::V0_14, "HTTP 500: Could not create clip from recordings"),
         (Frigate::V0_16, "empty"),
+        (Frigate::V0_14, "HTTP 500: Could not create clip from recordings"),
         (Frigate::V0_17, "HTTP 400: No recordings found for the specified time range"),
         (Frigate::V0_18, "HTTP 400: No recordings found for the specified time range"),
     ]
@@ -1210,11 +1210,15 @@ async fn empty_and_error_answers_are_clip_errors_and_an_audio_alert_gets_its_cli
     {
         let start = 1_718_990_000.5 + 1000.0 * n as f64;
         let id = format!("{start}-norec{n}");
+        let person = format!("{start}-p{n}");
         // Recording is off for this camera: Frigate has no footage for the review.
         let mut footage = Footage::default();
         footage
             .reviews
             .insert(id.clone(), ("porch".into(), start, start + 30.0));
+        footage
+            .events
+            .insert(person.clone(), ("porch".into(), start, start + 30.0));
         let frigate = FakeFrigate::start(version, footage).await;
         let bridge = start_bridge(&hub, &broker, Some(&frigate), &TopicPrefix::default()).await;
         let message = versioned_review(
@@ -1223,7 +1227,7 @@ async fn empty_and_error_answers_are_clip_errors_and_an_audio_alert_gets_its_cli
             &id,
             "porch",
             (start, start + 30.0),
-            &[&format!("{start}-p{n}")],
+            &[&person],
             &["person"],
             &[],
             &[],
@@ -1239,6 +1243,15 @@ async fn empty_and_error_answers_are_clip_errors_and_an_audio_alert_gets_its_cli
         !porchlight_node::clips::path(alice.dir.path(), &Sha256::digest(b"").into()).exists(),
         "no empty clip in the library"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_audio_only_alert_gets_its_clip_and_every_clipless_draft_says_why() {
+    let broker = Mosquitto::start();
+    let alice = TestNode::found("alice").await;
+    let hub = Hub::new(alice.node.clone(), alice.dir.path(), vec![]);
+    let local = Local::serve(&alice, hub.clone()).await;
+    let frigate_mqtt = Client::connect(broker.port, "frigate", &[]).await;
 
     // An audio-only alert: no tracked object, `detections: []`; its span is recorded.
     let start = 1_718_999_000.75;
@@ -1291,6 +1304,20 @@ async fn empty_and_error_answers_are_clip_errors_and_an_audio_alert_gets_its_cli
         "{draft}"
     );
     bridge.stop().await;
+
+    // A webhook without a clip: the draft says so too.
+    let (status, draft) = local
+        .call(
+            "POST",
+            "/v1/hub/events",
+            Some(json!({"camera": "doorbell", "label": "person"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{draft}");
+    assert!(
+        draft["clip_error"].as_str().unwrap_or("").contains("no clip"),
+        "{draft}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1316,14 +1343,14 @@ async fn events_make_drafts_only_from_a_frigate_without_reviews_even_right_after
         let bridge = start_bridge(&hub, &broker, Some(&frigate), &TopicPrefix::default()).await;
         let event = event_end("1718995000.5-car001", "einfahrt", "car", span);
         publish_qos0(&frigate_mqtt, "frigate/events", event).await;
-        assert!(
-            eventually(|| async { frigate.requests().iter().any(|r| r == "/api/version") }).await,
-            "the bridge asks Frigate's version"
-        );
         tokio::time::sleep(Duration::from_secs(2)).await;
         assert!(
             local.drafts().await.is_empty(),
             "round {round}: a detection-level event is not a draft"
+        );
+        assert!(
+            eventually(|| async { frigate.requests().iter().any(|r| r == "/api/version") }).await,
+            "the bridge asked Frigate's version"
         );
         assert!(frigate.clip_requests().is_empty(), "{:?}", frigate.requests());
         bridge.stop().await;
