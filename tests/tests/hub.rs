@@ -1494,3 +1494,181 @@ async fn approving_with_share_members_lets_a_neighbor_fetch_the_clip_without_ask
         "alice was not asked about the shared clip"
     );
 }
+
+// ---------------------------------------------------------------- Home Assistant's own code
+
+/// The Python of the virtualenv that `.ci/run` fills with Home Assistant
+/// (tests/ha/requirements.txt): `PORCHLIGHT_HA_PYTHON`, else the cached venv for the
+/// pinned version. `None` outside CI when it is not there; under CI it must be.
+fn home_assistant_python() -> Option<PathBuf> {
+    let pinned = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/ha/requirements.txt"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("homeassistant==").map(str::to_owned))
+        .expect("tests/ha/requirements.txt pins homeassistant");
+    let python = std::env::var_os("PORCHLIGHT_HA_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(format!("/var/cache/porchlight/ha-{pinned}/bin/python")));
+    if python.is_file() {
+        return Some(python);
+    }
+    let why = format!(
+        "Home Assistant {pinned} is not installed at {}: run .ci/run once (it installs it)",
+        python.display()
+    );
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{why}");
+    }
+    eprintln!("\n!!!!!!!! SKIPPED the Home Assistant test: {why} !!!!!!!!\n");
+    None
+}
+
+/// Runs Home Assistant's own MQTT code (tests/ha/check_mqtt.py) over `messages`:
+/// (exit success, its output).
+fn home_assistant_takes(python: &std::path::Path, messages: &[Value]) -> (bool, String) {
+    let mut child = Command::new(python)
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/ha/check_mqtt.py"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the Home Assistant venv's python runs");
+    let mut input = String::new();
+    for m in messages {
+        input.push_str(&m.to_string());
+        input.push('\n');
+    }
+    let mut stdin = child.stdin.take().unwrap();
+    std::io::Write::write_all(&mut stdin, input.as_bytes()).unwrap();
+    drop(stdin);
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("Home Assistant's check did not end within 120 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+fn as_line(p: &rumqttc::Publish) -> Value {
+    json!({
+        "topic": p.topic,
+        "payload": String::from_utf8(p.payload.to_vec()).expect("Porchlight publishes UTF-8"),
+        "retain": p.retain,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn home_assistants_own_mqtt_code_takes_every_discovery_config_and_alert() {
+    use porchlight_proto::report::{Category, ClipRef, Location, Report, Severity};
+    let Some(python) = home_assistant_python() else {
+        return;
+    };
+    let broker = Mosquitto::start();
+    let alice = TestNode::found_with_rate("alice", 100).await;
+    let hub = Hub::new(alice.node.clone(), alice.dir.path(), vec![]);
+    let bridge = start_bridge(&hub, &broker, None, &TopicPrefix::default()).await;
+    let topics = bridge.topics().clone();
+    let mut home_assistant = Client::connect(
+        broker.port,
+        "home-assistant",
+        &["homeassistant/#", "porchlight/#"],
+    )
+    .await;
+    let mut messages = vec![
+        as_line(&home_assistant.next(&topics.discovery, |p| p.retain).await),
+        as_line(&home_assistant.next(&topics.availability, |_| true).await),
+    ];
+
+    // One alert of every category, with every field a report may carry.
+    let now = porchlight_node::now();
+    for category in Category::ALL {
+        let behavior = (category == Category::SuspiciousActivity)
+            .then(|| "tried three car doors on the block".to_owned());
+        let report = Report {
+            created_at: now,
+            expires_at: now + 3600,
+            category,
+            severity: Severity::Urgent,
+            text: format!("{} — Straße „Am Hang“", category.as_str()),
+            behavior,
+            location: Location {
+                text: "Elm St, 400 block".into(),
+                geohash: Some("u33dc0".into()),
+            },
+            clips: vec![ClipRef {
+                sha256: [7; 32],
+                size: 4_812_331,
+                camera: "front_cam".into(),
+                captured_at: now - 60,
+            }],
+        };
+        alice.node.post(Body::Report(report)).await.unwrap();
+    }
+    for category in Category::ALL {
+        let alert = home_assistant
+            .next(&topics.alerts, |p| {
+                serde_json::from_slice::<Value>(&p.payload).unwrap()["event_type"]
+                    == category.as_str()
+            })
+            .await;
+        messages.push(as_line(&alert));
+    }
+    bridge.stop().await;
+    messages.push(as_line(
+        &home_assistant
+            .next(&topics.availability, |p| &p.payload[..] == b"offline")
+            .await,
+    ));
+
+    let (ok, out) = tokio::task::spawn_blocking({
+        let python = python.clone();
+        let messages = messages.clone();
+        move || home_assistant_takes(&python, &messages)
+    })
+    .await
+    .unwrap();
+    assert!(ok, "Home Assistant refused what Porchlight published:\n{out}");
+    assert!(
+        out.contains("1 discovery configs, 10 alerts taken"),
+        "{out}"
+    );
+
+    // The check can fail: a config without event_types, an unknown event type, an
+    // alert sent retained, a topic Home Assistant's matcher refuses.
+    let mut config: Value =
+        serde_json::from_str(messages[0]["payload"].as_str().unwrap()).unwrap();
+    config.as_object_mut().unwrap().remove("event_types");
+    let no_types = json!({"topic": topics.discovery, "payload": config.to_string(), "retain": true});
+    let mut unknown_type = messages[2].clone();
+    unknown_type["payload"] = json!(messages[2]["payload"]
+        .as_str()
+        .unwrap()
+        .replacen(r#""event_type":""#, r#""event_type":"burglary-"#, 1));
+    let mut retained = messages[2].clone();
+    retained["retain"] = json!(true);
+    let mut dotted = messages[0].clone();
+    dotted["topic"] = json!(topics.discovery.replace("porchlight_", "porchlight."));
+    for (bad, why) in [
+        (vec![no_types], "event_types"),
+        (vec![messages[0].clone(), unknown_type], "Invalid event type"),
+        (vec![messages[0].clone(), retained], "retained"),
+        (vec![dotted], "did not take"),
+    ] {
+        let (ok, out) = tokio::task::spawn_blocking({
+            let python = python.clone();
+            move || home_assistant_takes(&python, &bad)
+        })
+        .await
+        .unwrap();
+        assert!(!ok && out.contains(why), "{why}: {out}");
+    }
+}
