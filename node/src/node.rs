@@ -302,6 +302,7 @@ enum Command {
     ClipRequest(MemberId, clip::Request, Reply<clip::Response>),
     ClipAsks(Reply<Vec<ClipAsk>>),
     ClipDecide(String, bool, Reply<ClipAsk>),
+    ClipShare(Option<([u8; 32], ClipPolicy)>, Reply<ClipPolicy>),
     Shutdown,
 }
 
@@ -401,7 +402,7 @@ impl Node {
             cut_off: HashMap::new(),
             stuck: Default::default(),
             data_dir: config.data_dir.clone(),
-            sharing: Sharing::new(config.clip_policy),
+            sharing: Sharing::open(config.clip_policy, &config.data_dir),
             own_clips: None,
             clip_replies: HashMap::new(),
         };
@@ -524,6 +525,19 @@ impl Node {
     pub async fn clip_decide(&self, id: &str, allow: bool) -> Result<ClipAsk, NodeError> {
         let id = id.to_owned();
         self.ask(|r| Command::ClipDecide(id, allow, r)).await
+    }
+
+    /// Sets who may fetch clip `sha256`, over the policy (the owner's choice when
+    /// approving a draft; kept across restarts).
+    pub async fn share_clip(&self, sha256: [u8; 32], share: ClipPolicy) -> Result<(), NodeError> {
+        self.ask(|r| Command::ClipShare(Some((sha256, share)), r))
+            .await
+            .map(|_| ())
+    }
+
+    /// The owner's clip policy (`clip_policy` in porchlight.toml).
+    pub async fn clip_policy(&self) -> Result<ClipPolicy, NodeError> {
+        self.ask(|r| Command::ClipShare(None, r)).await
     }
 
     pub async fn shutdown(&self) {
@@ -1181,6 +1195,17 @@ impl EventLoop {
             }
             Command::ClipDecide(id, allow, reply) => {
                 let _ = reply.send(self.sharing.decide(&id, allow).map_err(NodeError::from));
+            }
+            Command::ClipShare(choice, reply) => {
+                let result = match choice {
+                    Some((sha256, share)) => self
+                        .sharing
+                        .set_share(sha256, share)
+                        .map(|()| share)
+                        .map_err(NodeError::from),
+                    None => Ok(self.sharing.policy),
+                };
+                let _ = reply.send(result);
             }
             Command::Shutdown => {}
         }
