@@ -36,6 +36,28 @@ pub enum EngineError {
     CorruptOps(String),
     #[error("sync: {0}")]
     Sync(sync::SyncError),
+    #[error(
+        "this node's member was removed from the hood: it can no longer post, invite, \
+         remove or promote (`porchlight status` says so)"
+    )]
+    Removed,
+    #[error(
+        "you are the hood's only admin: make another member an admin first \
+         (`porchlight promote NAME`), then remove yourself"
+    )]
+    LastAdminLeaving,
+    #[error(
+        "{0} is the hood's only admin: make another member an admin first \
+         (`porchlight promote NAME`)"
+    )]
+    LastAdmin(String),
+    #[error("{0} is already an admin")]
+    AlreadyAdmin(String),
+    #[error(
+        "this hood's policy lets only admins invite: ask an admin \
+         (`porchlight members` shows who)"
+    )]
+    InviteForbidden,
 }
 
 /// What became of bytes handed to [`Engine::ingest`].
@@ -199,6 +221,51 @@ impl Engine {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// Refuses what only a current member may do, once this node's member was removed.
+    pub fn ensure_member(&self) -> Result<(), EngineError> {
+        if self.roster.is_member(&self.keys.id()) {
+            Ok(())
+        } else {
+            Err(EngineError::Removed)
+        }
+    }
+
+    /// Whether this node's member may hand out invites: a current member, and an admin
+    /// if the hood's policy says so. (An invite that no member would honour is refused
+    /// when it is made, not when a neighbor tries it.)
+    pub fn check_invite(&self) -> Result<(), EngineError> {
+        self.ensure_member()?;
+        if self.roster.policy().invite.allows(self.roster.is_admin(&self.keys.id())) {
+            Ok(())
+        } else {
+            Err(EngineError::InviteForbidden)
+        }
+    }
+
+    /// A removal must not leave the hood without an admin: nobody could promote or
+    /// (under the default policy) remove anyone again.
+    fn check_admin_remains(&self, target: &MemberId) -> Result<(), EngineError> {
+        if !self.roster.is_admin(target) {
+            return Ok(());
+        }
+        let others = self
+            .roster
+            .members()
+            .filter(|m| m.admin && m.id != *target)
+            .count();
+        if others > 0 {
+            return Ok(());
+        }
+        if *target == self.keys.id() {
+            return Err(EngineError::LastAdminLeaving);
+        }
+        let name = self
+            .roster
+            .member(target)
+            .map_or_else(|| target.fingerprint(), |m| m.name.clone());
+        Err(EngineError::LastAdmin(name))
     }
 
     /// Judges bytes from the network (gossip or sync) and stores what is accepted.
@@ -468,6 +535,7 @@ impl Engine {
         now: u64,
         rng: &mut impl CryptoRng,
     ) -> Result<ItemId, EngineError> {
+        self.ensure_member()?;
         self.rekey_if_needed(now, rng).await?;
         let epoch = self.roster.sealing_epoch().ok_or(EngineError::NoEpochKey)?;
         let item = Item::sign(&self.keys, &self.hood(), body);
@@ -501,6 +569,8 @@ impl Engine {
         now: u64,
         rng: &mut impl CryptoRng,
     ) -> Result<(), EngineError> {
+        self.ensure_member()?;
+        self.check_admin_remains(&target)?;
         let op = self.roster.remove(&self.keys, target, now)?;
         self.submit_op(&op, now, rng).await?;
         // Leaving: the others rekey (a node that is no longer a member cannot).
@@ -516,6 +586,12 @@ impl Engine {
         now: u64,
         rng: &mut impl CryptoRng,
     ) -> Result<(), EngineError> {
+        self.ensure_member()?;
+        if let Some(member) = self.roster.member(&target)
+            && member.admin
+        {
+            return Err(EngineError::AlreadyAdmin(member.name.clone()));
+        }
         let op = self.roster.promote(&self.keys, target, now)?;
         self.submit_op(&op, now, rng).await?;
         Ok(())
