@@ -170,7 +170,7 @@ fn a_hood_follows_the_policy_it_was_created_with() {
         assert!(
             text.contains(
                 "policy:      admins may invite, admins may remove; at most 30 posts per \
-                 member per hour; reports live 24 hours unless their author says otherwise, \
+                 member per hour; reports live 1 day unless their author says otherwise, \
                  at most 7 days"
             ),
             "{text}"
