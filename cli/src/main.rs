@@ -116,9 +116,11 @@ enum Command {
         hub: hub_verbs::HubArgs,
     },
     /// First run in one step: init and create a hood if needed, print an invite, run.
-    #[command(after_help = "Examples:\n  porchlight up --name Alice --hood \"Elm Street\"\n  \
+    #[command(
+        after_help = "Examples:\n  porchlight up --name Alice --hood \"Elm Street\"\n  \
                             porchlight up --name Alice --hood \"Elm Street\" --no-mdns \\\n    \
-                            --listen /ip4/127.0.0.1/tcp/4001 --api 127.0.0.1:8484   # try it privately")]
+                            --listen /ip4/127.0.0.1/tcp/4001 --api 127.0.0.1:8484   # try it privately"
+    )]
     Up {
         /// Your display name (first run only).
         #[arg(long)]
@@ -489,7 +491,8 @@ async fn local_verb(cli: &Cli, data_dir: &Path) -> anyhow::Result<()> {
             // joining); changing the config then would only mislead.
             if let Some(hood) = local::hood(data_dir).map_err(|e| local_error(e, data_dir))? {
                 return Err(bad(format!(
-                    "{} is already set up, in the hood {:?}; the name members see was fixed                      when you joined",
+                    "{} is already set up, in the hood {:?}; the name members see was fixed \
+                     when you joined",
                     data_dir.display(),
                     hood.name
                 )));
@@ -532,7 +535,10 @@ async fn local_verb(cli: &Cli, data_dir: &Path) -> anyhow::Result<()> {
                 }),
                 || {
                     println!("created the hood {:?}; you are its first admin", hood.name);
-                    println!("policy:      {}", format::policy_line(&porchlight_node::api::policy_json(&policy)));
+                    println!(
+                        "policy:      {}",
+                        format::policy_line(&porchlight_node::api::policy_json(&policy))
+                    );
                     println!(
                         "next: `porchlight run`, then `porchlight invite` in another terminal"
                     );

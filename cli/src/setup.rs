@@ -125,7 +125,10 @@ impl Before {
                 let _ = std::fs::remove_file(path);
             }
         }
-        let _ = std::fs::remove_file(self.dir.join(format!("{}.new", porchlight_node::config::FILE)));
+        let _ = std::fs::remove_file(
+            self.dir
+                .join(format!("{}.new", porchlight_node::config::FILE)),
+        );
         if !self.dir_existed {
             // Only if empty: never anything the command did not make.
             let _ = std::fs::remove_dir(&self.dir);

@@ -116,7 +116,10 @@ fn the_last_admin_hands_the_role_on_before_leaving_and_a_removed_node_refuses() 
     let text = ok(b, &["status"]);
     for line in text.lines().filter(|l| !l.starts_with(' ')) {
         let (_, value) = line.split_once(':').unwrap();
-        assert!(!value.trim().is_empty(), "a blank status line: {line:?}\n{text}");
+        assert!(
+            !value.trim().is_empty(),
+            "a blank status line: {line:?}\n{text}"
+        );
     }
     assert!(text.contains("epoch:"), "{text}");
     // Bob, the admin now, posts: the hood rekeys and the epoch is a real one again.
@@ -136,7 +139,15 @@ fn a_hood_follows_the_policy_it_was_created_with() {
     let never = fresh.path().join("never");
     let err = refused(
         &never,
-        &["hood", "create", "X", "--expires", "10d", "--max-expires", "7d"],
+        &[
+            "hood",
+            "create",
+            "X",
+            "--expires",
+            "10d",
+            "--max-expires",
+            "7d",
+        ],
     );
     assert!(err.contains("--max-expires"), "{err}");
     let err = refused(&never, &["hood", "create", "X", "--max-expires", "40d"]);
@@ -198,7 +209,15 @@ fn a_hood_follows_the_policy_it_was_created_with() {
     );
     let err = refused(
         b,
-        &["post", "--category", "other", "--text", "x", "--expires", "8d"],
+        &[
+            "post",
+            "--category",
+            "other",
+            "--text",
+            "x",
+            "--expires",
+            "8d",
+        ],
     );
     assert!(
         err.contains("--expires 8 days is longer than this hood's maximum report lifetime, 7 days"),
@@ -324,12 +343,28 @@ fn limits_and_errors_speak_the_users_terms() {
     );
     let err = refused(
         a,
-        &["post", "--category", "other", "--text", "x", "--where", &"w".repeat(121)],
+        &[
+            "post",
+            "--category",
+            "other",
+            "--text",
+            "x",
+            "--where",
+            &"w".repeat(121),
+        ],
     );
     assert!(err.contains("--where is 121 bytes long"), "{err}");
     let err = refused(
         a,
-        &["post", "--category", "other", "--text", "x", "--expires", "31d"],
+        &[
+            "post",
+            "--category",
+            "other",
+            "--text",
+            "x",
+            "--expires",
+            "31d",
+        ],
     );
     assert!(err.contains("maximum report lifetime, 30 days"), "{err}");
     // One wording for an invite's lifetime, in the command and the API.
@@ -357,7 +392,11 @@ fn limits_and_errors_speak_the_users_terms() {
                 .header("Content-Type", "application/json")
                 .send(b)
                 .unwrap(),
-            None => agent.get(&url).header("Authorization", auth).call().unwrap(),
+            None => agent
+                .get(&url)
+                .header("Authorization", auth)
+                .call()
+                .unwrap(),
         };
         let status = response.status().as_u16();
         (status, response.body_mut().read_json().unwrap())
@@ -406,10 +445,7 @@ fn limits_and_errors_speak_the_users_terms() {
     }
     let (code, answer) = call(&bearer, "/v1/invites", Some(r#"{"expires_in_secs": 0}"#));
     assert_eq!(code, 400);
-    assert!(
-        answer["error"].as_str().unwrap().contains(rule),
-        "{answer}"
-    );
+    assert!(answer["error"].as_str().unwrap().contains(rule), "{answer}");
     assert_eq!(status(a)["items"], 0, "no refused request posted anything");
     alice.stop();
 }
@@ -422,7 +458,10 @@ fn help_and_usage_are_complete_and_true() {
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     // Every option of update and resolve is described.
-    for (verb_name, says) in [("update", "The news"), ("resolve", "What it turned out to be")] {
+    for (verb_name, says) in [
+        ("update", "The news"),
+        ("resolve", "What it turned out to be"),
+    ] {
         let text = help(&[verb_name, "--help"]);
         let line = text
             .lines()
@@ -463,4 +502,84 @@ fn help_and_usage_are_complete_and_true() {
         .unwrap();
     assert!(out.status.success());
     assert!(dir.path().join("identity.key").is_file());
+}
+
+/// The systemd unit in docs/operations.md, as written there.
+fn documented_unit() -> (String, String) {
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/operations.md"
+    ))
+    .unwrap();
+    let start = doc
+        .find("`/etc/systemd/system/porchlight.service`:\n\n```ini\n")
+        .expect("operations.md shows the unit");
+    let body = &doc[start..];
+    let open = body.find("```ini\n").unwrap() + "```ini\n".len();
+    let close = open + body[open..].find("```").unwrap();
+    (body[open..close].to_owned(), doc)
+}
+
+/// `systemd-analyze`, which `.ci/run` installs (package `systemd`) when it is missing.
+fn systemd_analyze() -> std::process::Command {
+    let found = ["/usr/bin/systemd-analyze", "/bin/systemd-analyze"]
+        .iter()
+        .find(|p| Path::new(p).is_file())
+        .expect("this test needs systemd-analyze: `apt-get install systemd` (.ci/run does it)");
+    std::process::Command::new(found)
+}
+
+#[test]
+fn the_documented_service_unit_is_hardened_and_valid() {
+    let (unit, doc) = documented_unit();
+    for setting in [
+        "UMask=0077",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "ProtectHome=yes",
+        "PrivateTmp=yes",
+        "SystemCallFilter=",
+        "RestrictAddressFamilies=",
+    ] {
+        assert!(unit.contains(setting), "the unit lacks {setting}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("porchlight.service");
+    std::fs::write(&path, &unit).unwrap();
+    let out = systemd_analyze()
+        .args(["security", "--offline=yes"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.contains("Overall exposure level"))
+        .unwrap_or_else(|| panic!("{text}{}", String::from_utf8_lossy(&out.stderr)));
+    let (_, rated) = line.split_once(": ").unwrap();
+    let mut words = rated.split_whitespace();
+    let score: f64 = words.next().unwrap().parse().unwrap();
+    let verdict = words.next().unwrap();
+    assert!(score <= 4.0 && verdict == "OK", "{line}");
+    // The docs state the score this command gives.
+    assert!(
+        doc.contains(&format!("rates this unit\n**{score:.1} OK**"))
+            || doc.contains(&format!("rates this unit **{score:.1} OK**")),
+        "operations.md should state {score:.1} OK"
+    );
+    // `verify`, with the unit's binary being the one under test.
+    let verify = dir.path().join("verify").join("porchlight.service");
+    std::fs::create_dir(verify.parent().unwrap()).unwrap();
+    std::fs::write(
+        &verify,
+        unit.replace("/usr/local/bin/porchlight", env!("CARGO_BIN_EXE_porchlight")),
+    )
+    .unwrap();
+    let out = systemd_analyze().arg("verify").arg(&verify).output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success() && said.trim().is_empty(), "{said}");
 }

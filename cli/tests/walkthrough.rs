@@ -31,7 +31,10 @@ fn readme_removal_paragraph() -> String {
         .find("Alice, the hood's admin, removes Carol")
         .expect("the README's walkthrough removes Carol");
     let end = start + readme[start..].find("```").unwrap();
-    readme[start..end].split_whitespace().collect::<Vec<_>>().join(" ")
+    readme[start..end]
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The first `quoted` text after `phrase` in `text`.
@@ -159,8 +162,14 @@ fn three_neighbors_report_remove_and_restart() {
         "Carol's node lists {count} members"
     );
     let says = quoted_after(&claims, "`porchlight status` says");
-    assert!(ok(c, &["status"]).contains(&says), "Carol's status says {says}");
-    assert!(claims.contains("her node refuses to post or invite"), "{claims}");
+    assert!(
+        ok(c, &["status"]).contains(&says),
+        "Carol's status says {says}"
+    );
+    assert!(
+        claims.contains("her node refuses to post or invite"),
+        "{claims}"
+    );
     for args in [
         vec!["invite"],
         vec!["post", "--category", "other", "--text", "am I still in?"],

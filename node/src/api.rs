@@ -302,8 +302,7 @@ fn node_error(e: NodeError) -> Response {
 /// path, `clips[0].camera`) and never the handler's internal type names.
 fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Box<Response>> {
     let bad = |m: String| Box::new(error(StatusCode::BAD_REQUEST, m));
-    let value: Value =
-        serde_json::from_slice(body).map_err(|e| bad(format!("bad JSON: {e}")))?;
+    let value: Value = serde_json::from_slice(body).map_err(|e| bad(format!("bad JSON: {e}")))?;
     if !value.is_object() {
         return Err(bad(
             "the request body must be a JSON object, {\"field\": value, …} (see docs/api.md)"
@@ -1037,10 +1036,7 @@ fn invite_request(body: &[u8]) -> Result<u64, Box<Response>> {
     if secs == 0 || secs > MAX_INVITE_SECS {
         return Err(Box::new(error(
             StatusCode::BAD_REQUEST,
-            format!(
-                "expires_in_secs: {}",
-                invite_lifetime_rule()
-            ),
+            format!("expires_in_secs: {}", invite_lifetime_rule()),
         )));
     }
     Ok(secs)
@@ -1112,7 +1108,11 @@ async fn named_member(
     body: &[u8],
 ) -> Result<porchlight_proto::membership::Member, Box<Response>> {
     let (wanted, asked) = remove_request(body)?;
-    let members = api.node.members().await.map_err(|e| Box::new(node_error(e)))?;
+    let members = api
+        .node
+        .members()
+        .await
+        .map_err(|e| Box::new(node_error(e)))?;
     let matches: Vec<&porchlight_proto::membership::Member> = members
         .iter()
         .map(|m| &m.member)

@@ -237,7 +237,12 @@ impl Engine {
     /// when it is made, not when a neighbor tries it.)
     pub fn check_invite(&self) -> Result<(), EngineError> {
         self.ensure_member()?;
-        if self.roster.policy().invite.allows(self.roster.is_admin(&self.keys.id())) {
+        if self
+            .roster
+            .policy()
+            .invite
+            .allows(self.roster.is_admin(&self.keys.id()))
+        {
             Ok(())
         } else {
             Err(EngineError::InviteForbidden)
@@ -690,6 +695,62 @@ mod tests {
             !e.store().has_item(&id).unwrap(),
             "the retracted report does not come back"
         );
+    }
+
+    /// Admits a new member into `alice`'s hood; returns their keys.
+    async fn admit(
+        alice: &mut Engine,
+        name: &str,
+        ticket_id: u8,
+        rng: &mut SeededRng,
+    ) -> MemberKeys {
+        let joiner = MemberKeys::generate(rng);
+        let ticket = porchlight_proto::Ticket {
+            hood: alice.hood(),
+            hood_name: "Elm Street".into(),
+            inviter: alice.keys().id(),
+            id: porchlight_proto::TicketId([ticket_id; 16]),
+            expires_at: NOW + 60,
+            bootstrap: vec![],
+        };
+        let signed = porchlight_proto::invite::SignedTicket::issue(alice.keys(), &ticket).unwrap();
+        let request = JoinRequest::new(&joiner, signed, &ticket, name).unwrap();
+        alice.admit(&request, NOW, rng).await.unwrap();
+        joiner
+    }
+
+    #[tokio::test]
+    async fn the_only_admin_cannot_leave_until_she_promotes_someone() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rng = SeededRng::new(9);
+        let mut alice = engine(dir.path(), 6);
+        let bob = admit(&mut alice, "Bob", 1, &mut rng).await;
+        let me = alice.keys().id();
+        let ops = alice.roster().len();
+        assert!(matches!(
+            alice.remove(me, NOW, &mut rng).await,
+            Err(EngineError::LastAdminLeaving)
+        ));
+        assert_eq!(alice.roster().len(), ops, "nothing was signed");
+        alice.promote(bob.id(), NOW, &mut rng).await.unwrap();
+        assert!(matches!(
+            alice.promote(bob.id(), NOW, &mut rng).await,
+            Err(EngineError::AlreadyAdmin(name)) if name == "Bob"
+        ));
+        alice.remove(me, NOW, &mut rng).await.unwrap();
+        assert!(alice.roster().is_admin(&bob.id()));
+        // Removed: every change is refused with the one error.
+        assert!(matches!(alice.check_invite(), Err(EngineError::Removed)));
+        assert!(matches!(
+            alice
+                .post(&TestHood::new(1).report("x"), NOW, &mut rng)
+                .await,
+            Err(EngineError::Removed)
+        ));
+        assert!(matches!(
+            alice.remove(bob.id(), NOW, &mut rng).await,
+            Err(EngineError::Removed)
+        ));
     }
 
     #[tokio::test]

@@ -44,6 +44,7 @@ pub fn api_field(what: &str) -> String {
     match what {
         "location" => "where",
         "camera" => "clips[].camera",
+        "expires_at" => "expires_in_secs",
         other => other,
     }
     .to_owned()
@@ -92,10 +93,7 @@ pub fn rate_limit(policy: &Policy) -> String {
     } else {
         span(window)
     };
-    format!(
-        "{} posts per member per {per}",
-        policy.rate_limit.max_items
-    )
+    format!("{} posts per member per {per}", policy.rate_limit.max_items)
 }
 
 #[cfg(test)]
