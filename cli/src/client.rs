@@ -140,6 +140,7 @@ pub fn run(cli: &Cli, data_dir: &Path) -> Option<anyhow::Result<()>> {
         Command::Retract { id } => lifecycle(out, data_dir, id, "retract", json!({})),
         Command::Members => members(out, data_dir),
         Command::Remove { member } => remove(out, data_dir, member),
+        Command::Promote { member } => promote(out, data_dir, member),
         Command::Status => status(out, data_dir),
         Command::Clip(verb) => crate::clip_verbs::run(cli, out, data_dir, verb),
         Command::Drafts => crate::hub_verbs::drafts(out, data_dir),
@@ -179,6 +180,34 @@ fn invite(out: Out, data_dir: &Path, expires: Duration, qr: bool) -> anyhow::Res
     Ok(())
 }
 
+/// The `post` flag that sets a field of a report.
+fn flag(what: &str) -> String {
+    match what {
+        "location" => "--where".to_owned(),
+        "clips" => "--clip".to_owned(),
+        other => format!("--{other}"),
+    }
+}
+
+/// Checks `--expires` against the hood's maximum report lifetime, in the flag's words
+/// (the node checks again, in the API's).
+fn check_expires(api: &Api, expires: Option<Duration>) -> anyhow::Result<()> {
+    let Some(expires) = expires else {
+        return Ok(());
+    };
+    let status = api.call("GET", "/v1/status", None)?;
+    if let Some(max) = status["policy"]["max_report_lifetime_secs"].as_u64()
+        && expires.as_secs() > max
+    {
+        return Err(bad(format!(
+            "--expires {} is longer than this hood's maximum report lifetime, {}",
+            porchlight_node::words::span(expires.as_secs()),
+            porchlight_node::words::span(max)
+        )));
+    }
+    Ok(())
+}
+
 /// Checks a post the way the node will, so that bad input fails before any clip is
 /// imported (the node checks again: it is the authority).
 fn precheck(args: &PostArgs) -> anyhow::Result<()> {
@@ -211,7 +240,9 @@ fn precheck(args: &PostArgs) -> anyhow::Result<()> {
         },
         clips: vec![],
     };
-    report.check().map_err(|e| bad(e.to_string()))?;
+    report
+        .check()
+        .map_err(|e| bad(porchlight_node::words::field_error(&e, flag)))?;
     if args.clip.len() > porchlight_proto::report::MAX_CLIPS {
         return Err(bad(format!(
             "at most {} clips per report",
@@ -232,6 +263,7 @@ fn precheck(args: &PostArgs) -> anyhow::Result<()> {
 fn post(cli: &Cli, out: Out, data_dir: &Path, args: &PostArgs) -> anyhow::Result<()> {
     precheck(args)?;
     let api = Api::find(data_dir)?;
+    check_expires(&api, args.expires)?;
     // Clips go into the node's library here, with progress; the report carries hashes.
     let mut clip_refs = Vec::new();
     let mut imported = Vec::new();
@@ -387,6 +419,16 @@ fn feed(
             data.push_str(d.trim_start());
         } else if line.is_empty() && !data.is_empty() {
             if let Ok(item) = serde_json::from_str::<Value>(&data)
+                && item["kind"] == "removed"
+            {
+                // This node's own removal: said once, in the stream's own format.
+                if out.json {
+                    println!("{item}");
+                } else {
+                    println!("{}", item["message"].as_str().unwrap_or("removed"));
+                }
+                let _ = std::io::stdout().flush();
+            } else if let Ok(item) = serde_json::from_str::<Value>(&data)
                 && item.is_object()
             {
                 let id = item["id"].as_str().unwrap_or_default().to_owned();
@@ -469,8 +511,26 @@ fn remove(out: Out, data_dir: &Path, member: &str) -> anyhow::Result<()> {
     )?;
     out.object(v.clone(), || {
         println!(
-            "removed {}; the hood rekeys: they cannot read what is posted from now on",
-            v["removed"].as_str().unwrap_or("")
+            "removed {} ({}); the hood rekeys: they cannot read what is posted from now on",
+            v["name"].as_str().unwrap_or(""),
+            v["fingerprint"].as_str().unwrap_or("")
+        )
+    });
+    Ok(())
+}
+
+fn promote(out: Out, data_dir: &Path, member: &str) -> anyhow::Result<()> {
+    let api = Api::find(data_dir)?;
+    let v = api.call(
+        "POST",
+        "/v1/members/promote",
+        Some(json!({ "member": member })),
+    )?;
+    out.object(v.clone(), || {
+        println!(
+            "{} ({}) is an admin now",
+            v["name"].as_str().unwrap_or(""),
+            v["fingerprint"].as_str().unwrap_or("")
         )
     });
     Ok(())
@@ -489,15 +549,37 @@ fn status(out: Out, data_dir: &Path) -> anyhow::Result<()> {
             s("hood_name"),
             s("hood").get(..16).unwrap_or("")
         );
-        println!("epoch:       {}", s("epoch").get(..16).unwrap_or(""));
-        if v["removed"].as_bool() == Some(true) {
+        if v["policy"].is_object() {
+            println!("policy:      {}", format::policy_line(&v["policy"]));
+        }
+        let removed = v["removed"].as_bool() == Some(true);
+        match v["epoch"].as_str().and_then(|e| e.get(..16)) {
+            Some(epoch) => println!("epoch:       {epoch}"),
+            None if removed => println!("epoch:       none (removed: no key to seal with)"),
+            // After a removal (or a member leaving), until someone rekeys: the next post
+            // from any member does.
+            None => println!("epoch:       none yet: the hood rekeys with the next post"),
+        }
+        if removed {
             println!(
                 "removed:     this member was removed from the hood; it can no longer post, \
                  and what is sealed from now on is not readable here"
             );
         }
         println!("members:     {}", v["members"]);
-        println!("connected:   {}", v["connected"]);
+        let others = v["connected_others"].as_u64().unwrap_or(0);
+        println!(
+            "connected:   {} member{}, {others} other peer{}{}",
+            v["connected_members"],
+            if v["connected_members"] == 1 { "" } else { "s" },
+            if others == 1 { "" } else { "s" },
+            if others > 0 {
+                " (not members: a neighbor presenting an invite, a removed member, or a \
+                 stranger's node on the LAN; they get no hood traffic)"
+            } else {
+                ""
+            }
+        );
         for p in v["peers"].as_array().into_iter().flatten() {
             println!("  peer       {}", p.as_str().unwrap_or(""));
         }

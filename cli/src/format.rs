@@ -52,22 +52,44 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 
 /// `2026-11-29 08:40 UTC` for Unix seconds.
 pub fn utc(secs: u64) -> String {
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    porchlight_node::words::utc(secs)
+}
+
+/// `invite --expires`: a duration from 1 second to 30 days, said the way the API says it.
+pub fn parse_invite_lifetime(s: &str) -> Result<Duration, String> {
+    let rule = porchlight_node::api::invite_lifetime_rule();
+    match parse_duration(s) {
+        Ok(d) if d.as_secs() <= porchlight_node::api::MAX_INVITE_SECS => Ok(d),
+        Ok(_) => Err(format!("{:?}: {rule}", s.trim())),
+        Err(e) if e.contains("not a duration") => Err(e),
+        Err(_) => Err(format!("{:?}: {rule}", s.trim())),
+    }
+}
+
+/// The hood's policy (the API's `policy` object) in one line.
+pub fn policy_line(p: &Value) -> String {
+    let span = |k: &str| {
+        p[k].as_u64()
+            .map_or_else(|| "?".to_owned(), porchlight_node::words::span)
+    };
+    let who = |k: &str| match p[k].as_str() {
+        Some("admins") => "admins",
+        Some("members") => "any member",
+        _ => "?",
+    };
+    let per = match p["window_secs"].as_u64() {
+        Some(3600) => "hour".to_owned(),
+        Some(w) => porchlight_node::words::span(w),
+        None => "?".to_owned(),
+    };
     format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
-        rem / 3600,
-        rem % 3600 / 60
+        "{} may invite, {} may remove; at most {} posts per member per {per}; reports live \
+         {} unless their author says otherwise, at most {}",
+        who("invite"),
+        who("remove"),
+        p["posts_per_window"],
+        span("default_report_lifetime_secs"),
+        span("max_report_lifetime_secs"),
     )
 }
 

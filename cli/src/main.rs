@@ -5,6 +5,7 @@ mod client;
 mod clip_verbs;
 mod format;
 mod hub_verbs;
+mod setup;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -15,7 +16,6 @@ use porchlight_node::config;
 use porchlight_node::local::{self, LocalError};
 use porchlight_node::node::{Event, Node, NodeError, Setup};
 use porchlight_node::store::StoreError;
-use porchlight_proto::Policy;
 use serde_json::json;
 
 /// How long a clean stop may take before the process gives up waiting.
@@ -34,8 +34,11 @@ const START_INVITE_VALID: Duration = Duration::from_secs(24 * 3600);
                   Exit codes: 0 ok, 1 runtime failure, 2 bad usage or bad input."
 )]
 struct Cli {
-    /// Where this node keeps its keys, config and data [default: $XDG_DATA_HOME/porchlight].
-    #[arg(long, global = true, env = "PORCHLIGHT_DATA_DIR", value_name = "DIR")]
+    /// Where this node keeps its keys, config and data [default: $PORCHLIGHT_DATA_DIR if
+    /// set, else $XDG_DATA_HOME/porchlight, else ~/.local/share/porchlight].
+    // Not clap's `env`: with the variable set, clap's usage lines would show
+    // `--data-dir <DIR>` as if the command line had it.
+    #[arg(long, global = true, value_name = "DIR")]
     data_dir: Option<PathBuf>,
     /// Machine-readable output: JSON (one object per line for lists and streams).
     #[arg(long, global = true)]
@@ -50,7 +53,18 @@ struct Cli {
     command: Command,
 }
 
-/// Network settings for the verbs that start a node (`run`, `up`, `join`).
+/// Network settings for `join`: it serves no API.
+#[derive(Debug, Args, Clone, Default)]
+struct JoinNetArgs {
+    /// Listen on this multiaddr while joining (by default `join` opens no listener).
+    #[arg(long, value_name = "MULTIADDR")]
+    listen: Vec<String>,
+    /// Do not look for neighbors on the local network (mDNS).
+    #[arg(long)]
+    no_mdns: bool,
+}
+
+/// Network settings for the verbs that run a node (`run`, `up`).
 #[derive(Debug, Args, Clone, Default)]
 struct NetArgs {
     /// Listen on this multiaddr instead of the config's (repeatable).
@@ -88,7 +102,7 @@ enum Command {
         #[arg(long)]
         name: Option<String>,
         #[command(flatten)]
-        net: NetArgs,
+        net: JoinNetArgs,
     },
     /// Run the node in the foreground (logs to stdout; SIGTERM stops it cleanly).
     #[command(after_help = "Examples:\n  porchlight run\n  \
@@ -102,7 +116,11 @@ enum Command {
         hub: hub_verbs::HubArgs,
     },
     /// First run in one step: init and create a hood if needed, print an invite, run.
-    #[command(after_help = "Example:\n  porchlight up --name Alice --hood \"Elm Street\"")]
+    #[command(
+        after_help = "Examples:\n  porchlight up --name Alice --hood \"Elm Street\"\n  \
+                            porchlight up --name Alice --hood \"Elm Street\" --no-mdns \\\n    \
+                            --listen /ip4/127.0.0.1/tcp/4001 --api 127.0.0.1:8484   # try it privately"
+    )]
     Up {
         /// Your display name (first run only).
         #[arg(long)]
@@ -110,20 +128,23 @@ enum Command {
         /// The new hood's name (first run only).
         #[arg(long, default_value = "My neighborhood")]
         hood: String,
+        /// The new hood's rules (first run only).
+        #[command(flatten)]
+        policy: setup::PolicyArgs,
         #[command(flatten)]
         net: NetArgs,
         #[command(flatten)]
         hub: hub_verbs::HubArgs,
     },
-    /// Print this node's member id and fingerprint.
+    /// Print this node's member id and fingerprint (creates nothing: `init` does).
     #[command(after_help = "Example:\n  porchlight id")]
     Id,
     /// Print a one-time invite code for one neighbor.
     #[command(after_help = "Examples:\n  porchlight invite\n  \
                             porchlight invite --expires 24h --qr")]
     Invite {
-        /// How long the code stays valid: 90s, 30m, 24h, 7d or 2w (at most 30d).
-        #[arg(long, default_value = "7d", value_parser = format::parse_duration)]
+        /// How long the code stays valid: 90s, 30m, 24h, 7d or 2w (from 1 second to 30 days).
+        #[arg(long, default_value = "7d", value_parser = format::parse_invite_lifetime)]
         expires: Duration,
         /// Also draw the code as a QR code in the terminal.
         #[arg(long)]
@@ -158,6 +179,7 @@ enum Command {
     Update {
         /// The report's id (or its first 8 characters).
         id: String,
+        /// The news: what changed (at most 1000 bytes).
         #[arg(long)]
         text: String,
         /// A new severity: info, warning or urgent.
@@ -169,6 +191,7 @@ enum Command {
     Resolve {
         /// The report's id (or its first 8 characters).
         id: String,
+        /// What it turned out to be (optional, at most 1000 bytes).
         #[arg(long, default_value = "")]
         text: String,
     },
@@ -181,13 +204,21 @@ enum Command {
     /// The hood's members: name, fingerprint, role, joined, last seen.
     #[command(after_help = "Example:\n  porchlight members")]
     Members,
-    /// Remove a member by name or id prefix (admins only); the hood rekeys.
-    #[command(after_help = "Example:\n  porchlight remove Mallory")]
+    /// Remove a member by name or id prefix (admins only); the hood rekeys. The hood's
+    /// only admin cannot remove herself: `promote` someone first.
+    #[command(after_help = "Examples:\n  porchlight remove Mallory\n  \
+                            porchlight promote Bob && porchlight remove Alice   # Alice leaves")]
     Remove {
         /// A name, or the start of a member id.
         member: String,
     },
-    /// Identity, hood, epoch, members, peers, addresses, API.
+    /// Make a member an admin (admins only), e.g. before the only admin leaves.
+    #[command(after_help = "Example:\n  porchlight promote Bob")]
+    Promote {
+        /// A name, or the start of a member id.
+        member: String,
+    },
+    /// Identity, hood, policy, epoch, members, connected peers, addresses, API.
     #[command(after_help = "Example:\n  porchlight status")]
     Status,
     /// Doorbell clips: fetch a neighbor's, answer requests for yours.
@@ -245,11 +276,15 @@ pub enum ClipCommand {
 
 #[derive(Debug, Subcommand)]
 enum HoodCommand {
-    /// Start a new hood; you become its first admin.
-    #[command(after_help = "Example:\n  porchlight hood create \"Elm Street\"")]
+    /// Start a new hood; you become its first admin. Its rules are fixed here.
+    #[command(after_help = "Examples:\n  porchlight hood create \"Elm Street\"\n  \
+                            porchlight hood create \"Elm Street\" --invite admins \
+                            --posts-per-hour 10 --expires 24h --max-expires 7d")]
     Create {
         /// The hood's name, as members see it.
         name: String,
+        #[command(flatten)]
+        policy: setup::PolicyArgs,
     },
 }
 
@@ -307,6 +342,9 @@ const EXIT_FAILURE: i32 = 1;
 const EXIT_BAD_INPUT: i32 = 2;
 
 fn default_data_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("PORCHLIGHT_DATA_DIR").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir);
+    }
     if let Some(dir) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
         return PathBuf::from(dir).join("porchlight");
     }
@@ -382,14 +420,34 @@ fn local_error(e: LocalError, data_dir: &Path) -> anyhow::Error {
     }
 }
 
+/// An invite's refusal, with times as dates.
+pub fn invite_error(e: porchlight_proto::invite::InviteError) -> anyhow::Error {
+    match e {
+        porchlight_proto::invite::InviteError::Expired { expired_at } => bad(format!(
+            "the invite expired at {}; ask for a new one",
+            porchlight_node::words::utc(expired_at)
+        )),
+        other => bad(other.to_string()),
+    }
+}
+
 fn node_error(e: NodeError, data_dir: &Path) -> anyhow::Error {
     match e {
-        NodeError::Invite(_) | NodeError::NoHood | NodeError::JoinRefused(_) => bad(e.to_string()),
+        NodeError::Invite(e) => invite_error(e),
+        NodeError::NoHood | NodeError::JoinRefused(_) => bad(e.to_string()),
         NodeError::Store(StoreError::Locked) => {
             local_error(LocalError::Store(StoreError::Locked), data_dir)
         }
         other => anyhow::Error::new(other),
     }
+}
+
+fn no_hood(data_dir: &Path) -> anyhow::Error {
+    bad(format!(
+        "there is no hood in {}: create one with `porchlight hood create NAME`, \
+         or join with an invite: `porchlight join CODE` (or check --data-dir)",
+        data_dir.display()
+    ))
 }
 
 /// Applies `--listen`, `--api` and `--no-mdns` over the config file.
@@ -433,7 +491,8 @@ async fn local_verb(cli: &Cli, data_dir: &Path) -> anyhow::Result<()> {
             // joining); changing the config then would only mislead.
             if let Some(hood) = local::hood(data_dir).map_err(|e| local_error(e, data_dir))? {
                 return Err(bad(format!(
-                    "{} is already set up, in the hood {:?}; the name members see was fixed                      when you joined",
+                    "{} is already set up, in the hood {:?}; the name members see was fixed \
+                     when you joined",
                     data_dir.display(),
                     hood.name
                 )));
@@ -460,14 +519,26 @@ async fn local_verb(cli: &Cli, data_dir: &Path) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Hood(HoodCommand::Create { name }) => {
-            let hood = local::create_hood(data_dir, name, Policy::default())
-                .await
-                .map_err(|e| local_error(e, data_dir))?;
+        Command::Hood(HoodCommand::Create { name, policy }) => {
+            let policy = policy.policy()?;
+            let hood = setup::or_undo(data_dir, async {
+                local::create_hood(data_dir, name, policy)
+                    .await
+                    .map_err(|e| local_error(e, data_dir))
+            })
+            .await?;
             out.object(
-                json!({ "hood": hood.id.to_hex(), "hood_name": hood.name }),
+                json!({
+                    "hood": hood.id.to_hex(),
+                    "hood_name": hood.name,
+                    "policy": porchlight_node::api::policy_json(&policy),
+                }),
                 || {
                     println!("created the hood {:?}; you are its first admin", hood.name);
+                    println!(
+                        "policy:      {}",
+                        format::policy_line(&porchlight_node::api::policy_json(&policy))
+                    );
                     println!(
                         "next: `porchlight run`, then `porchlight invite` in another terminal"
                     );
@@ -494,28 +565,52 @@ async fn local_verb(cli: &Cli, data_dir: &Path) -> anyhow::Result<()> {
         }
         Command::Join { code, name, net } => join(cli, data_dir, code, name.as_deref(), net).await,
         Command::Run { net, hub } => {
-            let mut config = load_config(data_dir)?;
-            apply_net(&mut config, net)?;
-            hub.apply(&mut config)?;
-            serve(cli, data_dir, config, Setup::Existing, false).await
-        }
-        Command::Up {
-            name,
-            hood,
-            net,
-            hub,
-        } => {
-            if let Some(name) = name {
-                local::init(data_dir, name).map_err(|e| local_error(e, data_dir))?;
+            // Judged before anything is read or written: a mistyped --data-dir gets an
+            // error, not a new identity, database and settings file.
+            if !setup::has_hood_files(data_dir) {
+                return Err(no_hood(data_dir));
             }
             let mut config = load_config(data_dir)?;
             apply_net(&mut config, net)?;
             hub.apply(&mut config)?;
+            serve(cli, data_dir, config, Setup::Existing, None).await
+        }
+        Command::Up {
+            name,
+            hood,
+            policy,
+            net,
+            hub,
+        } => {
+            // Every flag is judged before anything is created.
+            let policy = policy.policy()?;
+            if name.as_deref().is_some_and(|n| n.trim().is_empty()) {
+                return Err(local_error(LocalError::EmptyName, data_dir));
+            }
+            let before = setup::Before::look(data_dir);
+            let started = async {
+                let mut config = load_config(data_dir)?;
+                apply_net(&mut config, net)?;
+                hub.apply(&mut config)?;
+                if let Some(name) = name {
+                    local::init(data_dir, name).map_err(|e| local_error(e, data_dir))?;
+                    config.name = name.trim().to_owned();
+                }
+                Ok(config)
+            }
+            .await;
+            let config = match started {
+                Ok(config) => config,
+                Err(e) => {
+                    before.undo();
+                    return Err(e);
+                }
+            };
             let setup = Setup::Found {
                 hood_name: hood.clone(),
-                policy: Policy::default(),
+                policy,
             };
-            serve(cli, data_dir, config, setup, true).await
+            serve(cli, data_dir, config, setup, Some(before)).await
         }
         _ => Err(anyhow::anyhow!(
             "internal: a client verb reached the local path"
@@ -529,38 +624,49 @@ async fn join(
     data_dir: &Path,
     code: &str,
     name: Option<&str>,
-    net: &NetArgs,
+    net: &JoinNetArgs,
 ) -> anyhow::Result<()> {
     let out = format::Out::new(cli.json);
     // The invite is judged before anything is written.
     let (_, ticket) = porchlight_proto::invite::parse(code.trim(), porchlight_node::now())
-        .map_err(|e| bad(e.to_string()))?;
+        .map_err(invite_error)?;
     if let Some(hood) = local::hood(data_dir).map_err(|e| local_error(e, data_dir))? {
         return Err(local_error(
             LocalError::AlreadyInHood { name: hood.name },
             data_dir,
         ));
     }
-    if let Some(name) = name {
-        local::init(data_dir, name).map_err(|e| local_error(e, data_dir))?;
-    }
-    let mut config = load_config(data_dir)?;
-    // Joining needs no listener of its own: the inviter answers on our connection. This
-    // keeps `join` from contending for the ports a running node of another hood uses.
-    config.listen = Vec::new();
-    config.api = None;
-    apply_net(&mut config, net)?;
-    if !cli.quiet && !cli.json {
-        eprintln!("contacting {:?} …", ticket.hood_name);
-    }
-    let (node, task) = Node::start(
-        config,
-        Setup::Join {
-            code: code.trim().to_owned(),
-        },
-    )
-    .await
-    .map_err(|e| node_error(e, data_dir))?;
+    let net = NetArgs {
+        listen: net.listen.clone(),
+        api: None,
+        no_mdns: net.no_mdns,
+    };
+    // A join that fails (refused, nobody reachable) leaves the data dir as it was; once
+    // the hood admitted us, nothing is taken back.
+    let (node, task) = setup::or_undo(data_dir, async {
+        if let Some(name) = name {
+            local::init(data_dir, name).map_err(|e| local_error(e, data_dir))?;
+        }
+        let mut config = load_config(data_dir)?;
+        // Joining needs no listener of its own: the inviter answers on our connection.
+        // This keeps `join` from contending for the ports a running node of another
+        // hood uses.
+        config.listen = Vec::new();
+        config.api = None;
+        apply_net(&mut config, &net)?;
+        if !cli.quiet && !cli.json {
+            eprintln!("contacting {:?} …", ticket.hood_name);
+        }
+        Node::start(
+            config,
+            Setup::Join {
+                code: code.trim().to_owned(),
+            },
+        )
+        .await
+        .map_err(|e| node_error(e, data_dir))
+    })
+    .await?;
     let status = node.status().await;
     node.shutdown().await;
     match tokio::time::timeout(SHUTDOWN_WAIT, task).await {
@@ -589,25 +695,36 @@ async fn join(
 }
 
 /// Starts the node and the API, prints what `up`/`run` print, and serves until a signal.
+/// `up` is interactive and passes what the data dir held before it: a node that cannot
+/// start (a port in use) leaves nothing behind.
 async fn serve(
     cli: &Cli,
     data_dir: &Path,
     config: porchlight_node::node::Config,
     setup: Setup,
-    interactive: bool,
+    up: Option<setup::Before>,
 ) -> anyhow::Result<()> {
+    let interactive = up.is_some();
     let mut signals = StopSignals::install()?;
     let api_addr = config.api;
     let hub_settings = config.hub.clone();
+    if let (Some(before), Some(addr)) = (&up, api_addr)
+        && addr.port() != 0
+        && let Err(e) = std::net::TcpListener::bind(addr)
+    {
+        before.undo();
+        anyhow::bail!("cannot listen on {addr}: {e}");
+    }
     let (node, task) = Node::start(config, setup)
         .await
-        .map_err(|e| match e {
-            NodeError::NoHood => bad(format!(
-                "there is no hood in {}: create one with `porchlight hood create NAME`, \
-                 or join with an invite: `porchlight join CODE`",
-                data_dir.display()
-            )),
-            other => node_error(other, data_dir),
+        .map_err(|e| {
+            if let Some(before) = &up {
+                before.undo();
+            }
+            match e {
+                NodeError::NoHood => no_hood(data_dir),
+                other => node_error(other, data_dir),
+            }
         })
         .with_context(|| format!("starting the node in {}", data_dir.display()))?;
     let (hub, bridge) = hub_verbs::start(&node, data_dir, &hub_settings).await?;

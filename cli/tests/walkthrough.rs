@@ -23,6 +23,31 @@ fn item(dir: &std::path::Path, id: &str) -> Value {
     feed(dir).into_iter().find(|i| i["id"] == id).unwrap()
 }
 
+/// The README's paragraph on Carol's removal, on one line.
+fn readme_removal_paragraph() -> String {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let start = readme
+        .find("Alice, the hood's admin, removes Carol")
+        .expect("the README's walkthrough removes Carol");
+    let end = start + readme[start..].find("```").unwrap();
+    readme[start..end]
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The first `quoted` text after `phrase` in `text`.
+fn quoted_after(text: &str, phrase: &str) -> String {
+    let at = text
+        .find(phrase)
+        .unwrap_or_else(|| panic!("the README says {phrase:?}: {text}"));
+    let rest = &text[at + phrase.len()..];
+    let open = rest.find('`').unwrap() + 1;
+    let close = open + rest[open..].find('`').unwrap();
+    rest[open..close].to_owned()
+}
+
 #[test]
 fn three_neighbors_report_remove_and_restart() {
     let a = tempfile::tempdir().unwrap();
@@ -48,7 +73,7 @@ fn three_neighbors_report_remove_and_restart() {
     let code_c = ok(b, &["invite"]).trim().to_owned();
     ok(c, &["init", "--name", "Carol"]);
     ok(c, &["join", &code_c, "--no-mdns"]);
-    let carol = Running::run(c);
+    let mut carol = Running::run(c);
     for dir in [a, b, c] {
         assert!(
             eventually(|| ok(dir, &["--json", "members"]).lines().count() == 3),
@@ -106,8 +131,54 @@ fn three_neighbors_report_remove_and_restart() {
     assert!(eventually(|| has(a, &second)), "C's report reaches A");
 
     // A removes C, then posts again: B sees it, C does not.
+    let mut carol_follows = Running::spawn(c, &["feed", "--follow"]);
+    std::thread::sleep(Duration::from_millis(500));
     let removed: Value = serde_json::from_str(&ok(a, &["--json", "remove", "Carol"])).unwrap();
     assert_eq!(removed["removed"].as_str().unwrap().len(), 64);
+    assert_eq!(removed["name"], "Carol", "the answer names her");
+
+    // Carol's node is told, as the README's walkthrough says: each claim of its removal
+    // paragraph is read from the README and checked against her node.
+    let claims = readme_removal_paragraph();
+    assert!(
+        claims.contains("Carol's node is told") && !claims.contains("not told"),
+        "{claims}"
+    );
+    let logged = quoted_after(&claims, "its log says");
+    carol.until_contains(&logged);
+    let printed = quoted_after(&claims, "`feed --follow` prints");
+    assert_eq!(printed, porchlight_node::api::REMOVED_NOTICE);
+    carol_follows.until_contains(&printed);
+    let count = claims
+        .split_once("`porchlight members` lists ")
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .expect("the README says how many members Carol's node lists");
+    let count = ["zero", "one", "two", "three"]
+        .iter()
+        .position(|w| *w == count)
+        .unwrap_or_else(|| panic!("a number word: {count}"));
+    assert!(
+        eventually(|| ok(c, &["--json", "members"]).lines().count() == count),
+        "Carol's node lists {count} members"
+    );
+    let says = quoted_after(&claims, "`porchlight status` says");
+    assert!(
+        ok(c, &["status"]).contains(&says),
+        "Carol's status says {says}"
+    );
+    assert!(
+        claims.contains("her node refuses to post or invite"),
+        "{claims}"
+    );
+    for args in [
+        vec!["invite"],
+        vec!["post", "--category", "other", "--text", "am I still in?"],
+    ] {
+        let (code, _, err) = verb(c, &args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains("removed from the hood"), "{err}");
+    }
+    drop(carol_follows);
     let third = post(
         a,
         &[
@@ -250,7 +321,10 @@ fn bad_input_exits_2_names_the_problem_and_changes_nothing() {
         (vec!["update", &good[..8], "--text", ""], "text"),
         (vec!["retract", "ffffffff"], "no live report"),
         (vec!["remove", "Nobody"], "no member matches"),
-        (vec!["invite", "--expires", "0h"], "more than 0"),
+        (
+            vec!["invite", "--expires", "0h"],
+            "an invite is valid from 1 second to 30 days",
+        ),
         (vec!["feed", "--category", "nope"], "unknown category"),
         (vec!["hood", "create", "Second"], "a node is running"),
         (vec!["init", "--name", "  "], "name"),

@@ -23,7 +23,7 @@ use porchlight_proto::item::Body;
 use porchlight_proto::report::{
     Category, ClipRef, Location, MAX_CLIPS, Report, Resolve, Retract, Severity, Update,
 };
-use porchlight_proto::{ItemId, MemberId, validate::Reason};
+use porchlight_proto::{ItemId, Policy, validate::Reason};
 use rand_core::Rng;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -80,6 +80,8 @@ struct Api {
     streams: Arc<Semaphore>,
     /// Clip fetches, by clip hash (bounded by `MAX_FETCHES`).
     fetches: Arc<Mutex<HashMap<[u8; 32], FetchState>>>,
+    /// The hood's policy (fixed in its genesis): report lifetimes, the rate limit.
+    policy: Policy,
 }
 
 /// A running API: its address, and the files to remove when it stops.
@@ -142,7 +144,15 @@ pub async fn serve_with_hub(
     let bound = listener
         .local_addr()
         .map_err(|source| ApiError::Listen { addr, source })?;
+    // Fixed in the genesis, so read once.
+    let policy = node
+        .status()
+        .await
+        .ok()
+        .and_then(|s| s.policy)
+        .unwrap_or_default();
     let state = Api {
+        policy,
         node,
         token: token.clone(),
         addr: bound,
@@ -161,6 +171,7 @@ pub async fn serve_with_hub(
         .route("/v1/invites", post(invite))
         .route("/v1/members", get(members))
         .route("/v1/members/remove", post(remove))
+        .route("/v1/members/promote", post(promote))
         .route("/v1/clips/requests", get(clip_requests))
         .route("/v1/clips/requests/{id}/allow", post(clip_allow))
         .route("/v1/clips/requests/{id}/deny", post(clip_deny))
@@ -233,12 +244,21 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// The token of an `Authorization: Bearer …` header. The scheme's name is
+/// case-insensitive (RFC 9110, section 11.1): `bearer` and `BEARER` work too.
+fn bearer_token(header: &str) -> Option<&str> {
+    let (scheme, token) = header.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim_start())
+}
+
 async fn auth(State(api): State<Api>, request: Request, next: Next) -> Response {
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+        .and_then(bearer_token);
     match presented {
         Some(token) if same(token.as_bytes(), api.token.as_bytes()) => next.run(request).await,
         _ => error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token"),
@@ -247,13 +267,23 @@ async fn auth(State(api): State<Api>, request: Request, next: Next) -> Response 
 
 fn node_error(e: NodeError) -> Response {
     match e {
-        NodeError::Engine(EngineError::Refused(Reason::InvalidBody(e))) => {
-            error(StatusCode::BAD_REQUEST, e.to_string())
-        }
+        NodeError::Engine(EngineError::Refused(Reason::InvalidBody(e))) => error(
+            StatusCode::BAD_REQUEST,
+            crate::words::field_error(&e, crate::words::api_field),
+        ),
         NodeError::Engine(EngineError::Refused(Reason::RateLimited)) => error(
             StatusCode::TOO_MANY_REQUESTS,
-            "over the hood's rate limit for reports: try again later",
+            "over the hood's rate limit for posts: try again later",
         ),
+        NodeError::Engine(
+            e @ (EngineError::Removed
+            | EngineError::InviteForbidden
+            | EngineError::LastAdmin(_)
+            | EngineError::LastAdminLeaving),
+        ) => error(StatusCode::FORBIDDEN, e.to_string()),
+        NodeError::Engine(e @ EngineError::AlreadyAdmin(_)) => {
+            error(StatusCode::CONFLICT, e.to_string())
+        }
         NodeError::Engine(EngineError::Refused(reason)) => {
             error(StatusCode::BAD_REQUEST, format!("refused: {reason}"))
         }
@@ -268,9 +298,50 @@ fn node_error(e: NodeError) -> Response {
     }
 }
 
+/// A request body: a JSON object whose fields `T` names. Errors name the field (with its
+/// path, `clips[0].camera`) and never the handler's internal type names.
 fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Box<Response>> {
-    serde_json::from_slice(body)
-        .map_err(|e| Box::new(error(StatusCode::BAD_REQUEST, format!("bad JSON: {e}"))))
+    let bad = |m: String| Box::new(error(StatusCode::BAD_REQUEST, m));
+    let value: Value = serde_json::from_slice(body).map_err(|e| bad(format!("bad JSON: {e}")))?;
+    if !value.is_object() {
+        return Err(bad(
+            "the request body must be a JSON object, {\"field\": value, …} (see docs/api.md)"
+                .into(),
+        ));
+    }
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let what = without_type_names(&e.into_inner().to_string());
+        if path == "." {
+            bad(format!("bad request: {what}"))
+        } else {
+            bad(format!("{path}: {what}"))
+        }
+    })
+}
+
+/// serde's messages name the Rust type a value should have been (`expected struct
+/// NewClip with 4 elements`); a client knows JSON objects, not our types.
+fn without_type_names(message: &str) -> String {
+    let mut out = String::new();
+    let mut rest = message;
+    while let Some(at) = rest.find("struct ") {
+        out.push_str(&rest[..at]);
+        out.push_str("a JSON object");
+        let after = &rest[at + "struct ".len()..];
+        let name_end = after
+            .find(|c: char| !c.is_alphanumeric() && c != '_')
+            .unwrap_or(after.len());
+        rest = &after[name_end..];
+        if let Some(tail) = rest.strip_prefix(" with ")
+            && let Some(end) = tail.find(" element")
+        {
+            let after_word = &tail[end + " element".len()..];
+            rest = after_word.strip_prefix('s').unwrap_or(after_word);
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// An optional JSON body: empty means the defaults.
@@ -353,8 +424,30 @@ pub fn feed_json(item: &FeedItem) -> Value {
     v
 }
 
+/// The hood's policy as `GET /v1/status` shows it.
+pub fn policy_json(p: &Policy) -> Value {
+    json!({
+        "invite": crate::words::permission(p.invite),
+        "remove": crate::words::permission(p.remove),
+        "posts_per_window": p.rate_limit.max_items,
+        "window_secs": p.rate_limit.window_secs,
+        "default_report_lifetime_secs": p.default_ttl_secs,
+        "max_report_lifetime_secs": p.max_ttl_secs,
+    })
+}
+
 async fn status(State(api): State<Api>) -> Response {
-    match api.node.status().await {
+    let (status, members) = (api.node.status().await, api.node.members().await);
+    // Peers connected now: members, and the rest (a neighbor presenting an invite, a
+    // removed member being cut off, a stranger's node found on the LAN).
+    let connected_members = match &members {
+        Ok(members) => members
+            .iter()
+            .filter(|m| m.connected && m.member.id != api.node.member())
+            .count(),
+        Err(_) => 0,
+    };
+    match status {
         Ok(s) => axum::Json(json!({
             "member": s.member.to_hex(),
             "fingerprint": s.member.fingerprint(),
@@ -364,6 +457,8 @@ async fn status(State(api): State<Api>) -> Response {
             "epoch": s.sealing_epoch.map(|e| e.to_string()),
             "members": s.members,
             "connected": s.connected.len(),
+            "connected_members": connected_members,
+            "connected_others": s.connected.len().saturating_sub(connected_members),
             "peers": s.connected.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
             "known_peers": s.known_peers,
             "listen": s.listen.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
@@ -371,6 +466,7 @@ async fn status(State(api): State<Api>) -> Response {
             "items": s.items,
             "outbox": s.outbox,
             "removed": s.removed,
+            "policy": s.policy.as_ref().map(policy_json),
         }))
         .into_response(),
         Err(e) => node_error(e),
@@ -457,6 +553,10 @@ async fn feed(State(api): State<Api>, q: Result<Query<Filter>, QueryRejection>) 
     }
 }
 
+/// What the event stream (and `feed --follow`) says when this node is removed.
+pub const REMOVED_NOTICE: &str =
+    "this node was removed from the hood: nothing posted from now on reaches it";
+
 /// Server-sent events: one `event: <kind>` (`report`, `update`, `resolve`, `retract`)
 /// with the item's JSON as data, for every new item, ours or a neighbor's.
 async fn events(State(api): State<Api>, q: Result<Query<Filter>, QueryRejection>) -> Response {
@@ -476,9 +576,9 @@ async fn events(State(api): State<Api>, q: Result<Query<Filter>, QueryRejection>
         Err(e) => return node_error(e),
     };
     let receiver = api.node.events();
-    let state = (receiver, reports, matcher, permit);
+    let state = (receiver, reports, matcher, permit, api.node.clone(), false);
     let stream = futures::stream::unfold(state, |mut state| async move {
-        let (receiver, reports, matcher, _) = &mut state;
+        let (receiver, reports, matcher, _, node, told) = &mut state;
         loop {
             match receiver.recv().await {
                 Ok(NodeEvent::Item(item)) => {
@@ -495,7 +595,17 @@ async fn events(State(api): State<Api>, q: Result<Query<Filter>, QueryRejection>
                     let event = SseEvent::default().event(kind).data(value.to_string());
                     return Some((Ok::<_, Infallible>(event), state));
                 }
-                Ok(NodeEvent::Membership) => continue,
+                Ok(NodeEvent::Membership) => {
+                    // The one membership change a reader of the feed must hear of: this
+                    // node's own removal (nothing posted from now on reaches it).
+                    if !*told && node.status().await.is_ok_and(|s| s.removed) {
+                        *told = true;
+                        let data = json!({ "kind": "removed", "message": REMOVED_NOTICE });
+                        let event = SseEvent::default().event("removed").data(data.to_string());
+                        return Some((Ok(event), state));
+                    }
+                    continue;
+                }
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     let event = SseEvent::default().event("lagged").data(n.to_string());
                     return Some((Ok(event), state));
@@ -626,8 +736,20 @@ async fn attach(
 
 /// `POST /v1/reports` judged before anything is touched: the report (without its clips,
 /// which come from the library) and the clips asked for.
-fn report_request(body: &[u8], now: u64) -> Result<(Report, Vec<NewClip>), Box<Response>> {
+///
+/// The report's lifetime is `expires_in_secs`, else the hood's default; the handler
+/// checks it against the hood's maximum ([`lifetime`]).
+fn report_request(
+    body: &[u8],
+    now: u64,
+) -> Result<(Report, Option<u64>, Vec<NewClip>), Box<Response>> {
     let new: NewReport = parse(body)?;
+    if new.expires_in_secs == Some(0) {
+        return Err(Box::new(error(
+            StatusCode::BAD_REQUEST,
+            "expires_in_secs must be at least 1 (seconds)",
+        )));
+    }
     let category = parse_category(&new.category)?;
     let severity = parse_severity(new.severity.as_deref())?.unwrap_or(Severity::Warning);
     let report = Report {
@@ -643,19 +765,65 @@ fn report_request(body: &[u8], now: u64) -> Result<(Report, Vec<NewClip>), Box<R
         },
         clips: vec![],
     };
-    report
-        .check()
-        .map_err(|e| Box::new(error(StatusCode::BAD_REQUEST, e.to_string())))?;
-    Ok((report, new.clips))
+    report.check().map_err(|e| {
+        Box::new(error(
+            StatusCode::BAD_REQUEST,
+            crate::words::field_error(&e, crate::words::api_field),
+        ))
+    })?;
+    Ok((report, new.expires_in_secs, new.clips))
+}
+
+/// A report's lifetime in seconds: the one asked for, else the hood's default, at most
+/// the hood's maximum.
+fn lifetime(policy: &Policy, asked: Option<u64>) -> Result<u64, Box<Response>> {
+    let max = u64::from(policy.max_ttl_secs);
+    let secs = asked.unwrap_or(u64::from(policy.default_ttl_secs));
+    if secs > max {
+        return Err(Box::new(error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "expires_in_secs is {secs} seconds ({}), longer than this hood's maximum \
+                 report lifetime of {} ({max} seconds)",
+                crate::words::span(secs),
+                crate::words::span(max)
+            ),
+        )));
+    }
+    Ok(secs)
+}
+
+/// An error from posting, with the hood's rate limit spelled out when it was that.
+fn post_error(api: &Api, e: NodeError) -> Response {
+    match e {
+        NodeError::Engine(EngineError::Refused(Reason::RateLimited)) => {
+            let window = u64::from(api.policy.rate_limit.window_secs.max(1));
+            let next = (crate::now() / window + 1) * window;
+            error(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "over this hood's limit of {} (reports, updates and all-clears count): \
+                     try again after {}",
+                    crate::words::rate_limit(&api.policy),
+                    crate::words::utc(next)
+                ),
+            )
+        }
+        other => node_error(other),
+    }
 }
 
 async fn post_report(State(api): State<Api>, body: Bytes) -> Response {
     let now = crate::now();
     // Everything that can be judged before touching the clip library is judged first.
-    let (mut report, wanted) = match report_request(&body, now) {
+    let (mut report, asked, wanted) = match report_request(&body, now) {
         Ok(r) => r,
         Err(r) => return *r,
     };
+    match lifetime(&api.policy, asked) {
+        Ok(secs) => report.expires_at = now.saturating_add(secs),
+        Err(r) => return *r,
+    }
     let (refs, added) = match attach(&api.data_dir, wanted, now).await {
         Ok(r) => r,
         Err(r) => return *r,
@@ -671,7 +839,7 @@ async fn post_report(State(api): State<Api>, body: Bytes) -> Response {
             for sha in added {
                 let _ = std::fs::remove_file(clips::path(&api.data_dir, &sha));
             }
-            node_error(e)
+            post_error(&api, e)
         }
     }
 }
@@ -729,14 +897,14 @@ async fn own_report(api: &Api, wanted: &str) -> Result<(ItemId, u64), Box<Respon
     Ok((report.id, report.expires_at))
 }
 
-fn posted(result: Result<ItemId, NodeError>) -> Response {
+fn posted(api: &Api, result: Result<ItemId, NodeError>) -> Response {
     match result {
         Ok(id) => (
             StatusCode::CREATED,
             axum::Json(json!({ "id": id.to_hex() })),
         )
             .into_response(),
-        Err(e) => node_error(e),
+        Err(e) => post_error(api, e),
     }
 }
 
@@ -760,9 +928,12 @@ fn update_request(body: &[u8]) -> Result<Update, Box<Response>> {
         severity: parse_severity(new.severity.as_deref())?,
         text: new.text,
     };
-    update
-        .check()
-        .map_err(|e| Box::new(error(StatusCode::BAD_REQUEST, e.to_string())))?;
+    update.check().map_err(|e| {
+        Box::new(error(
+            StatusCode::BAD_REQUEST,
+            crate::words::field_error(&e, crate::words::api_field),
+        ))
+    })?;
     Ok(update)
 }
 
@@ -776,7 +947,8 @@ async fn update(State(api): State<Api>, AxumPath(id): AxumPath<String>, body: By
         Err(r) => return *r,
     };
     update.created_at = crate::now();
-    posted(api.node.post(Body::Update(update)).await)
+    let result = api.node.post(Body::Update(update)).await;
+    posted(&api, result)
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -796,9 +968,12 @@ fn resolve_request(body: &[u8]) -> Result<Resolve, Box<Response>> {
         report: ItemId([0; 32]),
         text: new.text,
     };
-    resolve
-        .check()
-        .map_err(|e| Box::new(error(StatusCode::BAD_REQUEST, e.to_string())))?;
+    resolve.check().map_err(|e| {
+        Box::new(error(
+            StatusCode::BAD_REQUEST,
+            crate::words::field_error(&e, crate::words::api_field),
+        ))
+    })?;
     Ok(resolve)
 }
 
@@ -812,7 +987,8 @@ async fn resolve(State(api): State<Api>, AxumPath(id): AxumPath<String>, body: B
         Err(r) => return *r,
     };
     resolve.created_at = crate::now();
-    posted(api.node.post(Body::Resolve(resolve)).await)
+    let result = api.node.post(Body::Resolve(resolve)).await;
+    posted(&api, result)
 }
 
 /// Takes one of our reports back: every member's node deletes its body.
@@ -827,15 +1003,15 @@ async fn retract(State(api): State<Api>, AxumPath(id): AxumPath<String>, body: B
         Ok(r) => r,
         Err(r) => return *r,
     };
-    posted(
-        api.node
-            .post(Body::Retract(Retract {
-                created_at: crate::now(),
-                expires_at,
-                report,
-            }))
-            .await,
-    )
+    let result = api
+        .node
+        .post(Body::Retract(Retract {
+            created_at: crate::now(),
+            expires_at,
+            report,
+        }))
+        .await;
+    posted(&api, result)
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -845,6 +1021,14 @@ struct NewInvite {
     expires_in_secs: Option<u64>,
 }
 
+/// How long an invite may be valid, in the one wording the API and the command share.
+pub fn invite_lifetime_rule() -> String {
+    format!(
+        "an invite is valid from 1 second to {} ({MAX_INVITE_SECS} seconds)",
+        crate::words::span(MAX_INVITE_SECS)
+    )
+}
+
 /// `POST /v1/invites` judged: the validity in seconds.
 fn invite_request(body: &[u8]) -> Result<u64, Box<Response>> {
     let new: NewInvite = parse_or_default(body)?;
@@ -852,10 +1036,7 @@ fn invite_request(body: &[u8]) -> Result<u64, Box<Response>> {
     if secs == 0 || secs > MAX_INVITE_SECS {
         return Err(Box::new(error(
             StatusCode::BAD_REQUEST,
-            format!(
-                "an invite is valid from 1 second to {} days",
-                MAX_INVITE_SECS / 86_400
-            ),
+            format!("expires_in_secs: {}", invite_lifetime_rule()),
         )));
     }
     Ok(secs)
@@ -908,54 +1089,78 @@ struct RemoveMember {
     member: String,
 }
 
-/// `POST /v1/members/remove` judged: who, lower-cased.
+/// `POST /v1/members/remove` (and `…/promote`) judged: who, lower-cased.
 fn remove_request(body: &[u8]) -> Result<(String, String), Box<Response>> {
     let req: RemoveMember = parse(body)?;
     let wanted = req.member.trim().to_lowercase();
     if wanted.is_empty() {
         return Err(Box::new(error(
             StatusCode::BAD_REQUEST,
-            "name a member to remove",
+            "member: name a member (a name, or the start of a member id)",
         )));
     }
     Ok((wanted, req.member))
 }
 
-async fn remove(State(api): State<Api>, body: Bytes) -> Response {
-    let (wanted, asked) = match remove_request(&body) {
-        Ok(r) => r,
-        Err(r) => return *r,
-    };
-    let members = match api.node.members().await {
-        Ok(m) => m,
-        Err(e) => return node_error(e),
-    };
-    let matches: Vec<MemberId> = members
+/// The one current member a request names (a name, or a unique prefix of an id).
+async fn named_member(
+    api: &Api,
+    body: &[u8],
+) -> Result<porchlight_proto::membership::Member, Box<Response>> {
+    let (wanted, asked) = remove_request(body)?;
+    let members = api
+        .node
+        .members()
+        .await
+        .map_err(|e| Box::new(node_error(e)))?;
+    let matches: Vec<&porchlight_proto::membership::Member> = members
         .iter()
         .map(|m| &m.member)
         .filter(|m| m.id.to_hex().starts_with(&wanted) || m.name.to_lowercase() == wanted)
-        .map(|m| m.id)
         .collect();
-    let target = match matches.as_slice() {
-        [one] => *one,
-        [] => {
-            return error(
-                StatusCode::NOT_FOUND,
-                format!("no member matches {asked:?}"),
-            );
-        }
-        _ => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!(
-                    "{asked:?} matches {} members: give more of the id",
-                    matches.len()
-                ),
-            );
-        }
+    match matches.as_slice() {
+        [one] => Ok((*one).clone()),
+        [] => Err(Box::new(error(
+            StatusCode::NOT_FOUND,
+            format!("no member matches {asked:?}"),
+        ))),
+        _ => Err(Box::new(error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "{asked:?} matches {} members: give more of the id",
+                matches.len()
+            ),
+        ))),
+    }
+}
+
+fn member_answer(key: &str, member: &porchlight_proto::membership::Member) -> Value {
+    json!({
+        key: member.id.to_hex(),
+        "name": member.name,
+        "fingerprint": member.id.fingerprint(),
+    })
+}
+
+async fn remove(State(api): State<Api>, body: Bytes) -> Response {
+    let target = match named_member(&api, &body).await {
+        Ok(m) => m,
+        Err(r) => return *r,
     };
-    match api.node.remove(target).await {
-        Ok(()) => axum::Json(json!({ "removed": target.to_hex() })).into_response(),
+    match api.node.remove(target.id).await {
+        Ok(()) => axum::Json(member_answer("removed", &target)).into_response(),
+        Err(e) => node_error(e),
+    }
+}
+
+/// Makes a member an admin (admins only): so that a hood keeps one when its admin leaves.
+async fn promote(State(api): State<Api>, body: Bytes) -> Response {
+    let target = match named_member(&api, &body).await {
+        Ok(m) => m,
+        Err(r) => return *r,
+    };
+    match api.node.promote(target.id).await {
+        Ok(()) => axum::Json(member_answer("promoted", &target)).into_response(),
         Err(e) => node_error(e),
     }
 }

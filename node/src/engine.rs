@@ -41,6 +41,28 @@ pub enum EngineError {
     CorruptOps(String),
     #[error("sync: {0}")]
     Sync(sync::SyncError),
+    #[error(
+        "this node's member was removed from the hood: it can no longer post, invite, \
+         remove or promote (`porchlight status` says so)"
+    )]
+    Removed,
+    #[error(
+        "you are the hood's only admin: make another member an admin first \
+         (`porchlight promote NAME`), then remove yourself"
+    )]
+    LastAdminLeaving,
+    #[error(
+        "{0} is the hood's only admin: make another member an admin first \
+         (`porchlight promote NAME`)"
+    )]
+    LastAdmin(String),
+    #[error("{0} is already an admin")]
+    AlreadyAdmin(String),
+    #[error(
+        "this hood's policy lets only admins invite: ask an admin \
+         (`porchlight members` shows who)"
+    )]
+    InviteForbidden,
 }
 
 /// What became of bytes handed to [`Engine::ingest`].
@@ -225,6 +247,56 @@ impl Engine {
         envelope::open(envelope, &self.hood(), &self.ring)
             .ok()
             .map(|o| o.id)
+    }
+
+    /// Refuses what only a current member may do, once this node's member was removed.
+    pub fn ensure_member(&self) -> Result<(), EngineError> {
+        if self.roster.is_member(&self.keys.id()) {
+            Ok(())
+        } else {
+            Err(EngineError::Removed)
+        }
+    }
+
+    /// Whether this node's member may hand out invites: a current member, and an admin
+    /// if the hood's policy says so. (An invite that no member would honour is refused
+    /// when it is made, not when a neighbor tries it.)
+    pub fn check_invite(&self) -> Result<(), EngineError> {
+        self.ensure_member()?;
+        if self
+            .roster
+            .policy()
+            .invite
+            .allows(self.roster.is_admin(&self.keys.id()))
+        {
+            Ok(())
+        } else {
+            Err(EngineError::InviteForbidden)
+        }
+    }
+
+    /// A removal must not leave the hood without an admin: nobody could promote or
+    /// (under the default policy) remove anyone again.
+    fn check_admin_remains(&self, target: &MemberId) -> Result<(), EngineError> {
+        if !self.roster.is_admin(target) {
+            return Ok(());
+        }
+        let others = self
+            .roster
+            .members()
+            .filter(|m| m.admin && m.id != *target)
+            .count();
+        if others > 0 {
+            return Ok(());
+        }
+        if *target == self.keys.id() {
+            return Err(EngineError::LastAdminLeaving);
+        }
+        let name = self
+            .roster
+            .member(target)
+            .map_or_else(|| target.fingerprint(), |m| m.name.clone());
+        Err(EngineError::LastAdmin(name))
     }
 
     /// Judges bytes from the network (gossip or sync) and stores what is accepted.
@@ -544,6 +616,7 @@ impl Engine {
         now: u64,
         rng: &mut impl CryptoRng,
     ) -> Result<ItemId, EngineError> {
+        self.ensure_member()?;
         // A clock behind the hood's (a Pi without a real-time clock after a power cut)
         // would date the report before what neighbors already hold.
         if let Some(newest) = self.store.newest_created_at()?
@@ -587,6 +660,8 @@ impl Engine {
         now: u64,
         rng: &mut impl CryptoRng,
     ) -> Result<(), EngineError> {
+        self.ensure_member()?;
+        self.check_admin_remains(&target)?;
         let op = self.roster.remove(&self.keys, target, now)?;
         self.submit_op(&op, now, rng).await?;
         // Leaving: the others rekey (a node that is no longer a member cannot).
@@ -602,6 +677,12 @@ impl Engine {
         now: u64,
         rng: &mut impl CryptoRng,
     ) -> Result<(), EngineError> {
+        self.ensure_member()?;
+        if let Some(member) = self.roster.member(&target)
+            && member.admin
+        {
+            return Err(EngineError::AlreadyAdmin(member.name.clone()));
+        }
         let op = self.roster.promote(&self.keys, target, now)?;
         self.submit_op(&op, now, rng).await?;
         Ok(())
@@ -754,6 +835,62 @@ mod tests {
             !e.store().has_item(&id).unwrap(),
             "the retracted report does not come back"
         );
+    }
+
+    /// Admits a new member into `alice`'s hood; returns their keys.
+    async fn admit(
+        alice: &mut Engine,
+        name: &str,
+        ticket_id: u8,
+        rng: &mut SeededRng,
+    ) -> MemberKeys {
+        let joiner = MemberKeys::generate(rng);
+        let ticket = porchlight_proto::Ticket {
+            hood: alice.hood(),
+            hood_name: "Elm Street".into(),
+            inviter: alice.keys().id(),
+            id: porchlight_proto::TicketId([ticket_id; 16]),
+            expires_at: NOW + 60,
+            bootstrap: vec![],
+        };
+        let signed = porchlight_proto::invite::SignedTicket::issue(alice.keys(), &ticket).unwrap();
+        let request = JoinRequest::new(&joiner, signed, &ticket, name).unwrap();
+        alice.admit(&request, NOW, rng).await.unwrap();
+        joiner
+    }
+
+    #[tokio::test]
+    async fn the_only_admin_cannot_leave_until_she_promotes_someone() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rng = SeededRng::new(9);
+        let mut alice = engine(dir.path(), 6);
+        let bob = admit(&mut alice, "Bob", 1, &mut rng).await;
+        let me = alice.keys().id();
+        let ops = alice.roster().len();
+        assert!(matches!(
+            alice.remove(me, NOW, &mut rng).await,
+            Err(EngineError::LastAdminLeaving)
+        ));
+        assert_eq!(alice.roster().len(), ops, "nothing was signed");
+        alice.promote(bob.id(), NOW, &mut rng).await.unwrap();
+        assert!(matches!(
+            alice.promote(bob.id(), NOW, &mut rng).await,
+            Err(EngineError::AlreadyAdmin(name)) if name == "Bob"
+        ));
+        alice.remove(me, NOW, &mut rng).await.unwrap();
+        assert!(alice.roster().is_admin(&bob.id()));
+        // Removed: every change is refused with the one error.
+        assert!(matches!(alice.check_invite(), Err(EngineError::Removed)));
+        assert!(matches!(
+            alice
+                .post(&TestHood::new(1).report("x"), NOW, &mut rng)
+                .await,
+            Err(EngineError::Removed)
+        ));
+        assert!(matches!(
+            alice.remove(bob.id(), NOW, &mut rng).await,
+            Err(EngineError::Removed)
+        ));
     }
 
     #[tokio::test]

@@ -12,6 +12,7 @@
 //! - [`config`]: the settings file, `porchlight.toml`.
 //! - [`net`], [`gate`], [`node`]: the libp2p swarm and the event loop.
 //! - [`api`]: the local HTTP API.
+//! - [`words`]: limits, times and field errors as a person reads them.
 //! - [`hub`]: doorbell and NVR hubs: Frigate over MQTT and a webhook make drafts that a
 //!   person approves; alerts go out to MQTT with Home Assistant discovery.
 
@@ -30,6 +31,7 @@ pub mod node;
 pub mod quiet;
 pub mod sharing;
 pub mod store;
+pub mod words;
 
 /// The OS CSPRNG. A node cannot run without one; failing to read it is not an input
 /// error but a broken machine, so it panics (inside `UnwrapErr`).

@@ -217,6 +217,8 @@ pub struct Status {
     /// This node's member was removed from the hood: it can no longer post or read
     /// what is sealed from now on.
     pub removed: bool,
+    /// The hood's policy, fixed in its genesis.
+    pub policy: Option<Policy>,
 }
 
 /// A member as `members` shows it.
@@ -291,6 +293,7 @@ enum Command {
     Post(Box<Body>, Reply<ItemId>),
     Invite(Duration, Reply<String>),
     Remove(MemberId, Reply<()>),
+    Promote(MemberId, Reply<()>),
     Ingest(Vec<u8>, Reply<Ingest>),
     Status(Reply<Status>),
     Feed(Reply<Vec<FeedItem>>),
@@ -466,6 +469,11 @@ impl Node {
     /// Removes a member and rekeys.
     pub async fn remove(&self, member: MemberId) -> Result<(), NodeError> {
         self.ask(|r| Command::Remove(member, r)).await
+    }
+
+    /// Makes a member an admin.
+    pub async fn promote(&self, member: MemberId) -> Result<(), NodeError> {
+        self.ask(|r| Command::Promote(member, r)).await
     }
 
     /// Judges and stores an envelope obtained outside gossip (sync, import).
@@ -1141,6 +1149,18 @@ impl EventLoop {
                 self.flush_outbox();
                 let _ = reply.send(result);
             }
+            Command::Promote(member, reply) => {
+                let result = match &mut self.engine {
+                    None => Err(NodeError::NoHood),
+                    Some(engine) => engine
+                        .promote(member, crate::now(), &mut crate::rng())
+                        .await
+                        .map_err(NodeError::from),
+                };
+                self.after_roster_change(false);
+                self.flush_outbox();
+                let _ = reply.send(result);
+            }
             Command::Ingest(bytes, reply) => {
                 let result = self.ingest(&bytes);
                 if let Err(e) = self.store.flush().await {
@@ -1354,6 +1374,7 @@ impl EventLoop {
 
     fn invite(&mut self, valid_for: Duration) -> Result<String, NodeError> {
         let engine = self.engine.as_ref().ok_or(NodeError::NoHood)?;
+        engine.check_invite()?;
         let mut id = [0u8; 16];
         crate::rng().fill_bytes(&mut id);
         let ticket = Ticket {
@@ -1424,6 +1445,7 @@ impl EventLoop {
                 .engine
                 .as_ref()
                 .is_some_and(|e| e.roster().is_removed(&self.keys.id())),
+            policy: self.engine.as_ref().map(|e| *e.roster().policy()),
         }
     }
 
