@@ -4,7 +4,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use porchlight_node::hub::frigate::{parse_event, parse_review};
+use porchlight_node::hub::frigate::{ClipSource, parse_event, parse_review};
+use porchlight_node::hub::settings::path_segment;
 
 fuzz_target!(|data: &[u8]| {
     for parsed in [parse_review(data), parse_event(data)] {
@@ -15,8 +16,23 @@ fuzz_target!(|data: &[u8]| {
                 assert!(!label.ends_with("-verified"));
             }
             assert!(candidate.camera.len() <= 64);
-            for id in &candidate.clip_events {
-                assert!(!id.contains('/') && !id.contains(".."));
+            // Ids and cameras go into Frigate URL paths: never a path separator.
+            match &candidate.clip {
+                Some(ClipSource::Review {
+                    id,
+                    camera,
+                    start,
+                    end,
+                }) => {
+                    assert!(!id.contains('/') && !id.contains(".."));
+                    let segment = path_segment(camera);
+                    assert!(!segment.contains('/') && !segment.contains('.'));
+                    assert!(start <= end);
+                }
+                Some(ClipSource::Event { id }) => {
+                    assert!(!id.contains('/') && !id.contains(".."));
+                }
+                None => {}
             }
         }
     }

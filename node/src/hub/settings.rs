@@ -271,9 +271,24 @@ impl FrigateApi {
         format!(
             "{}/api/{}/start/{start}/end/{end}/clip.mp4",
             self.base,
-            camera.replace(' ', "%20")
+            path_segment(camera)
         )
     }
+}
+
+/// `s` as one URL path segment: every byte but RFC 3986's unreserved characters
+/// percent-encoded, so a name from an MQTT message (which anyone on the home broker can
+/// publish) cannot add `/` or `..` segments to a Frigate URL.
+pub fn path_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// Frigate's `mqtt.topic_prefix` (default `frigate`): Frigate publishes its review
@@ -423,6 +438,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_camera_name_is_one_url_path_segment() {
+        assert_eq!(path_segment("front_door-2"), "front_door-2");
+        assert_eq!(path_segment("Einfahrt Tür"), "Einfahrt%20T%C3%BCr");
+        assert_eq!(path_segment("../../config"), "%2E%2E%2F%2E%2E%2Fconfig");
+    }
+
+    #[test]
     fn broker_urls() {
         let b = Broker::parse("mqtt://homeassistant.local").unwrap();
         assert_eq!((b.host.as_str(), b.port), ("homeassistant.local", 1883));
@@ -483,9 +505,20 @@ mod tests {
         assert_eq!(TopicPrefix::default().topics().reviews, "frigate/reviews");
         let p = TopicPrefix::parse("home/frigate-2").unwrap();
         assert_eq!(p.topics().events, "home/frigate-2/events");
-        assert_eq!(TopicPrefix::parse("Frigate_Hof_Tür").unwrap().as_str(), "Frigate_Hof_Tür");
+        assert_eq!(
+            TopicPrefix::parse("Frigate_Hof_Tür").unwrap().as_str(),
+            "Frigate_Hof_Tür"
+        );
         let long = "x".repeat(201);
-        for bad in ["", "frigate/#", "a+b", "/frigate", "frigate/", "a\u{0}b", long.as_str()] {
+        for bad in [
+            "",
+            "frigate/#",
+            "a+b",
+            "/frigate",
+            "frigate/",
+            "a\u{0}b",
+            long.as_str(),
+        ] {
             assert!(TopicPrefix::parse(bad).is_err(), "{bad:?}");
         }
         let s = Settings::from_file(None, None, Some("nvr2"), &[]).unwrap();
