@@ -623,8 +623,8 @@ impl Engine {
             && now.saturating_add(porchlight_proto::limits::MAX_CLOCK_SKEW_SECS) < newest
         {
             return Err(EngineError::ClockBehind {
-                now: crate::date(now),
-                newest: crate::date(newest),
+                now: crate::words::utc(now),
+                newest: crate::words::utc(newest),
             });
         }
         self.rekey_if_needed(now, rng).await?;

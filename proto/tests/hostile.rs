@@ -26,6 +26,15 @@ fn hood() -> TestHood {
     h
 }
 
+/// Alice makes Bob an admin.
+fn promote_bob(h: &mut TestHood) {
+    let op = h
+        .roster
+        .promote(&h.members[ALICE].keys, h.members[BOB].keys.id(), h.now)
+        .unwrap();
+    h.apply(&op);
+}
+
 fn accepted(v: Verdict) -> Box<porchlight_proto::Accepted> {
     match v {
         Verdict::Accept(a) => a,
@@ -218,11 +227,7 @@ fn non_admin_cannot_revive_an_expired_admin_ticket() {
 fn concurrent_removals_by_two_admins_converge() {
     let mut h = hood();
     let dave = h.join(ALICE, ALICE);
-    let promote = h
-        .roster
-        .promote(&h.members[ALICE].keys, h.members[BOB].keys.id(), h.now)
-        .unwrap();
-    h.apply(&promote);
+    promote_bob(&mut h);
     let mut left = h.clone();
     let mut right = h.clone();
     right.rng = SeededRng::new(99);
@@ -361,11 +366,7 @@ fn founder_cannot_sign_a_second_genesis_with_another_policy() {
 #[test]
 fn removal_voids_the_removed_members_concurrent_acts() {
     let mut h = hood();
-    let promote = h
-        .roster
-        .promote(&h.members[ALICE].keys, h.members[BOB].keys.id(), h.now)
-        .unwrap();
-    h.apply(&promote);
+    promote_bob(&mut h);
     let before = h.clone();
     // Bob, about to be removed, admits a puppet and promotes Carol.
     let puppet = h.join(BOB, BOB);
@@ -401,11 +402,7 @@ fn removal_voids_the_removed_members_concurrent_acts() {
 #[test]
 fn mutual_removal_removes_both_in_any_order() {
     let mut h = hood();
-    let promote = h
-        .roster
-        .promote(&h.members[ALICE].keys, h.members[BOB].keys.id(), h.now)
-        .unwrap();
-    h.apply(&promote);
+    promote_bob(&mut h);
     let a = h
         .roster
         .remove(&h.members[ALICE].keys, h.members[BOB].keys.id(), h.now)
