@@ -31,8 +31,7 @@ pub fn utc(secs: u64) -> String {
 pub fn span(secs: u64) -> String {
     let (n, unit) = match secs {
         0 => (0, "second"),
-        // Up to three days in hours, as lifetimes are usually said (`72h`).
-        s if s % 86_400 == 0 && s > 72 * 3600 => (s / 86_400, "day"),
+        s if s % 86_400 == 0 => (s / 86_400, "day"),
         s if s % 3600 == 0 => (s / 3600, "hour"),
         s if s % 60 == 0 => (s / 60, "minute"),
         s => (s, "second"),
