@@ -572,10 +572,17 @@ fn the_documented_service_unit_is_hardened_and_valid() {
     std::fs::create_dir(verify.parent().unwrap()).unwrap();
     std::fs::write(
         &verify,
-        unit.replace("/usr/local/bin/porchlight", env!("CARGO_BIN_EXE_porchlight")),
+        unit.replace(
+            "/usr/local/bin/porchlight",
+            env!("CARGO_BIN_EXE_porchlight"),
+        ),
     )
     .unwrap();
-    let out = systemd_analyze().arg("verify").arg(&verify).output().unwrap();
+    let out = systemd_analyze()
+        .arg("verify")
+        .arg(&verify)
+        .output()
+        .unwrap();
     let said = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
