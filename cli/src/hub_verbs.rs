@@ -55,8 +55,13 @@ pub async fn start(
     let hub = Hub::new(node.clone(), data_dir, settings.auto_post.clone());
     let bridge = match &settings.mqtt {
         Some(broker) => Some(
-            Bridge::start(hub.clone(), broker.clone(), settings.frigate.clone())
-                .await
+            Bridge::start(
+                hub.clone(),
+                broker.clone(),
+                settings.frigate.clone(),
+                &settings.frigate_topic_prefix,
+            )
+            .await
                 .context("starting the MQTT bridge")?,
         ),
         None => None,
@@ -83,6 +88,10 @@ pub struct ApproveArgs {
     /// info, warning or urgent [default: warning].
     #[arg(long)]
     pub severity: Option<String>,
+    /// Who may fetch the clip: members (any neighbor, no need to `clip allow`), ask
+    /// (you allow each request) or never [default: your clip_policy].
+    #[arg(long, value_name = "WHO")]
+    pub share: Option<String>,
 }
 
 fn draft_id(id: &str) -> anyhow::Result<String> {
@@ -111,20 +120,25 @@ pub fn drafts(out: Out, data_dir: &Path) -> anyhow::Result<()> {
     }
     let now = porchlight_node::now();
     println!(
-        "{:<9} {:<14} {:<9} {:<10} TEXT",
-        "ID", "CAMERA", "CLIP", "SEEN"
+        "{:<9} {:<14} {:<9} {:<8} {:<10} TEXT",
+        "ID", "CAMERA", "CLIP", "SHARE", "SEEN"
     );
+    let mut missing = Vec::new();
     for d in &list {
         let s = |k: &str| d[k].as_str().unwrap_or("").to_owned();
-        let clip = match d["clip_sha256"].as_str() {
-            Some(sha) => sha.get(..8).unwrap_or(sha).to_owned(),
-            None => "none".to_owned(),
+        let (clip, share) = match d["clip_sha256"].as_str() {
+            Some(sha) => (sha.get(..8).unwrap_or(sha).to_owned(), s("share")),
+            None => {
+                missing.push((s("id"), s("clip_error")));
+                ("none".to_owned(), "-".to_owned())
+            }
         };
         println!(
-            "{:<9} {:<14} {:<9} {:<10} {}",
+            "{:<9} {:<14} {:<9} {:<8} {:<10} {}",
             s("id").get(..8).unwrap_or(""),
             s("camera"),
             clip,
+            share,
             d["captured_at"]
                 .as_u64()
                 .map(|t| format::ago(t, now))
@@ -132,8 +146,12 @@ pub fn drafts(out: Out, data_dir: &Path) -> anyhow::Result<()> {
             s("text"),
         );
     }
+    for (id, why) in missing {
+        println!("{}: no clip: {why}", id.get(..8).unwrap_or(""));
+    }
     println!(
-        "next: `porchlight approve ID` posts one to the hood; `porchlight discard ID` drops it"
+        "next: `porchlight approve ID` posts one to the hood (`--share members` lets \
+         neighbors fetch its clip without asking you); `porchlight discard ID` drops it"
     );
     Ok(())
 }
@@ -148,6 +166,7 @@ pub fn approve(out: Out, data_dir: &Path, args: &ApproveArgs) -> anyhow::Result<
         ("behavior", &args.behavior),
         ("where", &args.place),
         ("severity", &args.severity),
+        ("share", &args.share),
     ];
     for (key, value) in fields {
         if let Some(v) = value {
@@ -161,6 +180,12 @@ pub fn approve(out: Out, data_dir: &Path, args: &ApproveArgs) -> anyhow::Result<
     )?;
     out.object(v.clone(), || {
         println!("{}", v["id"].as_str().unwrap_or(""));
+        match v["share"].as_str() {
+            Some("members") => eprintln!("its clip: any member may fetch it"),
+            Some("ask") => eprintln!("its clip: you allow each request (`porchlight clip requests`)"),
+            Some("never") => eprintln!("its clip: nobody may fetch it"),
+            _ => {}
+        }
     });
     Ok(())
 }

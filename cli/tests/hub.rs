@@ -91,8 +91,11 @@ fn a_webhook_draft_is_listed_approved_by_the_verb_and_reaches_a_neighbor() {
     let sha = listed[0]["clip_sha256"].as_str().unwrap().to_owned();
     assert_eq!(listed[0]["camera"], "doorbell");
     assert_eq!(listed[0]["id"], draft["id"]);
+    assert_eq!(listed[0]["share"], "ask", "the owner's clip policy");
     let id = listed[0]["id"].as_str().unwrap()[..8].to_owned();
-    assert!(ok(a, &["drafts"]).contains(&id), "the table shows the id");
+    let table = ok(a, &["drafts"]);
+    assert!(table.contains(&id), "the table shows the id: {table}");
+    assert!(table.contains("SHARE") && table.contains(" ask "), "{table}");
 
     // Bad ids and bad approvals are exit 2 and change nothing.
     for args in [
@@ -101,6 +104,7 @@ fn a_webhook_draft_is_listed_approved_by_the_verb_and_reaches_a_neighbor() {
         vec!["discard", "00000000"],
         vec!["approve", &id, "--category", "suspicious-activity"],
         vec!["approve", &id, "--severity", "extreme"],
+        vec!["approve", &id, "--share", "everyone"],
     ] {
         let (code, _, err) = verb(a, &args);
         assert_eq!(code, 2, "{args:?}: {err}");
@@ -116,6 +120,8 @@ fn a_webhook_draft_is_listed_approved_by_the_verb_and_reaches_a_neighbor() {
             "tried the front door handle twice",
             "--where",
             "Elm St, 400 block",
+            "--share",
+            "members",
         ],
     )
     .trim()
@@ -131,6 +137,15 @@ fn a_webhook_draft_is_listed_approved_by_the_verb_and_reaches_a_neighbor() {
     assert_eq!(item["category"], "suspicious-activity", "{item}");
     assert_eq!(item["clips"][0]["sha256"], sha);
     assert_eq!(item["clips"][0]["camera"], "doorbell");
+    // Approved with --share members: Bob's `clip get` needs no `clip allow` from
+    // Alice, whose clip_policy is `ask`.
+    let out = b.join("doorbell.mp4");
+    ok(b, &["clip", "get", &sha, "-o", out.to_str().unwrap(), "--wait", "20s"]);
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&clip).unwrap());
+    assert!(
+        ok(a, &["--json", "clip", "requests"]).trim().is_empty(),
+        "Alice was not asked"
+    );
 
     // A second event, discarded: nothing posted.
     let (status, second) = webhook(a, json!({"camera": "doorbell", "label": "package"}));

@@ -48,6 +48,9 @@ pub struct File {
     /// Frigate's HTTP API, where the bridge fetches clips: `http://host:5000`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub frigate: Option<String>,
+    /// Frigate's `mqtt.topic_prefix`, if it is not `frigate`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub frigate_topic_prefix: Option<String>,
     /// `[[auto_post]]` rules: camera drafts they match are posted without a person.
     /// None by default.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -68,6 +71,7 @@ impl Default for File {
             clip_policy: ClipPolicy::default(),
             mqtt: None,
             frigate: None,
+            frigate_topic_prefix: None,
             auto_post: vec![],
         }
     }
@@ -148,6 +152,7 @@ pub fn load(data_dir: &Path) -> Result<Config, ConfigError> {
         hub: crate::hub::Settings::from_file(
             file.mqtt.as_deref(),
             file.frigate.as_deref(),
+            file.frigate_topic_prefix.as_deref(),
             &file.auto_post,
         )
         .map_err(|e| ConfigError::Invalid {

@@ -32,6 +32,11 @@ pub enum EngineError {
     Refused(Reason),
     #[error("this exact item was already posted")]
     AlreadyPosted,
+    #[error(
+        "this device's clock says {now}, before the newest report it holds ({newest}): \
+         set the clock (is time sync running?) and post again"
+    )]
+    ClockBehind { now: String, newest: String },
     #[error("stored operations are corrupt: {0}")]
     CorruptOps(String),
     #[error("sync: {0}")]
@@ -73,6 +78,11 @@ pub enum Ingest {
     Ignored(Reason),
 }
 
+/// Whether an operation refused for `reason` may be taken once more operations arrive.
+fn waits_for_more(reason: &Reason) -> bool {
+    matches!(reason, Reason::MissingParents | Reason::UnknownAuthor)
+}
+
 struct StoreLookup<'a>(&'a Store);
 
 impl Lookup for StoreLookup<'_> {
@@ -84,6 +94,10 @@ impl Lookup for StoreLookup<'_> {
     }
 }
 
+/// Most membership operations held while their causal parents (or their author's join)
+/// are on their way. Past this the oldest is dropped; sync brings it again.
+pub const MAX_WAITING_OPS: usize = 1024;
+
 #[derive(Debug)]
 pub struct Engine {
     keys: MemberKeys,
@@ -91,6 +105,9 @@ pub struct Engine {
     roster: Roster,
     ring: KeyRing,
     rate: RateLimiter,
+    /// Operations that arrived before a parent or their author's join, by op id, as
+    /// signed item bytes: applied as soon as what they wait for is.
+    waiting: std::collections::BTreeMap<OpId, Vec<u8>>,
 }
 
 impl Engine {
@@ -123,6 +140,7 @@ impl Engine {
             roster,
             ring,
             rate,
+            waiting: Default::default(),
         };
         // Finish what a crash may have interrupted: keys the log carries for us, and the
         // items of members the log removed.
@@ -145,7 +163,7 @@ impl Engine {
         rng: &mut impl CryptoRng,
     ) -> Result<Engine, EngineError> {
         let new = membership::found(&keys, hood_name, my_name, policy, now, rng)?;
-        let roster = Roster::from_genesis(&new.genesis)?;
+        let roster = new.roster()?;
         Engine::adopt(store, keys, roster)
     }
 
@@ -180,6 +198,7 @@ impl Engine {
             roster,
             ring: KeyRing::new(),
             rate: RateLimiter::new(),
+            waiting: Default::default(),
         };
         engine.learn_keys()?;
         if engine.ring.is_empty() {
@@ -221,6 +240,13 @@ impl Engine {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The id of the item an envelope carries, if this node can open it.
+    pub fn item_id(&self, envelope: &[u8]) -> Option<ItemId> {
+        envelope::open(envelope, &self.hood(), &self.ring)
+            .ok()
+            .map(|o| o.id)
     }
 
     /// Refuses what only a current member may do, once this node's member was removed.
@@ -275,10 +301,6 @@ impl Engine {
 
     /// Judges bytes from the network (gossip or sync) and stores what is accepted.
     pub fn ingest(&mut self, bytes: &[u8], now: u64) -> Result<Ingest, EngineError> {
-        let id = ItemId::of(bytes);
-        if self.store.seen(&id)? {
-            return Ok(Ingest::Duplicate);
-        }
         let verdict = validate::validate(
             bytes,
             &Context {
@@ -291,23 +313,68 @@ impl Engine {
         );
         match verdict {
             Verdict::Accept(accepted) => {
-                // The same signed item in another envelope (re-sealed with a new nonce)
-                // is a replay: one item, one copy, one alert.
-                if accepted.expires_at.is_some() && self.store.seen_item(&accepted.op_id)? {
+                // The same signed item in any envelope (the one we hold, or one re-sealed
+                // with a new nonce) is the same item: one copy, one alert. Items are named
+                // by their inner id, so this is one look-up.
+                if accepted.expires_at.is_some() && self.store.seen(&accepted.id)? {
                     return Ok(Ingest::Duplicate);
                 }
                 self.apply(&accepted, bytes, now)?;
                 Ok(Ingest::New(accepted))
             }
             Verdict::Reject(reason) => Ok(Ingest::Rejected(reason)),
-            Verdict::Ignore(reason) => Ok(Ingest::Ignored(reason)),
+            Verdict::Ignore(reason) => {
+                if waits_for_more(&reason)
+                    && let Ok(opened) = envelope::open(bytes, &self.hood(), &self.ring)
+                {
+                    self.wait(opened.item.encode());
+                }
+                Ok(Ingest::Ignored(reason))
+            }
+        }
+    }
+
+    /// Holds an operation until what it waits for arrives.
+    fn wait(&mut self, item_bytes: Vec<u8>) {
+        if self.waiting.len() >= MAX_WAITING_OPS {
+            self.waiting.pop_first();
+        }
+        self.waiting.insert(OpId::of(&item_bytes), item_bytes);
+    }
+
+    /// Applies waiting operations whose parents and authors have arrived, until none
+    /// is left that can be (each round applies at least one, so at most
+    /// `MAX_WAITING_OPS` rounds).
+    fn apply_waiting(&mut self, now: u64) -> Result<(), EngineError> {
+        loop {
+            let mut progress = false;
+            let ids: Vec<OpId> = self.waiting.keys().copied().collect();
+            for id in ids {
+                let Some(bytes) = self.waiting.get(&id) else {
+                    continue;
+                };
+                match validate::validate_op(bytes, &self.roster, now) {
+                    Ok(verified) => {
+                        self.waiting.remove(&id);
+                        self.apply_op_now(&verified.item, verified.op.created_at())?;
+                        progress = true;
+                    }
+                    Err(reason) if waits_for_more(&reason) => {}
+                    Err(_) => {
+                        self.waiting.remove(&id);
+                    }
+                }
+            }
+            if !progress {
+                return Ok(());
+            }
         }
     }
 
     fn apply(&mut self, a: &Accepted, bytes: &[u8], now: u64) -> Result<(), EngineError> {
         match (&a.body, a.expires_at) {
             (Body::Membership(_), _) => {
-                self.apply_op(&a.item, a.created_at)?;
+                self.apply_op(&a.item, a.created_at, now)?;
                 self.store.mark_seen(&a.id, u64::MAX)?;
             }
             (body, Some(expires_at)) => {
@@ -339,23 +406,28 @@ impl Engine {
     /// Adds an operation to the store and the roster, learns the keys it carries, and
     /// deletes the items of anyone it removed (so every node holds the same item set:
     /// a removed member's items go everywhere, also those sent before the news arrived).
-    fn apply_op(&mut self, item: &Item, created_at: u64) -> Result<(), EngineError> {
-        let removed_before: Vec<MemberId> = self.roster.removed().copied().collect();
+    fn apply_op(&mut self, item: &Item, created_at: u64, now: u64) -> Result<(), EngineError> {
+        self.apply_op_now(item, created_at)?;
+        self.apply_waiting(now)
+    }
+
+    fn apply_op_now(&mut self, item: &Item, created_at: u64) -> Result<(), EngineError> {
+        let members_before: Vec<MemberId> = self.roster.members().map(|m| m.id).collect();
         // The roster first: if it refuses (full), nothing is stored that would stop the
         // node from loading again.
         self.roster.insert(item)?;
         self.store
             .put_op(&item.op_id(), created_at, &item.encode())?;
         self.learn_keys()?;
-        let newly_removed: Vec<MemberId> = self
-            .roster
-            .removed()
-            .filter(|m| !removed_before.contains(m))
-            .copied()
+        // Everyone who stopped being a member: removed, or admitted by a join that a
+        // concurrent removal voided.
+        let gone: Vec<MemberId> = members_before
+            .into_iter()
+            .filter(|m| !self.roster.is_member(m))
             .collect();
-        for member in newly_removed {
+        for member in gone {
             let deleted = self.store.remove_items_by(&member)?;
-            tracing::info!(member = %member.fingerprint(), deleted, "member removed; their items deleted");
+            tracing::info!(member = %member.fingerprint(), deleted, "no longer a member; their items deleted");
             if member == self.keys.id() {
                 tracing::warn!("this member was removed from the hood");
             }
@@ -369,10 +441,14 @@ impl Engine {
         match validate::validate_op(bytes, &self.roster, now) {
             Ok(verified) => {
                 let id = verified.item.op_id();
-                self.apply_op(&verified.item, verified.op.created_at())?;
+                self.apply_op(&verified.item, verified.op.created_at(), now)?;
                 Ok(Ingest::NewOp(id))
             }
             Err(Reason::DuplicateOp) => Ok(Ingest::Duplicate),
+            Err(reason) if waits_for_more(&reason) => {
+                self.wait(bytes.to_vec());
+                Ok(Ingest::Ignored(reason))
+            }
             Err(reason) if reason.is_ignore() => Ok(Ingest::Ignored(reason)),
             Err(reason) => Ok(Ingest::Rejected(reason)),
         }
@@ -541,6 +617,16 @@ impl Engine {
         rng: &mut impl CryptoRng,
     ) -> Result<ItemId, EngineError> {
         self.ensure_member()?;
+        // A clock behind the hood's (a Pi without a real-time clock after a power cut)
+        // would date the report before what neighbors already hold.
+        if let Some(newest) = self.store.newest_created_at()?
+            && now.saturating_add(porchlight_proto::limits::MAX_CLOCK_SKEW_SECS) < newest
+        {
+            return Err(EngineError::ClockBehind {
+                now: crate::date(now),
+                newest: crate::date(newest),
+            });
+        }
         self.rekey_if_needed(now, rng).await?;
         let epoch = self.roster.sealing_epoch().ok_or(EngineError::NoEpochKey)?;
         let item = Item::sign(&self.keys, &self.hood(), body);
@@ -602,10 +688,34 @@ impl Engine {
         Ok(())
     }
 
-    /// Deletes expired items; returns how many.
+    /// Deletes expired items, and the epoch keys no live item can need; returns how many
+    /// items went.
     pub fn expire(&mut self, now: u64) -> Result<usize, EngineError> {
         self.rate.prune(self.roster.policy(), now);
+        self.retire_keys(now)?;
         Ok(self.store.expire(now)?)
+    }
+
+    /// Retires the keys of epochs superseded longer ago than any item can live: an item
+    /// sealed under an epoch was made before the next epoch was (give or take the clock
+    /// skew), and lives at most the policy's longest lifetime. The sealing epoch and
+    /// epochs the roster does not know are kept.
+    fn retire_keys(&mut self, now: u64) -> Result<(), EngineError> {
+        let sealing = self.roster.sealing_epoch();
+        let keep_for = u64::from(self.roster.policy().max_ttl_secs)
+            + 2 * porchlight_proto::limits::MAX_CLOCK_SKEW_SECS;
+        let roster = &self.roster;
+        let retired = self.ring.retain(|id, _| {
+            Some(*id) == sealing
+                || roster
+                    .epoch_retired_at(id)
+                    .is_none_or(|at| now < at.saturating_add(keep_for))
+        });
+        for epoch in retired {
+            self.store.remove_key(&epoch)?;
+            tracing::info!(%epoch, "epoch key retired: no live item can need it");
+        }
+        Ok(())
     }
 }
 
@@ -628,6 +738,32 @@ mod tests {
             &mut rng,
         )
         .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_clock_behind_the_newest_item_refuses_to_post_and_says_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rng = SeededRng::new(9);
+        let mut e = engine(dir.path(), 1);
+        e.post(&TestHood::new(1).report("first"), NOW, &mut rng)
+            .await
+            .unwrap();
+        // A power cut later, the clock restarts an hour behind.
+        let mut late = TestHood::new(1);
+        late.now = NOW - 3600;
+        let err = e
+            .post(&late.report("second"), NOW - 3600, &mut rng)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, EngineError::ClockBehind { .. }), "{err}");
+        assert!(err.to_string().contains("2023-11-14 22:13 UTC"), "{err}");
+        assert_eq!(e.store().item_count(), 1);
+        // Within the tolerated skew it posts.
+        let mut near = TestHood::new(1);
+        near.now = NOW - 60;
+        e.post(&near.report("third"), NOW - 60, &mut rng)
+            .await
+            .unwrap();
     }
 
     #[tokio::test]
@@ -677,7 +813,11 @@ mod tests {
         let epoch = e.roster().sealing_epoch().unwrap();
         let key = e.ring().get(&epoch).unwrap().clone();
         let resealed = envelope::seal_random(&item, &e.hood(), &key, &mut rng).unwrap();
-        assert_ne!(ItemId::of(&resealed), id);
+        assert_ne!(
+            ItemId::of_envelope(&resealed),
+            ItemId::of_envelope(&record.envelope)
+        );
+        assert_eq!(e.item_id(&resealed), Some(id));
         assert_eq!(e.ingest(&resealed, NOW).unwrap(), Ingest::Duplicate);
         assert_eq!(e.store().item_count(), 1);
 
@@ -751,6 +891,28 @@ mod tests {
             alice.remove(bob.id(), NOW, &mut rng).await,
             Err(EngineError::Removed)
         ));
+    }
+
+    #[tokio::test]
+    async fn superseded_epoch_keys_are_retired_once_no_live_item_can_need_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rng = SeededRng::new(5);
+        let mut e = engine(dir.path(), 4);
+        let first = e.roster().sealing_epoch().unwrap();
+        let (op, key, _) = e.roster().rekey(e.keys(), NOW + 10, &mut rng).unwrap();
+        e.submit_op(&op, NOW + 10, &mut rng).await.unwrap();
+        assert_eq!(e.roster().sealing_epoch(), Some(key.id()));
+        let max_ttl = u64::from(e.roster().policy().max_ttl_secs);
+        // While an item sealed under the first epoch could still be live, it stays.
+        e.expire(NOW + 10 + max_ttl).unwrap();
+        assert!(e.ring().contains(&first));
+        // Past that it goes, from memory and from disk; the sealing epoch stays.
+        e.expire(NOW + 10 + max_ttl + 1201).unwrap();
+        assert!(!e.ring().contains(&first));
+        assert!(e.ring().contains(&key.id()));
+        let stored = e.store().key_ring(&e.hood()).unwrap();
+        assert!(!stored.contains(&first));
+        assert!(stored.contains(&key.id()));
     }
 
     #[tokio::test]

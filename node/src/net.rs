@@ -355,7 +355,7 @@ pub fn gossipsub(topic: &gossipsub::TopicHash) -> Result<gossipsub::Behaviour, N
     let config = gossipsub::ConfigBuilder::default()
         .validation_mode(gossipsub::ValidationMode::Anonymous)
         .message_id_fn(|m: &gossipsub::Message| {
-            gossipsub::MessageId::from(ItemId::of(&m.data).0.to_vec())
+            gossipsub::MessageId::from(ItemId::of_envelope(&m.data).0.to_vec())
         })
         .validate_messages()
         .max_transmit_size(MAX_ENVELOPE_BYTES + 4096)

@@ -305,6 +305,7 @@ enum Command {
     ClipRequest(MemberId, clip::Request, Reply<clip::Response>),
     ClipAsks(Reply<Vec<ClipAsk>>),
     ClipDecide(String, bool, Reply<ClipAsk>),
+    ClipShare(Option<([u8; 32], ClipPolicy)>, Reply<ClipPolicy>),
     Shutdown,
 }
 
@@ -404,7 +405,7 @@ impl Node {
             cut_off: HashMap::new(),
             stuck: Default::default(),
             data_dir: config.data_dir.clone(),
-            sharing: Sharing::new(config.clip_policy),
+            sharing: Sharing::open(config.clip_policy, &config.data_dir),
             own_clips: None,
             clip_replies: HashMap::new(),
         };
@@ -532,6 +533,19 @@ impl Node {
     pub async fn clip_decide(&self, id: &str, allow: bool) -> Result<ClipAsk, NodeError> {
         let id = id.to_owned();
         self.ask(|r| Command::ClipDecide(id, allow, r)).await
+    }
+
+    /// Sets who may fetch clip `sha256`, over the policy (the owner's choice when
+    /// approving a draft; kept across restarts).
+    pub async fn share_clip(&self, sha256: [u8; 32], share: ClipPolicy) -> Result<(), NodeError> {
+        self.ask(|r| Command::ClipShare(Some((sha256, share)), r))
+            .await
+            .map(|_| ())
+    }
+
+    /// The owner's clip policy (`clip_policy` in porchlight.toml).
+    pub async fn clip_policy(&self) -> Result<ClipPolicy, NodeError> {
+        self.ask(|r| Command::ClipShare(None, r)).await
     }
 
     pub async fn shutdown(&self) {
@@ -1201,6 +1215,17 @@ impl EventLoop {
             }
             Command::ClipDecide(id, allow, reply) => {
                 let _ = reply.send(self.sharing.decide(&id, allow).map_err(NodeError::from));
+            }
+            Command::ClipShare(choice, reply) => {
+                let result = match choice {
+                    Some((sha256, share)) => self
+                        .sharing
+                        .set_share(sha256, share)
+                        .map(|()| share)
+                        .map_err(NodeError::from),
+                    None => Ok(self.sharing.policy),
+                };
+                let _ = reply.send(result);
             }
             Command::Shutdown => {}
         }
@@ -2151,7 +2176,15 @@ impl EventLoop {
                 let unasked = elements.iter().any(|e| {
                     let id = match e {
                         sync::Element::Op(b) => porchlight_proto::OpId::of(b).0,
-                        sync::Element::Envelope(b) => ItemId::of(b).0,
+                        // Items are named by their inner id: open to see it (one that
+                        // does not open is ignored when ingested).
+                        sync::Element::Envelope(b) => match &self.engine {
+                            Some(engine) => match engine.item_id(b) {
+                                Some(id) => id.0,
+                                None => return false,
+                            },
+                            None => return false,
+                        },
                     };
                     !session.requested.contains(&id)
                 });

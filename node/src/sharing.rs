@@ -55,7 +55,15 @@ pub struct ClipAsk {
     pub asked_at: u64,
 }
 
-/// The owner's side: policy, pending asks, grants. Grants live as long as the process.
+/// Clips whose sharing the owner chose when approving a draft, kept; the oldest go first.
+pub const MAX_SHARES: usize = 1024;
+/// The file of those choices in the data dir.
+pub const SHARES_FILE: &str = "clip-shares.json";
+/// A shares file larger than this is not ours: it is ignored.
+const MAX_SHARES_FILE_BYTES: u64 = 256 * 1024;
+
+/// The owner's side: policy, per-clip choices, pending asks, grants. Grants live as long
+/// as the process; per-clip choices (`approve --share`) are kept in [`SHARES_FILE`].
 #[derive(Debug, Default)]
 pub struct Sharing {
     pub policy: ClipPolicy,
@@ -63,12 +71,27 @@ pub struct Sharing {
     grants: VecDeque<(MemberId, [u8; 32])>,
     /// Requests the owner denied: answered `Refused` from then on.
     denials: VecDeque<(MemberId, [u8; 32])>,
+    /// Clips the owner chose a policy for when approving: over `policy` for that clip.
+    shares: VecDeque<([u8; 32], ClipPolicy)>,
+    /// Where `shares` is kept (`None`: in memory only).
+    shares_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum SharingError {
     #[error("no pending clip request {0:?} (see `porchlight clip requests`)")]
     UnknownAsk(String),
+    #[error("cannot keep the clip's sharing in {path}: {source}")]
+    Store {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+#[derive(Serialize, Deserialize)]
+struct ShareEntry {
+    sha256: String,
+    share: ClipPolicy,
 }
 
 impl Sharing {
@@ -77,6 +100,88 @@ impl Sharing {
             policy,
             ..Sharing::default()
         }
+    }
+
+    /// The owner's side with the per-clip choices kept in `data_dir` (an unreadable
+    /// file is logged and ignored: the policy applies).
+    pub fn open(policy: ClipPolicy, data_dir: &Path) -> Sharing {
+        let path = data_dir.join(SHARES_FILE);
+        let mut sharing = Sharing {
+            policy,
+            shares_file: Some(path.clone()),
+            ..Sharing::default()
+        };
+        let read = std::fs::File::open(&path).and_then(|f| {
+            let mut text = String::new();
+            f.take(MAX_SHARES_FILE_BYTES).read_to_string(&mut text)?;
+            Ok(text)
+        });
+        match read {
+            Ok(text) => match serde_json::from_str::<Vec<ShareEntry>>(&text) {
+                Ok(entries) => {
+                    for e in entries.into_iter().rev().take(MAX_SHARES).rev() {
+                        if let Some(sha) = codec::parse_hex::<32>(&e.sha256) {
+                            sharing.shares.push_back((sha, e.share));
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(file = %path.display(), error = %e, "ignored an unreadable clip shares file")
+                }
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(file = %path.display(), error = %e, "cannot read the clip shares file")
+            }
+        }
+        sharing
+    }
+
+    /// Who may fetch clip `sha256`: the owner's choice for it, else the policy.
+    pub fn policy_for(&self, sha256: &[u8; 32]) -> ClipPolicy {
+        self.shares
+            .iter()
+            .rev()
+            .find(|(s, _)| s == sha256)
+            .map_or(self.policy, |(_, p)| *p)
+    }
+
+    /// The owner chose who may fetch clip `sha256` (approving a draft with `--share`).
+    /// Kept across restarts; pending asks for it are settled by the choice.
+    pub fn set_share(&mut self, sha256: [u8; 32], share: ClipPolicy) -> Result<(), SharingError> {
+        self.shares.retain(|(s, _)| *s != sha256);
+        if self.shares.len() >= MAX_SHARES {
+            self.shares.pop_front();
+        }
+        self.shares.push_back((sha256, share));
+        if share != ClipPolicy::Ask {
+            self.asks.retain(|a| a.sha256 != sha256);
+        }
+        let Some(path) = &self.shares_file else {
+            return Ok(());
+        };
+        let entries: Vec<ShareEntry> = self
+            .shares
+            .iter()
+            .map(|(sha, share)| ShareEntry {
+                sha256: codec::hex(sha),
+                share: *share,
+            })
+            .collect();
+        let store = |source| SharingError::Store {
+            path: path.display().to_string(),
+            source,
+        };
+        let text = serde_json::to_vec(&entries).map_err(|e| store(std::io::Error::other(e)))?;
+        // Beside and renamed: a crash leaves the old choices or the new ones.
+        let temp = path.with_extension("json.new");
+        (|| {
+            let mut f = std::fs::File::create(&temp)?;
+            f.write_all(&text)?;
+            f.sync_all()?;
+            std::fs::rename(&temp, path)
+        })()
+        .map_err(store)
     }
 
     pub fn asks(&self) -> Vec<ClipAsk> {
@@ -119,7 +224,7 @@ impl Sharing {
         let Some(size) = own_size else {
             return clip::Response::NotFound;
         };
-        match self.policy {
+        match self.policy_for(&request.sha256) {
             ClipPolicy::Never => return clip::Response::Refused,
             ClipPolicy::Members => {}
             ClipPolicy::Ask => {
@@ -365,6 +470,51 @@ mod tests {
             clip::Response::Refused
         );
         assert!(ask.asks().is_empty());
+    }
+
+    #[test]
+    fn a_clip_shared_on_approval_is_served_over_the_policy_and_the_choice_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("clip.mp4");
+        std::fs::write(&src, b"doorbell bytes").unwrap();
+        let clip = clips::import(dir.path(), &src, |_, _| {}).unwrap().clip;
+        let request = clip::Request {
+            sha256: clip.sha256,
+            offset: 0,
+        };
+        let bob = member(2);
+        let mut ask = Sharing::open(ClipPolicy::Ask, dir.path());
+        assert_eq!(
+            ask.answer(dir.path(), bob, &request, Some(clip.size), 1),
+            clip::Response::Pending
+        );
+        ask.set_share(clip.sha256, ClipPolicy::Members).unwrap();
+        assert!(ask.asks().is_empty(), "the choice settles the pending ask");
+        assert!(matches!(
+            ask.answer(dir.path(), member(3), &request, Some(clip.size), 2),
+            clip::Response::Chunk { .. }
+        ));
+        assert_eq!(ask.policy_for(&[9; 32]), ClipPolicy::Ask, "other clips: the policy");
+        // After a restart, the choice holds.
+        let mut again = Sharing::open(ClipPolicy::Ask, dir.path());
+        assert_eq!(again.policy_for(&clip.sha256), ClipPolicy::Members);
+        assert!(matches!(
+            again.answer(dir.path(), bob, &request, Some(clip.size), 3),
+            clip::Response::Chunk { .. }
+        ));
+        // `ask` for one clip holds over a `members` policy.
+        let mut members = Sharing::open(ClipPolicy::Members, dir.path());
+        members.set_share(clip.sha256, ClipPolicy::Ask).unwrap();
+        assert_eq!(
+            members.answer(dir.path(), bob, &request, Some(clip.size), 4),
+            clip::Response::Pending
+        );
+        // A garbled file is ignored: the policy applies.
+        std::fs::write(dir.path().join(SHARES_FILE), b"{not json").unwrap();
+        assert_eq!(
+            Sharing::open(ClipPolicy::Never, dir.path()).policy_for(&clip.sha256),
+            ClipPolicy::Never
+        );
     }
 
     #[test]

@@ -44,7 +44,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use porchlight_proto::keys::EpochKey;
 use porchlight_proto::limits::MAX_TTL_SECS;
-use porchlight_proto::{HoodId, ItemId, KeyRing, MemberId, OpId};
+use porchlight_proto::{EpochId, HoodId, ItemId, KeyRing, MemberId, OpId};
 use serde::{Deserialize, Serialize};
 
 /// sled's page cache: small enough for a Raspberry Pi. At 100,000 items the node's resident
@@ -71,6 +71,13 @@ pub enum StoreError {
     Corrupt(&'static str),
     #[error("the outbox is full ({MAX_OUTBOX} posts waiting for a peer)")]
     OutboxFull,
+    #[error(
+        "this data dir holds a hood of Porchlight protocol {0}, which this version (protocol \
+         {PROTOCOL}) cannot run: membership is now a causal log that older hoods do not have. \
+         Keep this data dir for the older version, or start anew in another data dir \
+         (docs/operations.md, \"Upgrading\")"
+    )]
+    OldProtocol(u8),
 }
 
 /// A remembered peer: its id's bytes and its addresses.
@@ -252,6 +259,11 @@ impl Index {
 
 const HOOD: &[u8] = b"hood";
 const FORMAT_KEY: &[u8] = b"format";
+const PROTOCOL_KEY: &[u8] = b"protocol";
+/// The protocol version of the hood this store holds. A store with a hood and no
+/// `protocol` key holds a protocol 1 hood (whose membership log has no causal parents and
+/// whose hood id is derived differently): refused with a clear error, never guessed at.
+pub const PROTOCOL: u8 = 2;
 /// The store format this code writes. 1 (no `format` key) kept records in a tree
 /// `items` keyed by id; 2 kept the seen ids in the sled trees `seen` and `seen_items`.
 /// `Store::open` migrates both.
@@ -565,6 +577,13 @@ impl Store {
         match self.meta.get(HOOD)? {
             None => Ok(None),
             Some(v) => {
+                // Stores from before protocol 2 have no protocol key.
+                match self.meta.get(PROTOCOL_KEY)?.as_deref() {
+                    Some([p]) if *p == PROTOCOL => {}
+                    Some([p]) => return Err(StoreError::OldProtocol(*p)),
+                    Some(_) => return Err(StoreError::Corrupt("protocol version")),
+                    None => return Err(StoreError::OldProtocol(1)),
+                }
                 let bytes: [u8; 32] = v
                     .as_ref()
                     .try_into()
@@ -575,6 +594,7 @@ impl Store {
     }
 
     pub fn set_hood(&self, hood: &HoodId) -> Result<(), StoreError> {
+        self.meta.insert(PROTOCOL_KEY, &[PROTOCOL])?;
         self.meta.insert(HOOD, &hood.0)?;
         Ok(())
     }
@@ -627,6 +647,12 @@ impl Store {
         v[..8].copy_from_slice(&generation.to_be_bytes());
         v[8..].copy_from_slice(key.secret());
         self.keys.insert(key.id().0, &v[..])?;
+        Ok(())
+    }
+
+    /// Deletes a retired epoch key.
+    pub fn remove_key(&self, epoch: &EpochId) -> Result<(), StoreError> {
+        self.keys.remove(epoch.0)?;
         Ok(())
     }
 
@@ -833,6 +859,14 @@ impl Store {
     /// Live items, oldest first by creation time (then id).
     pub fn items(&self) -> Result<Vec<(ItemId, ItemRecord)>, StoreError> {
         self.each_item().collect()
+    }
+
+    /// The creation time of the newest item held (the last key of `records`).
+    pub fn newest_created_at(&self) -> Result<Option<u64>, StoreError> {
+        match self.records.last()? {
+            None => Ok(None),
+            Some((key, _)) => Ok(Some(parse_time_key(&key, "record key")?.0)),
+        }
     }
 
     /// How many live items the store holds (kept in memory; no pass over the store).
@@ -1413,6 +1447,30 @@ mod tests {
         assert_eq!(out[0].1, vec![0]);
         store.pop_outbox(out[0].0).unwrap();
         assert_eq!(store.outbox().unwrap().len(), MAX_OUTBOX - 1);
+    }
+
+    #[test]
+    fn a_protocol_1_hood_is_refused_with_a_clear_error_and_left_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            // What a protocol 1 node wrote: the hood, and no protocol key.
+            store.meta.insert(HOOD, &[3u8; 32]).unwrap();
+            futures::executor::block_on(store.flush()).unwrap();
+        }
+        let store = reopen(dir.path());
+        let err = store.hood().unwrap_err();
+        assert!(matches!(err, StoreError::OldProtocol(1)), "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains("protocol 1") && text.contains("another data dir"),
+            "{text}"
+        );
+        assert_eq!(store.meta.get(PROTOCOL_KEY).unwrap(), None);
+        assert_eq!(
+            store.meta.get(HOOD).unwrap().as_deref(),
+            Some(&[3u8; 32][..])
+        );
     }
 
     #[test]

@@ -46,12 +46,22 @@ impl Envelope {
     }
 }
 
-/// `SHA-256(ITEM_ID ‖ envelope bytes)`.
+/// An item's id: `SHA-256(OP_ID ‖ inner item bytes)` ([`ItemId::of_item`]), the same for
+/// every envelope that carries the signed item, so a copy re-sealed by anyone holding the
+/// epoch key is the same item everywhere: in the store, in sync, and in the updates,
+/// resolves and retracts that name it. (Protocol 1 named items by envelope.)
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ItemId(pub [u8; 32]);
 
 impl ItemId {
-    pub fn of(envelope_bytes: &[u8]) -> ItemId {
+    /// The id of the item whose exact encoded bytes are `item_bytes`.
+    pub fn of_item(item_bytes: &[u8]) -> ItemId {
+        ItemId(crate::item::OpId::of(item_bytes).0)
+    }
+
+    /// `SHA-256(ITEM_ID ‖ envelope bytes)`: the envelope's own hash, gossipsub's message
+    /// id (so the exact same bytes are not relayed twice). Not the item's id.
+    pub fn of_envelope(envelope_bytes: &[u8]) -> ItemId {
         ItemId(
             Sha256::new()
                 .chain_update(domain::ITEM_ID)
@@ -191,8 +201,8 @@ pub fn seal_random(
     seal(item, hood, key, nonce)
 }
 
-/// An opened envelope: its id, the epoch it was sealed under, and the (not yet verified)
-/// inner item.
+/// An opened envelope: the inner item's id, the epoch it was sealed under, and the (not
+/// yet verified) inner item.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Opened {
     pub id: ItemId,
@@ -231,7 +241,7 @@ pub fn open(bytes: &[u8], hood: &HoodId, ring: &KeyRing) -> Result<Opened, OpenE
     let item_bytes = unpad(padded).ok_or(OpenError::BadPadding)?;
     let item = Item::decode(&item_bytes).map_err(OpenError::MalformedItem)?;
     Ok(Opened {
-        id: ItemId::of(bytes),
+        id: ItemId::of_item(&item_bytes),
         epoch: envelope.epoch,
         item,
     })

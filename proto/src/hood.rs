@@ -10,18 +10,21 @@ use crate::domain;
 use crate::identity::MemberId;
 use crate::limits::MAX_TTL_SECS;
 
-/// A hood: `SHA-256(HOOD_ID ‖ founder ‖ salt)`, where the salt is 32 random bytes in the
-/// genesis. Binding the founder means only the founder's key can sign a genesis for it.
+/// A hood: `SHA-256(HOOD_ID ‖ founder ‖ genesis body)`, where the genesis body (the exact
+/// bytes the founder signs) holds 32 random bytes of salt, the hood's name and its
+/// policy. Binding the founder means only the founder's key can sign a genesis for it;
+/// binding the whole body means the founder cannot sign two geneses with different
+/// names or policies for one hood.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct HoodId(pub [u8; 32]);
 
 impl HoodId {
-    pub fn derive(founder: &MemberId, salt: &[u8; 32]) -> HoodId {
+    pub fn derive(founder: &MemberId, genesis_body: &[u8]) -> HoodId {
         HoodId(
             Sha256::new()
                 .chain_update(domain::HOOD_ID)
                 .chain_update(founder.0)
-                .chain_update(salt)
+                .chain_update(genesis_body)
                 .finalize()
                 .into(),
         )
@@ -34,7 +37,7 @@ impl HoodId {
             .chain_update(domain::TOPIC)
             .chain_update(self.0)
             .finalize();
-        format!("porchlight/1/{}", codec::hex(&digest[..16]))
+        format!("porchlight/2/{}", codec::hex(&digest[..16]))
     }
 
     pub fn to_hex(&self) -> String {
@@ -156,7 +159,7 @@ mod tests {
     fn topic_is_derived_not_the_id() {
         let h = HoodId([7; 32]);
         let t = h.topic();
-        assert!(t.starts_with("porchlight/1/"));
+        assert!(t.starts_with("porchlight/2/"));
         assert!(!t.contains(&h.to_hex()));
     }
 }

@@ -86,6 +86,20 @@ impl fmt::Debug for Signature {
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ExchangeKey(pub [u8; 32]);
 
+impl ExchangeKey {
+    /// Whether HPKE can wrap to this key: X25519 with a fixed clamped scalar must give a
+    /// non-zero shared secret. All-zero and the other low-order points (whose every
+    /// product with a clamped scalar is the identity) fail, so a member cannot admit a
+    /// puppet that no rekey can wrap to (RFC 9180 § 7.1.4 refuses the same outputs).
+    pub fn is_usable(&self) -> bool {
+        // Any clamped scalar works: it is a multiple of the cofactor 8.
+        let probe = StaticSecret::from([0x5a; 32]);
+        probe
+            .diffie_hellman(&XPublic::from(self.0))
+            .was_contributory()
+    }
+}
+
 impl fmt::Debug for ExchangeKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "ExchangeKey({}…)", codec::hex(&self.0[..6]))

@@ -18,7 +18,6 @@ use crate::codec::{self, fixed};
 use crate::domain;
 use crate::hood::HoodId;
 use crate::identity::{ExchangeKey, MemberId, MemberKeys};
-use crate::limits::MAX_EPOCHS;
 
 type Kem = X25519HkdfSha256;
 
@@ -186,8 +185,11 @@ pub fn unwrap(
     Ok(key)
 }
 
-/// The epoch keys a member holds. Keeps every key it learns (so older items stay
-/// readable) up to [`MAX_EPOCHS`], then drops the lowest generation.
+/// The epoch keys a member holds. Keeps every key it learns, so older items stay
+/// readable, until the node retires it ([`KeyRing::retain`]: by expiry, never the
+/// sealing epoch). Nothing is evicted by count: a ring learns only epochs the roster
+/// defines (`Roster::learn_keys`), so it is bounded by the roster's operations, and a
+/// member cannot push a neighbor's real keys out by handing them made-up ones.
 #[derive(Debug, Clone, Default)]
 pub struct KeyRing {
     keys: BTreeMap<EpochId, (u64, EpochKey)>,
@@ -203,18 +205,22 @@ impl KeyRing {
         if self.keys.contains_key(&key.id) {
             return false;
         }
-        if self.keys.len() >= MAX_EPOCHS {
-            let oldest = self
-                .keys
-                .iter()
-                .min_by_key(|(id, (generation, _))| (*generation, **id))
-                .map(|(id, _)| *id);
-            if let Some(oldest) = oldest {
-                self.keys.remove(&oldest);
-            }
-        }
         self.keys.insert(key.id, (generation, key));
         true
+    }
+
+    /// Keeps the keys `keep` says yes to and returns the ids of those dropped (their
+    /// secrets are zeroized as they go).
+    pub fn retain(&mut self, mut keep: impl FnMut(&EpochId, u64) -> bool) -> Vec<EpochId> {
+        let mut dropped = Vec::new();
+        self.keys.retain(|id, (generation, _)| {
+            let kept = keep(id, *generation);
+            if !kept {
+                dropped.push(*id);
+            }
+            kept
+        });
+        dropped
     }
 
     pub fn get(&self, id: &EpochId) -> Option<&EpochKey> {
@@ -285,16 +291,20 @@ mod tests {
     }
 
     #[test]
-    fn key_ring_is_bounded_and_drops_lowest_generation() {
+    fn key_ring_evicts_nothing_by_count_and_retires_on_request() {
         let mut rng = SeededRng::new(4);
         let hood = HoodId([1; 32]);
         let mut ring = KeyRing::new();
         let first = EpochKey::generate(&hood, &mut rng);
-        ring.insert(0, first.clone());
-        for generation in 1..=MAX_EPOCHS as u64 {
+        ring.insert(1, first.clone());
+        // Many keys of higher generations do not push the first one out.
+        for generation in 2..=600u64 {
             ring.insert(generation, EpochKey::generate(&hood, &mut rng));
         }
-        assert_eq!(ring.len(), MAX_EPOCHS);
+        assert_eq!(ring.len(), 600);
+        assert!(ring.contains(&first.id()));
+        let dropped = ring.retain(|_, generation| generation > 1);
+        assert_eq!(dropped, vec![first.id()]);
         assert!(!ring.contains(&first.id()));
     }
 }

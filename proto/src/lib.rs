@@ -53,7 +53,7 @@ pub mod domain {
     pub const ITEM: &[u8] = b"porchlight-v1-item\0";
     pub const TICKET: &[u8] = b"porchlight-v1-ticket\0";
     pub const JOIN_REQUEST: &[u8] = b"porchlight-v1-join-request\0";
-    pub const HOOD_ID: &[u8] = b"porchlight-v1-hood-id\0";
+    pub const HOOD_ID: &[u8] = b"porchlight-v2-hood-id\0";
     pub const EPOCH_ID: &[u8] = b"porchlight-v1-epoch-id\0";
     pub const WRAP: &[u8] = b"porchlight-v1-epoch-wrap\0";
     pub const ITEM_ID: &[u8] = b"porchlight-v1-item-id\0";
@@ -75,8 +75,11 @@ pub mod limits {
     /// Most membership operations one member may sign, so that no one member can fill
     /// the roster and block removals.
     pub const MAX_OPS_PER_MEMBER: usize = 2_000;
-    /// Most epochs a key ring keeps, and a join hands over.
+    /// Most epochs a join hands over, and a key ring keeps (a ring never evicts the
+    /// sealing epoch; the node retires keys by expiry long before this bound).
     pub const MAX_EPOCHS: usize = 256;
+    /// Most causal parents one membership operation names.
+    pub const MAX_PARENTS: usize = 16;
     /// Largest `Welcome` on the wire.
     pub const MAX_WELCOME_BYTES: usize = 8 * 1024 * 1024;
     /// How far in the future an item's `created_at` may be, for clock skew.

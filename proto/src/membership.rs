@@ -1,21 +1,31 @@
-//! Membership: signed operations and the [`Roster`], a deterministic fold over their *set*.
+//! Membership: signed operations in a causal graph, and the [`Roster`], a deterministic
+//! fold over that graph.
 //!
-//! The rules (`docs/protocol.md` § Membership has the long form):
-//! - The genesis names the founder, who is the first member and an admin.
-//! - A `Join` admits its joiner when its author and the ticket's inviter were admitted
-//!   and the policy lets the inviter invite. A ticket admits once: of all joins that
-//!   carry one ticket, only the one with the lowest op id counts.
-//! - A `Promote` by an admin makes a member an admin.
-//! - Admission and promotion are computed as a least fixed point, so the order in which
-//!   operations arrive cannot matter.
-//! - A `Remove` by a member the policy allows (or by the target, to leave) removes the
-//!   target for good: removal wins over every join, also a concurrent one.
-//! - Epochs come from the genesis and from `Rekey`s. An epoch is *clean* when everyone
-//!   who was ever handed its key is still a member. Members seal under the clean epoch
-//!   with the highest `(generation, id)`; if that is not the newest epoch, or a member
-//!   lacks its key, the roster asks for a rekey.
+//! The rules (`docs/protocol.md` § Membership has the long form and the reasoning):
+//! - The genesis names the founder, the hood's name and policy; the hood id commits to
+//!   all of it. The founder's first `Rekey` makes the first epoch.
+//! - Every other operation names its **causal parents**: the heads of the graph its
+//!   author had seen. A node holds an operation only once it holds all its parents.
+//! - Validation checks signature, structure and bounds only, so every node stores the
+//!   same set. Whether an operation **takes effect** is decided by the fold: operations
+//!   are applied in a deterministic topological order (parents first, ties by op id), each
+//!   against the state the operations before it made. Its author must be a member then,
+//!   and the operation allowed by the policy.
+//! - **Strong removal**: a `Remove` that takes effect voids every operation of the removed
+//!   member that is not in its causal past (made concurrently, or later), and with them
+//!   whatever depended on them (a member only they admitted is never admitted). The one
+//!   exception is a counter-removal: when two members remove each other concurrently,
+//!   both are removed.
+//! - A `Join` admits a non-member with a ticket that was not used before, from an inviter
+//!   and by an admitter the policy lets invite, made before the ticket expired, and hands
+//!   over only epochs the roster defines, at their generation.
+//! - A `Rekey` defines an epoch at most one generation past the newest.
+//! - An epoch is *clean* when everyone its key was handed to by an operation that took
+//!   effect is still a member; members seal under the clean epoch with the highest
+//!   `(generation, id)`, preferring one that every member holds.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 
 use rand_core::CryptoRng;
 use serde::{Deserialize, Serialize};
@@ -28,13 +38,14 @@ use crate::invite::{InviteError, SignedTicket, Ticket, TicketId};
 use crate::item::{Body, Item, Kind, OpId};
 use crate::keys::{self, EpochId, EpochKey, EpochWrap, KeyError, KeyRing, Wrap};
 use crate::limits::{
-    MAX_EPOCHS, MAX_MEMBERS, MAX_NAME_BYTES, MAX_OPS, MAX_OPS_PER_MEMBER, MAX_WELCOME_BYTES,
+    MAX_EPOCHS, MAX_MEMBERS, MAX_NAME_BYTES, MAX_OPS, MAX_PARENTS, MAX_WELCOME_BYTES,
 };
 
 /// Largest join request on the wire.
 pub const MAX_JOIN_REQUEST_BYTES: usize = 2048;
 
-/// The hood's first operation, signed by its founder.
+/// The hood's first operation, signed by its founder. The hood id is derived from the
+/// founder and these exact bytes ([`HoodId::derive`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Genesis {
     pub salt: [u8; 32],
@@ -43,10 +54,6 @@ pub struct Genesis {
     pub founder_name: String,
     pub founder_key: ExchangeKey,
     pub policy: Policy,
-    /// Epoch 0, wrapped to the founder, so that every key a member holds comes from an
-    /// operation in the log.
-    pub epoch: EpochId,
-    pub wrap: Wrap,
 }
 
 /// What a would-be member presents to the join protocol: the ticket, their exchange key
@@ -90,11 +97,15 @@ impl JoinRequest {
         ]
     }
 
-    /// Checks the ticket's signature, the name and the joiner's proof; returns the ticket.
-    /// Expiry and reuse are the roster's to judge.
+    /// Checks the ticket's signature, the name, the exchange key (one HPKE can wrap to)
+    /// and the joiner's proof; returns the ticket. Expiry and reuse are the roster's to
+    /// judge.
     pub fn verify(&self) -> Result<Ticket, MembershipError> {
         let ticket = self.ticket.open().map_err(MembershipError::Ticket)?;
         check_text("name", &self.name, MAX_NAME_BYTES, false).map_err(MembershipError::Field)?;
+        if !self.exchange_key.is_usable() {
+            return Err(MembershipError::BadExchangeKey);
+        }
         if !self.joiner.verify(
             &Self::proof_parts(&ticket, &self.exchange_key, &self.name),
             &self.proof,
@@ -116,6 +127,7 @@ impl JoinRequest {
 /// A member admits a joiner, and hands them the epoch keys it holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Join {
+    pub parents: Vec<OpId>,
     pub created_at: u64,
     pub request: JoinRequest,
     pub wraps: Vec<EpochWrap>,
@@ -123,12 +135,14 @@ pub struct Join {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Remove {
+    pub parents: Vec<OpId>,
     pub created_at: u64,
     pub target: MemberId,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Promote {
+    pub parents: Vec<OpId>,
     pub created_at: u64,
     pub target: MemberId,
 }
@@ -136,6 +150,7 @@ pub struct Promote {
 /// A fresh epoch key, wrapped to each member.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rekey {
+    pub parents: Vec<OpId>,
     pub created_at: u64,
     pub generation: u64,
     pub epoch: EpochId,
@@ -159,6 +174,17 @@ impl Op {
             Op::Remove(o) => o.created_at,
             Op::Promote(o) => o.created_at,
             Op::Rekey(o) => o.created_at,
+        }
+    }
+
+    /// The operation's causal parents (none for the genesis).
+    pub fn parents(&self) -> &[OpId] {
+        match self {
+            Op::Genesis(_) => &[],
+            Op::Join(o) => &o.parents,
+            Op::Remove(o) => &o.parents,
+            Op::Promote(o) => &o.parents,
+            Op::Rekey(o) => &o.parents,
         }
     }
 }
@@ -232,12 +258,22 @@ pub enum MembershipError {
     TicketForAnotherHood,
     #[error("the joiner's proof of key does not verify")]
     BadProof,
+    #[error("the joiner's exchange key is not one an epoch key can be wrapped to")]
+    BadExchangeKey,
     #[error("a wrap in the operation is addressed to the wrong member")]
     MisaddressedWrap,
+    #[error("a join hands over the same epoch twice")]
+    DuplicateWrap,
     #[error(
         "a rekey must have generation 1 or more, wrap to its author, and no duplicate recipients"
     )]
     BadRekey,
+    #[error(
+        "an operation must name 1 to {MAX_PARENTS} causal parents, in increasing order, each once"
+    )]
+    BadParents,
+    #[error("a causal parent of the operation is not known here yet")]
+    MissingParents,
     #[error("the roster is full ({0} operations)")]
     TooManyOps(usize),
     #[error("not allowed: {0}")]
@@ -246,7 +282,7 @@ pub enum MembershipError {
     Key(KeyError),
 }
 
-/// Why the roster refuses an operation from its author, as things stand.
+/// Why an operation takes no effect (in the fold), or why a member may not make it now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Denied {
     #[error("the author is not a current member")]
@@ -261,22 +297,30 @@ pub enum Denied {
     NotAdmin,
     #[error("the target is not a member")]
     TargetNotMember,
+    #[error("the target is an admin already")]
+    AlreadyAdmin,
     #[error("the invite expired before the join")]
     TicketExpired,
-    #[error("the invite was already used by someone else")]
+    #[error("the invite was already used")]
     TicketReused,
     #[error("a removed member cannot join again")]
     JoinerRemoved,
-    #[error("a rekey wraps to someone who is not a member")]
-    WrapToNonMember,
+    #[error("the joiner is a member already")]
+    AlreadyMember,
+    #[error(
+        "a join hands over a key for an epoch the hood does not have, or at the wrong generation"
+    )]
+    UnknownEpochWrap,
+    #[error("a rekey wraps to someone who was never a member")]
+    WrapToStranger,
+    #[error("a rekey repeats an existing epoch")]
+    DuplicateEpoch,
     #[error("a hood has exactly one genesis")]
     SecondGenesis,
     #[error("a rekey's generation is more than one past the newest epoch")]
     GenerationTooHigh,
-    #[error("a rekey must wrap the new key to every current member")]
-    RekeyMissesMember,
-    #[error("the author has made too many membership operations")]
-    TooManyOps,
+    #[error("the operation was voided by its author's removal")]
+    Voided,
 }
 
 /// A member as the roster knows them.
@@ -291,7 +335,7 @@ pub struct Member {
     pub invited_by: Option<MemberId>,
 }
 
-/// An epoch and who was ever handed its key.
+/// An epoch and who was handed its key by an operation that took effect.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Epoch {
     pub id: EpochId,
@@ -309,30 +353,220 @@ pub struct VerifiedOp {
     pub ticket: Option<Ticket>,
 }
 
+/// What the fold derives from the operation set.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct State {
+    members: BTreeMap<MemberId, Member>,
+    removed: BTreeSet<MemberId>,
+    epochs: BTreeMap<EpochId, Epoch>,
+    tickets: BTreeMap<TicketId, MemberId>,
+    /// Operations that took effect.
+    effective: BTreeSet<OpId>,
+    /// Operations voided by their author's removal.
+    void: BTreeSet<OpId>,
+    /// Why each operation that took no effect did not.
+    denied: BTreeMap<OpId, Denied>,
+    /// Who removed each removed member, and by which operation.
+    removed_by: BTreeMap<MemberId, (MemberId, OpId)>,
+}
+
+impl State {
+    fn is_admin(&self, id: &MemberId) -> bool {
+        self.members.get(id).is_some_and(|m| m.admin)
+    }
+
+    /// One past the highest generation. Saturating: a member may publish generation
+    /// `u64::MAX`, and the rekey after it must still be a valid operation.
+    fn next_generation(&self) -> u64 {
+        self.epochs
+            .values()
+            .map(|e| e.generation)
+            .max()
+            .unwrap_or(0)
+            .saturating_add(1)
+    }
+
+    /// Whether `author` may perform `op` in this state.
+    fn check(
+        &self,
+        policy: &Policy,
+        author: &MemberId,
+        op: &Op,
+        ticket: Option<&Ticket>,
+    ) -> Result<(), Denied> {
+        if !self.members.contains_key(author) {
+            return Err(Denied::AuthorNotMember);
+        }
+        match op {
+            Op::Genesis(_) => Err(Denied::SecondGenesis),
+            Op::Join(join) => {
+                let ticket = ticket.ok_or(Denied::InviterNotMember)?;
+                let inviter = self
+                    .members
+                    .get(&ticket.inviter)
+                    .ok_or(Denied::InviterNotMember)?;
+                // Both the ticket's inviter and the member who admits on it.
+                if !policy.invite.allows(inviter.admin)
+                    || !policy.invite.allows(self.is_admin(author))
+                {
+                    return Err(Denied::PolicyForbidsInvite);
+                }
+                if join.created_at > ticket.expires_at {
+                    return Err(Denied::TicketExpired);
+                }
+                let joiner = join.request.joiner;
+                if self.removed.contains(&joiner) {
+                    return Err(Denied::JoinerRemoved);
+                }
+                if self.members.contains_key(&joiner) {
+                    return Err(Denied::AlreadyMember);
+                }
+                if self.tickets.contains_key(&ticket.id) {
+                    return Err(Denied::TicketReused);
+                }
+                for w in &join.wraps {
+                    match self.epochs.get(&w.epoch) {
+                        Some(e) if e.generation == w.generation => {}
+                        _ => return Err(Denied::UnknownEpochWrap),
+                    }
+                }
+                Ok(())
+            }
+            Op::Remove(r) => {
+                if !self.members.contains_key(&r.target) {
+                    return Err(Denied::TargetNotMember);
+                }
+                if *author != r.target && !policy.remove.allows(self.is_admin(author)) {
+                    return Err(Denied::PolicyForbidsRemove);
+                }
+                Ok(())
+            }
+            Op::Promote(p) => {
+                if !self.is_admin(author) {
+                    return Err(Denied::NotAdmin);
+                }
+                match self.members.get(&p.target) {
+                    None => Err(Denied::TargetNotMember),
+                    Some(m) if m.admin => Err(Denied::AlreadyAdmin),
+                    Some(_) => Ok(()),
+                }
+            }
+            Op::Rekey(r) => {
+                // At most one past the newest epoch: a member cannot jump the order
+                // that decides which epoch everyone seals under.
+                if r.generation > self.next_generation() {
+                    return Err(Denied::GenerationTooHigh);
+                }
+                if self.epochs.contains_key(&r.epoch) {
+                    return Err(Denied::DuplicateEpoch);
+                }
+                // A wrap to a member removed concurrently is honest (the rekeyer had not
+                // heard): the epoch is made, and is not clean. A wrap to someone who was
+                // never admitted is not.
+                if r.wraps
+                    .iter()
+                    .any(|w| !self.members.contains_key(&w.to) && !self.removed.contains(&w.to))
+                {
+                    return Err(Denied::WrapToStranger);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Applies an operation that [`State::check`] allowed.
+    fn apply(&mut self, id: OpId, author: MemberId, op: &Op, ticket: Option<&Ticket>) {
+        match op {
+            Op::Genesis(_) => {}
+            Op::Join(join) => {
+                let joiner = join.request.joiner;
+                self.members.insert(
+                    joiner,
+                    Member {
+                        id: joiner,
+                        exchange_key: join.request.exchange_key,
+                        name: join.request.name.clone(),
+                        admin: false,
+                        joined_at: join.created_at,
+                        invited_by: ticket.map(|t| t.inviter),
+                    },
+                );
+                if let Some(ticket) = ticket {
+                    self.tickets.insert(ticket.id, joiner);
+                }
+                // The admitter holds what it hands over.
+                for w in &join.wraps {
+                    if let Some(e) = self.epochs.get_mut(&w.epoch) {
+                        e.holders.insert(joiner);
+                        e.holders.insert(author);
+                    }
+                }
+            }
+            Op::Remove(r) => {
+                self.members.remove(&r.target);
+                self.removed.insert(r.target);
+            }
+            Op::Promote(p) => {
+                if let Some(m) = self.members.get_mut(&p.target) {
+                    m.admin = true;
+                }
+            }
+            Op::Rekey(r) => {
+                let holders = r.wraps.iter().map(|w| w.to).chain([author]).collect();
+                self.epochs.insert(
+                    r.epoch,
+                    Epoch {
+                        id: r.epoch,
+                        generation: r.generation,
+                        created_at: r.created_at,
+                        holders,
+                    },
+                );
+            }
+        }
+        self.effective.insert(id);
+    }
+}
+
 /// The membership state: a pure function of the set of operations inserted so far.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Roster {
     hood: HoodId,
     genesis: OpId,
-    name: String,
-    policy: Policy,
+    genesis_op: Genesis,
     founder: MemberId,
     ops: BTreeMap<OpId, VerifiedOp>,
-    // Derived by `refold`.
-    members: BTreeMap<MemberId, Member>,
+    /// Operations no other operation in the set names as a parent.
+    heads: BTreeSet<OpId>,
+    /// Each author's operations.
+    authored: BTreeMap<MemberId, BTreeSet<OpId>>,
+    /// The joins on each inviter's tickets.
+    invited: BTreeMap<MemberId, BTreeSet<OpId>>,
+    /// The founder and everyone some `Join` in the set admits, whether or not it took
+    /// effect: whose operations the set takes (the fold decides what they do).
+    known: BTreeSet<MemberId>,
+    // Derived by the fold.
+    state: State,
     /// Members' decompressed keys, for `verify_item`.
     verifiers: BTreeMap<MemberId, ed25519_dalek::VerifyingKey>,
-    removed: BTreeSet<MemberId>,
-    epochs: BTreeMap<EpochId, Epoch>,
-    tickets: BTreeMap<TicketId, MemberId>,
 }
 
-/// A new hood: the signed genesis, its id and epoch 0's key.
+/// A new hood: the signed genesis, the founder's first rekey, its id and that epoch's key.
 #[derive(Debug, Clone)]
 pub struct NewHood {
     pub genesis: Item,
+    pub rekey: Item,
     pub hood: HoodId,
     pub epoch: EpochKey,
+}
+
+impl NewHood {
+    /// The new hood's roster: its genesis and the founder's first rekey.
+    pub fn roster(&self) -> Result<Roster, MembershipError> {
+        let mut roster = Roster::from_genesis(&self.genesis)?;
+        roster.insert(&self.rekey)?;
+        Ok(roster)
+    }
 }
 
 /// Founds a hood. `created_at` is now; randomness comes from `rng`.
@@ -346,10 +580,6 @@ pub fn found(
 ) -> Result<NewHood, MembershipError> {
     let mut salt = [0u8; 32];
     rng.fill_bytes(&mut salt);
-    let hood = HoodId::derive(&keys.id(), &salt);
-    let epoch = EpochKey::generate(&hood, rng);
-    let wrap = keys::wrap(&epoch, &hood, keys.id(), &keys.exchange_key(), rng)
-        .map_err(MembershipError::Key)?;
     let genesis = Genesis {
         salt,
         created_at,
@@ -357,29 +587,45 @@ pub fn found(
         founder_name: founder_name.to_owned(),
         founder_key: keys.exchange_key(),
         policy,
-        epoch: epoch.id(),
-        wrap,
     };
-    check_genesis(&genesis).map_err(MembershipError::Field)?;
-    let item = Item::sign(keys, &hood, &Body::Membership(Op::Genesis(genesis)));
+    check_genesis(&genesis)?;
+    let body = Body::Membership(Op::Genesis(genesis));
+    let hood = HoodId::derive(&keys.id(), &body.encode());
+    let genesis = Item::sign(keys, &hood, &body);
+    let roster = Roster::from_genesis(&genesis)?;
+    let (rekey, epoch, _) = roster.rekey(keys, created_at, rng)?;
     Ok(NewHood {
-        genesis: item,
+        genesis,
+        rekey,
         hood,
         epoch,
     })
 }
 
-fn check_genesis(g: &Genesis) -> Result<(), FieldError> {
-    check_text("hood name", &g.name, MAX_NAME_BYTES, false)?;
+fn check_genesis(g: &Genesis) -> Result<(), MembershipError> {
+    let field = MembershipError::Field;
+    check_text("hood name", &g.name, MAX_NAME_BYTES, false).map_err(field)?;
     if g.name.trim().is_empty() {
-        return Err(FieldError::Empty { what: "hood name" });
+        return Err(field(FieldError::Empty { what: "hood name" }));
     }
-    check_text("founder name", &g.founder_name, MAX_NAME_BYTES, false)?;
-    g.policy.check()
+    check_text("founder name", &g.founder_name, MAX_NAME_BYTES, false).map_err(field)?;
+    g.policy.check().map_err(field)?;
+    if !g.founder_key.is_usable() {
+        return Err(MembershipError::BadExchangeKey);
+    }
+    Ok(())
 }
 
-/// Verifies an item as a membership operation of `hood` and checks its structure (all
-/// that does not depend on the roster's state).
+fn check_parents(parents: &[OpId]) -> Result<(), MembershipError> {
+    if parents.is_empty() || parents.len() > MAX_PARENTS || parents.windows(2).any(|w| w[0] >= w[1])
+    {
+        return Err(MembershipError::BadParents);
+    }
+    Ok(())
+}
+
+/// Verifies an item as a membership operation of `hood` and checks its structure: all
+/// that does not depend on other operations.
 pub fn verify_op(hood: &HoodId, item: &Item) -> Result<VerifiedOp, MembershipError> {
     if item.kind != Kind::Membership {
         return Err(MembershipError::NotAnOp);
@@ -394,15 +640,13 @@ pub fn verify_op(hood: &HoodId, item: &Item) -> Result<VerifiedOp, MembershipErr
     let mut ticket = None;
     match &op {
         Op::Genesis(g) => {
-            check_genesis(g).map_err(MembershipError::Field)?;
-            if HoodId::derive(&item.author, &g.salt) != *hood {
+            check_genesis(g)?;
+            if HoodId::derive(&item.author, &item.body) != *hood {
                 return Err(MembershipError::WrongGenesis);
-            }
-            if g.wrap.to != item.author {
-                return Err(MembershipError::MisaddressedWrap);
             }
         }
         Op::Join(j) => {
+            check_parents(&j.parents)?;
             let t = j.request.verify()?;
             if t.hood != *hood {
                 return Err(MembershipError::TicketForAnotherHood);
@@ -411,9 +655,14 @@ pub fn verify_op(hood: &HoodId, item: &Item) -> Result<VerifiedOp, MembershipErr
             if j.wraps.iter().any(|w| w.wrap.to != j.request.joiner) {
                 return Err(MembershipError::MisaddressedWrap);
             }
+            let epochs: BTreeSet<EpochId> = j.wraps.iter().map(|w| w.epoch).collect();
+            if epochs.len() != j.wraps.len() {
+                return Err(MembershipError::DuplicateWrap);
+            }
             ticket = Some(t);
         }
         Op::Rekey(r) => {
+            check_parents(&r.parents)?;
             check_len("rekey wraps", r.wraps.len(), MAX_MEMBERS).map_err(MembershipError::Field)?;
             let recipients: BTreeSet<MemberId> = r.wraps.iter().map(|w| w.to).collect();
             if r.generation == 0
@@ -423,7 +672,8 @@ pub fn verify_op(hood: &HoodId, item: &Item) -> Result<VerifiedOp, MembershipErr
                 return Err(MembershipError::BadRekey);
             }
         }
-        Op::Remove(_) | Op::Promote(_) => {}
+        Op::Remove(r) => check_parents(&r.parents)?,
+        Op::Promote(p) => check_parents(&p.parents)?,
     }
     Ok(VerifiedOp {
         item: item.clone(),
@@ -444,155 +694,206 @@ impl Roster {
 
     /// A roster holding only its genesis.
     pub fn from_genesis(genesis: &Item) -> Result<Roster, MembershipError> {
-        let Body::Membership(Op::Genesis(g)) =
-            genesis.body().map_err(MembershipError::Malformed)?
-        else {
+        if genesis.kind != Kind::Membership {
+            return Err(MembershipError::NoGenesis);
+        }
+        let hood = HoodId::derive(&genesis.author, &genesis.body);
+        let stored = verify_op(&hood, genesis)?;
+        let Op::Genesis(g) = stored.op.clone() else {
             return Err(MembershipError::NoGenesis);
         };
-        let hood = HoodId::derive(&genesis.author, &g.salt);
-        let stored = verify_op(&hood, genesis)?;
         let id = genesis.op_id();
+        let founder = genesis.author;
         let mut roster = Roster {
             hood,
             genesis: id,
-            name: g.name.clone(),
-            policy: g.policy,
-            founder: genesis.author,
+            genesis_op: g,
+            founder,
             ops: BTreeMap::from([(id, stored)]),
-            members: BTreeMap::new(),
+            heads: BTreeSet::from([id]),
+            authored: BTreeMap::from([(founder, BTreeSet::from([id]))]),
+            invited: BTreeMap::new(),
+            known: BTreeSet::from([founder]),
+            state: State::default(),
             verifiers: BTreeMap::new(),
-            removed: BTreeSet::new(),
-            epochs: BTreeMap::new(),
-            tickets: BTreeMap::new(),
         };
         roster.refold();
         Ok(roster)
     }
 
     /// The roster of `hood` from a set of operations in any order (a `Welcome`, or the
-    /// store at start-up). Every item must be a valid operation of the hood.
+    /// store at start-up). Every item must be a valid operation of the hood, and the set
+    /// causally complete (every parent in it).
     pub fn from_items<'a>(
         hood: &HoodId,
         items: impl IntoIterator<Item = &'a Item>,
     ) -> Result<Roster, MembershipError> {
-        let items: Vec<&Item> = items.into_iter().collect();
-        let genesis = items
-            .iter()
-            .find(|item| {
-                matches!(item.body(), Ok(Body::Membership(Op::Genesis(g)))
-                    if HoodId::derive(&item.author, &g.salt) == *hood)
-            })
-            .ok_or(MembershipError::NoGenesis)?;
-        let mut roster = Roster::from_genesis(genesis)?;
+        let mut pending: BTreeMap<OpId, &Item> = BTreeMap::new();
+        let mut genesis = None;
         for item in items {
-            roster.insert_quiet(item)?;
+            if item.kind == Kind::Membership && HoodId::derive(&item.author, &item.body) == *hood {
+                genesis = Some(item);
+            } else {
+                pending.insert(item.op_id(), item);
+            }
+        }
+        let mut roster = Roster::from_genesis(genesis.ok_or(MembershipError::NoGenesis)?)?;
+        // Parents first (depth-first over what is pending), then one fold at the end.
+        let ids: Vec<OpId> = pending.keys().copied().collect();
+        for id in ids {
+            let mut stack = vec![id];
+            while let Some(next) = stack.last().copied() {
+                let Some(item) = pending.get(&next).copied() else {
+                    stack.pop();
+                    continue;
+                };
+                let verified = verify_op(hood, item)?;
+                let missing: Vec<OpId> = verified
+                    .op
+                    .parents()
+                    .iter()
+                    .filter(|p| !roster.ops.contains_key(p))
+                    .copied()
+                    .collect();
+                if missing.is_empty() {
+                    roster.add(next, verified)?;
+                    pending.remove(&next);
+                    stack.pop();
+                } else {
+                    for p in missing {
+                        if !pending.contains_key(&p) || stack.contains(&p) {
+                            return Err(MembershipError::MissingParents);
+                        }
+                        stack.push(p);
+                    }
+                }
+            }
         }
         roster.refold();
         Ok(roster)
     }
 
     /// Adds an operation to the set and recomputes the roster. Returns whether it was
-    /// new. Authorization is not checked here (the fold decides what an operation does);
-    /// `validate` gates what comes off the network with [`Roster::authorize`].
+    /// new. Authorization is not checked here: the fold decides what an operation does.
     pub fn insert(&mut self, item: &Item) -> Result<bool, MembershipError> {
-        let new = self.insert_quiet(item)?;
-        if new {
-            self.refold();
-        }
-        Ok(new)
-    }
-
-    fn insert_quiet(&mut self, item: &Item) -> Result<bool, MembershipError> {
         let id = item.op_id();
         if self.ops.contains_key(&id) {
             return Ok(false);
         }
-        if self.ops.len() >= MAX_OPS {
-            return Err(MembershipError::TooManyOps(self.ops.len()));
+        let verified = verify_op(&self.hood, item)?;
+        if verified
+            .op
+            .parents()
+            .iter()
+            .any(|p| !self.ops.contains_key(p))
+        {
+            return Err(MembershipError::MissingParents);
         }
-        let stored = verify_op(&self.hood, item)?;
-        if matches!(stored.op, Op::Genesis(_)) {
-            return Err(MembershipError::SecondGenesis);
+        // An operation that names every head comes after everything in the set, so the
+        // fold so far stands and only it needs applying; anything else may reorder
+        // concurrent operations, so the fold runs again.
+        let last = verified
+            .op
+            .parents()
+            .iter()
+            .copied()
+            .collect::<BTreeSet<_>>()
+            == self.heads;
+        self.add(id, verified)?;
+        if last {
+            self.apply_last(id);
+        } else {
+            self.refold();
         }
-        self.ops.insert(id, stored);
         Ok(true)
     }
 
-    /// Recomputes everything derived from the set of operations. Deterministic: it reads
-    /// the set in op-id order and computes least fixed points.
-    fn refold(&mut self) {
-        let policy = self.policy;
-        let founder = self.founder;
-        // The first join per ticket, in op-id order, is the only one that can count.
-        let mut per_ticket: BTreeMap<TicketId, (OpId, &VerifiedOp, &Join, &Ticket)> =
-            BTreeMap::new();
-        let mut promotes = Vec::new();
-        let mut removes = Vec::new();
+    /// Adds a verified operation whose parents are all present, without folding.
+    fn add(&mut self, id: OpId, verified: VerifiedOp) -> Result<(), MembershipError> {
+        if self.ops.len() >= MAX_OPS {
+            return Err(MembershipError::TooManyOps(self.ops.len()));
+        }
+        if matches!(verified.op, Op::Genesis(_)) {
+            return Err(MembershipError::SecondGenesis);
+        }
+        for p in verified.op.parents() {
+            self.heads.remove(p);
+        }
+        self.heads.insert(id);
+        self.authored
+            .entry(verified.item.author)
+            .or_default()
+            .insert(id);
+        if let Op::Join(j) = &verified.op {
+            self.known.insert(j.request.joiner);
+        }
+        if let Some(ticket) = &verified.ticket {
+            self.invited.entry(ticket.inviter).or_default().insert(id);
+        }
+        self.ops.insert(id, verified);
+        Ok(())
+    }
+
+    /// The deterministic topological order of the set: parents first; among operations
+    /// whose parents are all placed, the lowest op id.
+    fn order(&self) -> Vec<OpId> {
+        let mut waiting: BTreeMap<OpId, usize> = BTreeMap::new();
+        let mut children: BTreeMap<OpId, Vec<OpId>> = BTreeMap::new();
+        let mut ready = BinaryHeap::new();
         for (id, stored) in &self.ops {
-            match (&stored.op, &stored.ticket) {
-                (Op::Join(join), Some(ticket)) => {
-                    per_ticket
-                        .entry(ticket.id)
-                        .or_insert((*id, stored, join, ticket));
+            let parents = stored.op.parents();
+            if parents.is_empty() {
+                ready.push(Reverse(*id));
+            } else {
+                waiting.insert(*id, parents.len());
+                for p in parents {
+                    children.entry(*p).or_default().push(*id);
                 }
-                (Op::Promote(p), _) => promotes.push((stored.item.author, p.target)),
-                (Op::Remove(r), _) => removes.push((stored.item.author, r.target)),
-                _ => {}
             }
         }
-
-        let mut admitted: BTreeSet<MemberId> = BTreeSet::from([founder]);
-        let mut admins: BTreeSet<MemberId> = BTreeSet::from([founder]);
-        let mut tickets: BTreeMap<TicketId, MemberId> = BTreeMap::new();
-        // Least fixed point: admission and promotion only ever grow the sets.
-        loop {
-            let mut changed = false;
-            for (ticket_id, (_, stored, join, ticket)) in &per_ticket {
-                if tickets.contains_key(ticket_id) {
-                    continue;
+        let mut order = Vec::with_capacity(self.ops.len());
+        while let Some(Reverse(id)) = ready.pop() {
+            order.push(id);
+            for child in children.get(&id).map(Vec::as_slice).unwrap_or_default() {
+                if let Some(n) = waiting.get_mut(child) {
+                    *n -= 1;
+                    if *n == 0 {
+                        waiting.remove(child);
+                        ready.push(Reverse(*child));
+                    }
                 }
-                let inviter = ticket.inviter;
-                if admitted.contains(&stored.item.author)
-                    && admitted.contains(&inviter)
-                    && policy.invite.allows(admins.contains(&inviter))
-                    && join.created_at <= ticket.expires_at
-                {
-                    tickets.insert(*ticket_id, join.request.joiner);
-                    admitted.insert(join.request.joiner);
-                    changed = true;
-                }
-            }
-            for (author, target) in &promotes {
-                if admins.contains(author) && admitted.contains(target) && admins.insert(*target) {
-                    changed = true;
-                }
-            }
-            if !changed {
-                break;
             }
         }
+        order
+    }
 
-        let removed: BTreeSet<MemberId> = removes
-            .iter()
-            .filter(|(author, target)| {
-                admitted.contains(author)
-                    && admitted.contains(target)
-                    && (author == target || policy.remove.allows(admins.contains(author)))
-            })
-            .map(|(_, target)| *target)
-            .collect();
+    /// Every operation `id` causally follows.
+    fn ancestors(&self, id: &OpId) -> BTreeSet<OpId> {
+        let mut seen = BTreeSet::new();
+        let mut stack: Vec<OpId> = self.ops[id].op.parents().to_vec();
+        while let Some(next) = stack.pop() {
+            if seen.insert(next)
+                && let Some(stored) = self.ops.get(&next)
+            {
+                stack.extend_from_slice(stored.op.parents());
+            }
+        }
+        seen
+    }
 
-        // Member details: the founder from the genesis; each joiner from the applied join
-        // with the lowest op id that admitted them.
-        let mut members: BTreeMap<MemberId, Member> = BTreeMap::new();
-        if let Some(VerifiedOp {
-            op: Op::Genesis(g), ..
-        }) = self.ops.get(&self.genesis)
-        {
-            members.insert(
-                founder,
+    /// Applies one operation to `state`; returns whether it took effect.
+    fn step(&self, state: &mut State, id: &OpId) -> bool {
+        let stored = &self.ops[id];
+        let author = stored.item.author;
+        if let Op::Genesis(g) = &stored.op {
+            if *id != self.genesis {
+                state.denied.insert(*id, Denied::SecondGenesis);
+                return false;
+            }
+            state.members.insert(
+                author,
                 Member {
-                    id: founder,
+                    id: author,
                     exchange_key: g.founder_key,
                     name: g.founder_name.clone(),
                     admin: true,
@@ -600,166 +901,165 @@ impl Roster {
                     invited_by: None,
                 },
             );
+            state.effective.insert(*id);
+            return true;
         }
-        let mut applied: Vec<(OpId, &Join, &Ticket)> = per_ticket
+        if let Err(why) = state.check(
+            &self.genesis_op.policy,
+            &author,
+            &stored.op,
+            stored.ticket.as_ref(),
+        ) && !self.is_counter_removal(state, id)
+        {
+            state.denied.insert(*id, why);
+            return false;
+        }
+        if let Op::Remove(r) = &stored.op {
+            state.removed_by.insert(r.target, (author, *id));
+        }
+        state.apply(*id, author, &stored.op, stored.ticket.as_ref());
+        true
+    }
+
+    /// Whether `id` removes the member who removed its author, concurrently: the one
+    /// case where a removed author's operation still takes effect (both go). It must
+    /// have been allowed to its author before that removal, and the target still be a
+    /// member.
+    fn is_counter_removal(&self, state: &State, id: &OpId) -> bool {
+        let stored = &self.ops[id];
+        let Op::Remove(r) = &stored.op else {
+            return false;
+        };
+        let author = stored.item.author;
+        match state.removed_by.get(&author) {
+            Some((remover, removal)) if *remover == r.target => {
+                state.members.contains_key(&r.target)
+                    && !self.ancestors(id).contains(removal)
+                    && (author == r.target
+                        || self
+                            .genesis_op
+                            .policy
+                            .remove
+                            .allows(self.was_admin(state, &author)))
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether a removed member was an admin when removed: promoted by an operation that
+    /// took effect, or the founder.
+    fn was_admin(&self, state: &State, member: &MemberId) -> bool {
+        *member == self.founder
+            || state
+                .effective
+                .iter()
+                .any(|id| matches!(&self.ops[id].op, Op::Promote(p) if p.target == *member))
+    }
+
+    /// The operations a removal `id` of `target` by `remover` voids: the target's
+    /// operations outside its causal past, except a counter-removal of the remover, and
+    /// joins on the target's tickets outside it (an invitation is the inviter's act,
+    /// whoever admits on it).
+    fn voided_by(&self, id: &OpId, remover: MemberId, target: MemberId) -> Vec<OpId> {
+        let ancestors = self.ancestors(id);
+        let none = BTreeSet::new();
+        let theirs = self.authored.get(&target).unwrap_or(&none);
+        let invited = self.invited.get(&target).unwrap_or(&none);
+        theirs
             .iter()
-            .filter(|(ticket_id, _)| tickets.contains_key(*ticket_id))
-            .map(|(_, (id, _, join, ticket))| (*id, *join, *ticket))
-            .collect();
-        applied.sort_by_key(|(id, _, _)| *id);
-        for (_, join, ticket) in applied {
-            let joiner = join.request.joiner;
-            members.entry(joiner).or_insert_with(|| Member {
-                id: joiner,
-                exchange_key: join.request.exchange_key,
-                name: join.request.name.clone(),
-                admin: false,
-                joined_at: join.created_at,
-                invited_by: Some(ticket.inviter),
-            });
-        }
-        members.retain(|id, _| !removed.contains(id));
-        for (id, member) in members.iter_mut() {
-            member.admin = admins.contains(id);
-        }
+            .filter(|o| !matches!(&self.ops[o].op, Op::Remove(r) if r.target == remover))
+            .chain(invited)
+            .filter(|o| *o != id && !ancestors.contains(o))
+            .copied()
+            .collect()
+    }
 
-        // Epochs, and everyone who was ever handed each one's key (whatever became of the
-        // operation that handed it over: the key is out either way).
-        let mut epochs: BTreeMap<EpochId, Epoch> = BTreeMap::new();
-        for stored in self.ops.values() {
-            match &stored.op {
-                Op::Genesis(g) if stored.item.author == founder => {
-                    epochs.entry(g.epoch).or_insert_with(|| Epoch {
-                        id: g.epoch,
-                        generation: 0,
-                        created_at: g.created_at,
-                        holders: BTreeSet::new(),
-                    });
-                }
-                Op::Rekey(r) if admitted.contains(&stored.item.author) => {
-                    epochs.entry(r.epoch).or_insert_with(|| Epoch {
-                        id: r.epoch,
-                        generation: r.generation,
-                        created_at: r.created_at,
-                        holders: BTreeSet::new(),
-                    });
-                }
-                _ => {}
+    /// One pass of the fold with `void` skipped. `Err` carries a larger void set when a
+    /// removal voided an operation that had already taken effect in this pass.
+    fn pass(&self, order: &[OpId], void: &BTreeSet<OpId>) -> Result<State, BTreeSet<OpId>> {
+        let position: BTreeMap<OpId, usize> =
+            order.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+        let mut state = State {
+            void: void.clone(),
+            ..State::default()
+        };
+        for (i, id) in order.iter().enumerate() {
+            if state.void.contains(id) {
+                state.denied.insert(*id, Denied::Voided);
+                continue;
             }
-        }
-        for stored in self.ops.values() {
-            let handed: Vec<(EpochId, MemberId)> = match &stored.op {
-                Op::Genesis(g) => vec![(g.epoch, g.wrap.to)],
-                // The rekeyer made the key, and an admitter holds what it hands over:
-                // both hold the epoch whatever their wraps say.
-                Op::Rekey(r) => r
-                    .wraps
-                    .iter()
-                    .map(|w| (r.epoch, w.to))
-                    .chain([(r.epoch, stored.item.author)])
-                    .collect(),
-                Op::Join(j) => j
-                    .wraps
-                    .iter()
-                    .flat_map(|w| [(w.epoch, w.wrap.to), (w.epoch, stored.item.author)])
-                    .collect(),
-                Op::Remove(_) | Op::Promote(_) => vec![],
+            if !self.step(&mut state, id) {
+                continue;
+            }
+            let stored = &self.ops[id];
+            let Op::Remove(r) = &stored.op else {
+                continue;
             };
-            for (epoch, to) in handed {
-                if let Some(e) = epochs.get_mut(&epoch) {
-                    e.holders.insert(to);
-                }
+            let voided: Vec<OpId> = self
+                .voided_by(id, stored.item.author, r.target)
+                .into_iter()
+                .filter(|o| !state.void.contains(o))
+                .collect();
+            let undo = voided
+                .iter()
+                .any(|o| position[o] < i && state.effective.contains(o));
+            state.void.extend(voided);
+            if undo {
+                return Err(state.void);
             }
         }
+        Ok(state)
+    }
 
-        self.members = members;
-        self.verifiers.retain(|m, _| self.members.contains_key(m));
-        for m in self.members.keys() {
+    /// Recomputes everything derived from the set of operations. Deterministic: the
+    /// order and every rule are functions of the set alone.
+    fn refold(&mut self) {
+        let order = self.order();
+        let mut void = BTreeSet::new();
+        // Each repeat voids at least one more operation, so this ends within
+        // `ops.len()` passes.
+        self.state = loop {
+            match self.pass(&order, &void) {
+                Ok(state) => break state,
+                Err(more) => void = more,
+            }
+        };
+        self.refresh_verifiers();
+    }
+
+    /// Applies an operation that follows every other one in the set.
+    /// A removal among them voids nothing: the target's operations are all in its causal
+    /// past.
+    fn apply_last(&mut self, id: OpId) {
+        let mut state = std::mem::take(&mut self.state);
+        self.step(&mut state, &id);
+        self.state = state;
+        self.refresh_verifiers();
+    }
+
+    fn refresh_verifiers(&mut self) {
+        let members = &self.state.members;
+        self.verifiers.retain(|m, _| members.contains_key(m));
+        for m in members.keys() {
             if !self.verifiers.contains_key(m)
                 && let Some(key) = m.verifying_key()
             {
                 self.verifiers.insert(*m, key);
             }
         }
-        self.removed = removed;
-        self.epochs = epochs;
-        self.tickets = tickets;
     }
 
-    /// Whether `author` may perform `op` given the roster as it stands: the gate that
-    /// `validate` applies to operations arriving from the network.
+    /// Whether `author` may perform `op` given the roster as it stands: what the builders
+    /// check, so that a member is told why before signing an operation that would take
+    /// no effect.
     pub fn authorize(
         &self,
         author: &MemberId,
         op: &Op,
         ticket: Option<&Ticket>,
     ) -> Result<(), Denied> {
-        if !self.members.contains_key(author) {
-            return Err(Denied::AuthorNotMember);
-        }
-        if self.ops_by(author) >= MAX_OPS_PER_MEMBER {
-            return Err(Denied::TooManyOps);
-        }
-        match op {
-            Op::Genesis(_) => Err(Denied::SecondGenesis),
-            Op::Join(join) => {
-                let ticket = ticket.ok_or(Denied::InviterNotMember)?;
-                let inviter = self
-                    .members
-                    .get(&ticket.inviter)
-                    .ok_or(Denied::InviterNotMember)?;
-                if !self.policy.invite.allows(inviter.admin) {
-                    return Err(Denied::PolicyForbidsInvite);
-                }
-                if join.created_at > ticket.expires_at {
-                    return Err(Denied::TicketExpired);
-                }
-                if self.removed.contains(&join.request.joiner) {
-                    return Err(Denied::JoinerRemoved);
-                }
-                match self.tickets.get(&ticket.id) {
-                    Some(joiner) if *joiner != join.request.joiner => Err(Denied::TicketReused),
-                    _ => Ok(()),
-                }
-            }
-            Op::Remove(r) => {
-                if !self.members.contains_key(&r.target) && !self.removed.contains(&r.target) {
-                    return Err(Denied::TargetNotMember);
-                }
-                if *author != r.target && !self.policy.remove.allows(self.is_admin(author)) {
-                    return Err(Denied::PolicyForbidsRemove);
-                }
-                Ok(())
-            }
-            Op::Promote(p) => {
-                if !self.is_admin(author) {
-                    return Err(Denied::NotAdmin);
-                }
-                if !self.members.contains_key(&p.target) {
-                    return Err(Denied::TargetNotMember);
-                }
-                Ok(())
-            }
-            Op::Rekey(r) => {
-                if r.wraps.iter().any(|w| !self.members.contains_key(&w.to)) {
-                    return Err(Denied::WrapToNonMember);
-                }
-                // Skipping a member would cut them off from what follows.
-                if self
-                    .members
-                    .keys()
-                    .any(|m| !r.wraps.iter().any(|w| w.to == *m))
-                {
-                    return Err(Denied::RekeyMissesMember);
-                }
-                // At most one past the newest epoch: a member cannot jump the order
-                // that decides which epoch everyone seals under.
-                if r.generation > self.next_generation() {
-                    return Err(Denied::GenerationTooHigh);
-                }
-                Ok(())
-            }
-        }
+        self.state
+            .check(&self.genesis_op.policy, author, op, ticket)
     }
 
     pub fn hood(&self) -> HoodId {
@@ -767,11 +1067,11 @@ impl Roster {
     }
 
     pub fn name(&self) -> &str {
-        &self.name
+        &self.genesis_op.name
     }
 
     pub fn policy(&self) -> &Policy {
-        &self.policy
+        &self.genesis_op.policy
     }
 
     pub fn founder(&self) -> MemberId {
@@ -784,48 +1084,51 @@ impl Roster {
 
     /// Current members, in id order.
     pub fn members(&self) -> impl Iterator<Item = &Member> {
-        self.members.values()
+        self.state.members.values()
     }
 
     pub fn member(&self, id: &MemberId) -> Option<&Member> {
-        self.members.get(id)
+        self.state.members.get(id)
     }
 
     pub fn is_member(&self, id: &MemberId) -> bool {
-        self.members.contains_key(id)
+        self.state.members.contains_key(id)
     }
 
     pub fn is_admin(&self, id: &MemberId) -> bool {
-        self.members.get(id).is_some_and(|m| m.admin)
+        self.state.is_admin(id)
     }
 
     pub fn is_removed(&self, id: &MemberId) -> bool {
-        self.removed.contains(id)
+        self.state.removed.contains(id)
     }
 
     pub fn removed(&self) -> impl Iterator<Item = &MemberId> {
-        self.removed.iter()
+        self.state.removed.iter()
+    }
+
+    /// Whether operations by `id` belong in the set: the founder, or someone a `Join` in
+    /// the set admits (whether or not it took effect).
+    pub fn is_known(&self, id: &MemberId) -> bool {
+        self.known.contains(id)
     }
 
     /// The joiner a ticket admitted, if it was used.
     pub fn ticket_holder(&self, id: &TicketId) -> Option<MemberId> {
-        self.tickets.get(id).copied()
+        self.state.tickets.get(id).copied()
     }
 
     pub fn epochs(&self) -> impl Iterator<Item = &Epoch> {
-        self.epochs.values()
+        self.state.epochs.values()
     }
 
     pub fn epoch(&self, id: &EpochId) -> Option<&Epoch> {
-        self.epochs.get(id)
+        self.state.epochs.get(id)
     }
 
     /// How many operations in the set `author` signed.
     pub fn ops_by(&self, author: &MemberId) -> usize {
-        self.ops
-            .values()
-            .filter(|s| s.item.author == *author)
-            .count()
+        self.authored.get(author).map_or(0, BTreeSet::len)
     }
 
     /// Number of operations in the set.
@@ -841,9 +1144,42 @@ impl Roster {
         self.ops.contains_key(id)
     }
 
-    /// Every operation, as signed items, in op-id order.
+    /// Whether operation `id` is in the set and took effect.
+    pub fn took_effect(&self, id: &OpId) -> bool {
+        self.state.effective.contains(id)
+    }
+
+    /// Why operation `id` took no effect (`None` if it did, or is not in the set).
+    pub fn denial(&self, id: &OpId) -> Option<Denied> {
+        self.state.denied.get(id).copied()
+    }
+
+    /// Whether operation `id` is in the set and was voided by its author's removal.
+    pub fn is_void(&self, id: &OpId) -> bool {
+        self.state.void.contains(id)
+    }
+
+    /// The heads of the graph: what a new operation names as its parents (at most
+    /// [`MAX_PARENTS`], lowest ids first; the rest stay heads for the next one).
+    pub fn heads(&self) -> Vec<OpId> {
+        self.heads.iter().take(MAX_PARENTS).copied().collect()
+    }
+
+    /// The first parent `op` names that the set lacks.
+    pub fn missing_parent(&self, op: &Op) -> Option<OpId> {
+        op.parents()
+            .iter()
+            .find(|p| !self.ops.contains_key(p))
+            .copied()
+    }
+
+    /// Every operation, as signed items, parents before children.
     pub fn items(&self) -> impl Iterator<Item = &Item> {
-        self.ops.values().map(|s| &s.item)
+        self.order()
+            .into_iter()
+            .map(move |id| &self.ops[&id].item)
+            .collect::<Vec<_>>()
+            .into_iter()
     }
 
     pub fn welcome(&self) -> Welcome {
@@ -853,48 +1189,63 @@ impl Roster {
     }
 
     fn is_clean(&self, epoch: &Epoch) -> bool {
-        epoch.holders.iter().all(|h| self.members.contains_key(h))
+        epoch
+            .holders
+            .iter()
+            .all(|h| self.state.members.contains_key(h))
     }
 
-    /// The epoch to seal new items under: the clean epoch with the highest
-    /// `(generation, id)`. `None` when no epoch is clean (a rekey is needed first).
+    fn is_complete(&self, epoch: &Epoch) -> bool {
+        self.state.members.keys().all(|m| epoch.holders.contains(m))
+    }
+
+    /// The epoch to seal new items under: of the clean epochs, the one with the highest
+    /// `(generation, id)` among those every member holds, else among all clean ones.
+    /// `None` when no epoch is clean (a rekey is needed first).
     pub fn sealing_epoch(&self) -> Option<EpochId> {
-        self.epochs
-            .values()
-            .filter(|e| self.is_clean(e))
+        let clean = || self.state.epochs.values().filter(|e| self.is_clean(e));
+        clean()
+            .filter(|e| self.is_complete(e))
             .max_by_key(|e| (e.generation, e.id))
+            .or_else(|| clean().max_by_key(|e| (e.generation, e.id)))
             .map(|e| e.id)
     }
 
-    /// True when a fresh epoch is needed: the newest epoch was handed to someone who is
-    /// no longer a member, or some member lacks the sealing epoch's key.
+    /// True when a fresh epoch is needed: no epoch is clean, some member lacks the
+    /// sealing epoch, or a newer epoch than the sealing one exists (it went to someone
+    /// no longer a member, or skipped a member).
     pub fn needs_rekey(&self) -> bool {
-        let newest = self.epochs.values().max_by_key(|e| (e.generation, e.id));
+        let newest = self
+            .state
+            .epochs
+            .values()
+            .max_by_key(|e| (e.generation, e.id));
         match (
             newest,
-            self.sealing_epoch().and_then(|id| self.epochs.get(&id)),
+            self.sealing_epoch()
+                .and_then(|id| self.state.epochs.get(&id)),
         ) {
-            (Some(newest), Some(sealing)) => {
-                newest.id != sealing.id || self.members.keys().any(|m| !sealing.holders.contains(m))
-            }
+            (Some(newest), Some(sealing)) => newest.id != sealing.id || !self.is_complete(sealing),
             _ => true,
         }
     }
 
-    /// One past the highest generation in the log. Saturating: any member may publish a
-    /// `Rekey` at generation `u64::MAX`, and the rekey after it must still be a valid
-    /// operation (a plain `+ 1` panics in debug builds and wraps to the invalid 0 in
-    /// release, so the hood could never rekey again). Ties are broken by epoch id.
-    fn next_generation(&self) -> u64 {
-        self.epochs
+    /// When `epoch` stopped being the newest: the creation time of the first epoch of a
+    /// higher generation. `None` while it is the newest (or unknown). Items sealed under
+    /// it were made before then, so its key is needed until then plus the longest
+    /// lifetime the policy allows.
+    pub fn epoch_retired_at(&self, epoch: &EpochId) -> Option<u64> {
+        let generation = self.state.epochs.get(epoch)?.generation;
+        self.state
+            .epochs
             .values()
-            .map(|e| e.generation)
-            .max()
-            .unwrap_or(0)
-            .saturating_add(1)
+            .filter(|e| e.generation > generation)
+            .map(|e| e.created_at)
+            .min()
     }
 
-    /// Makes the `Join` that admits `request`, handing over every key in `ring`.
+    /// Makes the `Join` that admits `request`, handing over every key in `ring` that
+    /// is one of the hood's epochs.
     pub fn admit(
         &self,
         admitter: &MemberKeys,
@@ -908,21 +1259,33 @@ impl Roster {
             return Err(MembershipError::TicketForAnotherHood);
         }
         let mut join = Join {
+            parents: self.heads(),
             created_at: now,
             request: request.clone(),
             wraps: Vec::new(),
         };
-        self.authorize(&admitter.id(), &Op::Join(join.clone()), Some(&ticket))
-            .map_err(MembershipError::Denied)?;
-        for (generation, key) in ring.iter() {
+        let mut epochs: Vec<&Epoch> = self
+            .state
+            .epochs
+            .values()
+            .filter(|e| ring.contains(&e.id))
+            .collect();
+        // The newest first, so the bound keeps what live items need.
+        epochs.sort_by_key(|e| Reverse((e.generation, e.id)));
+        for epoch in epochs.into_iter().take(MAX_EPOCHS) {
+            let Some(key) = ring.get(&epoch.id) else {
+                continue;
+            };
             let wrap = keys::wrap(key, &self.hood, request.joiner, &request.exchange_key, rng)
                 .map_err(MembershipError::Key)?;
             join.wraps.push(EpochWrap {
-                epoch: key.id(),
-                generation,
+                epoch: epoch.id,
+                generation: epoch.generation,
                 wrap,
             });
         }
+        self.authorize(&admitter.id(), &Op::Join(join.clone()), Some(&ticket))
+            .map_err(MembershipError::Denied)?;
         Ok(Item::sign(
             admitter,
             &self.hood,
@@ -941,15 +1304,16 @@ impl Roster {
             return Err(MembershipError::Denied(Denied::AuthorNotMember));
         }
         let key = EpochKey::generate(&self.hood, rng);
-        let mut wraps = Vec::with_capacity(self.members.len());
-        for member in self.members.values() {
+        let mut wraps = Vec::with_capacity(self.state.members.len());
+        for member in self.state.members.values() {
             wraps.push(
                 keys::wrap(&key, &self.hood, member.id, &member.exchange_key, rng)
                     .map_err(MembershipError::Key)?,
             );
         }
-        let generation = self.next_generation();
+        let generation = self.state.next_generation();
         let op = Op::Rekey(Rekey {
+            parents: self.heads(),
             created_at: now,
             generation,
             epoch: key.id(),
@@ -970,6 +1334,7 @@ impl Roster {
         now: u64,
     ) -> Result<Item, MembershipError> {
         let op = Op::Remove(Remove {
+            parents: self.heads(),
             created_at: now,
             target,
         });
@@ -986,6 +1351,7 @@ impl Roster {
         now: u64,
     ) -> Result<Item, MembershipError> {
         let op = Op::Promote(Promote {
+            parents: self.heads(),
             created_at: now,
             target,
         });
@@ -994,36 +1360,35 @@ impl Roster {
         Ok(Item::sign(keys, &self.hood, &Body::Membership(op)))
     }
 
-    /// Unwraps every epoch key addressed to `me` in the log that `ring` lacks. Returns
-    /// how many keys were learned and how many wraps to `me` failed to open (a sign of
-    /// a misbehaving member).
+    /// Unwraps every epoch key addressed to `me` by an operation that took effect and
+    /// that `ring` lacks, at the generation the roster gives the epoch (never the one a
+    /// wrap claims). Returns how many keys were learned and how many wraps to `me`
+    /// failed to open (a sign of a misbehaving member).
     pub fn learn_keys(&self, me: &MemberKeys, ring: &mut KeyRing) -> (usize, usize) {
         let my_id = me.id();
         let (mut learned, mut failed) = (0, 0);
-        for stored in self.ops.values() {
-            let wraps: Vec<(EpochId, u64, &Wrap)> = match &stored.op {
-                Op::Genesis(g) => vec![(g.epoch, 0, &g.wrap)],
+        for id in &self.state.effective {
+            let wraps: Vec<(EpochId, &Wrap)> = match &self.ops[id].op {
                 Op::Rekey(r) => r
                     .wraps
                     .iter()
                     .filter(|w| w.to == my_id)
-                    .map(|w| (r.epoch, r.generation, w))
+                    .map(|w| (r.epoch, w))
                     .collect(),
-                Op::Join(j) => j
-                    .wraps
-                    .iter()
-                    .map(|w| (w.epoch, w.generation, &w.wrap))
-                    .collect(),
-                Op::Remove(_) | Op::Promote(_) => vec![],
+                Op::Join(j) if j.request.joiner == my_id => {
+                    j.wraps.iter().map(|w| (w.epoch, &w.wrap)).collect()
+                }
+                _ => Vec::new(),
             };
-            for (epoch, generation, wrap) in wraps {
-                if wrap.to != my_id || ring.contains(&epoch) {
+            for (epoch, wrap) in wraps {
+                let Some(generation) = self.state.epochs.get(&epoch).map(|e| e.generation) else {
+                    continue;
+                };
+                if ring.contains(&epoch) {
                     continue;
                 }
                 match keys::unwrap(wrap, &self.hood, &epoch, me) {
                     Ok(key) => {
-                        let generation =
-                            self.epochs.get(&epoch).map_or(generation, |e| e.generation);
                         ring.insert(generation, key);
                         learned += 1;
                     }

@@ -109,7 +109,7 @@ impl TestHood {
         let keys = MemberKeys::generate(&mut rng);
         let new = membership::found(&keys, "Elm Street", "Alice", policy, NOW, &mut rng)
             .expect("a valid test policy founds a hood");
-        let roster = Roster::from_genesis(&new.genesis).expect("a fresh genesis is valid");
+        let roster = new.roster().expect("a fresh hood is valid");
         let mut ring = KeyRing::new();
         roster.learn_keys(&keys, &mut ring);
         TestHood {
@@ -236,6 +236,18 @@ impl TestHood {
             .expect("test member holds the sealing epoch")
             .clone();
         envelope::seal_random(item, &self.hood(), &key, &mut self.rng).expect("test item fits")
+    }
+
+    /// Runs `bytes` through validation as member `judge` would, and an accepted
+    /// membership operation into the roster (as a node does); returns the verdict.
+    pub fn ingest_as(&mut self, judge: usize, bytes: &[u8]) -> Verdict {
+        let verdict = self.validate_as(judge, bytes);
+        if let Verdict::Accept(a) = &verdict
+            && a.item.kind == crate::item::Kind::Membership
+        {
+            self.apply(&a.item);
+        }
+        verdict
     }
 
     /// The verdict member `judge` reaches on `bytes`.

@@ -7,9 +7,12 @@ use crate::codec::{CodecError, FieldError};
 use crate::envelope::{self, ItemId, OpenError};
 use crate::hood::Policy;
 use crate::identity::MemberId;
+use crate::item::Kind;
 use crate::item::{Body, Item, OpId};
 use crate::keys::{EpochId, KeyRing};
-use crate::limits::{MAX_CLOCK_SKEW_SECS, MAX_ITEM_BYTES, MAX_MEMBERS};
+use crate::limits::{
+    MAX_CLOCK_SKEW_SECS, MAX_ITEM_BYTES, MAX_MEMBERS, MAX_OPS, MAX_OPS_PER_MEMBER,
+};
 use crate::membership::{self, Denied, MembershipError, Roster, VerifiedOp};
 use crate::report;
 
@@ -103,6 +106,8 @@ pub enum Reason {
     MalformedItem(CodecError),
     #[error("author is not a member")]
     NotAMember,
+    #[error("author's admission did not take effect (voided by a removal)")]
+    NotAdmitted,
     #[error("author was removed from the hood")]
     AuthorRemoved,
     #[error("bad signature")]
@@ -129,6 +134,14 @@ pub enum Reason {
     DuplicateOp,
     #[error("author is not known yet (their join may still be on its way)")]
     UnknownAuthor,
+    #[error("a causal parent of the operation has not arrived yet")]
+    MissingParents,
+    #[error(
+        "the author has made {MAX_OPS_PER_MEMBER} membership operations, the most one member may"
+    )]
+    TooManyOps,
+    #[error("the roster holds {MAX_OPS} operations, the most it may")]
+    RosterFull,
 }
 
 /// Judges envelope bytes. Cheap checks first (size, decoding, version, hood, known epoch),
@@ -152,6 +165,14 @@ impl Reason {
                 | Reason::UnknownReport
                 | Reason::DuplicateOp
                 | Reason::UnknownAuthor
+                | Reason::NotAdmitted
+                | Reason::MissingParents
+                | Reason::TooManyOps
+                | Reason::RosterFull
+                // A node whose clock is behind (a Pi without a real-time clock after a
+                // power cut) must not blame its honest neighbors: sync brings the item
+                // again once the clock has caught up.
+                | Reason::FutureTimestamp
         )
     }
 }
@@ -170,11 +191,29 @@ fn judge(bytes: &[u8], cx: &Context<'_>) -> Result<Accepted, Reason> {
         OpenError::MalformedItem(e) => Reason::MalformedItem(e),
     })?;
     let item = opened.item;
+    if item.kind == Kind::Membership {
+        let verified = judge_op(&item, roster, cx.now)?;
+        let created_at = verified.op.created_at();
+        return Ok(Accepted {
+            id: opened.id,
+            op_id: item.op_id(),
+            epoch: opened.epoch,
+            body: Body::Membership(verified.op),
+            item,
+            created_at,
+            expires_at: None,
+        });
+    }
     let author = item.author;
     if roster.is_removed(&author) {
         return Err(Reason::AuthorRemoved);
     }
     if !roster.is_member(&author) {
+        // Someone a join in the log admitted whose admission the fold voided: a peer
+        // that relays their item from before it heard is not to blame.
+        if roster.is_known(&author) {
+            return Err(Reason::NotAdmitted);
+        }
         return Err(Reason::NotAMember);
     }
     if !roster.verify_item(&item) {
@@ -203,15 +242,8 @@ fn judge(bytes: &[u8], cx: &Context<'_>) -> Result<Accepted, Reason> {
             check_reference(cx, &author, &r.report)?;
         }
         Body::Retract(r) => check_reference(cx, &author, &r.report)?,
-        Body::Membership(_) => {
-            if roster.contains_op(&item.op_id()) {
-                return Err(Reason::DuplicateOp);
-            }
-            let verified = membership::verify_op(&hood, &item).map_err(Reason::InvalidOp)?;
-            roster
-                .authorize(&author, &verified.op, verified.ticket.as_ref())
-                .map_err(Reason::Unauthorized)?;
-        }
+        // Judged above, by kind; the body decodes as the kind names.
+        Body::Membership(_) => return Err(Reason::InvalidOp(MembershipError::NotAnOp)),
     }
     if expires_at.is_some() && !cx.rate.allows(policy, &author, created_at, cx.now) {
         return Err(Reason::RateLimited);
@@ -228,37 +260,45 @@ fn judge(bytes: &[u8], cx: &Context<'_>) -> Result<Accepted, Reason> {
 }
 
 /// Judges a membership operation that arrives as signed item bytes rather than in an
-/// envelope (catch-up sync), by the same rules as gossip: a well-formed, signed operation
-/// of this hood, by a current member, that the roster allows now. An operation refused
-/// because of this node's state (an author whose join has not arrived) is ignored, not
-/// remembered, so a later sync can bring it again once the state allows it. Operations by
-/// removed members are refused, whenever they were made: a removed member cannot act
-/// through a colluding peer's sync.
+/// envelope (catch-up sync), by the same rules as gossip (see [`judge_op`]).
 pub fn validate_op(bytes: &[u8], roster: &Roster, now: u64) -> Result<VerifiedOp, Reason> {
     if bytes.len() > MAX_ITEM_BYTES {
         return Err(Reason::Oversize(bytes.len()));
     }
     let item = Item::decode(bytes).map_err(Reason::MalformedItem)?;
+    judge_op(&item, roster, now)
+}
+
+/// The rules every membership operation meets to join the set, by gossip or by sync:
+/// a well-formed operation of this hood, signed by someone the set knows (the founder,
+/// or the joiner of a `Join` in it), whose causal parents are all here. Nothing here
+/// depends on what the roster makes of the set, so every node takes the same operations;
+/// whether one takes effect is the fold's to decide ([`Roster`]). Operations of removed
+/// members are taken too: one made before its author's removal counts wherever it
+/// arrives, and the fold voids what was made concurrently or later.
+pub fn judge_op(item: &Item, roster: &Roster, now: u64) -> Result<VerifiedOp, Reason> {
     if roster.contains_op(&item.op_id()) {
         return Err(Reason::DuplicateOp);
     }
-    let author = item.author;
-    if roster.is_removed(&author) {
-        return Err(Reason::AuthorRemoved);
-    }
-    if !roster.is_member(&author) {
+    if !roster.is_known(&item.author) {
         return Err(Reason::UnknownAuthor);
     }
-    let verified = membership::verify_op(&roster.hood(), &item).map_err(|e| match e {
+    let verified = membership::verify_op(&roster.hood(), item).map_err(|e| match e {
         MembershipError::BadSignature => Reason::BadSignature,
         other => Reason::InvalidOp(other),
     })?;
     if verified.op.created_at() > now.saturating_add(MAX_CLOCK_SKEW_SECS) {
         return Err(Reason::FutureTimestamp);
     }
-    roster
-        .authorize(&author, &verified.op, verified.ticket.as_ref())
-        .map_err(Reason::Unauthorized)?;
+    if roster.missing_parent(&verified.op).is_some() {
+        return Err(Reason::MissingParents);
+    }
+    if roster.ops_by(&item.author) >= MAX_OPS_PER_MEMBER {
+        return Err(Reason::TooManyOps);
+    }
+    if roster.len() >= MAX_OPS {
+        return Err(Reason::RosterFull);
+    }
     Ok(verified)
 }
 

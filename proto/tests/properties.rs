@@ -14,7 +14,7 @@ use porchlight_proto::envelope::{self, Envelope};
 use porchlight_proto::hood::{Permission, Policy, RateLimit};
 use porchlight_proto::identity::{ExchangeKey, MemberId, MemberKeys, Signature};
 use porchlight_proto::invite::{self, MAX_TICKET_BYTES, SignedTicket, Ticket, TicketId};
-use porchlight_proto::item::{Body, Item, Kind};
+use porchlight_proto::item::{Body, Item, Kind, OpId};
 use porchlight_proto::keys::{self, EpochId, EpochKey, EpochWrap, KeyRing, Wrap};
 use porchlight_proto::limits::MAX_TTL_SECS;
 use porchlight_proto::membership::{
@@ -25,7 +25,7 @@ use porchlight_proto::report::{
     Category, ClipRef, Location, MAX_CLIPS, Report, Resolve, Retract, Severity, Update,
 };
 use porchlight_proto::testkit::{NOW, SeededRng};
-use porchlight_proto::validate::{Context, RateLimiter, Reason, Verdict, validate};
+use porchlight_proto::validate::{Context, RateLimiter, Verdict, validate};
 use porchlight_proto::{HoodId, ItemId, domain};
 use proptest::collection::vec;
 use proptest::option;
@@ -239,6 +239,10 @@ prop_compose! {
     }
 }
 
+fn any_parents() -> impl Strategy<Value = Vec<OpId>> {
+    vec(any::<[u8; 32]>().prop_map(OpId), 0..4)
+}
+
 prop_compose! {
     fn any_epoch_wrap()(
         epoch in epoch_id(),
@@ -257,10 +261,8 @@ prop_compose! {
         founder_name in any_text(),
         founder_key in exchange_key(),
         policy in any_policy(),
-        epoch in epoch_id(),
-        wrap in any_wrap(),
     ) -> Genesis {
-        Genesis { salt, created_at, name, founder_name, founder_key, policy, epoch, wrap }
+        Genesis { salt, created_at, name, founder_name, founder_key, policy }
     }
 }
 
@@ -289,34 +291,36 @@ prop_compose! {
 
 prop_compose! {
     fn any_join()(
+        parents in any_parents(),
         created_at in any::<u64>(),
         request in any_join_request(),
         wraps in vec(any_epoch_wrap(), 0..4),
     ) -> Join {
-        Join { created_at, request, wraps }
+        Join { parents, created_at, request, wraps }
     }
 }
 
 prop_compose! {
-    fn any_remove()(created_at in any::<u64>(), target in member_id()) -> Remove {
-        Remove { created_at, target }
+    fn any_remove()(parents in any_parents(), created_at in any::<u64>(), target in member_id()) -> Remove {
+        Remove { parents, created_at, target }
     }
 }
 
 prop_compose! {
-    fn any_promote()(created_at in any::<u64>(), target in member_id()) -> Promote {
-        Promote { created_at, target }
+    fn any_promote()(parents in any_parents(), created_at in any::<u64>(), target in member_id()) -> Promote {
+        Promote { parents, created_at, target }
     }
 }
 
 prop_compose! {
     fn any_rekey()(
+        parents in any_parents(),
         created_at in any::<u64>(),
         generation in any::<u64>(),
         epoch in epoch_id(),
         wraps in vec(any_wrap(), 0..4),
     ) -> Rekey {
-        Rekey { created_at, generation, epoch, wraps }
+        Rekey { parents, created_at, generation, epoch, wraps }
     }
 }
 
@@ -480,7 +484,7 @@ fn real_hood(
     let founder = MemberKeys::generate(&mut rng);
     let new = membership::found(&founder, hood_name, founder_name, policy, NOW, &mut rng)
         .expect("a valid name and policy found a hood");
-    let mut roster = Roster::from_genesis(&new.genesis).expect("a fresh genesis is valid");
+    let mut roster = new.roster().expect("a fresh hood is valid");
     let mut ring = KeyRing::new();
     roster.learn_keys(&founder, &mut ring);
     let ticket = Ticket {
@@ -560,7 +564,7 @@ fn fixture() -> &'static Fixture {
             &mut rng,
         )
         .expect("the default policy founds a hood");
-        let roster = Roster::from_genesis(&new.genesis).expect("a fresh genesis is valid");
+        let roster = new.roster().expect("a fresh hood is valid");
         let mut ring = KeyRing::new();
         assert_eq!(roster.learn_keys(&founder, &mut ring), (1, 0));
         Fixture {
@@ -777,7 +781,7 @@ proptest! {
     #[test]
     fn welcome_of_a_real_hood_round_trips(hood in any_real_hood()) {
         let welcome = hood.roster.welcome();
-        prop_assert_eq!(welcome.ops.len(), 5);
+        prop_assert_eq!(welcome.ops.len(), 6);
         check_round_trip(&welcome, Welcome::encode, Welcome::decode)?;
     }
 
@@ -1032,14 +1036,14 @@ proptest! {
         let founder = MemberKeys::generate(&mut rng);
         let new = membership::found(&founder, "Elm Street", "Alice", Policy::default(), NOW, &mut rng)
             .expect("the default policy founds a hood");
-        let mut roster = Roster::from_genesis(&new.genesis).expect("a fresh genesis is valid");
+        let mut roster = new.roster().expect("a fresh hood is valid");
         let mut ring = KeyRing::new();
         roster.learn_keys(&founder, &mut ring);
         // A member rekeys at any generation: validate accepts it, so every node inserts it.
         let key = EpochKey::generate(&roster.hood(), &mut rng);
         let wrap = keys::wrap(&key, &roster.hood(), founder.id(), &founder.exchange_key(), &mut rng)
             .expect("the founder's key is usable");
-        let op = Op::Rekey(Rekey { created_at: NOW, generation, epoch: key.id(), wraps: vec![wrap] });
+        let op = Op::Rekey(Rekey { parents: roster.heads(), created_at: NOW, generation, epoch: key.id(), wraps: vec![wrap] });
         let item = Item::sign(&founder, &roster.hood(), &Body::Membership(op));
         let bytes = envelope::seal(&item, &roster.hood(), &new.epoch, [7; 24]).expect("fits");
         let verdict = validate(&bytes, &Context {
@@ -1049,23 +1053,23 @@ proptest! {
             lookup: &(),
             now: NOW,
         });
-        // Validate lets a rekey at most one generation past the newest epoch.
-        if generation <= 1 {
-            prop_assert!(is_accept(&verdict), "{:?}", verdict);
-        } else {
-            prop_assert_eq!(
-                verdict,
-                Verdict::Reject(Reason::Unauthorized(membership::Denied::GenerationTooHigh))
-            );
-        }
-        // Whatever reaches the fold another way (a Welcome from a misbehaving member),
-        // the roster keeps working.
+        // Validate takes a rekey at any generation (its structure is sound), so every
+        // node stores the same set; the fold gives it effect only at most one generation
+        // past the newest epoch (the founder's first rekey made generation 1).
+        prop_assert!(is_accept(&verdict), "{:?}", verdict);
         prop_assert_eq!(roster.insert(&item), Ok(true));
-        // The next honest rekey must still be an operation every node accepts.
+        let id = item.op_id();
+        if generation <= 2 {
+            prop_assert!(roster.took_effect(&id));
+        } else {
+            prop_assert_eq!(roster.denial(&id), Some(membership::Denied::GenerationTooHigh));
+        }
+        // The next honest rekey must still be an operation that takes effect.
         let (next, _, next_generation) = roster.rekey(&founder, NOW, &mut rng)
             .expect("a member may rekey");
-        prop_assert!(next_generation >= generation);
+        prop_assert_eq!(next_generation, if generation <= 2 { generation.max(1) + 1 } else { 2 });
         prop_assert_eq!(roster.insert(&next), Ok(true));
+        prop_assert!(roster.took_effect(&next.op_id()));
     }
 }
 

@@ -9,7 +9,7 @@ use porchlight_proto::envelope::{self, ItemId};
 use porchlight_proto::invite::{self, SignedTicket, Ticket, TicketId};
 use porchlight_proto::item::{Body, Item};
 use porchlight_proto::keys::KeyRing;
-use porchlight_proto::membership::{self, JoinRequest, Roster};
+use porchlight_proto::membership::{self, JoinRequest};
 use porchlight_proto::report::{Category, ClipRef, Location, Report, Severity};
 use porchlight_proto::testkit::{NOW, SeededRng};
 use porchlight_proto::{MemberKeys, Policy};
@@ -49,8 +49,10 @@ fn vectors() -> Vec<(&'static str, String)> {
     out.push(("genesis.op_id", new.genesis.op_id().to_string()));
     out.push(("hood.id", hood.to_hex()));
     out.push(("hood.topic", hood.topic()));
-    out.push(("epoch0.key", hex(new.epoch.secret())));
-    out.push(("epoch0.id", new.epoch.id().to_string()));
+    out.push(("rekey1.item", hex(&new.rekey.encode())));
+    out.push(("rekey1.op_id", new.rekey.op_id().to_string()));
+    out.push(("epoch1.key", hex(new.epoch.secret())));
+    out.push(("epoch1.id", new.epoch.id().to_string()));
 
     let ticket = Ticket {
         hood,
@@ -71,7 +73,7 @@ fn vectors() -> Vec<(&'static str, String)> {
     let bob = keys(3);
     out.push(("bob.member_id", bob.id().to_hex()));
     let request = JoinRequest::new(&bob, signed, &ticket, "Bob").expect("vector name");
-    let roster = Roster::from_genesis(&new.genesis).expect("vector roster");
+    let roster = new.roster().expect("vector roster");
     let mut ring = KeyRing::new();
     roster.learn_keys(&alice, &mut ring);
     let join = roster
@@ -79,6 +81,13 @@ fn vectors() -> Vec<(&'static str, String)> {
         .expect("vector join allowed");
     out.push(("join.item", hex(&join.encode())));
     out.push(("join.op_id", join.op_id().to_string()));
+    let mut roster = roster;
+    roster.insert(&join).expect("vector join inserts");
+    assert!(roster.took_effect(&join.op_id()));
+    let remove = roster
+        .remove(&alice, bob.id(), NOW + 90)
+        .expect("vector remove allowed");
+    out.push(("remove.item", hex(&remove.encode())));
 
     let report = Body::Report(Report {
         created_at: NOW + 120,
@@ -102,7 +111,8 @@ fn vectors() -> Vec<(&'static str, String)> {
     out.push(("report.item", hex(&item.encode())));
     let envelope = envelope::seal(&item, &hood, &new.epoch, [0x24; 24]).expect("vector seals");
     out.push(("report.envelope", hex(&envelope)));
-    out.push(("report.item_id", ItemId::of(&envelope).to_hex()));
+    out.push(("report.item_id", ItemId::of_item(&item.encode()).to_hex()));
+    out.push(("report.message_id", ItemId::of_envelope(&envelope).to_hex()));
     // The vector opens with the epoch key, and is the same item.
     let opened = envelope::open(&envelope, &hood, &ring).expect("vector opens");
     assert_eq!(opened.item, item);

@@ -52,7 +52,7 @@ impl Attacker {
         let config = gossipsub::ConfigBuilder::default()
             .validation_mode(gossipsub::ValidationMode::Anonymous)
             .message_id_fn(|m: &gossipsub::Message| {
-                gossipsub::MessageId::from(ItemId::of(&m.data).0.to_vec())
+                gossipsub::MessageId::from(ItemId::of_envelope(&m.data).0.to_vec())
             })
             .max_transmit_size(MAX_ENVELOPE_BYTES + 4096)
             .heartbeat_interval(Duration::from_secs(1))
@@ -208,13 +208,14 @@ async fn reports_over_the_rate_limit_are_refused_everywhere_and_honest_reports_s
     // the first LIMIT are within the limit, the rest are the flood.
     let created_at = porchlight_node::now();
     let mut rng = SeededRng::new(8);
-    let envelopes: Vec<Vec<u8>> = (0..usize::from(LIMIT) + EXCESS)
-        .map(|i| {
-            let item = Item::sign(&keys, &hood, &report_at(&format!("flood {i}"), created_at));
-            envelope::seal(&item, &hood, &key, rng.bytes()).unwrap()
-        })
+    let items: Vec<Item> = (0..usize::from(LIMIT) + EXCESS)
+        .map(|i| Item::sign(&keys, &hood, &report_at(&format!("flood {i}"), created_at)))
         .collect();
-    let ids: Vec<ItemId> = envelopes.iter().map(|e| ItemId::of(e)).collect();
+    let envelopes: Vec<Vec<u8>> = items
+        .iter()
+        .map(|item| envelope::seal(item, &hood, &key, rng.bytes()).unwrap())
+        .collect();
+    let ids: Vec<ItemId> = items.iter().map(|i| ItemId::of_item(&i.encode())).collect();
     let (allowed, excess) = ids.split_at(usize::from(LIMIT));
 
     let alerts: Vec<_> = honest.iter().map(|n| watch(n)).collect();

@@ -213,7 +213,7 @@ async fn removed_member_is_locked_out() {
     let item = porchlight_proto::Item::sign(&keys, &hood, &porchlight_tests::report("still here"));
     let envelope =
         porchlight_proto::envelope::seal(&item, &hood, &key, SeededRng::new(3).bytes()).unwrap();
-    let hers = porchlight_proto::ItemId::of(&envelope);
+    let hers = porchlight_proto::ItemId::of_item(&item.encode());
     for judge in [&alice, &bob] {
         assert_eq!(
             judge.node.ingest(envelope.clone()).await.unwrap(),

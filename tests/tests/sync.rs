@@ -429,3 +429,81 @@ async fn a_node_speaking_only_the_unframed_sync_version_still_syncs() {
     assert!(answered.unwrap().is_ok(), "alice's answer over /2 decodes");
     assert_eq!(alice.node.status().await.unwrap().sync.penalties, 0);
 }
+
+/// Issue #14, M8: a copy of a report re-sealed under a new nonce (by anyone holding the
+/// epoch key) is the same item. Two nodes that kept different copies agree on it, an
+/// update that names it applies on both, and their digests match.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resealed_copy_is_the_same_item_and_nodes_holding_different_copies_agree() {
+    use porchlight_proto::item::Body;
+    use porchlight_proto::report::Update;
+    use porchlight_proto::testkit::SeededRng;
+    use porchlight_proto::{KeyRing, envelope};
+
+    let alice = TestNode::found("alice").await;
+    let bob = alice.invite("bob").await;
+    let mallory = alice.invite("mallory").await;
+    for n in [&alice, &bob] {
+        assert!(eventually(|| async { n.node.members().await.unwrap().len() == 3 }).await);
+    }
+    let status = alice.node.status().await.unwrap();
+    let hood = status.hood.unwrap();
+    let (_, key) = porchlight_tests::hijack(mallory, &hood, status.sealing_epoch.unwrap()).await;
+
+    // Alice and Bob are apart when Alice posts; Bob gets a re-sealed copy instead.
+    alice.node.block(bob.node.peer_id(), true).await.unwrap();
+    bob.node.block(alice.node.peer_id(), true).await.unwrap();
+    let id = alice.post("parcel taken from porch").await;
+    let original = alice.node.envelope(id).await.unwrap().unwrap();
+    let mut ring = KeyRing::new();
+    ring.insert(1, key.clone());
+    let item = envelope::open(&original, &hood, &ring).unwrap().item;
+    let resealed = envelope::seal(&item, &hood, &key, SeededRng::new(11).bytes()).unwrap();
+    assert_ne!(resealed, original);
+    assert!(matches!(
+        bob.node.ingest(resealed.clone()).await.unwrap(),
+        Ingest::New(a) if a.id == id
+    ));
+    // Alice updates her report, naming it by its id.
+    let now = porchlight_node::now();
+    let update = alice
+        .node
+        .post(Body::Update(Update {
+            created_at: now,
+            expires_at: now + 3600,
+            report: id,
+            severity: None,
+            text: "a second parcel taken".into(),
+        }))
+        .await
+        .unwrap();
+
+    // They meet again.
+    alice.node.block(bob.node.peer_id(), false).await.unwrap();
+    bob.node.block(alice.node.peer_id(), false).await.unwrap();
+    let addr = alice.node.status().await.unwrap().listen[0].clone();
+    bob.node.dial(addr).await.unwrap();
+    assert!(
+        eventually(|| async { bob.has(&update).await }).await,
+        "the update reaches bob and applies to his copy"
+    );
+    assert!(
+        eventually(|| async {
+            let a = alice.node.status().await.unwrap().digest;
+            let b = bob.node.status().await.unwrap().digest;
+            a.is_some() && a == b
+        })
+        .await,
+        "one digest though they hold different envelopes"
+    );
+    // Each kept the copy it had: one item, not two.
+    assert_eq!(bob.node.envelope(id).await.unwrap().unwrap(), resealed);
+    assert_eq!(alice.node.envelope(id).await.unwrap().unwrap(), original);
+    let reports = |feed: Vec<porchlight_node::node::FeedItem>| {
+        feed.iter()
+            .filter(|f| matches!(f.body, Body::Report(_)))
+            .count()
+    };
+    assert_eq!(reports(bob.feed().await), 1);
+    assert_eq!(reports(alice.feed().await), 1);
+}

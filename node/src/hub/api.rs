@@ -74,10 +74,8 @@ fn body_or_default<T: serde::de::DeserializeOwned + Default>(
 }
 
 async fn list(State(hub): State<Hub>) -> Response {
-    match hub.drafts().await {
-        Ok(drafts) => {
-            axum::Json(drafts.iter().map(|d| d.json()).collect::<Vec<_>>()).into_response()
-        }
+    match hub.drafts_json().await {
+        Ok(drafts) => axum::Json(drafts).into_response(),
         Err(e) => error_response(e),
     }
 }
@@ -88,9 +86,13 @@ async fn approve(State(hub): State<Hub>, AxumPath(id): AxumPath<String>, body: B
         Err(r) => return *r,
     };
     match hub.approve(&id, &approval).await {
-        Ok((draft, report)) => (
+        Ok(approved) => (
             StatusCode::CREATED,
-            axum::Json(json!({ "id": report.to_hex(), "draft": draft.id.to_hex() })),
+            axum::Json(json!({
+                "id": approved.report.to_hex(),
+                "draft": approved.draft.id.to_hex(),
+                "share": approved.share.map(|s| s.as_str()),
+            })),
         )
             .into_response(),
         Err(e) => error_response(e),
@@ -178,10 +180,10 @@ impl HubEvent {
                 .map(|i| frigate::name("id", i))
                 .transpose()?,
             camera: frigate::name("camera", &self.camera)?,
-            labels: frigate::labels("label", self.label.iter())?,
-            zones: frigate::labels("zone", &self.zones)?,
+            labels: frigate::labels(self.label.iter()),
+            zones: frigate::zones(&self.zones),
             captured_at: self.captured_at.unwrap_or(now),
-            clip_events: vec![],
+            clip: None,
             text: self.text.clone(),
             category,
         })
@@ -199,7 +201,7 @@ async fn webhook_clip(hub: &Hub, event: &HubEvent) -> Result<Option<clips::Impor
             }
             (None, Some(url)) => {
                 let url = url.clone();
-                Box::new(move || frigate::fetch_clip(&dir, &url))
+                Box::new(move || frigate::fetch_clip(&dir, &url, frigate::Expect::Any))
             }
             _ => return Ok(None),
         };
@@ -244,10 +246,10 @@ async fn webhook(State(hub): State<Hub>, body: Bytes) -> Response {
             let _ = std::fs::remove_file(clips::path(hub.data_dir(), &i.clip.sha256));
         }
     };
-    match hub
-        .intake(candidate, Ok(imported.as_ref().map(|i| i.clip)))
-        .await
-    {
+    let clip = imported.as_ref().map(|i| i.clip).ok_or_else(|| {
+        "the webhook named no clip (clip_path or clip_url)".to_owned()
+    });
+    match hub.intake(candidate, clip).await {
         Ok(Intake::Drafted(draft)) => {
             (StatusCode::CREATED, axum::Json(draft.json())).into_response()
         }

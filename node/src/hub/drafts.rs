@@ -139,19 +139,16 @@ struct DraftFile {
 }
 
 impl Draft {
-    pub fn new(
-        id: DraftId,
-        candidate: Candidate,
-        clip: Result<Option<Clip>, String>,
-        now: u64,
-    ) -> Draft {
+    /// A draft of `candidate` with its clip, or why it has none: a draft without a clip
+    /// always says why.
+    pub fn new(id: DraftId, candidate: Candidate, clip: Result<Clip, String>, now: u64) -> Draft {
         let text = candidate
             .text
             .clone()
             .unwrap_or_else(|| suggested_text(&candidate.labels, &candidate.camera));
         let (clip, clip_error) = match clip {
             Ok(c) => (
-                c.map(|c| DraftClip {
+                Some(DraftClip {
                     sha256: c.sha256,
                     size: c.size,
                 }),
@@ -229,10 +226,12 @@ impl Draft {
     }
 }
 
-/// "person and car at the front door camera": labels and camera only.
+/// "person and car at the front door camera": labels and camera only, `_` read as a
+/// space (Frigate's names use it between words: `dental_drill's_drill`).
 fn suggested_text(labels: &[String], camera: &str) -> String {
     let camera = camera.replace('_', " ");
-    match labels {
+    let labels: Vec<String> = labels.iter().map(|l| l.replace('_', " ")).collect();
+    match labels.as_slice() {
         [] => format!("activity at the {camera} camera"),
         [one] => format!("{one} at the {camera} camera"),
         [init @ .., last] => format!("{} and {last} at the {camera} camera", init.join(", ")),
@@ -394,7 +393,7 @@ mod tests {
             labels: vec!["person".into()],
             zones: vec!["porch".into()],
             captured_at: 1_718_987_129,
-            clip_events: vec![],
+            clip: None,
             text: None,
             category: None,
         }
@@ -410,7 +409,7 @@ mod tests {
             sha256: [7; 32],
             size: 1234,
         };
-        let draft = Draft::new(id, c, Ok(Some(clip)), 1000);
+        let draft = Draft::new(id, c, Ok(clip), 1000);
         assert_eq!(draft.text, "person at the front door camera");
         assert_eq!(draft.category, Category::Other);
         assert!(store.put(&draft, 1000).unwrap().is_empty());
@@ -442,7 +441,7 @@ mod tests {
         let mut first = None;
         for i in 0..(max as u64 + 2) {
             let c = candidate(&format!("review-{i}"));
-            let d = Draft::new(c.derived_id().unwrap(), c, Ok(None), 1000 + i);
+            let d = Draft::new(c.derived_id().unwrap(), c, Err("no clip".into()), 1000 + i);
             let dropped = store.put(&d, 1000 + i).unwrap();
             if i < max as u64 {
                 assert!(dropped.is_empty());
@@ -463,5 +462,9 @@ mod tests {
             "person, car and dog at the drive way camera"
         );
         assert_eq!(suggested_text(&[], "door"), "activity at the door camera");
+        assert_eq!(
+            suggested_text(&["delivery".into(), "dental_drill's_drill".into()], "porch"),
+            "delivery and dental drill's drill at the porch camera"
+        );
     }
 }

@@ -34,6 +34,7 @@ use tokio::sync::Mutex;
 
 use crate::clips::{self, ClipError};
 use crate::node::{Node, NodeError};
+use crate::sharing::ClipPolicy;
 
 pub use drafts::{Draft, DraftId, Drafts, Source};
 pub use frigate::Candidate;
@@ -71,8 +72,13 @@ pub enum HubError {
     #[error(transparent)]
     Clip(#[from] ClipError),
     /// Frigate (or a webhook's clip URL) did not give us the clip.
-    #[error("cannot fetch the clip {url}: {why}")]
-    Fetch { url: String, why: String },
+    #[error("cannot fetch {url}: {why}")]
+    Fetch {
+        url: String,
+        /// The HTTP status, if there was an answer.
+        status: Option<u16>,
+        why: String,
+    },
     /// Our own storage.
     #[error("draft store {path}: {source}")]
     Storage {
@@ -94,6 +100,15 @@ pub enum Intake {
     Duplicate(DraftId),
 }
 
+/// What [`Hub::approve`] did.
+#[derive(Debug, Clone)]
+pub struct Approved {
+    pub draft: Draft,
+    pub report: ItemId,
+    /// Who may fetch the clip now; `None` if the draft had no clip.
+    pub share: Option<ClipPolicy>,
+}
+
 /// What an approver may set; everything else comes from the draft. The JSON body of
 /// `POST /v1/drafts/{id}/approve` and the fields of an auto-post rule.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -113,6 +128,11 @@ pub struct Approval {
     pub severity: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_in_secs: Option<u64>,
+    /// Who may fetch the draft's clip once it is posted: `members`, `ask` or `never`;
+    /// absent: the owner's `clip_policy`. Approving is the owner's explicit act, so
+    /// this holds for this clip over the policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share: Option<String>,
 }
 
 impl Approval {
@@ -158,6 +178,18 @@ impl Approval {
         };
         report.check()?;
         Ok(report)
+    }
+}
+
+/// An approval's `share`: `members`, `ask` or `never`.
+pub(crate) fn parse_share(name: &str) -> Result<ClipPolicy, HubError> {
+    match name {
+        "members" => Ok(ClipPolicy::Members),
+        "ask" => Ok(ClipPolicy::Ask),
+        "never" => Ok(ClipPolicy::Never),
+        _ => Err(HubError::BadRequest(format!(
+            "unknown share {name:?}: one of members, ask, never"
+        ))),
     }
 }
 
@@ -243,12 +275,30 @@ impl Hub {
         recent.set.contains(&id) || self.inner.drafts.contains(&id)
     }
 
+    /// Pending drafts as `GET /v1/drafts` shows them: each with `share`, who may fetch
+    /// its clip once approved without a `share` (the owner's `clip_policy`).
+    pub async fn drafts_json(&self) -> Result<Vec<serde_json::Value>, HubError> {
+        let policy = self.inner.node.clip_policy().await?;
+        Ok(self
+            .drafts()
+            .await?
+            .iter()
+            .map(|d| {
+                let mut v = d.json();
+                if let Some(map) = v.as_object_mut() {
+                    map.insert("share".into(), policy.as_str().into());
+                }
+                v
+            })
+            .collect())
+    }
+
     /// Turns a candidate and its clip into a draft, or posts it if an auto-post rule
     /// matches. `clip` is the imported clip, or why there is none.
     pub async fn intake(
         &self,
         candidate: Candidate,
-        clip: Result<Option<clips::Clip>, String>,
+        clip: Result<clips::Clip, String>,
     ) -> Result<Intake, HubError> {
         let now = crate::now();
         let draft = {
@@ -294,12 +344,14 @@ impl Hub {
         Ok(Intake::Drafted(draft))
     }
 
-    /// Posts the draft that `wanted` names (an id or a unique prefix) as a report.
+    /// Posts the draft that `wanted` names (an id or a unique prefix) as a report. With
+    /// a `share`, the clip is shared so with members (over the owner's policy). Returns
+    /// the draft, the report and who may fetch its clip (`None`: it has none).
     pub async fn approve(
         &self,
         wanted: &str,
         approval: &Approval,
-    ) -> Result<(Draft, ItemId), HubError> {
+    ) -> Result<Approved, HubError> {
         let mut recent = self.inner.recent.lock().await;
         let now = crate::now();
         let draft = self.inner.drafts.find(wanted, now)?;
@@ -308,15 +360,33 @@ impl Hub {
         {
             return Err(HubError::ClipGone(codec::hex(&clip.sha256)));
         }
+        let share = approval.share.as_deref().map(parse_share).transpose()?;
         let report = approval.report(&draft, now)?;
         let id = self.inner.node.post(Body::Report(report)).await?;
         recent.insert(draft.id);
+        let share = match (&draft.clip, share) {
+            (None, _) => None,
+            // The report is out; a choice that could not be kept leaves the policy in
+            // force (a neighbor waits for the owner), which the log says.
+            (Some(clip), Some(share)) => match self.inner.node.share_clip(clip.sha256, share).await {
+                Ok(()) => Some(share),
+                Err(e) => {
+                    tracing::warn!(draft = %draft.id, error = %e, "posted, but the clip's sharing stays the policy");
+                    self.inner.node.clip_policy().await.ok()
+                }
+            },
+            (Some(_), None) => self.inner.node.clip_policy().await.ok(),
+        };
         // The report is durable; a draft file left behind by a failed delete would only
         // offer the same post again, so it is logged, not returned as a failure.
         if let Err(e) = self.inner.drafts.remove(&draft.id) {
             tracing::warn!(draft = %draft.id, error = %e, "posted, but the draft file stays");
         }
-        Ok((draft, id))
+        Ok(Approved {
+            draft,
+            report: id,
+            share,
+        })
     }
 
     /// Deletes a draft, and its clip unless something else refers to it.

@@ -19,7 +19,8 @@ use tokio::sync::{Semaphore, broadcast, mpsc};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-use super::frigate::{self, EVENTS_TOPIC, REVIEWS_TOPIC};
+use super::frigate::{self, ClipSource, Version};
+use super::settings::TopicPrefix;
 use super::{Broker, FrigateApi, Hub, HubError, Intake};
 use crate::node::{Event as NodeEvent, FeedItem, NodeError};
 
@@ -134,13 +135,16 @@ pub struct Bridge {
 }
 
 impl Bridge {
-    /// Starts the bridge to `broker` for the node of `hub`. Returns at once: the
-    /// connection is made (and remade) in the background.
+    /// Starts the bridge to `broker` for the node of `hub`, reading Frigate's messages
+    /// under `frigate_prefix` (its `mqtt.topic_prefix`). Returns at once: the connection
+    /// is made (and remade) in the background.
     pub async fn start(
         hub: Hub,
         broker: Broker,
         frigate: Option<FrigateApi>,
+        frigate_prefix: &TopicPrefix,
     ) -> Result<Bridge, HubError> {
+        let frigate_topics = Arc::new(frigate_prefix.topics());
         let status = hub.node().status().await?;
         let (Some(hood), Some(hood_name)) = (status.hood, status.hood_name) else {
             return Err(HubError::Node(NodeError::NoHood));
@@ -164,11 +168,20 @@ impl Bridge {
         let (client, eventloop) = AsyncClient::new(options, REQUEST_QUEUE);
         let (intake_tx, intake_rx) = mpsc::channel(INTAKE_QUEUE);
         let span = tracing::info_span!("hub", broker = %broker);
-        tracing::info!(parent: &span, alerts = %topics.alerts, frigate = frigate.as_ref().map(|f| f.base()).unwrap_or("none"), "MQTT bridge starting");
+        tracing::info!(parent: &span, alerts = %topics.alerts, frigate = frigate.as_ref().map(|f| f.base()).unwrap_or("none"), reviews = %frigate_topics.reviews, "MQTT bridge starting");
         let poll = tokio::spawn(
-            poll(eventloop, client.clone(), topics.clone(), intake_tx).instrument(span.clone()),
+            poll(
+                eventloop,
+                client.clone(),
+                topics.clone(),
+                frigate_topics.clone(),
+                intake_tx,
+            )
+            .instrument(span.clone()),
         );
-        let intake = tokio::spawn(intake(hub.clone(), frigate, intake_rx).instrument(span.clone()));
+        let intake = tokio::spawn(
+            intake(hub.clone(), frigate, frigate_topics, intake_rx).instrument(span.clone()),
+        );
         let alerts = tokio::spawn(
             alerts(hub.node().events(), client.clone(), topics.clone()).instrument(span),
         );
@@ -205,10 +218,12 @@ impl Bridge {
 }
 
 /// After each ConnAck: subscriptions (the session is clean), `online`, discovery.
-fn announce(client: &AsyncClient, topics: &Topics) {
+/// Frigate publishes at its `mqtt.qos` (0 unless set); subscribing at 1 takes whatever
+/// it sends at the QoS it sends.
+fn announce(client: &AsyncClient, topics: &Topics, frigate: &frigate::Topics) {
     let requests = [
-        client.try_subscribe(REVIEWS_TOPIC, QoS::AtLeastOnce),
-        client.try_subscribe(EVENTS_TOPIC, QoS::AtLeastOnce),
+        client.try_subscribe(frigate.reviews.clone(), QoS::AtLeastOnce),
+        client.try_subscribe(frigate.events.clone(), QoS::AtLeastOnce),
         client.try_publish(
             topics.availability.clone(),
             QoS::AtLeastOnce,
@@ -233,6 +248,7 @@ async fn poll(
     mut eventloop: EventLoop,
     client: AsyncClient,
     topics: Arc<Topics>,
+    frigate: Arc<frigate::Topics>,
     intake: mpsc::Sender<(String, Vec<u8>)>,
 ) {
     let mut backoff = MIN_BACKOFF;
@@ -241,7 +257,7 @@ async fn poll(
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 tracing::info!("connected to the MQTT broker");
                 backoff = MIN_BACKOFF;
-                announce(&client, &topics);
+                announce(&client, &topics, &frigate);
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 if intake.try_send((p.topic, p.payload.to_vec())).is_err() {
@@ -262,24 +278,52 @@ async fn poll(
     }
 }
 
+/// Frigate's version, asked once it is needed and kept once known (a Frigate that did
+/// not answer is asked again next time).
+#[derive(Debug, Clone, Default)]
+struct KnownVersion(Arc<std::sync::Mutex<Option<Version>>>);
+
+impl KnownVersion {
+    async fn get(&self, api: &FrigateApi) -> Option<Version> {
+        if let Ok(known) = self.0.lock()
+            && let Some(v) = *known
+        {
+            return Some(v);
+        }
+        match frigate::version(api).await {
+            Ok(v) => {
+                tracing::info!(version = %v, "Frigate's version");
+                if let Ok(mut known) = self.0.lock() {
+                    *known = Some(v);
+                }
+                Some(v)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot tell Frigate's version");
+                None
+            }
+        }
+    }
+}
+
 async fn intake(
     hub: Hub,
     frigate: Option<FrigateApi>,
+    topics: Arc<frigate::Topics>,
     mut messages: mpsc::Receiver<(String, Vec<u8>)>,
 ) {
     let fetches = Arc::new(Semaphore::new(MAX_FETCHES));
+    let version = KnownVersion::default();
     let mut seen_reviews = false;
     while let Some((topic, payload)) = messages.recv().await {
-        let parsed = match topic.as_str() {
-            REVIEWS_TOPIC => {
-                let parsed = frigate::parse_review(&payload);
-                seen_reviews |= parsed.is_ok();
-                parsed
-            }
-            // Frigate 0.14+ sends both; its reviews group the events, so events are
-            // used only by a Frigate that sends no reviews.
-            EVENTS_TOPIC if !seen_reviews => frigate::parse_event(&payload),
-            _ => continue,
+        let parsed = if topic == topics.reviews {
+            let parsed = frigate::parse_review(&payload);
+            seen_reviews |= parsed.is_ok();
+            parsed
+        } else if topic == topics.events && !seen_reviews {
+            frigate::parse_event(&payload)
+        } else {
+            continue;
         };
         let candidate = match parsed {
             Ok(Some(c)) => c,
@@ -298,12 +342,28 @@ async fn intake(
         };
         let hub = hub.clone();
         let frigate = frigate.clone();
+        let version = version.clone();
         tokio::spawn(
             async move {
                 let _permit = permit;
-                let clip = match &frigate {
-                    Some(api) => frigate::fetch_review_clip(hub.data_dir(), api, &candidate).await,
-                    None => Err("no Frigate URL is set (--frigate): the draft has no clip".into()),
+                let known = match &frigate {
+                    Some(api) => version.get(api).await,
+                    None => None,
+                };
+                // Frigate 0.14 and later send events for every tracked object, alerts
+                // or not, and group them into reviews: only a Frigate known to be older
+                // (it has no alerts) has its events drafted, whatever came first.
+                if matches!(candidate.clip, Some(ClipSource::Event { .. }))
+                    && !known.is_some_and(|v| !v.has_reviews())
+                {
+                    tracing::debug!(camera = %candidate.camera, version = ?known, "an event is not drafted: this Frigate has reviews, or its version is unknown");
+                    return;
+                }
+                let clip = match (&frigate, &candidate.clip) {
+                    (Some(api), Some(source)) => {
+                        frigate::fetch_candidate_clip(hub.data_dir(), api, source, known).await
+                    }
+                    _ => Err("no Frigate URL is set (--frigate): the draft has no clip".into()),
                 };
                 if let Err(why) = &clip {
                     tracing::warn!(camera = %candidate.camera, error = %why, "no clip for this draft");

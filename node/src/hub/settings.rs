@@ -16,20 +16,28 @@ pub struct Settings {
     pub mqtt: Option<Broker>,
     /// Frigate's HTTP API, for clips; `None`: drafts from Frigate carry no clip.
     pub frigate: Option<FrigateApi>,
+    /// Frigate's `mqtt.topic_prefix`.
+    pub frigate_topic_prefix: TopicPrefix,
     /// Rules that post a matching draft at once. Empty by default.
     pub auto_post: Vec<AutoPost>,
 }
 
 impl Settings {
-    /// Settings from the file's `mqtt`, `frigate` and `[[auto_post]]` entries.
+    /// Settings from the file's `mqtt`, `frigate`, `frigate_topic_prefix` and
+    /// `[[auto_post]]` entries.
     pub fn from_file(
         mqtt: Option<&str>,
         frigate: Option<&str>,
+        frigate_topic_prefix: Option<&str>,
         rules: &[AutoPostRule],
     ) -> Result<Settings, HubError> {
         Ok(Settings {
             mqtt: mqtt.map(Broker::parse).transpose()?,
             frigate: frigate.map(FrigateApi::parse).transpose()?,
+            frigate_topic_prefix: frigate_topic_prefix
+                .map(TopicPrefix::parse)
+                .transpose()?
+                .unwrap_or_default(),
             auto_post: rules
                 .iter()
                 .enumerate()
@@ -237,10 +245,88 @@ impl FrigateApi {
         &self.base
     }
 
+    /// `GET /api/version`: Frigate's version as plain text (`0.16.4-1234abc`).
+    pub fn version_url(&self) -> String {
+        format!("{}/api/version", self.base)
+    }
+
     /// Where Frigate serves the clip of one tracked object (event). `event` is an id
     /// checked by the parser (no `/`, no `..`).
-    pub fn clip_url(&self, event: &str) -> String {
+    pub fn event_clip_url(&self, event: &str) -> String {
         format!("{}/api/events/{event}/clip.mp4", self.base)
+    }
+
+    /// Frigate 0.18's clip of a whole review item, `padding` seconds either side.
+    /// `review` is an id checked by the parser.
+    pub fn review_clip_url(&self, review: &str, padding: u64) -> String {
+        format!(
+            "{}/api/review/{review}/clip.mp4?padding={padding}",
+            self.base
+        )
+    }
+
+    /// The recordings of `camera` from `start` to `end` (Unix seconds), cut into one
+    /// clip: every Frigate version serves this. `camera` is a checked name.
+    pub fn range_clip_url(&self, camera: &str, start: u64, end: u64) -> String {
+        format!(
+            "{}/api/{}/start/{start}/end/{end}/clip.mp4",
+            self.base,
+            camera.replace(' ', "%20")
+        )
+    }
+}
+
+/// Frigate's `mqtt.topic_prefix` (default `frigate`): Frigate publishes its review
+/// items to `<prefix>/reviews` and its tracked objects to `<prefix>/events`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicPrefix(String);
+
+/// Frigate's default `mqtt.topic_prefix`.
+pub const DEFAULT_FRIGATE_TOPIC_PREFIX: &str = "frigate";
+/// Longest topic prefix accepted (MQTT allows 65535 bytes; Frigate's are short).
+pub const MAX_TOPIC_PREFIX_BYTES: usize = 200;
+
+impl Default for TopicPrefix {
+    fn default() -> TopicPrefix {
+        TopicPrefix(DEFAULT_FRIGATE_TOPIC_PREFIX.to_owned())
+    }
+}
+
+impl TopicPrefix {
+    /// A prefix Frigate could publish under: 1 to 200 bytes of UTF-8, no MQTT wildcard
+    /// (`+`, `#`), no control character, not starting or ending with `/`.
+    pub fn parse(prefix: &str) -> Result<TopicPrefix, HubError> {
+        let why = if prefix.is_empty() || prefix.len() > MAX_TOPIC_PREFIX_BYTES {
+            Some(format!("1 to {MAX_TOPIC_PREFIX_BYTES} bytes"))
+        } else if prefix.contains(['+', '#']) {
+            Some("MQTT wildcards (+ and #) are not part of a topic".to_owned())
+        } else if prefix.chars().any(char::is_control) {
+            Some("no control characters".to_owned())
+        } else if prefix.starts_with('/') || prefix.ends_with('/') {
+            Some("no / at its start or end (Frigate adds /reviews)".to_owned())
+        } else {
+            None
+        };
+        match why {
+            Some(why) => Err(HubError::Url {
+                what: "frigate_topic_prefix",
+                url: prefix.chars().take(80).collect(),
+                why,
+            }),
+            None => Ok(TopicPrefix(prefix.to_owned())),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The topics Frigate publishes under this prefix.
+    pub fn topics(&self) -> super::frigate::Topics {
+        super::frigate::Topics {
+            reviews: format!("{}/reviews", self.0),
+            events: format!("{}/events", self.0),
+        }
     }
 }
 
@@ -298,6 +384,7 @@ impl AutoPost {
                 geohash: None,
                 severity: r.severity.clone(),
                 expires_in_secs: None,
+                share: None,
             },
         };
         // Judge the report it would make now, not at 3 a.m. when a camera fires.
@@ -366,9 +453,18 @@ mod tests {
     fn frigate_urls() {
         let f = FrigateApi::parse("http://frigate.local:5000/").unwrap();
         assert_eq!(
-            f.clip_url("1718987128.947436-g92ztx"),
+            f.event_clip_url("1718987128.947436-g92ztx"),
             "http://frigate.local:5000/api/events/1718987128.947436-g92ztx/clip.mp4"
         );
+        assert_eq!(
+            f.review_clip_url("1718987129.308396-fqk5ka", 5),
+            "http://frigate.local:5000/api/review/1718987129.308396-fqk5ka/clip.mp4?padding=5"
+        );
+        assert_eq!(
+            f.range_clip_url("front_cam", 1718987124, 1718987165),
+            "http://frigate.local:5000/api/front_cam/start/1718987124/end/1718987165/clip.mp4"
+        );
+        assert_eq!(f.version_url(), "http://frigate.local:5000/api/version");
         let f = FrigateApi::parse("http://nvr/frigate").unwrap();
         assert_eq!(f.base(), "http://nvr/frigate");
         for bad in [
@@ -383,13 +479,28 @@ mod tests {
     }
 
     #[test]
+    fn topic_prefixes() {
+        assert_eq!(TopicPrefix::default().topics().reviews, "frigate/reviews");
+        let p = TopicPrefix::parse("home/frigate-2").unwrap();
+        assert_eq!(p.topics().events, "home/frigate-2/events");
+        assert_eq!(TopicPrefix::parse("Frigate_Hof_Tür").unwrap().as_str(), "Frigate_Hof_Tür");
+        let long = "x".repeat(201);
+        for bad in ["", "frigate/#", "a+b", "/frigate", "frigate/", "a\u{0}b", long.as_str()] {
+            assert!(TopicPrefix::parse(bad).is_err(), "{bad:?}");
+        }
+        let s = Settings::from_file(None, None, Some("nvr2"), &[]).unwrap();
+        assert_eq!(s.frigate_topic_prefix.topics().reviews, "nvr2/reviews");
+        assert!(Settings::from_file(None, None, Some("a/#"), &[]).is_err());
+    }
+
+    #[test]
     fn rules_are_judged_when_loaded() {
         let ok = AutoPostRule {
             camera: Some("driveway".into()),
             category: Some("vehicle".into()),
             ..Default::default()
         };
-        assert!(Settings::from_file(None, None, std::slice::from_ref(&ok)).is_ok());
+        assert!(Settings::from_file(None, None, None, std::slice::from_ref(&ok)).is_ok());
         let everything = AutoPostRule {
             category: Some("other".into()),
             ..Default::default()
@@ -405,7 +516,7 @@ mod tests {
             ..Default::default()
         };
         for bad in [everything, suspicious, unknown] {
-            let err = Settings::from_file(None, None, &[ok.clone(), bad]).unwrap_err();
+            let err = Settings::from_file(None, None, None, &[ok.clone(), bad]).unwrap_err();
             assert!(err.to_string().starts_with("auto_post rule 2"), "{err}");
         }
     }

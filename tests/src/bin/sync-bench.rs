@@ -146,8 +146,9 @@ fn main() {
             r.created_at = NOW - (i as u64 % 200_000);
             r.expires_at = r.created_at + 72 * 3600 + 200_000;
             let created_at = r.created_at;
-            let bytes = h.seal(author, &body);
-            elements.push((created_at, ItemId::of(&bytes).0));
+            let item = porchlight_proto::Item::sign(&h.members[author].keys, &h.hood(), &body);
+            let bytes = h.seal_item(author, &item);
+            elements.push((created_at, ItemId::of_item(&item.encode()).0));
             envelopes.push(bytes);
         }
         let generate = t.elapsed();
@@ -161,8 +162,11 @@ fn main() {
         for batch in need.chunks(sync::MAX_FETCH_IDS) {
             fetch_bytes += Request::Fetch(batch.to_vec()).encode().len();
         }
-        let by_id: std::collections::HashMap<[u8; 32], &Vec<u8>> =
-            envelopes.iter().map(|e| (ItemId::of(e).0, e)).collect();
+        let by_id: std::collections::HashMap<[u8; 32], &Vec<u8>> = elements
+            .iter()
+            .map(|(_, id)| *id)
+            .zip(envelopes.iter())
+            .collect();
         let mut batch = Vec::new();
         let mut rate = RateLimiter::new();
         let mut accepted = 0;
