@@ -26,7 +26,7 @@ pub fn utc(secs: u64) -> String {
     )
 }
 
-/// A span of seconds in the largest whole unit: `30 days`, `72 hours`, `1 minute`,
+/// A span of seconds in the largest whole unit: `30 days`, `5 hours`, `1 minute`,
 /// `90 seconds`.
 pub fn span(secs: u64) -> String {
     let (n, unit) = match secs {
@@ -110,7 +110,8 @@ mod tests {
     #[test]
     fn spans_say_their_unit() {
         assert_eq!(span(30 * 86_400), "30 days");
-        assert_eq!(span(72 * 3600), "72 hours");
+        assert_eq!(span(72 * 3600), "3 days");
+        assert_eq!(span(5 * 3600), "5 hours");
         assert_eq!(span(60), "1 minute");
         assert_eq!(span(90), "90 seconds");
     }
