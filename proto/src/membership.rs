@@ -321,6 +321,8 @@ pub enum Denied {
     GenerationTooHigh,
     #[error("the operation was voided by its author's removal")]
     Voided,
+    #[error("an admin can be removed only by someone admitted before them")]
+    Outranked,
 }
 
 /// A member as the roster knows them.
@@ -366,8 +368,9 @@ struct State {
     void: BTreeSet<OpId>,
     /// Why each operation that took no effect did not.
     denied: BTreeMap<OpId, Denied>,
-    /// Who removed each removed member, and by which operation.
-    removed_by: BTreeMap<MemberId, (MemberId, OpId)>,
+    /// Each member's seniority: how many operations had taken effect when they were
+    /// admitted (the founder 0). Lower is more senior.
+    seniority: BTreeMap<MemberId, usize>,
 }
 
 impl State {
@@ -433,11 +436,18 @@ impl State {
                 Ok(())
             }
             Op::Remove(r) => {
-                if !self.members.contains_key(&r.target) {
-                    return Err(Denied::TargetNotMember);
+                let target = self.members.get(&r.target).ok_or(Denied::TargetNotMember)?;
+                if *author == r.target {
+                    return Ok(());
                 }
-                if *author != r.target && !policy.remove.allows(self.is_admin(author)) {
+                if !policy.remove.allows(self.is_admin(author)) {
                     return Err(Denied::PolicyForbidsRemove);
+                }
+                // An admin is removed only by someone admitted before them: two admins
+                // cannot remove each other, and a junior admin cannot take a senior's
+                // place. (A rogue senior admin is what a removal quorum is for.)
+                if target.admin && self.seniority.get(author) > self.seniority.get(&r.target) {
+                    return Err(Denied::Outranked);
                 }
                 Ok(())
             }
@@ -480,6 +490,7 @@ impl State {
             Op::Genesis(_) => {}
             Op::Join(join) => {
                 let joiner = join.request.joiner;
+                self.seniority.insert(joiner, self.effective.len());
                 self.members.insert(
                     joiner,
                     Member {
@@ -540,8 +551,6 @@ pub struct Roster {
     heads: BTreeSet<OpId>,
     /// Each author's operations.
     authored: BTreeMap<MemberId, BTreeSet<OpId>>,
-    /// The joins on each inviter's tickets.
-    invited: BTreeMap<MemberId, BTreeSet<OpId>>,
     /// The founder and everyone some `Join` in the set admits, whether or not it took
     /// effect: whose operations the set takes (the fold decides what they do).
     known: BTreeSet<MemberId>,
@@ -712,7 +721,6 @@ impl Roster {
             ops: BTreeMap::from([(id, stored)]),
             heads: BTreeSet::from([id]),
             authored: BTreeMap::from([(founder, BTreeSet::from([id]))]),
-            invited: BTreeMap::new(),
             known: BTreeSet::from([founder]),
             state: State::default(),
             verifiers: BTreeMap::new(),
@@ -827,9 +835,6 @@ impl Roster {
         if let Op::Join(j) = &verified.op {
             self.known.insert(j.request.joiner);
         }
-        if let Some(ticket) = &verified.ticket {
-            self.invited.entry(ticket.inviter).or_default().insert(id);
-        }
         self.ops.insert(id, verified);
         Ok(())
     }
@@ -901,6 +906,7 @@ impl Roster {
                     invited_by: None,
                 },
             );
+            state.seniority.insert(author, 0);
             state.effective.insert(*id);
             return true;
         }
@@ -909,74 +915,47 @@ impl Roster {
             &author,
             &stored.op,
             stored.ticket.as_ref(),
-        ) && !self.is_counter_removal(state, id)
-        {
+        ) {
             state.denied.insert(*id, why);
             return false;
-        }
-        if let Op::Remove(r) = &stored.op {
-            state.removed_by.insert(r.target, (author, *id));
         }
         state.apply(*id, author, &stored.op, stored.ticket.as_ref());
         true
     }
 
-    /// Whether `id` removes the member who removed its author, concurrently: the one
-    /// case where a removed author's operation still takes effect (both go). It must
-    /// have been allowed to its author before that removal, and the target still be a
-    /// member.
-    fn is_counter_removal(&self, state: &State, id: &OpId) -> bool {
-        let stored = &self.ops[id];
-        let Op::Remove(r) = &stored.op else {
-            return false;
+    /// The operations a removal `id` of `target` voids: the target's operations outside
+    /// its causal past, except removals. A removal is never voided (it still needs its
+    /// author to be allowed at its place in the order): removing someone only narrows the
+    /// hood, and voiding one would bring a removed member back. Joins by others on the
+    /// target's tickets are not voided either: an author picks its parents, so
+    /// "concurrent" can be faked by a member who leaves later to expel everyone they
+    /// once invited. `ancestors` caches causal pasts across the fold's passes.
+    fn voided_by(
+        &self,
+        id: &OpId,
+        target: MemberId,
+        ancestors: &mut BTreeMap<OpId, BTreeSet<OpId>>,
+    ) -> Vec<OpId> {
+        let Some(theirs) = self.authored.get(&target) else {
+            return Vec::new();
         };
-        let author = stored.item.author;
-        match state.removed_by.get(&author) {
-            Some((remover, removal)) if *remover == r.target => {
-                state.members.contains_key(&r.target)
-                    && !self.ancestors(id).contains(removal)
-                    && (author == r.target
-                        || self
-                            .genesis_op
-                            .policy
-                            .remove
-                            .allows(self.was_admin(state, &author)))
-            }
-            _ => false,
-        }
-    }
-
-    /// Whether a removed member was an admin when removed: promoted by an operation that
-    /// took effect, or the founder.
-    fn was_admin(&self, state: &State, member: &MemberId) -> bool {
-        *member == self.founder
-            || state
-                .effective
-                .iter()
-                .any(|id| matches!(&self.ops[id].op, Op::Promote(p) if p.target == *member))
-    }
-
-    /// The operations a removal `id` of `target` by `remover` voids: the target's
-    /// operations outside its causal past, except a counter-removal of the remover, and
-    /// joins on the target's tickets outside it (an invitation is the inviter's act,
-    /// whoever admits on it).
-    fn voided_by(&self, id: &OpId, remover: MemberId, target: MemberId) -> Vec<OpId> {
-        let ancestors = self.ancestors(id);
-        let none = BTreeSet::new();
-        let theirs = self.authored.get(&target).unwrap_or(&none);
-        let invited = self.invited.get(&target).unwrap_or(&none);
+        let past = ancestors.entry(*id).or_insert_with(|| self.ancestors(id));
         theirs
             .iter()
-            .filter(|o| !matches!(&self.ops[o].op, Op::Remove(r) if r.target == remover))
-            .chain(invited)
-            .filter(|o| *o != id && !ancestors.contains(o))
+            .filter(|o| !matches!(&self.ops[o].op, Op::Remove(_)))
+            .filter(|o| *o != id && !past.contains(o))
             .copied()
             .collect()
     }
 
     /// One pass of the fold with `void` skipped. `Err` carries a larger void set when a
     /// removal voided an operation that had already taken effect in this pass.
-    fn pass(&self, order: &[OpId], void: &BTreeSet<OpId>) -> Result<State, BTreeSet<OpId>> {
+    fn pass(
+        &self,
+        order: &[OpId],
+        void: &BTreeSet<OpId>,
+        ancestors: &mut BTreeMap<OpId, BTreeSet<OpId>>,
+    ) -> Result<State, BTreeSet<OpId>> {
         let position: BTreeMap<OpId, usize> =
             order.iter().enumerate().map(|(i, id)| (*id, i)).collect();
         let mut state = State {
@@ -996,7 +975,7 @@ impl Roster {
                 continue;
             };
             let voided: Vec<OpId> = self
-                .voided_by(id, stored.item.author, r.target)
+                .voided_by(id, r.target, ancestors)
                 .into_iter()
                 .filter(|o| !state.void.contains(o))
                 .collect();
@@ -1016,10 +995,11 @@ impl Roster {
     fn refold(&mut self) {
         let order = self.order();
         let mut void = BTreeSet::new();
+        let mut ancestors = BTreeMap::new();
         // Each repeat voids at least one more operation, so this ends within
         // `ops.len()` passes.
         self.state = loop {
-            match self.pass(&order, &void) {
+            match self.pass(&order, &void, &mut ancestors) {
                 Ok(state) => break state,
                 Err(more) => void = more,
             }

@@ -397,26 +397,39 @@ fn removal_voids_the_removed_members_concurrent_acts() {
     assert!(h.roster.is_void(&promote_carol.op_id()));
 }
 
-/// Two admins removing each other at the same time are both removed (the one stated
-/// exception to strong removal), whichever order the operations arrive in.
+/// Two admins cannot remove each other: an admin is removed only by someone admitted
+/// before them, so of two concurrent removals between admins only the senior's stands,
+/// whichever order they arrive in (and a removed junior admin cannot retaliate later).
 #[test]
-fn mutual_removal_removes_both_in_any_order() {
+fn between_two_admins_only_the_seniors_removal_stands_in_any_order() {
     let mut h = hood();
     promote_bob(&mut h);
     let a = h
         .roster
         .remove(&h.members[ALICE].keys, h.members[BOB].keys.id(), h.now)
         .unwrap();
-    let b = h
-        .roster
-        .remove(&h.members[BOB].keys, h.members[ALICE].keys.id(), h.now)
-        .unwrap();
+    // Bob's builder refuses; a hostile Bob signs it anyway.
+    assert_eq!(
+        h.roster
+            .remove(&h.members[BOB].keys, h.members[ALICE].keys.id(), h.now)
+            .unwrap_err(),
+        MembershipError::Denied(Denied::Outranked)
+    );
+    let b = Item::sign(
+        &h.members[BOB].keys,
+        &h.hood(),
+        &Body::Membership(Op::Remove(porchlight_proto::membership::Remove {
+            parents: h.roster.heads(),
+            created_at: h.now,
+            target: h.members[ALICE].keys.id(),
+        })),
+    );
     for order in [[&a, &b], [&b, &a]] {
         let mut r = h.roster.clone();
         for op in order {
             r.insert(op).unwrap();
         }
-        assert!(r.is_removed(&h.members[ALICE].keys.id()));
+        assert!(r.is_member(&h.members[ALICE].keys.id()));
         assert!(r.is_removed(&h.members[BOB].keys.id()));
         assert!(r.is_member(&h.members[CAROL].keys.id()));
     }

@@ -120,8 +120,8 @@ fn signature_by_a_non_member_is_rejected() {
 #[test]
 fn item_by_someone_whose_admission_was_voided_is_ignored_not_blamed() {
     let mut h = hood();
-    // Carol invites Dave; Bob admits him. Concurrently (not having seen it), Alice
-    // removes Carol: strong removal voids the join on Carol's ticket.
+    // Carol invites and admits Dave. Concurrently (not having seen it), Alice removes
+    // Carol: strong removal voids Carol's join of Dave.
     let (signed, ticket) = h.ticket(CAROL);
     let dave = h.outsider();
     let request = TestHood::request(&dave, &signed, &ticket);
@@ -129,8 +129,8 @@ fn item_by_someone_whose_admission_was_voided_is_ignored_not_blamed() {
     let join = h
         .roster
         .admit(
-            &h.members[BOB].keys,
-            &h.members[BOB].ring,
+            &h.members[CAROL].keys,
+            &h.members[CAROL].ring,
             &request,
             h.now,
             &mut h.rng,
@@ -823,11 +823,11 @@ fn member_cannot_flood_the_roster_with_operations() {
     // Carol (an admin too) still may act: one member's flood does not block the others.
     let remove = h
         .roster
-        .remove(&h.members[CAROL].keys, h.members[ALICE].keys.id(), h.now)
+        .remove(&h.members[CAROL].keys, h.members[BOB].keys.id(), h.now)
         .unwrap();
     let bytes = h.seal_item(CAROL, &remove);
     accepted(h.ingest_as(CAROL, &bytes));
-    assert!(h.roster.is_removed(&h.members[ALICE].keys.id()));
+    assert!(h.roster.is_removed(&h.members[BOB].keys.id()));
 }
 
 #[test]

@@ -1,0 +1,254 @@
+//! Findings of a hostile-member review of the first causal fold (docs/threat-model.md,
+//! R1, R4–R6), through the real validation path (`validate_op`) and `Roster::insert`.
+//! Each test failed on that code; the rules that close them: a removal is never voided,
+//! only someone admitted earlier removes an admin, and a removal voids only the removed
+//! member's own operations.
+
+#![allow(clippy::unwrap_used)]
+
+use porchlight_proto::identity::{MemberId, MemberKeys};
+use porchlight_proto::item::{Body, Item};
+use porchlight_proto::membership::{Op, Remove, Roster};
+use porchlight_proto::testkit::{NOW, TestHood};
+use porchlight_proto::validate::{Reason, validate_op};
+
+const ALICE: usize = 0;
+const BOB: usize = 1;
+const CAROL: usize = 2;
+
+/// Alice (founder, admin), Bob and Carol (default policy: any member invites, admins
+/// remove).
+fn hood() -> TestHood {
+    let mut h = TestHood::new(7);
+    h.join(ALICE, ALICE);
+    h.join(BOB, ALICE);
+    h
+}
+
+fn id(h: &TestHood, i: usize) -> MemberId {
+    h.members[i].keys.id()
+}
+
+fn sign(h: &TestHood, keys: &MemberKeys, op: Op) -> Item {
+    Item::sign(keys, &h.hood(), &Body::Membership(op))
+}
+
+/// What a node does with an operation from the network: `validate_op`, then insert.
+fn deliver(roster: &mut Roster, item: &Item) -> Result<(), Reason> {
+    validate_op(&item.encode(), roster, NOW)?;
+    roster.insert(item).unwrap();
+    Ok(())
+}
+
+/// Admin Bob removes Carol and, concurrently, leaves, with the removal first in the
+/// order (he grinds `created_at`); then Carol, still a member, rekeys on top of both.
+fn sticky_history() -> (TestHood, Roster, Item) {
+    let mut h = hood();
+    let promote = h
+        .roster
+        .promote(&h.members[ALICE].keys, id(&h, BOB), h.now)
+        .unwrap();
+    h.apply(&promote);
+    let bob = h.members[BOB].keys.clone();
+    let parents = h.roster.heads();
+    let removal = sign(
+        &h,
+        &bob,
+        Op::Remove(Remove {
+            parents: parents.clone(),
+            created_at: h.now,
+            target: id(&h, CAROL),
+        }),
+    );
+    let mut t = h.now;
+    let leave = loop {
+        let leave = sign(
+            &h,
+            &bob,
+            Op::Remove(Remove {
+                parents: parents.clone(),
+                created_at: t,
+                target: bob.id(),
+            }),
+        );
+        if leave.op_id() > removal.op_id() {
+            break leave;
+        }
+        t += 1;
+    };
+    let mut r = h.roster.clone();
+    deliver(&mut r, &removal).unwrap();
+    deliver(&mut r, &leave).unwrap();
+    assert!(r.is_removed(&bob.id()));
+    // A removal is never voided: Bob's removal of Carol stands though he left
+    // concurrently.
+    assert!(r.is_removed(&id(&h, CAROL)));
+    assert!(r.took_effect(&removal.op_id()));
+    // Alice, a member who has seen everything, rekeys (as needs_rekey tells her to).
+    assert!(r.needs_rekey());
+    let alice = h.members[ALICE].keys.clone();
+    let (rekey, _, _) = r.rekey(&alice, h.now, &mut h.rng).unwrap();
+    deliver(&mut r, &rekey).unwrap();
+    (h, r, rekey)
+}
+
+/// R1: a removal voided by its author's concurrent leave left its target a member
+/// whose every later operation was void. Now the removal stands, and every operation of
+/// a member who remains takes effect.
+#[test]
+fn review_voided_removal_leaves_victim_ops_void_forever() {
+    let (h, r, rekey) = sticky_history();
+    // Alice's rekey names every head, so `insert` took the incremental path; a full
+    // fold of the same set agrees.
+    let refolded = Roster::from_items(&h.hood(), r.items()).unwrap();
+    assert!(refolded.is_member(&id(&h, ALICE)));
+    assert!(
+        refolded.took_effect(&rekey.op_id()),
+        "a member's rekey after all removals is void: {:?}",
+        refolded.denial(&rekey.op_id())
+    );
+}
+
+/// R1b, same history: `apply_last` (the incremental path of `insert`) and a full
+/// `refold` of the same set disagree on whether Carol's rekey took effect, so the
+/// roster depends on delivery order and on whether the node restarted.
+#[test]
+fn review_apply_last_differs_from_refold() {
+    let (h, r, rekey) = sticky_history();
+    let refolded = Roster::from_items(&h.hood(), r.items()).unwrap();
+    assert_eq!(
+        r.took_effect(&rekey.op_id()),
+        refolded.took_effect(&rekey.op_id()),
+        "incremental insert and full fold disagree"
+    );
+    assert_eq!(r.sealing_epoch(), refolded.sealing_epoch());
+}
+
+/// R4. Counter-removal with a made-up "concurrency": parents are the author's
+/// word. Admin Bob is removed by Alice, who then rekeys and admits Dave. Any time later,
+/// Bob (removed) signs a removal of Alice naming the heads from before his removal. The
+/// fold takes it as a counter-removal: Alice, the founder, is removed, and every operation
+/// of hers after that point (her rekey that cut Bob off, Dave's join) is void.
+#[test]
+fn review_removed_admin_backdates_counter_removal() {
+    let mut h = hood();
+    let promote = h
+        .roster
+        .promote(&h.members[ALICE].keys, id(&h, BOB), h.now)
+        .unwrap();
+    h.apply(&promote);
+    let before = h.roster.heads();
+    h.remove(ALICE, BOB);
+    let dave = h.join(ALICE, ALICE);
+    assert!(h.roster.is_member(&id(&h, dave)));
+    // Much later, removed Bob:
+    let bob = h.members[BOB].keys.clone();
+    let counter = sign(
+        &h,
+        &bob,
+        Op::Remove(Remove {
+            parents: before,
+            created_at: h.now,
+            target: id(&h, ALICE),
+        }),
+    );
+    let mut r = h.roster.clone();
+    deliver(&mut r, &counter).unwrap();
+    assert!(
+        r.is_member(&id(&h, ALICE)) && r.is_member(&id(&h, dave)),
+        "removed Bob removed Alice ({}) and Dave lost his membership ({})",
+        r.is_removed(&id(&h, ALICE)),
+        !r.is_member(&id(&h, dave))
+    );
+}
+
+/// R5: a removed member came back when an admin removed her remover with parents from
+/// before her removal (the strong removal voided the removal). Now a removal is never
+/// voided, and a junior admin cannot remove a senior one at all.
+#[test]
+fn review_backdated_removal_brings_removed_member_back() {
+    let mut h = hood();
+    let promote = h
+        .roster
+        .promote(&h.members[ALICE].keys, id(&h, BOB), h.now)
+        .unwrap();
+    h.apply(&promote);
+    let before = h.roster.heads();
+    // Bob, now an admin, removes Carol; Alice (more senior) later removes Bob, naming
+    // parents from before Carol's removal.
+    h.remove(BOB, CAROL);
+    assert!(h.roster.is_removed(&id(&h, CAROL)));
+    let alice = h.members[ALICE].keys.clone();
+    let removal = sign(
+        &h,
+        &alice,
+        Op::Remove(Remove {
+            parents: before.clone(),
+            created_at: h.now,
+            target: id(&h, BOB),
+        }),
+    );
+    let mut r = h.roster.clone();
+    deliver(&mut r, &removal).unwrap();
+    assert!(r.is_removed(&id(&h, BOB)));
+    let (rekey, _, _) = r.rekey(&alice, h.now, &mut h.rng).unwrap();
+    deliver(&mut r, &rekey).unwrap();
+    assert!(r.is_removed(&id(&h, CAROL)), "Carol stays removed");
+    assert!(
+        !r.epoch(&r.sealing_epoch().unwrap())
+            .unwrap()
+            .holders
+            .contains(&id(&h, CAROL))
+    );
+    // And the other way round: junior Bob cannot remove Alice at all.
+    let bob = h.members[BOB].keys.clone();
+    let by_bob = sign(
+        &h,
+        &bob,
+        Op::Remove(Remove {
+            parents: before,
+            created_at: h.now,
+            target: id(&h, ALICE),
+        }),
+    );
+    let mut r = h.roster.clone();
+    deliver(&mut r, &by_bob).unwrap();
+    assert!(r.is_member(&id(&h, ALICE)));
+    assert_eq!(
+        r.denial(&by_bob.op_id()),
+        Some(porchlight_proto::membership::Denied::Outranked)
+    );
+}
+
+/// R6. A non-admin erases everyone on his tickets. Bob (no admin rights; default
+/// policy) invites Dave, Alice admits him; Dave admits Erin. Bob then leaves, naming
+/// parents from before Dave's join: the leave voids every join on Bob's tickets outside
+/// its causal past, so Dave was never a member, and neither was Erin, whom only Dave
+/// admitted.
+#[test]
+fn review_backdated_leave_expels_everyone_on_his_tickets() {
+    let mut h = hood();
+    let before = h.roster.heads();
+    let dave = h.join(BOB, ALICE);
+    let erin = h.join(dave, dave);
+    assert!(h.roster.is_member(&id(&h, erin)));
+    let bob = h.members[BOB].keys.clone();
+    let leave = sign(
+        &h,
+        &bob,
+        Op::Remove(Remove {
+            parents: before,
+            created_at: h.now,
+            target: bob.id(),
+        }),
+    );
+    let mut r = h.roster.clone();
+    deliver(&mut r, &leave).unwrap();
+    assert!(r.is_removed(&bob.id()));
+    assert!(
+        r.is_member(&id(&h, dave)) && r.is_member(&id(&h, erin)),
+        "Bob's leave expelled Dave ({}) and Erin ({})",
+        !r.is_member(&id(&h, dave)),
+        !r.is_member(&id(&h, erin))
+    );
+}
