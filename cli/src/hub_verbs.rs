@@ -62,7 +62,7 @@ pub async fn start(
                 &settings.frigate_topic_prefix,
             )
             .await
-                .context("starting the MQTT bridge")?,
+            .context("starting the MQTT bridge")?,
         ),
         None => None,
     };
@@ -182,7 +182,9 @@ pub fn approve(out: Out, data_dir: &Path, args: &ApproveArgs) -> anyhow::Result<
         println!("{}", v["id"].as_str().unwrap_or(""));
         match v["share"].as_str() {
             Some("members") => eprintln!("its clip: any member may fetch it"),
-            Some("ask") => eprintln!("its clip: you allow each request (`porchlight clip requests`)"),
+            Some("ask") => {
+                eprintln!("its clip: you allow each request (`porchlight clip requests`)")
+            }
             Some("never") => eprintln!("its clip: nobody may fetch it"),
             _ => {}
         }

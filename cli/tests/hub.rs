@@ -95,7 +95,10 @@ fn a_webhook_draft_is_listed_approved_by_the_verb_and_reaches_a_neighbor() {
     let id = listed[0]["id"].as_str().unwrap()[..8].to_owned();
     let table = ok(a, &["drafts"]);
     assert!(table.contains(&id), "the table shows the id: {table}");
-    assert!(table.contains("SHARE") && table.contains(" ask "), "{table}");
+    assert!(
+        table.contains("SHARE") && table.contains(" ask "),
+        "{table}"
+    );
 
     // Bad ids and bad approvals are exit 2 and change nothing.
     for args in [
@@ -140,7 +143,18 @@ fn a_webhook_draft_is_listed_approved_by_the_verb_and_reaches_a_neighbor() {
     // Approved with --share members: Bob's `clip get` needs no `clip allow` from
     // Alice, whose clip_policy is `ask`.
     let out = b.join("doorbell.mp4");
-    ok(b, &["clip", "get", &sha, "-o", out.to_str().unwrap(), "--wait", "20s"]);
+    ok(
+        b,
+        &[
+            "clip",
+            "get",
+            &sha,
+            "-o",
+            out.to_str().unwrap(),
+            "--wait",
+            "20s",
+        ],
+    );
     assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&clip).unwrap());
     assert!(
         ok(a, &["--json", "clip", "requests"]).trim().is_empty(),

@@ -494,7 +494,11 @@ mod tests {
             ask.answer(dir.path(), member(3), &request, Some(clip.size), 2),
             clip::Response::Chunk { .. }
         ));
-        assert_eq!(ask.policy_for(&[9; 32]), ClipPolicy::Ask, "other clips: the policy");
+        assert_eq!(
+            ask.policy_for(&[9; 32]),
+            ClipPolicy::Ask,
+            "other clips: the policy"
+        );
         // After a restart, the choice holds.
         let mut again = Sharing::open(ClipPolicy::Ask, dir.path());
         assert_eq!(again.policy_for(&clip.sha256), ClipPolicy::Members);

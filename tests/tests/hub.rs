@@ -192,7 +192,13 @@ enum Answer {
     Text(String),
 }
 
-fn recording_clip(version: Frigate, footage: &Footage, camera: &str, start: f64, end: f64) -> Answer {
+fn recording_clip(
+    version: Frigate,
+    footage: &Footage,
+    camera: &str,
+    start: f64,
+    end: f64,
+) -> Answer {
     let has = footage
         .recordings
         .get(camera)
@@ -302,7 +308,8 @@ impl FakeFrigate {
                                   transfer-encoding: chunked\r\nconnection: close\r\n\r\n",
                             );
                             for chunk in bytes.chunks(8192) {
-                                response.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+                                response
+                                    .extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
                                 response.extend_from_slice(chunk);
                                 response.extend_from_slice(b"\r\n");
                             }
@@ -324,7 +331,11 @@ impl FakeFrigate {
                             );
                         }
                         Answer::Text(text) => {
-                            let kind = if version.flask() { "text/html; charset=utf-8" } else { "text/plain; charset=utf-8" };
+                            let kind = if version.flask() {
+                                "text/html; charset=utf-8"
+                            } else {
+                                "text/plain; charset=utf-8"
+                            };
                             response.extend_from_slice(
                                 format!(
                                     "HTTP/1.1 200 OK\r\ncontent-type: {kind}\r\n\
@@ -889,10 +900,14 @@ async fn malformed_payloads_and_a_broker_restart_do_not_stop_the_bridge() {
 async fn the_webhook_drafts_like_frigate_and_a_rule_can_post_at_once() {
     let alice = TestNode::found("alice").await;
     let bob = alice.invite("bob").await;
-    let rules =
-        porchlight_node::hub::Settings::from_file(None, None, None, &[toml_rule("driveway", "vehicle")])
-            .unwrap()
-            .auto_post;
+    let rules = porchlight_node::hub::Settings::from_file(
+        None,
+        None,
+        None,
+        &[toml_rule("driveway", "vehicle")],
+    )
+    .unwrap()
+    .auto_post;
     let hub = Hub::new(alice.node.clone(), alice.dir.path(), rules);
     let local = Local::serve(&alice, hub).await;
     let clip_file = alice.dir.path().join("ring.mp4");
@@ -1022,7 +1037,10 @@ fn versioned_review(
     });
     if matches!(version, Frigate::V0_17 | Frigate::V0_18) {
         data["verified_objects"] = json!(
-            objects.iter().filter(|o| o.contains("-verified")).collect::<Vec<_>>()
+            objects
+                .iter()
+                .filter(|o| o.contains("-verified"))
+                .collect::<Vec<_>>()
         );
         data["thumb_time"] = json!(start + 1.5);
         data["metadata"] = Value::Null;
@@ -1105,9 +1123,14 @@ async fn every_frigate_version_gives_the_whole_review_as_its_clip_and_any_name_i
     let hub = Hub::new(alice.node.clone(), alice.dir.path(), vec![]);
     let local = Local::serve(&alice, hub.clone()).await;
     let frigate_mqtt = Client::connect(broker.port, "frigate", &[]).await;
-    for (n, version) in [Frigate::V0_14, Frigate::V0_16, Frigate::V0_17, Frigate::V0_18]
-        .into_iter()
-        .enumerate()
+    for (n, version) in [
+        Frigate::V0_14,
+        Frigate::V0_16,
+        Frigate::V0_17,
+        Frigate::V0_18,
+    ]
+    .into_iter()
+    .enumerate()
     {
         let start = 1_718_990_000.25 + 1000.0 * n as f64;
         let end = start + 40.5;
@@ -1162,7 +1185,10 @@ async fn every_frigate_version_gives_the_whole_review_as_its_clip_and_any_name_i
             "{version:?}: {requests:?}"
         );
         if version == Frigate::V0_18 {
-            assert_eq!(requests, vec![format!("/api/review/{id}/clip.mp4?padding=5")]);
+            assert_eq!(
+                requests,
+                vec![format!("/api/review/{id}/clip.mp4?padding=5")]
+            );
         } else {
             assert_eq!(
                 requests,
@@ -1201,9 +1227,18 @@ async fn empty_and_error_answers_from_frigate_are_clip_errors_not_clips() {
     let frigate_mqtt = Client::connect(broker.port, "frigate", &[]).await;
     for (n, (version, why)) in [
         (Frigate::V0_16, "empty"),
-        (Frigate::V0_14, "HTTP 500: Could not create clip from recordings"),
-        (Frigate::V0_17, "HTTP 400: No recordings found for the specified time range"),
-        (Frigate::V0_18, "HTTP 400: No recordings found for the specified time range"),
+        (
+            Frigate::V0_14,
+            "HTTP 500: Could not create clip from recordings",
+        ),
+        (
+            Frigate::V0_17,
+            "HTTP 400: No recordings found for the specified time range",
+        ),
+        (
+            Frigate::V0_18,
+            "HTTP 400: No recordings found for the specified time range",
+        ),
     ]
     .into_iter()
     .enumerate()
@@ -1235,7 +1270,9 @@ async fn empty_and_error_answers_from_frigate_are_clip_errors_not_clips() {
         publish_qos0(&frigate_mqtt, "frigate/reviews", message).await;
         let draft = draft_of(&local, &id).await.expect("a draft without a clip");
         assert!(draft["clip_sha256"].is_null(), "{version:?}: {draft}");
-        let error = draft["clip_error"].as_str().unwrap_or_else(|| panic!("{draft}"));
+        let error = draft["clip_error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{draft}"));
         assert!(error.contains(why), "{version:?}: {error}");
         bridge.stop().await;
     }
@@ -1274,10 +1311,16 @@ async fn an_audio_only_alert_gets_its_clip_and_every_clipless_draft_says_why() {
         &["scream"],
     );
     publish_qos0(&frigate_mqtt, "frigate/reviews", message).await;
-    let draft = draft_of(&local, &id).await.expect("the audio alert's draft");
+    let draft = draft_of(&local, &id)
+        .await
+        .expect("the audio alert's draft");
     assert_eq!(
         draft["clip_sha256"],
-        sha(&mp4("garden", start.floor() - 5.0, (start + 12.0).ceil() + 5.0)),
+        sha(&mp4(
+            "garden",
+            start.floor() - 5.0,
+            (start + 12.0).ceil() + 5.0
+        )),
         "{draft}"
     );
     assert_eq!(draft["text"], "scream at the garden camera");
@@ -1300,7 +1343,10 @@ async fn an_audio_only_alert_gets_its_clip_and_every_clipless_draft_says_why() {
     publish_qos0(&frigate_mqtt, "frigate/reviews", message).await;
     let draft = draft_of(&local, &id).await.expect("a draft");
     assert!(
-        draft["clip_error"].as_str().unwrap().contains("no Frigate URL"),
+        draft["clip_error"]
+            .as_str()
+            .unwrap()
+            .contains("no Frigate URL"),
         "{draft}"
     );
     bridge.stop().await;
@@ -1315,7 +1361,10 @@ async fn an_audio_only_alert_gets_its_clip_and_every_clipless_draft_says_why() {
         .await;
     assert_eq!(status, 201, "{draft}");
     assert!(
-        draft["clip_error"].as_str().unwrap_or("").contains("no clip"),
+        draft["clip_error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("no clip"),
         "{draft}"
     );
 }
@@ -1332,9 +1381,10 @@ async fn events_make_drafts_only_from_a_frigate_without_reviews_even_right_after
     footage
         .recordings
         .insert("einfahrt".into(), (1_718_900_000, 1_719_900_000));
-    footage
-        .events
-        .insert("1718995000.5-car001".into(), ("einfahrt".into(), span.0, span.1));
+    footage.events.insert(
+        "1718995000.5-car001".into(),
+        ("einfahrt".into(), span.0, span.1),
+    );
 
     // Frigate 0.16 sends an event for every tracked object, alert or not. Right after
     // each (re)start of the bridge, an event comes before any review.
@@ -1352,7 +1402,11 @@ async fn events_make_drafts_only_from_a_frigate_without_reviews_even_right_after
             eventually(|| async { frigate.requests().iter().any(|r| r == "/api/version") }).await,
             "the bridge asked Frigate's version"
         );
-        assert!(frigate.clip_requests().is_empty(), "{:?}", frigate.requests());
+        assert!(
+            frigate.clip_requests().is_empty(),
+            "{:?}",
+            frigate.requests()
+        );
         bridge.stop().await;
     }
 
@@ -1400,7 +1454,11 @@ async fn frigates_topic_prefix_is_a_setting() {
         .expect("the review under the prefix is a draft");
     assert_eq!(draft["clip_sha256"], sha(&review_clip()));
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(local.drafts().await.len(), 1, "another Frigate's prefix is not ours");
+    assert_eq!(
+        local.drafts().await.len(),
+        1,
+        "another Frigate's prefix is not ours"
+    );
     bridge.stop().await;
 }
 
@@ -1457,12 +1515,15 @@ async fn approving_with_share_members_lets_a_neighbor_fetch_the_clip_without_ask
             Some(json!({"share": "members"})),
         )
         .await;
-    assert_eq!((status, &shared["share"]), (201, &json!("members")), "{shared}");
+    assert_eq!(
+        (status, &shared["share"]),
+        (201, &json!("members")),
+        "{shared}"
+    );
     for report in [&plain["id"], &shared["id"]] {
         let report = report.as_str().unwrap().to_owned();
         assert!(
-            eventually(|| async { bob.feed().await.iter().any(|i| i.id.to_hex() == report) })
-                .await
+            eventually(|| async { bob.feed().await.iter().any(|i| i.id.to_hex() == report) }).await
         );
     }
     let fetch = |sha: &str| {
@@ -1476,11 +1537,17 @@ async fn approving_with_share_members_lets_a_neighbor_fetch_the_clip_without_ask
         }
     };
     assert!(
-        matches!(fetch(&shas[0]).await, porchlight_node::sharing::Fetched::Waiting { .. }),
+        matches!(
+            fetch(&shas[0]).await,
+            porchlight_node::sharing::Fetched::Waiting { .. }
+        ),
         "the policy holds for a clip approved without share"
     );
     assert!(
-        matches!(fetch(&shas[1]).await, porchlight_node::sharing::Fetched::Done { .. }),
+        matches!(
+            fetch(&shas[1]).await,
+            porchlight_node::sharing::Fetched::Done { .. }
+        ),
         "share=members: no `clip allow` needed"
     );
     let got = std::fs::read(porchlight_node::clips::path(
@@ -1490,7 +1557,13 @@ async fn approving_with_share_members_lets_a_neighbor_fetch_the_clip_without_ask
     .unwrap();
     assert_eq!(sha(&got), shas[1]);
     assert!(
-        alice.node.clip_asks().await.unwrap().iter().all(|a| codec::hex(&a.sha256) != shas[1]),
+        alice
+            .node
+            .clip_asks()
+            .await
+            .unwrap()
+            .iter()
+            .all(|a| codec::hex(&a.sha256) != shas[1]),
         "alice was not asked about the shared clip"
     );
 }
@@ -1501,11 +1574,12 @@ async fn approving_with_share_members_lets_a_neighbor_fetch_the_clip_without_ask
 /// (tests/ha/requirements.txt): `PORCHLIGHT_HA_PYTHON`, else the cached venv for the
 /// pinned version. `None` outside CI when it is not there; under CI it must be.
 fn home_assistant_python() -> Option<PathBuf> {
-    let pinned = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/ha/requirements.txt"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("homeassistant==").map(str::to_owned))
-        .expect("tests/ha/requirements.txt pins homeassistant");
+    let pinned =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/ha/requirements.txt"))
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("homeassistant==").map(str::to_owned))
+            .expect("tests/ha/requirements.txt pins homeassistant");
     let python = std::env::var_os("PORCHLIGHT_HA_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(format!("/var/cache/porchlight/ha-{pinned}/bin/python")));
@@ -1636,7 +1710,10 @@ async fn home_assistants_own_mqtt_code_takes_every_discovery_config_and_alert() 
     })
     .await
     .unwrap();
-    assert!(ok, "Home Assistant refused what Porchlight published:\n{out}");
+    assert!(
+        ok,
+        "Home Assistant refused what Porchlight published:\n{out}"
+    );
     assert!(
         out.contains("1 discovery configs, 10 alerts taken"),
         "{out}"
@@ -1644,22 +1721,26 @@ async fn home_assistants_own_mqtt_code_takes_every_discovery_config_and_alert() 
 
     // The check can fail: a config without event_types, an unknown event type, an
     // alert sent retained, a topic Home Assistant's matcher refuses.
-    let mut config: Value =
-        serde_json::from_str(messages[0]["payload"].as_str().unwrap()).unwrap();
+    let mut config: Value = serde_json::from_str(messages[0]["payload"].as_str().unwrap()).unwrap();
     config.as_object_mut().unwrap().remove("event_types");
-    let no_types = json!({"topic": topics.discovery, "payload": config.to_string(), "retain": true});
+    let no_types =
+        json!({"topic": topics.discovery, "payload": config.to_string(), "retain": true});
     let mut unknown_type = messages[2].clone();
-    unknown_type["payload"] = json!(messages[2]["payload"]
-        .as_str()
-        .unwrap()
-        .replacen(r#""event_type":""#, r#""event_type":"burglary-"#, 1));
+    unknown_type["payload"] = json!(messages[2]["payload"].as_str().unwrap().replacen(
+        r#""event_type":""#,
+        r#""event_type":"burglary-"#,
+        1
+    ));
     let mut retained = messages[2].clone();
     retained["retain"] = json!(true);
     let mut dotted = messages[0].clone();
     dotted["topic"] = json!(topics.discovery.replace("porchlight_", "porchlight."));
     for (bad, why) in [
         (vec![no_types], "event_types"),
-        (vec![messages[0].clone(), unknown_type], "Invalid event type"),
+        (
+            vec![messages[0].clone(), unknown_type],
+            "Invalid event type",
+        ),
         (vec![messages[0].clone(), retained], "retained"),
         (vec![dotted], "did not take"),
     ] {

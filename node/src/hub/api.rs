@@ -246,9 +246,10 @@ async fn webhook(State(hub): State<Hub>, body: Bytes) -> Response {
             let _ = std::fs::remove_file(clips::path(hub.data_dir(), &i.clip.sha256));
         }
     };
-    let clip = imported.as_ref().map(|i| i.clip).ok_or_else(|| {
-        "the webhook named no clip (clip_path or clip_url)".to_owned()
-    });
+    let clip = imported
+        .as_ref()
+        .map(|i| i.clip)
+        .ok_or_else(|| "the webhook named no clip (clip_path or clip_url)".to_owned());
     match hub.intake(candidate, clip).await {
         Ok(Intake::Drafted(draft)) => {
             (StatusCode::CREATED, axum::Json(draft.json())).into_response()

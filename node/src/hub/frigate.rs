@@ -429,7 +429,10 @@ pub fn fetch_version(api: &FrigateApi) -> Result<Version, HubError> {
     Version::parse(&text).ok_or_else(|| {
         fail(
             Some(status),
-            format!("{:?} is not a version", data_name(&text).unwrap_or_default()),
+            format!(
+                "{:?} is not a version",
+                data_name(&text).unwrap_or_default()
+            ),
         )
     })
 }
@@ -444,19 +447,27 @@ pub enum Expect {
 }
 
 /// Box types an MP4 (ISO/IEC 14496-12) or QuickTime file may start with.
-const FIRST_BOXES: [&[u8; 4]; 7] = [b"ftyp", b"styp", b"moov", b"mdat", b"free", b"skip", b"wide"];
+const FIRST_BOXES: [&[u8; 4]; 7] = [
+    b"ftyp", b"styp", b"moov", b"mdat", b"free", b"skip", b"wide",
+];
 
 /// Why an answer's first bytes are not a clip, if they are not.
 fn not_a_clip(head: &[u8], expect: Expect) -> Option<String> {
     if head.is_empty() {
         return Some("the answer is empty (no recordings for this time?)".into());
     }
-    if expect == Expect::Mp4 && !head.get(4..8).is_some_and(|t| FIRST_BOXES.iter().any(|b| &b[..] == t)) {
+    if expect == Expect::Mp4
+        && !head
+            .get(4..8)
+            .is_some_and(|t| FIRST_BOXES.iter().any(|b| &b[..] == t))
+    {
         let shown: String = String::from_utf8_lossy(&head[..head.len().min(16)])
             .chars()
             .map(|c| if must_escape(c) { '.' } else { c })
             .collect();
-        return Some(format!("the answer is not an MP4 video (it starts {shown:?})"));
+        return Some(format!(
+            "the answer is not an MP4 video (it starts {shown:?})"
+        ));
     }
     None
 }
@@ -545,10 +556,7 @@ pub fn fetch_clip(
     Ok(clips::import_reader(data_dir, url, whole, |_, _| {})?)
 }
 
-async fn fetch_one(
-    data_dir: &std::path::Path,
-    url: String,
-) -> Result<clips::Clip, HubError> {
+async fn fetch_one(data_dir: &std::path::Path, url: String) -> Result<clips::Clip, HubError> {
     let dir = data_dir.to_path_buf();
     match tokio::task::spawn_blocking(move || fetch_clip(&dir, &url, Expect::Mp4)).await {
         Ok(result) => result.map(|imported| imported.clip),
@@ -716,7 +724,10 @@ mod tests {
             "attributes: a carrier is a delivery, a face or plate is nothing"
         );
         assert_eq!(c.zones[0], "Einfahrt_Tür");
-        assert_eq!(c.zones[1], "bad\\u{1b}[31mzone", "control characters escaped");
+        assert_eq!(
+            c.zones[1], "bad\\u{1b}[31mzone",
+            "control characters escaped"
+        );
         assert!(c.zones[2].len() <= MAX_NAME_BYTES && c.zones[2].ends_with('…'));
         assert_eq!(c.zones[3], "\\u{202e}evil", "bidi overrides escaped");
         assert_eq!(c.zones.len(), 4, "an empty name is skipped");
@@ -733,7 +744,14 @@ mod tests {
         let c = parse_review(payload).unwrap().unwrap();
         assert_eq!(c.labels, vec!["scream"]);
         assert!(
-            matches!(c.clip, Some(ClipSource::Review { start: 1_718_990_000, end: 1_718_990_013, .. })),
+            matches!(
+                c.clip,
+                Some(ClipSource::Review {
+                    start: 1_718_990_000,
+                    end: 1_718_990_013,
+                    ..
+                })
+            ),
             "{:?}",
             c.clip
         );
@@ -789,9 +807,27 @@ mod tests {
     #[test]
     fn frigate_versions_are_read_from_api_version() {
         let v = |s| Version::parse(s);
-        assert_eq!(v("0.14.1-f4f3cfa"), Some(Version { major: 0, minor: 14 }));
-        assert_eq!(v("0.18.0-beta1-0e1f2a3\n"), Some(Version { major: 0, minor: 18 }));
-        assert_eq!(v("0.13.2-6476f8a"), Some(Version { major: 0, minor: 13 }));
+        assert_eq!(
+            v("0.14.1-f4f3cfa"),
+            Some(Version {
+                major: 0,
+                minor: 14
+            })
+        );
+        assert_eq!(
+            v("0.18.0-beta1-0e1f2a3\n"),
+            Some(Version {
+                major: 0,
+                minor: 18
+            })
+        );
+        assert_eq!(
+            v("0.13.2-6476f8a"),
+            Some(Version {
+                major: 0,
+                minor: 13
+            })
+        );
         assert_eq!(v("1.0"), Some(Version { major: 1, minor: 0 }));
         assert_eq!(v("dev-abc"), None);
         assert_eq!(v(""), None);
@@ -814,7 +850,10 @@ mod tests {
             error_text(400, br#"{"success":false,"message":"No recordings found for the specified time range"}"#),
             "HTTP 400: No recordings found for the specified time range"
         );
-        assert_eq!(error_text(404, br#"{"detail":"Not Found"}"#), "HTTP 404: Not Found");
+        assert_eq!(
+            error_text(404, br#"{"detail":"Not Found"}"#),
+            "HTTP 404: Not Found"
+        );
         assert_eq!(error_text(502, b""), "HTTP 502");
     }
 

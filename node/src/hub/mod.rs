@@ -347,11 +347,7 @@ impl Hub {
     /// Posts the draft that `wanted` names (an id or a unique prefix) as a report. With
     /// a `share`, the clip is shared so with members (over the owner's policy). Returns
     /// the draft, the report and who may fetch its clip (`None`: it has none).
-    pub async fn approve(
-        &self,
-        wanted: &str,
-        approval: &Approval,
-    ) -> Result<Approved, HubError> {
+    pub async fn approve(&self, wanted: &str, approval: &Approval) -> Result<Approved, HubError> {
         let mut recent = self.inner.recent.lock().await;
         let now = crate::now();
         let draft = self.inner.drafts.find(wanted, now)?;
@@ -368,7 +364,8 @@ impl Hub {
             (None, _) => None,
             // The report is out; a choice that could not be kept leaves the policy in
             // force (a neighbor waits for the owner), which the log says.
-            (Some(clip), Some(share)) => match self.inner.node.share_clip(clip.sha256, share).await {
+            (Some(clip), Some(share)) => match self.inner.node.share_clip(clip.sha256, share).await
+            {
                 Ok(()) => Some(share),
                 Err(e) => {
                     tracing::warn!(draft = %draft.id, error = %e, "posted, but the clip's sharing stays the policy");

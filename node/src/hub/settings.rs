@@ -483,9 +483,20 @@ mod tests {
         assert_eq!(TopicPrefix::default().topics().reviews, "frigate/reviews");
         let p = TopicPrefix::parse("home/frigate-2").unwrap();
         assert_eq!(p.topics().events, "home/frigate-2/events");
-        assert_eq!(TopicPrefix::parse("Frigate_Hof_Tür").unwrap().as_str(), "Frigate_Hof_Tür");
+        assert_eq!(
+            TopicPrefix::parse("Frigate_Hof_Tür").unwrap().as_str(),
+            "Frigate_Hof_Tür"
+        );
         let long = "x".repeat(201);
-        for bad in ["", "frigate/#", "a+b", "/frigate", "frigate/", "a\u{0}b", long.as_str()] {
+        for bad in [
+            "",
+            "frigate/#",
+            "a+b",
+            "/frigate",
+            "frigate/",
+            "a\u{0}b",
+            long.as_str(),
+        ] {
             assert!(TopicPrefix::parse(bad).is_err(), "{bad:?}");
         }
         let s = Settings::from_file(None, None, Some("nvr2"), &[]).unwrap();
