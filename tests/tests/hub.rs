@@ -1760,7 +1760,10 @@ fn home_assistant_reads_the_doc(python: &std::path::Path, doc: &str) -> (bool, S
     let path = dir.path().join("hub-integration.md");
     std::fs::write(&path, doc).unwrap();
     let out = Command::new(python)
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/ha/check_automation.py"))
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/ha/check_automation.py"
+        ))
         .arg(&path)
         .output()
         .expect("the Home Assistant venv's python runs");
