@@ -1753,3 +1753,46 @@ async fn home_assistants_own_mqtt_code_takes_every_discovery_config_and_alert() 
         assert!(!ok && out.contains(why), "{why}: {out}");
     }
 }
+
+/// Runs `tests/ha/check_automation.py` on a copy of docs/hub-integration.md.
+fn home_assistant_reads_the_doc(python: &std::path::Path, doc: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hub-integration.md");
+    std::fs::write(&path, doc).unwrap();
+    let out = Command::new(python)
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/ha/check_automation.py"
+        ))
+        .arg(&path)
+        .output()
+        .expect("the Home Assistant venv's python runs");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn the_documented_automation_is_valid_for_the_home_assistant_versions_it_names() {
+    let Some(python) = home_assistant_python() else {
+        return;
+    };
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/hub-integration.md"
+    ))
+    .unwrap();
+    let (ok, out) = home_assistant_reads_the_doc(&python, &doc);
+    assert!(ok, "{out}");
+    assert!(out.contains("pre-2024.10 automation is valid"), "{out}");
+    // The check can fail: a trigger platform Home Assistant does not have.
+    let broken = doc.replace("- platform: state", "- platform: stat");
+    assert_ne!(broken, doc);
+    let (ok, out) = home_assistant_reads_the_doc(&python, &broken);
+    assert!(!ok && out.contains("Invalid platform"), "{out}");
+}

@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use porchlight_proto::codec;
-use porchlight_proto::report::Category;
+use porchlight_proto::report::{Category, MAX_TEXT_BYTES};
 use rand_core::Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -227,14 +227,24 @@ impl Draft {
 }
 
 /// "person and car at the front door camera": labels and camera only, `_` read as a
-/// space (Frigate's names use it between words: `dental_drill's_drill`).
+/// space (Frigate's names use it between words: `dental_drill's_drill`). Within a
+/// report's text limit: labels that do not fit are "others".
 fn suggested_text(labels: &[String], camera: &str) -> String {
     let camera = camera.replace('_', " ");
-    let labels: Vec<String> = labels.iter().map(|l| l.replace('_', " ")).collect();
-    match labels.as_slice() {
-        [] => format!("activity at the {camera} camera"),
-        [one] => format!("{one} at the {camera} camera"),
-        [init @ .., last] => format!("{} and {last} at the {camera} camera", init.join(", ")),
+    let mut labels: Vec<String> = labels.iter().map(|l| l.replace('_', " ")).collect();
+    loop {
+        let text = match labels.as_slice() {
+            [] => format!("activity at the {camera} camera"),
+            [one] => format!("{one} at the {camera} camera"),
+            [init @ .., last] => {
+                format!("{} and {last} at the {camera} camera", init.join(", "))
+            }
+        };
+        if text.len() <= MAX_TEXT_BYTES || labels.len() <= 1 {
+            return text;
+        }
+        labels.truncate(labels.len() - 2);
+        labels.push("others".into());
     }
 }
 
@@ -462,6 +472,15 @@ mod tests {
             "person, car and dog at the drive way camera"
         );
         assert_eq!(suggested_text(&[], "door"), "activity at the door camera");
+        let long: Vec<String> = (0..16)
+            .map(|i| format!("{i:02}{}", "x".repeat(62)))
+            .collect();
+        let text = suggested_text(&long, &"c".repeat(64));
+        assert!(text.len() <= MAX_TEXT_BYTES, "{}", text.len());
+        assert!(
+            text.starts_with("00x") && text.contains(" and others at the "),
+            "{text}"
+        );
         assert_eq!(
             suggested_text(&["delivery".into(), "dental_drill's_drill".into()], "porch"),
             "delivery and dental drill's drill at the porch camera"

@@ -354,7 +354,7 @@ async fn intake(
                 // or not, and group them into reviews: only a Frigate known to be older
                 // (it has no alerts) has its events drafted, whatever came first.
                 if matches!(candidate.clip, Some(ClipSource::Event { .. }))
-                    && !known.is_some_and(|v| !v.has_reviews())
+                    && known.is_none_or(Version::has_reviews)
                 {
                     tracing::debug!(camera = %candidate.camera, version = ?known, "an event is not drafted: this Frigate has reviews, or its version is unknown");
                     return;
