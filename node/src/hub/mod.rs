@@ -139,7 +139,8 @@ impl Approval {
     /// The report this approval makes of `draft`. The category is the approver's, else
     /// `suspicious-activity` when they say what the person did (`behavior`), else the
     /// draft's suggestion (`other` for a camera): a camera sees objects, not intent.
-    pub fn report(&self, draft: &Draft, now: u64) -> Result<Report, HubError> {
+    /// Without `expires_in_secs` the report lives `default_ttl` (the hood's default).
+    pub fn report(&self, draft: &Draft, now: u64, default_ttl: u64) -> Result<Report, HubError> {
         let category = match (&self.category, &self.behavior) {
             (Some(name), _) => parse_category(name)?,
             (None, Some(_)) => Category::SuspiciousActivity,
@@ -153,7 +154,7 @@ impl Approval {
             })?,
             None => Severity::Warning,
         };
-        let ttl = self.expires_in_secs.unwrap_or(crate::api::DEFAULT_TTL_SECS);
+        let ttl = self.expires_in_secs.unwrap_or(default_ttl);
         let report = Report {
             created_at: now,
             expires_at: now.saturating_add(ttl),
@@ -311,7 +312,7 @@ impl Hub {
             if let Some(rule) = self.inner.rules.iter().find(|r| r.matches(&draft)) {
                 // A rule whose report is refused (invalid, over the rate limit) leaves a
                 // draft for a person instead: the event is not lost.
-                let posted = match rule.approval.report(&draft, now) {
+                let posted = match rule.approval.report(&draft, now, self.default_ttl().await) {
                     Ok(report) => self
                         .inner
                         .node
@@ -344,6 +345,16 @@ impl Hub {
         Ok(Intake::Drafted(draft))
     }
 
+    /// The hood's default report lifetime (the design's 72 h if the node cannot say).
+    async fn default_ttl(&self) -> u64 {
+        match self.inner.node.status().await {
+            Ok(status) => status.policy.map_or(crate::api::DEFAULT_TTL_SECS, |p| {
+                u64::from(p.default_ttl_secs)
+            }),
+            Err(_) => crate::api::DEFAULT_TTL_SECS,
+        }
+    }
+
     /// Posts the draft that `wanted` names (an id or a unique prefix) as a report. With
     /// a `share`, the clip is shared so with members (over the owner's policy). Returns
     /// the draft, the report and who may fetch its clip (`None`: it has none).
@@ -357,7 +368,7 @@ impl Hub {
             return Err(HubError::ClipGone(codec::hex(&clip.sha256)));
         }
         let share = approval.share.as_deref().map(parse_share).transpose()?;
-        let report = approval.report(&draft, now)?;
+        let report = approval.report(&draft, now, self.default_ttl().await)?;
         let id = self.inner.node.post(Body::Report(report)).await?;
         recent.insert(draft.id);
         let share = match (&draft.clip, share) {

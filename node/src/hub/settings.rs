@@ -419,7 +419,7 @@ impl AutoPost {
             category: porchlight_proto::report::Category::Other,
         };
         rule.approval
-            .report(&probe, 0)
+            .report(&probe, 0, crate::api::DEFAULT_TTL_SECS)
             .map_err(|e| rule_err(e.to_string()))?;
         Ok(rule)
     }
