@@ -1,6 +1,8 @@
 //! A hood split in two, where each side removes a different member, heals into one:
 //! issue #14's multi-node case, on real nodes over TCP on 127.0.0.1.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use porchlight_node::engine::Ingest;
 use porchlight_proto::validate::Reason;
 use porchlight_proto::{Permission, Policy};
