@@ -597,6 +597,10 @@ async fn serve(
     interactive: bool,
 ) -> anyhow::Result<()> {
     let mut signals = StopSignals::install()?;
+    // Connections (the API's, the swarm's) and sled's files need more than a 1,024 default.
+    if let Some(limit) = porchlight_node::api::raise_descriptor_limit() {
+        tracing::debug!(limit, "open-files limit");
+    }
     let api_addr = config.api;
     let hub_settings = config.hub.clone();
     let (node, task) = Node::start(config, setup)
@@ -671,9 +675,17 @@ async fn serve(
     let mut events = node.events();
     let stop = signals.wait();
     tokio::pin!(stop);
+    let mut task = task;
+    // The node's event loop ending on its own (a failed store) ends the process, with an
+    // error, so that a service manager restarts it.
+    let mut ended = None;
     loop {
         tokio::select! {
             _ = &mut stop => break,
+            joined = &mut task => {
+                ended = Some(joined);
+                break;
+            }
             event = events.recv() => match event {
                 Ok(Event::Item(item)) => {
                     if interactive {
@@ -700,6 +712,15 @@ async fn serve(
     }
     if let Some(bridge) = bridge {
         bridge.stop().await;
+    }
+    if let Some(joined) = ended {
+        let failure = match joined {
+            Ok(Ok(())) => anyhow::anyhow!("the node stopped on its own"),
+            Ok(Err(e)) => anyhow::Error::new(e),
+            Err(e) => anyhow::Error::new(e).context("the node task failed"),
+        };
+        tracing::error!(error = %format!("{failure:#}"), "the node stopped");
+        return Err(failure.context(format!("the node for {} stopped", data_dir.display())));
     }
     // The event loop flushes the store and stops; give it a bounded time, so that a
     // service manager's stop always ends the process.

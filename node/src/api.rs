@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -55,6 +56,14 @@ pub const FETCH_WAIT: Duration = Duration::from_secs(3600);
 const FETCH_RETRY: Duration = Duration::from_secs(2);
 /// Reports an event stream remembers the category of (to filter their updates).
 const MAX_TRACKED_REPORTS: usize = 100_000;
+/// Most API connections open at once. A new one past this closes the oldest connection
+/// that has not sent a request yet (a half-open one), or, if every one has, is closed.
+pub const MAX_CONNECTIONS: usize = 512;
+/// How long a connection may take to send a request's headers, and so also how long a
+/// kept-alive connection may sit idle before its next request.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// The soft open-files limit `raise_descriptor_limit` aims for (capped by the hard one).
+pub const DESCRIPTOR_LIMIT: u64 = 65_536;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -152,6 +161,7 @@ pub async fn serve_with_hub(
     };
     let app = Router::new()
         .route("/v1/status", get(status))
+        .route("/v1/health", get(health))
         .route("/v1/feed", get(feed))
         .route("/v1/events", get(events))
         .route("/v1/reports", post(post_report))
@@ -176,12 +186,7 @@ pub async fn serve_with_hub(
     write_private(&token_path, &token)?;
     write_private(&addr_path, &bound.to_string())?;
     let task = tokio::spawn(
-        async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                tracing::warn!(error = %e, "the API stopped");
-            }
-        }
-        .instrument(tracing::info_span!("api", addr = %bound)),
+        serve_connections(listener, app).instrument(tracing::info_span!("api", addr = %bound)),
     );
     tracing::info!(addr = %bound, "local API listening");
     Ok(Running {
@@ -189,6 +194,109 @@ pub async fn serve_with_hub(
         files: vec![token_path, addr_path],
         task,
     })
+}
+
+/// An open connection: when it was accepted (a counter) and whether it sent a request.
+struct Open {
+    seq: u64,
+    requested: Arc<AtomicBool>,
+    task: tokio::task::AbortHandle,
+}
+
+/// Accepts connections and serves each with HTTP/1, with the header-read timeout and the
+/// connection cap (`axum::serve` has neither: 1,500 half-open connections held as many
+/// descriptors and `status` hung). Every connection task lives in one `JoinSet`, so
+/// aborting this task (`Running::stop`) closes them all.
+async fn serve_connections(listener: tokio::net::TcpListener, app: Router) {
+    use hyper::service::Service as _;
+    let mut connections: tokio::task::JoinSet<()> = tokio::task::JoinSet::new();
+    let mut open: HashMap<tokio::task::Id, Open> = HashMap::new();
+    let mut seq = 0u64;
+    loop {
+        let stream = tokio::select! {
+            Some(done) = connections.join_next_with_id(), if !connections.is_empty() => {
+                let id = match done {
+                    Ok((id, ())) => id,
+                    Err(e) => e.id(),
+                };
+                open.remove(&id);
+                continue;
+            }
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of descriptors, mostly: room comes as connections close.
+                    tracing::debug!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+        };
+        if open.len() >= MAX_CONNECTIONS {
+            let idle = open
+                .iter()
+                .filter(|(_, o)| !o.requested.load(Ordering::Relaxed))
+                .min_by_key(|(_, o)| o.seq)
+                .map(|(id, _)| *id);
+            match idle.and_then(|id| open.remove(&id)) {
+                Some(oldest) => oldest.task.abort(),
+                None => {
+                    tracing::debug!("the API is at its connection cap; closing a new connection");
+                    drop(stream);
+                    continue;
+                }
+            }
+        }
+        seq += 1;
+        let requested = Arc::new(AtomicBool::new(false));
+        let flag = requested.clone();
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let service = hyper::service::service_fn(move |request| {
+            flag.store(true, Ordering::Relaxed);
+            service.call(request)
+        });
+        let task = connections.spawn(async move {
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "API connection ended");
+            }
+        });
+        open.insert(
+            task.id(),
+            Open {
+                seq,
+                requested,
+                task,
+            },
+        );
+    }
+}
+
+/// Raises this process's soft limit on open files towards `DESCRIPTOR_LIMIT` (never past
+/// the hard limit), so that connections (the API's, the swarm's) and sled's files do not
+/// meet a 1,024 default. Returns the soft limit now in force, if it could be read.
+pub fn raise_descriptor_limit() -> Option<u64> {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let soft = limit.current?;
+    let want = limit.maximum.map_or(DESCRIPTOR_LIMIT, |hard| hard.min(DESCRIPTOR_LIMIT));
+    if soft >= want {
+        return Some(soft);
+    }
+    let raised = rustix::process::Rlimit {
+        current: Some(want),
+        maximum: limit.maximum,
+    };
+    match setrlimit(Resource::Nofile, raised) {
+        Ok(()) => Some(want),
+        Err(e) => {
+            tracing::warn!(error = %e, soft, "cannot raise the open-files limit");
+            Some(soft)
+        }
+    }
 }
 
 /// axum's own refusals (body over the limit, no such route, bad path) come as plain text;
@@ -374,6 +482,28 @@ async fn status(State(api): State<Api>) -> Response {
         }))
         .into_response(),
         Err(e) => node_error(e),
+    }
+}
+
+/// 200 when the store takes writes, 503 when it does not (the node is then stopping).
+async fn health(State(api): State<Api>) -> Response {
+    match api.node.health().await {
+        Ok(h) => {
+            let code = if h.store_writable {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            let body = json!({
+                "ok": h.store_writable,
+                "store_writable": h.store_writable,
+                "store_error": h.store_error,
+                "members_connected": h.members_connected,
+                "last_item_at": h.last_item_at,
+            });
+            (code, axum::Json(body)).into_response()
+        }
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }
 }
 

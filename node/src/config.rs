@@ -52,6 +52,10 @@ pub struct File {
     /// None by default.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub auto_post: Vec<crate::hub::settings::AutoPostRule>,
+    /// Most bytes of clips that no live report references (camera drafts' clips,
+    /// leftovers); past it the oldest are deleted. Default 2 GiB.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unposted_clip_quota: Option<u64>,
 }
 
 impl Default for File {
@@ -69,6 +73,7 @@ impl Default for File {
             mqtt: None,
             frigate: None,
             auto_post: vec![],
+            unposted_clip_quota: None,
         }
     }
 }
@@ -145,15 +150,18 @@ pub fn load(data_dir: &Path) -> Result<Config, ConfigError> {
             path: path.display().to_string(),
             why: format!("api address {:?}: {e}", file.api),
         })?),
-        hub: crate::hub::Settings::from_file(
-            file.mqtt.as_deref(),
-            file.frigate.as_deref(),
-            &file.auto_post,
-        )
-        .map_err(|e| ConfigError::Invalid {
-            path: path.display().to_string(),
-            why: e.to_string(),
-        })?,
+        hub: crate::hub::Settings {
+            unposted_clip_quota: file.unposted_clip_quota,
+            ..crate::hub::Settings::from_file(
+                file.mqtt.as_deref(),
+                file.frigate.as_deref(),
+                &file.auto_post,
+            )
+            .map_err(|e| ConfigError::Invalid {
+                path: path.display().to_string(),
+                why: e.to_string(),
+            })?
+        },
         name: file.name,
         clip_policy: file.clip_policy,
     })

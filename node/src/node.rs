@@ -78,6 +78,10 @@ pub const IGNORE_WINDOW: Duration = Duration::from_secs(60);
 const TICK: Duration = Duration::from_secs(1);
 const OUTBOX_EVERY: u32 = 5;
 const EXPIRE_EVERY: u32 = 60;
+/// Ticks between flushes that check the store still writes what sled holds in memory
+/// (sled writes it every `store::FLUSH_EVERY_MS` on its own, but only a flush reports
+/// that this failed). Free when nothing is waiting.
+const CHECK_STORE_EVERY: u32 = 10;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -107,6 +111,11 @@ pub enum NodeError {
     Sharing(#[from] SharingError),
     #[error("{0} is not reachable now: {1}")]
     Unreachable(String, String),
+    #[error(
+        "the store failed ({0}): nothing received or posted could be kept. Free disk space \
+         or check the data dir and its disk, then start the node again"
+    )]
+    StoreFailed(String),
 }
 
 /// How a node is configured. The CLI reads it from `porchlight.toml` in the data dir.
@@ -219,6 +228,20 @@ pub struct Status {
     pub removed: bool,
 }
 
+/// What `GET /v1/health` reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Health {
+    /// A write and a flush succeeded just now.
+    pub store_writable: bool,
+    /// Why not, if not.
+    pub store_error: Option<String>,
+    /// Members of the hood connected now.
+    pub members_connected: usize,
+    /// Unix seconds the newest item arrived (received or posted here, from the store's
+    /// newest record at start); `None` if the store holds none.
+    pub last_item_at: Option<u64>,
+}
+
 /// A member as `members` shows it.
 #[derive(Debug, Clone)]
 pub struct MemberInfo {
@@ -302,6 +325,7 @@ enum Command {
     ClipRequest(MemberId, clip::Request, Reply<clip::Response>),
     ClipAsks(Reply<Vec<ClipAsk>>),
     ClipDecide(String, bool, Reply<ClipAsk>),
+    Health(Reply<Health>),
     Shutdown,
 }
 
@@ -323,6 +347,13 @@ impl Node {
     ) -> Result<(Node, tokio::task::JoinHandle<Result<(), NodeError>>), NodeError> {
         let (keys, _) = identity::load_or_create(&config.data_dir)?;
         let store = Store::open(&config.data_dir.join(crate::local::DB_DIR))?;
+        // The store's lock is ours: no other node of this data dir runs, so no import,
+        // fetch or draft write is under way. What a killed process left goes.
+        let swept = crate::clips::sweep_temp(&config.data_dir)
+            + crate::hub::Drafts::open(&config.data_dir).sweep_temp();
+        if swept > 0 {
+            tracing::info!(files = swept, "deleted temp files a stopped process left");
+        }
         let mut engine = Engine::load(store.clone(), keys.clone())?;
         let mut joining = None;
         let now = crate::now();
@@ -368,6 +399,7 @@ impl Node {
         let (acks, pending_acks) = mpsc::channel(ACK_QUEUE);
         let acknowledger = tokio::spawn(acknowledge(store.clone(), pending_acks));
         let peer_id = *swarm.local_peer_id();
+        let last_item_at = store.last_received();
         let mut event_loop = EventLoop {
             swarm,
             engine,
@@ -379,6 +411,8 @@ impl Node {
             acks,
             acknowledger,
             sync_flush: None,
+            store_check: None,
+            last_item_at,
             events: events.clone(),
             outsiders: HashMap::new(),
             last_seen: HashMap::new(),
@@ -526,6 +560,11 @@ impl Node {
         self.ask(|r| Command::ClipDecide(id, allow, r)).await
     }
 
+    /// Whether the store takes writes, members connected, the last item's arrival.
+    pub async fn health(&self) -> Result<Health, NodeError> {
+        self.ask(Command::Health).await
+    }
+
     pub async fn shutdown(&self) {
         let _ = self.commands.send(Command::Shutdown).await;
     }
@@ -596,6 +635,10 @@ struct EventLoop {
     acknowledger: tokio::task::JoinHandle<()>,
     /// The flush after the last sync batch, if one was started.
     sync_flush: Option<tokio::task::JoinHandle<()>>,
+    /// The last periodic check of the store (`CHECK_STORE_EVERY`), if one was started.
+    store_check: Option<tokio::task::JoinHandle<()>>,
+    /// Unix seconds the newest item arrived, for `health`.
+    last_item_at: Option<u64>,
     events: broadcast::Sender<Event>,
     /// Connected non-members and when they must be gone.
     outsiders: HashMap<PeerId, Instant>,
@@ -832,6 +875,7 @@ impl EventLoop {
     async fn run(mut self) -> Result<(), NodeError> {
         let mut tick = tokio::time::interval(TICK);
         let mut ticks: u32 = 0;
+        let mut failed = None;
         loop {
             tokio::select! {
                 event = self.swarm.select_next_some() => self.on_swarm_event(event).await,
@@ -844,6 +888,14 @@ impl EventLoop {
                     self.on_tick(ticks);
                 }
             }
+            // A broken store (a full disk) fails every later write: stop, and say so,
+            // rather than run on losing everything (a service manager restarts us, and a
+            // reopened store works again once there is room).
+            if let Some(why) = self.store.failure() {
+                tracing::error!(error = %why, "the store failed; stopping");
+                failed = Some(why);
+                break;
+            }
         }
         let flushed = self.store.flush().await;
         // The acknowledger answers what it holds and ends, and the last sync flush ends,
@@ -853,12 +905,19 @@ impl EventLoop {
             acks,
             acknowledger,
             sync_flush,
+            store_check,
             ..
         } = self;
         drop(acks);
         let _ = acknowledger.await;
         if let Some(f) = sync_flush {
             let _ = f.await;
+        }
+        if let Some(f) = store_check {
+            let _ = f.await;
+        }
+        if let Some(why) = failed {
+            return Err(NodeError::StoreFailed(why));
         }
         flushed?;
         tracing::info!("stopped");
@@ -887,6 +946,15 @@ impl EventLoop {
         }
         if ticks.is_multiple_of(OUTBOX_EVERY) {
             self.flush_outbox();
+        }
+        if ticks.is_multiple_of(CHECK_STORE_EVERY)
+            && self.store_check.as_ref().is_none_or(|f| f.is_finished())
+        {
+            // The flush records a failure in the store; the loop then stops.
+            let store = self.store.clone();
+            self.store_check = Some(tokio::spawn(async move {
+                let _ = store.flush().await;
+            }));
         }
         self.syncs
             .retain(|_, s| s.started.elapsed() < SYNC_SESSION_TIMEOUT);
@@ -1080,6 +1148,7 @@ impl EventLoop {
         };
         let result = engine.ingest(bytes, crate::now())?;
         if let Ingest::New(accepted) = &result {
+            self.last_item_at = Some(crate::now());
             if matches!(accepted.body, Body::Membership(_)) {
                 self.after_roster_change(false);
             } else if let Some(item) =
@@ -1181,6 +1250,29 @@ impl EventLoop {
             }
             Command::ClipDecide(id, allow, reply) => {
                 let _ = reply.send(self.sharing.decide(&id, allow).map_err(NodeError::from));
+            }
+            Command::Health(reply) => {
+                let members_connected = self
+                    .swarm
+                    .connected_peers()
+                    .filter(|p| self.is_member(p))
+                    .count();
+                let last_item_at = self.last_item_at;
+                let store = self.store.clone();
+                // The probe writes and flushes: off the event loop.
+                tokio::spawn(async move {
+                    let probe = store.probe(crate::now()).await;
+                    let store_error = probe
+                        .err()
+                        .map(|e| e.to_string())
+                        .or_else(|| store.failure());
+                    let _ = reply.send(Ok(Health {
+                        store_writable: store_error.is_none(),
+                        store_error,
+                        members_connected,
+                        last_item_at,
+                    }));
+                });
             }
             Command::Shutdown => {}
         }
@@ -1317,6 +1409,7 @@ impl EventLoop {
             .await?;
         // A new report may share a clip; a retraction may stop sharing one.
         self.own_clips = None;
+        self.last_item_at = Some(crate::now());
         if let Some(record) = engine.store().item(&id)?
             && let Ok(item) = Item::decode(&record.item)
             && let Some(feed) = Self::feed_item(engine, id, &item, body)
