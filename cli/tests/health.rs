@@ -329,3 +329,43 @@ fn status_answers_within_a_second_while_1500_half_open_api_connections_wait() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn temp_files_a_killed_node_left_are_gone_after_a_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("node");
+    new_hood(&dir);
+    let mut child = start(&dir, tmp.path());
+    wait_for_api(&dir, &mut child);
+    // What an import, a clip fetch and a draft write leave when the process dies in
+    // the middle (SIGKILL: nothing of the node's own runs).
+    let library = dir.join("clips");
+    let drafts = dir.join("drafts");
+    std::fs::create_dir_all(&library).unwrap();
+    std::fs::create_dir_all(&drafts).unwrap();
+    let temps = [
+        library.join(".import-0011223344556677"),
+        library.join(".fetch-8899aabbccddeeff"),
+        drafts.join(".0123456789abcdef.0011223344556677.tmp"),
+    ];
+    for t in &temps {
+        std::fs::write(t, vec![7u8; 100_000]).unwrap();
+    }
+    // A real clip and a real draft file stay.
+    let kept_clip = library.join("9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08");
+    std::fs::write(&kept_clip, b"test").unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    for t in &temps {
+        assert!(t.exists(), "{} is there before the restart", t.display());
+    }
+
+    let mut child = start(&dir, tmp.path());
+    wait_for_api(&dir, &mut child);
+    for t in &temps {
+        assert!(!t.exists(), "{} was left after the restart", t.display());
+    }
+    assert!(kept_clip.exists(), "a clip in the library is not a temp file");
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -463,9 +463,13 @@ mod tests {
             store.find("0000000000000000", 1001),
             Err(HubError::UnknownDraft(_))
         ));
-        // Expired drafts are gone.
+        // Expired drafts are not listed; `take_expired` deletes them and says which (so
+        // that their clips go too).
         assert!(store.list(draft.expires_at).unwrap().is_empty());
+        assert!(store.take_expired(draft.expires_at - 1).unwrap().is_empty());
+        assert_eq!(store.take_expired(draft.expires_at).unwrap(), vec![draft.clone()]);
         assert!(!store.contains(&id));
+        assert!(store.take_expired(draft.expires_at).unwrap().is_empty());
         // No temp files are left behind.
         assert_eq!(std::fs::read_dir(dir.path().join(DIR)).unwrap().count(), 0);
     }
