@@ -283,10 +283,14 @@ fn post(cli: &Cli, out: Out, data_dir: &Path, args: &PostArgs) -> anyhow::Result
     );
     let v = match result {
         Ok(v) => v,
-        Err(e) => {
+        // Refused (4xx): nothing was sent, the clips this command added go. Any other
+        // failure (a 500 after the report went out, a lost connection) may have sent
+        // it: the clips stay for neighbors who ask (the library's quota bounds them).
+        Err(e) if e.downcast_ref::<crate::BadInput>().is_some() => {
             forget(data_dir, &imported);
             return Err(e);
         }
+        Err(e) => return Err(e),
     };
     out.object(v.clone(), || println!("{}", v["id"].as_str().unwrap_or("")));
     Ok(())

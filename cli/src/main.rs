@@ -614,23 +614,37 @@ async fn serve(
             other => node_error(other, data_dir),
         })
         .with_context(|| format!("starting the node in {}", data_dir.display()))?;
-    let (hub, bridge) = hub_verbs::start(&node, data_dir, &hub_settings).await?;
-    let api = match api_addr {
-        Some(addr) => Some(
-            porchlight_node::api::serve_with_hub(node.clone(), addr, data_dir, hub)
-                .await
-                .context("starting the local API")?,
-        ),
-        None => None,
+    let started = async {
+        let (hub, bridge) = hub_verbs::start(&node, data_dir, &hub_settings).await?;
+        let api = match api_addr {
+            Some(addr) => Some(
+                porchlight_node::api::serve_with_hub(node.clone(), addr, data_dir, hub)
+                    .await
+                    .context("starting the local API")?,
+            ),
+            None => None,
+        };
+        let status = node.status().await?;
+        let invite = if interactive {
+            Some(node.invite(START_INVITE_VALID).await?)
+        } else {
+            None
+        };
+        anyhow::Ok((bridge, api, status, invite))
+    }
+    .await;
+    let (bridge, api, status, invite) = match started {
+        Ok(started) => started,
+        Err(e) => {
+            // The node runs already: stop it cleanly (it flushes the store) before the
+            // error ends the process.
+            node.shutdown().await;
+            let _ = tokio::time::timeout(SHUTDOWN_WAIT, task).await;
+            return Err(e);
+        }
     };
-    let status = node.status().await?;
     let hood_name = status.hood_name.as_deref().unwrap_or("?");
     let api_url = api.as_ref().map(|a| format!("http://{}", a.addr));
-    let invite = if interactive {
-        Some(node.invite(START_INVITE_VALID).await?)
-    } else {
-        None
-    };
     if interactive {
         let out = format::Out::new(cli.json);
         out.object(

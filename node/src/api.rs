@@ -797,6 +797,8 @@ async fn post_report(State(api): State<Api>, body: Bytes) -> Response {
             axum::Json(json!({ "id": id.to_hex() })),
         )
             .into_response(),
+        // Sent, only not durable here: neighbors may ask for the clips.
+        Err(e @ NodeError::NotDurable { .. }) => node_error(e),
         Err(e) => {
             for sha in added {
                 let _ = std::fs::remove_file(clips::path(&api.data_dir, &sha));

@@ -121,10 +121,32 @@ fn write_file(data_dir: &Path, file: &File) -> Result<(), ConfigError> {
         path: path.display().to_string(),
         why: e.to_string(),
     })?;
-    // Write beside and rename: a crash leaves the old file or the new one, never half.
+    // Write beside, sync and rename: a crash leaves the old file or the new one, never
+    // half. Owner-only: the file may hold the MQTT password.
     let temp = data_dir.join(format!("{FILE}.new"));
-    std::fs::write(&temp, format!("{HEADER}{text}")).map_err(io)?;
-    std::fs::rename(&temp, &path).map_err(io)
+    let _ = std::fs::remove_file(&temp);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let written = (|| {
+        use std::io::Write;
+        let mut out = options.open(&temp)?;
+        out.write_all(format!("{HEADER}{text}").as_bytes())?;
+        out.sync_all()?;
+        std::fs::rename(&temp, &path)?;
+        // The rename is durable once the directory is.
+        #[cfg(unix)]
+        std::fs::File::open(data_dir)?.sync_all()?;
+        Ok(())
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    written.map_err(io)
 }
 
 const HEADER: &str = "# Porchlight node settings. Every key is optional; see docs/operations.md.\n\
@@ -184,6 +206,21 @@ mod tests {
         let named = load(dir.path()).unwrap();
         assert_eq!(named.name, "Alice");
         assert_eq!(named.listen, config.listen);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_file_is_written_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        load(dir.path()).unwrap();
+        set_name(dir.path(), "Alice").unwrap();
+        let mode = std::fs::metadata(dir.path().join(FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert!(!dir.path().join(format!("{FILE}.new")).exists());
     }
 
     #[test]

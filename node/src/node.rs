@@ -116,6 +116,13 @@ pub enum NodeError {
          or check the data dir and its disk, then start the node again"
     )]
     StoreFailed(String),
+    /// A post went out to the hood (or waits in the outbox), but the flush that would
+    /// make it survive a crash here failed. Its clips must stay: neighbors may ask.
+    #[error(
+        "report {} was sent to the hood, but this node could not store it durably: {why}",
+        id.to_hex()
+    )]
+    NotDurable { id: ItemId, why: StoreError },
 }
 
 /// How a node is configured. The CLI reads it from `porchlight.toml` in the data dir.
@@ -303,7 +310,7 @@ async fn acknowledge(store: Store, mut pending: mpsc::Receiver<PendingAck>) {
             // Each gets its own attempt and its own error.
             for (id, reply) in batch {
                 let result = store.flush().await.map(|()| id);
-                let _ = reply.send(result.map_err(NodeError::from));
+                let _ = reply.send(result.map_err(|why| NodeError::NotDurable { id, why }));
             }
         }
     }
@@ -354,6 +361,26 @@ impl Node {
         if swept > 0 {
             tracing::info!(files = swept, "deleted temp files a stopped process left");
         }
+        match Node::start_on(config, setup, keys, store.clone()).await {
+            Ok(started) => Ok(started),
+            Err(e) => {
+                // What start wrote (a founding, a welcome, peers) is kept even when it
+                // then fails (a port in use, a join that timed out).
+                if let Err(f) = store.flush().await {
+                    tracing::warn!(error = %f, "flushing the store after a failed start");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// [`Node::start`] on an opened store.
+    async fn start_on(
+        config: Config,
+        setup: Setup,
+        keys: MemberKeys,
+        store: Store,
+    ) -> Result<(Node, tokio::task::JoinHandle<Result<(), NodeError>>), NodeError> {
         let mut engine = Engine::load(store.clone(), keys.clone())?;
         let mut joining = None;
         let now = crate::now();
@@ -1174,7 +1201,7 @@ impl EventLoop {
                         | mpsc::error::TrySendError::Closed((id, reply)),
                     ) => {
                         let result = self.store.flush().await.map(|()| id);
-                        let _ = reply.send(result.map_err(NodeError::from));
+                        let _ = reply.send(result.map_err(|why| NodeError::NotDurable { id, why }));
                     }
                 },
                 Err(e) => {
