@@ -523,6 +523,22 @@ struct Filter {
     category: Option<String>,
 }
 
+/// `GET /v1/feed`'s query: the filters, and the page.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FeedParams {
+    #[serde(default)]
+    since: Option<u64>,
+    #[serde(default)]
+    category: Option<String>,
+    /// At most this many items (default `feed::DEFAULT_PAGE`, at most `feed::MAX_PAGE`).
+    #[serde(default)]
+    limit: Option<usize>,
+    /// Only items before this one (the first item of the page before).
+    #[serde(default)]
+    before: Option<String>,
+}
+
 struct Matcher {
     since: u64,
     category: Option<Category>,
@@ -556,34 +572,54 @@ impl Matcher {
     }
 }
 
-fn categories(items: &[FeedItem]) -> HashMap<ItemId, Category> {
-    items
-        .iter()
-        .filter_map(|i| match &i.body {
-            Body::Report(r) => Some((i.id, r.category)),
-            _ => None,
-        })
-        .collect()
-}
-
-async fn feed(State(api): State<Api>, q: Result<Query<Filter>, QueryRejection>) -> Response {
-    let matcher = match query(q).and_then(Matcher::new) {
-        Ok(m) => m,
+/// A page of the feed, read off the event loop from the newest back: the newest `limit`
+/// items (before `before`), oldest first.
+async fn feed(State(api): State<Api>, q: Result<Query<FeedParams>, QueryRejection>) -> Response {
+    let params = match query(q) {
+        Ok(p) => p,
         Err(r) => return *r,
     };
-    match api.node.feed().await {
-        Ok(items) => {
-            let reports = categories(&items);
-            axum::Json(
-                items
-                    .iter()
-                    .filter(|i| matcher.matches(i, &reports))
-                    .map(feed_json)
-                    .collect::<Vec<_>>(),
-            )
-            .into_response()
+    let limit = params.limit.unwrap_or(crate::feed::DEFAULT_PAGE);
+    if !(1..=crate::feed::MAX_PAGE).contains(&limit) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("limit must be 1 to {}", crate::feed::MAX_PAGE),
+        );
+    }
+    let before = match params.before.as_deref().map(ItemId::from_hex) {
+        None => None,
+        Some(Some(id)) => Some(id),
+        Some(None) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "before must be an item id (64 hex digits)",
+            );
         }
+    };
+    let category = match params.category.as_deref().map(parse_category).transpose() {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
+    let page = crate::feed::Query {
+        limit,
+        before,
+        since: params.since.unwrap_or(0),
+        category,
+    };
+    match api.node.feed_page(page).await {
+        Ok(items) => axum::Json(items.iter().map(feed_json).collect::<Vec<_>>()).into_response(),
+        Err(e @ NodeError::UnknownCursor(_)) => error(StatusCode::BAD_REQUEST, e.to_string()),
         Err(e) => node_error(e),
+    }
+}
+
+/// The report an update, all-clear or retraction refers to.
+fn refers_to(body: &Body) -> Option<ItemId> {
+    match body {
+        Body::Update(u) => Some(u.report),
+        Body::Resolve(r) => Some(r.report),
+        Body::Retract(r) => Some(r.report),
+        Body::Report(_) | Body::Membership(_) => None,
     }
 }
 
@@ -600,15 +636,14 @@ async fn events(State(api): State<Api>, q: Result<Query<Filter>, QueryRejection>
             format!("too many open event streams (at most {MAX_STREAMS})"),
         );
     };
-    // Categories of the reports we hold, to place updates; new reports join as they come.
-    let reports = match api.node.feed().await {
-        Ok(items) => categories(&items),
-        Err(e) => return node_error(e),
-    };
+    // Categories of reports seen on this stream, to place updates; an update of an older
+    // report looks its report up by id (one read, off the event loop), never the feed.
+    let reports: HashMap<ItemId, Category> = HashMap::new();
     let receiver = api.node.events();
-    let state = (receiver, reports, matcher, permit);
+    let node = api.node.clone();
+    let state = (receiver, reports, matcher, permit, node);
     let stream = futures::stream::unfold(state, |mut state| async move {
-        let (receiver, reports, matcher, _) = &mut state;
+        let (receiver, reports, matcher, _, node) = &mut state;
         loop {
             match receiver.recv().await {
                 Ok(NodeEvent::Item(item)) => {
@@ -616,6 +651,16 @@ async fn events(State(api): State<Api>, q: Result<Query<Filter>, QueryRejection>
                         && reports.len() < MAX_TRACKED_REPORTS
                     {
                         reports.insert(item.id, r.category);
+                    }
+                    if matcher.category.is_some()
+                        && let Some(report) = refers_to(&item.body)
+                        && !reports.contains_key(&report)
+                        && let Ok(reader) = node.reader().await
+                        && let Ok(Some(category)) =
+                            tokio::task::spawn_blocking(move || reader.category_of(&report)).await
+                        && reports.len() < MAX_TRACKED_REPORTS
+                    {
+                        reports.insert(report, category);
                     }
                     if !matcher.matches(&item, reports) {
                         continue;

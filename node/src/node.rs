@@ -123,6 +123,8 @@ pub enum NodeError {
         id.to_hex()
     )]
     NotDurable { id: ItemId, why: StoreError },
+    #[error("{0} is not a live item (it expired or was retracted): read the feed again from its newest page")]
+    UnknownCursor(String),
 }
 
 /// How a node is configured. The CLI reads it from `porchlight.toml` in the data dir.
@@ -323,7 +325,7 @@ enum Command {
     Remove(MemberId, Reply<()>),
     Ingest(Vec<u8>, Reply<Ingest>),
     Status(Reply<Status>),
-    Feed(Reply<Vec<FeedItem>>),
+    Reader(Reply<crate::feed::Reader>),
     Members(Reply<Vec<MemberInfo>>),
     Dial(Multiaddr, Reply<()>),
     Envelope(ItemId, Reply<Option<Vec<u8>>>),
@@ -537,9 +539,23 @@ impl Node {
         self.ask(Command::Status).await
     }
 
-    /// Live report-kind items, oldest first.
+    /// Live report-kind items, oldest first: every one, read off the event loop. For
+    /// the whole feed prefer pages ([`Node::feed_page`]).
     pub async fn feed(&self) -> Result<Vec<FeedItem>, NodeError> {
-        self.ask(Command::Feed).await
+        let reader = self.reader().await?;
+        blocking(move || reader.all()).await
+    }
+
+    /// One page of the feed (`feed::Query`), read off the event loop.
+    pub async fn feed_page(&self, query: crate::feed::Query) -> Result<Vec<FeedItem>, NodeError> {
+        let reader = self.reader().await?;
+        blocking(move || reader.page(&query)).await
+    }
+
+    /// A reader of the store, for reads off the event loop. Hold it briefly: it keeps
+    /// the store open.
+    pub async fn reader(&self) -> Result<crate::feed::Reader, NodeError> {
+        self.ask(Command::Reader).await
     }
 
     pub async fn members(&self) -> Result<Vec<MemberInfo>, NodeError> {
@@ -595,6 +611,15 @@ impl Node {
     pub async fn shutdown(&self) {
         let _ = self.commands.send(Command::Shutdown).await;
     }
+}
+
+/// Runs a store read on a blocking thread.
+async fn blocking<T: Send + 'static>(
+    read: impl FnOnce() -> Result<T, NodeError> + Send + 'static,
+) -> Result<T, NodeError> {
+    tokio::task::spawn_blocking(read)
+        .await
+        .map_err(|_| NodeError::Stopped)?
 }
 
 /// Runs a node until `shutdown` completes: the shape a binary or a test wants.
@@ -1234,8 +1259,8 @@ impl EventLoop {
             Command::Status(reply) => {
                 let _ = reply.send(Ok(self.status()));
             }
-            Command::Feed(reply) => {
-                let _ = reply.send(self.feed());
+            Command::Reader(reply) => {
+                let _ = reply.send(self.reader());
             }
             Command::Members(reply) => {
                 let _ = reply.send(self.members());
@@ -1572,22 +1597,15 @@ impl EventLoop {
         }
     }
 
-    fn feed(&self) -> Result<Vec<FeedItem>, NodeError> {
+    /// A store handle and the members' names: reads then run off the event loop.
+    fn reader(&self) -> Result<crate::feed::Reader, NodeError> {
         let engine = self.engine.as_ref().ok_or(NodeError::NoHood)?;
-        let mut out = Vec::new();
-        for (id, record) in self.store.items()? {
-            let Ok(item) = Item::decode(&record.item) else {
-                continue;
-            };
-            let Ok(body) = item.body() else { continue };
-            if let Some(feed) = Self::feed_item(engine, id, &item, body) {
-                out.push(feed);
-            }
-        }
-        // Newest last. In one second, a report before its update before its all-clear
-        // (the kind's wire order), then ids, so every call lists the same order.
-        out.sort_by_key(|f| (f.created_at, u8::from(f.body.kind()), f.id.0));
-        Ok(out)
+        let names = engine
+            .roster()
+            .members()
+            .map(|m| (m.id, m.name.clone()))
+            .collect();
+        Ok(crate::feed::Reader::new(self.store.clone(), names))
     }
 
     async fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {

@@ -898,6 +898,42 @@ impl Store {
         })
     }
 
+    /// Live items created before the live item `before` (all, with `None`), newest first
+    /// by creation time (then id), read one at a time from the tree's right edge: a page
+    /// of the feed costs its own items, not a pass over the store. `Ok(None)` if `before`
+    /// is not a live item.
+    #[allow(clippy::type_complexity)]
+    pub fn items_before(
+        &self,
+        before: Option<&ItemId>,
+    ) -> Result<
+        Option<impl Iterator<Item = Result<(ItemId, ItemRecord), StoreError>> + '_>,
+        StoreError,
+    > {
+        let end = match before {
+            None => None,
+            Some(id) => match self.live_at(id) {
+                Some(created_at) => Some(expiry_key(created_at, id)),
+                None => return Ok(None),
+            },
+        };
+        let range = match end {
+            Some(end) => self.records.range(..end.to_vec()),
+            None => self.records.range::<Vec<u8>, _>(..),
+        };
+        Ok(Some(range.rev().filter_map(move |entry| {
+            let item = || {
+                let (k, v) = entry?;
+                let (created_at, id) = parse_time_key(&k, "record key")?;
+                if self.live_at(&id) != Some(created_at) {
+                    return Ok(None);
+                }
+                Ok(Some((id, decode::<ItemRecord>(&v, "item record")?)))
+            };
+            item().transpose()
+        })))
+    }
+
     /// Live items, oldest first by creation time (then id).
     pub fn items(&self) -> Result<Vec<(ItemId, ItemRecord)>, StoreError> {
         self.each_item().collect()
