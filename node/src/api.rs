@@ -462,7 +462,7 @@ pub fn feed_json(item: &FeedItem) -> Value {
 }
 
 async fn status(State(api): State<Api>) -> Response {
-    match api.node.status().await {
+    match api.node.status_brief().await {
         Ok(s) => axum::Json(json!({
             "member": s.member.to_hex(),
             "fingerprint": s.member.fingerprint(),

@@ -1141,6 +1141,11 @@ impl Store {
         })
     }
 
+    /// How many envelopes wait in the outbox (no read of them).
+    pub fn outbox_len(&self) -> usize {
+        self.outbox.len()
+    }
+
     /// Waiting envelopes, oldest first, with their queue keys.
     pub fn outbox(&self) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
         let mut out = Vec::new();
