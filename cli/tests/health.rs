@@ -7,8 +7,8 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
 use std::net::TcpStream;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -223,7 +223,9 @@ fn a_full_disk_stops_the_node_with_an_error_and_nothing_acknowledged_is_lost() {
         "a failed store is a runtime failure (exit 1), not {status}; stderr: {stderr}"
     );
     assert!(
-        stderr.contains("the store failed") && stderr.contains("No space left on device") && stderr.contains("Free disk space"),
+        stderr.contains("the store failed")
+            && stderr.contains("No space left on device")
+            && stderr.contains("Free disk space"),
         "the error says what happened and what to do: {stderr}"
     );
     eprintln!("health said unhealthy before the exit: {unhealthy}; stderr: {stderr}");
@@ -286,7 +288,10 @@ fn status_answers_within_a_second_while_1500_half_open_api_connections_wait() {
     let (base, _auth) = wait_for_api(&dir, &mut child);
     // This process holds the client ends: it needs the descriptors too.
     let limit = porchlight_node::api::raise_descriptor_limit().unwrap_or(0);
-    assert!(limit >= 1_600, "this test needs 1,600 open files; the limit is {limit}");
+    assert!(
+        limit >= 1_600,
+        "this test needs 1,600 open files; the limit is {limit}"
+    );
     let addr = base.trim_start_matches("http://").to_owned();
     let mut held = Vec::new();
     for n in 0..1_500 {
@@ -352,7 +357,8 @@ fn temp_files_a_killed_node_left_are_gone_after_a_restart() {
         std::fs::write(t, vec![7u8; 100_000]).unwrap();
     }
     // A real clip and a real draft file stay.
-    let kept_clip = library.join("9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08");
+    let kept_clip =
+        library.join("9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08");
     std::fs::write(&kept_clip, b"test").unwrap();
     child.kill().unwrap();
     child.wait().unwrap();
@@ -365,7 +371,10 @@ fn temp_files_a_killed_node_left_are_gone_after_a_restart() {
     for t in &temps {
         assert!(!t.exists(), "{} was left after the restart", t.display());
     }
-    assert!(kept_clip.exists(), "a clip in the library is not a temp file");
+    assert!(
+        kept_clip.exists(),
+        "a clip in the library is not a temp file"
+    );
     let _ = child.kill();
     let _ = child.wait();
 }

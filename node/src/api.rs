@@ -282,7 +282,9 @@ pub fn raise_descriptor_limit() -> Option<u64> {
     use rustix::process::{Resource, getrlimit, setrlimit};
     let limit = getrlimit(Resource::Nofile);
     let soft = limit.current?;
-    let want = limit.maximum.map_or(DESCRIPTOR_LIMIT, |hard| hard.min(DESCRIPTOR_LIMIT));
+    let want = limit
+        .maximum
+        .map_or(DESCRIPTOR_LIMIT, |hard| hard.min(DESCRIPTOR_LIMIT));
     if soft >= want {
         return Some(soft);
     }

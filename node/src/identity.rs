@@ -124,8 +124,7 @@ mod tests {
         let data = dir.path().join("data");
         let (a, _) = load_or_create(&data).unwrap();
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
-        std::fs::set_permissions(data.join(FILE), std::fs::Permissions::from_mode(0o644))
-            .unwrap();
+        std::fs::set_permissions(data.join(FILE), std::fs::Permissions::from_mode(0o644)).unwrap();
         std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
         let (b, created) = load_or_create(&data).unwrap();
         assert!(!created);

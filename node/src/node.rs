@@ -123,7 +123,9 @@ pub enum NodeError {
         id.to_hex()
     )]
     NotDurable { id: ItemId, why: StoreError },
-    #[error("{0} is not a live item (it expired or was retracted): read the feed again from its newest page")]
+    #[error(
+        "{0} is not a live item (it expired or was retracted): read the feed again from its newest page"
+    )]
     UnknownCursor(String),
 }
 

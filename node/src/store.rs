@@ -402,7 +402,9 @@ impl Store {
     /// Records a storage failure in `result` (the first one stays).
     fn noted<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
         if let Err(StoreError::Sled(
-            e @ (sled::Error::Io(_) | sled::Error::Corruption { .. } | sled::Error::ReportableBug(_)),
+            e @ (sled::Error::Io(_)
+            | sled::Error::Corruption { .. }
+            | sled::Error::ReportableBug(_)),
         )) = &result
         {
             let mut failure = self.failure.lock().unwrap_or_else(PoisonError::into_inner);

@@ -69,7 +69,11 @@ async fn the_feed_pages_back_through_every_item_once_in_order() {
             .map(|i| i["created_at"].as_u64().unwrap())
             .collect();
         assert!(times.windows(2).all(|w| w[0] <= w[1]), "oldest first");
-        assert_eq!(times.last(), Some(&(now - 250 + 249 / 4 * 4)), "ends at the newest");
+        assert_eq!(
+            times.last(),
+            Some(&(now - 250 + 249 / 4 * 4)),
+            "ends at the newest"
+        );
 
         // Back through the rest, 70 at a time.
         let mut seen = Vec::new();
@@ -113,7 +117,10 @@ async fn the_feed_pages_back_through_every_item_once_in_order() {
         let unknown = "ab".repeat(32);
         let (code, body) = get(&base, &token, &format!("/v1/feed?before={unknown}"));
         assert_eq!(code, 400, "{body}");
-        assert!(body["error"].as_str().unwrap().contains("not a live item"), "{body}");
+        assert!(
+            body["error"].as_str().unwrap().contains("not a live item"),
+            "{body}"
+        );
         // The largest page holds them all.
         let (_, all_page) = get(&base, &token, "/v1/feed?limit=1000");
         assert_eq!(ids(&all_page), seen);

@@ -80,7 +80,10 @@ async fn an_expired_draft_leaves_no_clip_behind_unless_a_report_uses_it() {
     let hub = Hub::new(alice.node.clone(), dir, Vec::new());
     let swept = hub.sweep().await.unwrap();
     assert_eq!(swept.expired_drafts, 2, "{swept:?}");
-    assert!(!in_library(dir, &expired), "the expired draft's clip is gone");
+    assert!(
+        !in_library(dir, &expired),
+        "the expired draft's clip is gone"
+    );
     assert!(in_library(dir, &shared), "a clip a live report uses stays");
     assert!(in_library(dir, &live), "a live draft's clip stays");
     let left = hub.drafts().await.unwrap();
@@ -128,10 +131,16 @@ async fn clips_nobody_posted_are_held_to_the_quota_oldest_first() {
     let swept = hub.sweep().await.unwrap();
     assert_eq!(swept.clips, 1, "{swept:?}");
     assert_eq!(swept.bytes, 1500);
-    assert!(!in_library(dir, &oldest), "the oldest unposted clip went first");
+    assert!(
+        !in_library(dir, &oldest),
+        "the oldest unposted clip went first"
+    );
     assert!(in_library(dir, &older));
     assert!(in_library(dir, &newest));
-    assert!(in_library(dir, &posted_clip), "a posted clip is not counted");
+    assert!(
+        in_library(dir, &posted_clip),
+        "a posted clip is not counted"
+    );
     // Within the quota now: nothing more goes.
     assert_eq!(hub.sweep().await.unwrap().clips, 0);
     alice.stop().await;

@@ -467,7 +467,10 @@ mod tests {
         // that their clips go too).
         assert!(store.list(draft.expires_at).unwrap().is_empty());
         assert!(store.take_expired(draft.expires_at - 1).unwrap().is_empty());
-        assert_eq!(store.take_expired(draft.expires_at).unwrap(), vec![draft.clone()]);
+        assert_eq!(
+            store.take_expired(draft.expires_at).unwrap(),
+            vec![draft.clone()]
+        );
         assert!(!store.contains(&id));
         assert!(store.take_expired(draft.expires_at).unwrap().is_empty());
         // No temp files are left behind.

@@ -266,10 +266,12 @@ impl Hub {
         let data_dir = self.inner.data_dir.clone();
         let library = tokio::task::spawn_blocking(move || clips::list(&data_dir))
             .await
-            .map_err(|e| HubError::Clip(ClipError::Library {
-                path: self.inner.data_dir.display().to_string(),
-                source: std::io::Error::other(e),
-            }))??;
+            .map_err(|e| {
+                HubError::Clip(ClipError::Library {
+                    path: self.inner.data_dir.display().to_string(),
+                    source: std::io::Error::other(e),
+                })
+            })??;
         // Within the quota even if nothing were posted: no need to read the feed.
         let total: u64 = library.iter().map(|c| c.clip.size).sum();
         if total <= self.inner.clip_quota {

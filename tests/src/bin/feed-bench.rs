@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use porchlight_tests::bench;
 
 fn usage() -> ! {
-    eprintln!("usage: feed-bench --data-dir DIR [--secs S]");
+    eprintln!("usage: feed-bench --data-dir DIR [--secs S] [--readers first|all]");
     std::process::exit(2)
 }
 
@@ -112,12 +112,22 @@ fn report(name: &str, mut samples: Vec<f64>) {
 fn main() {
     let mut dir: Option<PathBuf> = None;
     let mut secs = 30u64;
+    // `first`: each reader asks for the newest page again and again (a dashboard, a
+    // `feed` after a post); `all`: each pages back through the whole store, 1000 a page.
+    let mut whole = false;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let value = args.next().unwrap_or_else(|| usage());
         match flag.as_str() {
             "--data-dir" => dir = Some(PathBuf::from(value)),
             "--secs" => secs = value.parse().unwrap_or_else(|_| usage()),
+            "--readers" => {
+                whole = match value.as_str() {
+                    "first" => false,
+                    "all" => true,
+                    _ => usage(),
+                }
+            }
             _ => usage(),
         }
     }
@@ -171,15 +181,22 @@ fn main() {
                     .as_ref()
                     .map(|b| format!("&before={b}"))
                     .unwrap_or_default();
-                let (code, body) = api.get(&agent, &format!("/v1/feed?limit=1000{cursor}"));
+                let path = if whole {
+                    format!("/v1/feed?limit=1000{cursor}")
+                } else {
+                    "/v1/feed".to_owned()
+                };
+                let (code, body) = api.get(&agent, &path);
                 pages.fetch_add(1, Ordering::Relaxed);
                 let page: Vec<serde_json::Value> = if code == 200 {
                     serde_json::from_slice(&body).unwrap_or_default()
                 } else {
                     Vec::new()
                 };
-                before = if page.len() == 1000 {
-                    page.first().and_then(|i| i["id"].as_str()).map(str::to_owned)
+                before = if whole && page.len() == 1000 {
+                    page.first()
+                        .and_then(|i| i["id"].as_str())
+                        .map(str::to_owned)
                 } else {
                     None // the end (or an expired cursor): from the newest again
                 };
@@ -230,9 +247,15 @@ fn main() {
     }
     report(
         &format!(
-            "status, while 4 clients page through the feed ({} pages of 1000 in {secs} s) \
-             and an event stream is open",
-            pages.load(Ordering::Relaxed)
+            "status, while 4 clients read the feed ({} pages of {} in {secs} s, {}) and an \
+             event stream is open",
+            pages.load(Ordering::Relaxed),
+            if whole { 1000 } else { 100 },
+            if whole {
+                "each paging through all"
+            } else {
+                "the newest page, again and again"
+            }
         ),
         under_load,
     );

@@ -14,9 +14,9 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use porchlight_proto::ItemId;
 use porchlight_proto::item::Body;
 use porchlight_proto::report::{ClipRef, Update};
-use porchlight_proto::ItemId;
 use porchlight_tests::bench;
 
 fn usage() -> ! {
