@@ -67,7 +67,7 @@ fn main() {
             if let Body::Report(r) = &mut body {
                 r.created_at = created_at;
                 r.expires_at = created_at + 72 * 3600;
-                if n % 10 == 0 {
+                if n.is_multiple_of(10) {
                     let mut sha256 = [0u8; 32];
                     sha256[..8].copy_from_slice(&(n as u64).to_be_bytes());
                     sha256[8..16].copy_from_slice(&seed.to_be_bytes());
@@ -82,7 +82,7 @@ fn main() {
             let report = h.seal(author, &body);
             let id = ItemId::of(&report);
             batch.push(report);
-            if n % 20 == 0 && written + batch.len() < items {
+            if n.is_multiple_of(20) && written + batch.len() < items {
                 let update = Body::Update(Update {
                     created_at: created_at + 60,
                     expires_at: created_at + 72 * 3600,
