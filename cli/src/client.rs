@@ -315,10 +315,14 @@ fn post(cli: &Cli, out: Out, data_dir: &Path, args: &PostArgs) -> anyhow::Result
     );
     let v = match result {
         Ok(v) => v,
-        Err(e) => {
+        // Refused (4xx): nothing was sent, the clips this command added go. Any other
+        // failure (a 500 after the report went out, a lost connection) may have sent
+        // it: the clips stay for neighbors who ask (the library's quota bounds them).
+        Err(e) if e.downcast_ref::<crate::BadInput>().is_some() => {
             forget(data_dir, &imported);
             return Err(e);
         }
+        Err(e) => return Err(e),
     };
     out.object(v.clone(), || println!("{}", v["id"].as_str().unwrap_or("")));
     Ok(())
@@ -361,6 +365,41 @@ fn feed_query(since: Option<Duration>, category: Option<&str>) -> String {
     }
 }
 
+/// Feed items per request when listing the whole feed (the API's maximum page).
+const FEED_PAGE: usize = 1000;
+/// Most pages one listing reads (a million items; a hood's store holds far fewer).
+const MAX_FEED_PAGES: usize = 1000;
+
+/// The whole feed, oldest first, read a page at a time from the newest back
+/// (`GET /v1/feed?limit=&before=`), so that the node never builds it all at once.
+fn all_pages(api: &Api, query: &str) -> anyhow::Result<Vec<Value>> {
+    let join = if query.is_empty() { '?' } else { '&' };
+    let mut pages: Vec<Vec<Value>> = Vec::new();
+    let mut before: Option<String> = None;
+    for _ in 0..MAX_FEED_PAGES {
+        let cursor = before
+            .as_ref()
+            .map(|b| format!("&before={b}"))
+            .unwrap_or_default();
+        let page = api.call(
+            "GET",
+            &format!("/v1/feed{query}{join}limit={FEED_PAGE}{cursor}"),
+            None,
+        )?;
+        let page: Vec<Value> = page.as_array().cloned().unwrap_or_default();
+        let full = page.len() >= FEED_PAGE;
+        before = page
+            .first()
+            .and_then(|i| i["id"].as_str())
+            .map(str::to_owned);
+        pages.push(page);
+        if !full || before.is_none() {
+            break;
+        }
+    }
+    Ok(pages.into_iter().rev().flatten().collect())
+}
+
 fn print_item(out: Out, item: &Value) {
     if out.json {
         println!("{item}");
@@ -400,9 +439,9 @@ fn feed(
     } else {
         None
     };
-    let items = api.call("GET", &format!("/v1/feed{query}"), None)?;
+    let items = all_pages(&api, &query)?;
     let mut shown = std::collections::HashSet::new();
-    for item in items.as_array().into_iter().flatten() {
+    for item in &items {
         if let Some(id) = item["id"].as_str() {
             shown.insert(id.to_owned());
         }

@@ -52,7 +52,17 @@ pub async fn start(
     data_dir: &Path,
     settings: &hub::Settings,
 ) -> anyhow::Result<(Hub, Option<Bridge>)> {
-    let hub = Hub::new(node.clone(), data_dir, settings.auto_post.clone());
+    let hub = Hub::with_clip_quota(
+        node.clone(),
+        data_dir,
+        settings.auto_post.clone(),
+        settings
+            .unposted_clip_quota
+            .unwrap_or(porchlight_node::hub::DEFAULT_UNPOSTED_CLIP_QUOTA),
+    );
+    // Expired drafts and their clips, and the quota of clips nobody posted: now and
+    // every minute. The task ends when the node stops.
+    hub.spawn_sweeper();
     let bridge = match &settings.mqtt {
         Some(broker) => Some(
             Bridge::start(

@@ -706,6 +706,10 @@ async fn serve(
 ) -> anyhow::Result<()> {
     let interactive = up.is_some();
     let mut signals = StopSignals::install()?;
+    // Connections (the API's, the swarm's) and sled's files need more than a 1,024 default.
+    if let Some(limit) = porchlight_node::api::raise_descriptor_limit() {
+        tracing::debug!(limit, "open-files limit");
+    }
     let api_addr = config.api;
     let hub_settings = config.hub.clone();
     if let (Some(before), Some(addr)) = (&up, api_addr)
@@ -727,23 +731,37 @@ async fn serve(
             }
         })
         .with_context(|| format!("starting the node in {}", data_dir.display()))?;
-    let (hub, bridge) = hub_verbs::start(&node, data_dir, &hub_settings).await?;
-    let api = match api_addr {
-        Some(addr) => Some(
-            porchlight_node::api::serve_with_hub(node.clone(), addr, data_dir, hub)
-                .await
-                .context("starting the local API")?,
-        ),
-        None => None,
+    let started = async {
+        let (hub, bridge) = hub_verbs::start(&node, data_dir, &hub_settings).await?;
+        let api = match api_addr {
+            Some(addr) => Some(
+                porchlight_node::api::serve_with_hub(node.clone(), addr, data_dir, hub)
+                    .await
+                    .context("starting the local API")?,
+            ),
+            None => None,
+        };
+        let status = node.status().await?;
+        let invite = if interactive {
+            Some(node.invite(START_INVITE_VALID).await?)
+        } else {
+            None
+        };
+        anyhow::Ok((bridge, api, status, invite))
+    }
+    .await;
+    let (bridge, api, status, invite) = match started {
+        Ok(started) => started,
+        Err(e) => {
+            // The node runs already: stop it cleanly (it flushes the store) before the
+            // error ends the process.
+            node.shutdown().await;
+            let _ = tokio::time::timeout(SHUTDOWN_WAIT, task).await;
+            return Err(e);
+        }
     };
-    let status = node.status().await?;
     let hood_name = status.hood_name.as_deref().unwrap_or("?");
     let api_url = api.as_ref().map(|a| format!("http://{}", a.addr));
-    let invite = if interactive {
-        Some(node.invite(START_INVITE_VALID).await?)
-    } else {
-        None
-    };
     if interactive {
         let out = format::Out::new(cli.json);
         out.object(
@@ -788,9 +806,17 @@ async fn serve(
     let mut events = node.events();
     let stop = signals.wait();
     tokio::pin!(stop);
+    let mut task = task;
+    // The node's event loop ending on its own (a failed store) ends the process, with an
+    // error, so that a service manager restarts it.
+    let mut ended = None;
     loop {
         tokio::select! {
             _ = &mut stop => break,
+            joined = &mut task => {
+                ended = Some(joined);
+                break;
+            }
             event = events.recv() => match event {
                 Ok(Event::Item(item)) => {
                     if interactive {
@@ -817,6 +843,15 @@ async fn serve(
     }
     if let Some(bridge) = bridge {
         bridge.stop().await;
+    }
+    if let Some(joined) = ended {
+        let failure = match joined {
+            Ok(Ok(())) => anyhow::anyhow!("the node stopped on its own"),
+            Ok(Err(e)) => anyhow::Error::new(e),
+            Err(e) => anyhow::Error::new(e).context("the node task failed"),
+        };
+        tracing::error!(error = %format!("{failure:#}"), "the node stopped");
+        return Err(failure.context(format!("the node for {} stopped", data_dir.display())));
     }
     // The event loop flushes the store and stops; give it a bounded time, so that a
     // service manager's stop always ends the process.

@@ -225,17 +225,29 @@ fn acknowledged_reports_survive_200_sigkills() {
     // And the node itself serves every one of them after the last crash.
     let mut child = start(dir);
     let (base, auth) = wait_for_api(dir, &mut child);
-    let feed: Vec<serde_json::Value> = agent()
-        .get(&format!("{base}/v1/feed"))
-        .header("Authorization", &auth)
-        .call()
-        .unwrap()
-        .body_mut()
-        .read_json()
-        .unwrap();
-    let served: HashSet<&str> = feed.iter().filter_map(|i| i["id"].as_str()).collect();
+    // The feed a page at a time (1,000 items), from the newest back.
+    let mut served: HashSet<String> = HashSet::new();
+    let mut before = String::new();
+    for _ in 0..10_000 {
+        let page: Vec<serde_json::Value> = agent()
+            .get(&format!("{base}/v1/feed?limit=1000{before}"))
+            .header("Authorization", &auth)
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_json()
+            .unwrap();
+        served.extend(
+            page.iter()
+                .filter_map(|i| i["id"].as_str().map(str::to_owned)),
+        );
+        match page.first().and_then(|i| i["id"].as_str()) {
+            Some(first) if page.len() == 1000 => before = format!("&before={first}"),
+            _ => break,
+        }
+    }
     for id in &acked {
-        assert!(served.contains(id.as_str()), "{id} not in the feed");
+        assert!(served.contains(id), "{id} not in the feed");
     }
     child.kill().unwrap();
     child.wait().unwrap();

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -55,6 +56,14 @@ pub const FETCH_WAIT: Duration = Duration::from_secs(3600);
 const FETCH_RETRY: Duration = Duration::from_secs(2);
 /// Reports an event stream remembers the category of (to filter their updates).
 const MAX_TRACKED_REPORTS: usize = 100_000;
+/// Most API connections open at once. A new one past this closes the oldest connection
+/// that has not sent a request yet (a half-open one), or, if every one has, is closed.
+pub const MAX_CONNECTIONS: usize = 512;
+/// How long a connection may take to send a request's headers, and so also how long a
+/// kept-alive connection may sit idle before its next request.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// The soft open-files limit `raise_descriptor_limit` aims for (capped by the hard one).
+pub const DESCRIPTOR_LIMIT: u64 = 65_536;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -162,6 +171,7 @@ pub async fn serve_with_hub(
     };
     let app = Router::new()
         .route("/v1/status", get(status))
+        .route("/v1/health", get(health))
         .route("/v1/feed", get(feed))
         .route("/v1/events", get(events))
         .route("/v1/reports", post(post_report))
@@ -187,12 +197,7 @@ pub async fn serve_with_hub(
     write_private(&token_path, &token)?;
     write_private(&addr_path, &bound.to_string())?;
     let task = tokio::spawn(
-        async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                tracing::warn!(error = %e, "the API stopped");
-            }
-        }
-        .instrument(tracing::info_span!("api", addr = %bound)),
+        serve_connections(listener, app).instrument(tracing::info_span!("api", addr = %bound)),
     );
     tracing::info!(addr = %bound, "local API listening");
     Ok(Running {
@@ -200,6 +205,111 @@ pub async fn serve_with_hub(
         files: vec![token_path, addr_path],
         task,
     })
+}
+
+/// An open connection: when it was accepted (a counter) and whether it sent a request.
+struct Open {
+    seq: u64,
+    requested: Arc<AtomicBool>,
+    task: tokio::task::AbortHandle,
+}
+
+/// Accepts connections and serves each with HTTP/1, with the header-read timeout and the
+/// connection cap (`axum::serve` has neither: 1,500 half-open connections held as many
+/// descriptors and `status` hung). Every connection task lives in one `JoinSet`, so
+/// aborting this task (`Running::stop`) closes them all.
+async fn serve_connections(listener: tokio::net::TcpListener, app: Router) {
+    use hyper::service::Service as _;
+    let mut connections: tokio::task::JoinSet<()> = tokio::task::JoinSet::new();
+    let mut open: HashMap<tokio::task::Id, Open> = HashMap::new();
+    let mut seq = 0u64;
+    loop {
+        let stream = tokio::select! {
+            Some(done) = connections.join_next_with_id(), if !connections.is_empty() => {
+                let id = match done {
+                    Ok((id, ())) => id,
+                    Err(e) => e.id(),
+                };
+                open.remove(&id);
+                continue;
+            }
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of descriptors, mostly: room comes as connections close.
+                    tracing::debug!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+        };
+        if open.len() >= MAX_CONNECTIONS {
+            let idle = open
+                .iter()
+                .filter(|(_, o)| !o.requested.load(Ordering::Relaxed))
+                .min_by_key(|(_, o)| o.seq)
+                .map(|(id, _)| *id);
+            match idle.and_then(|id| open.remove(&id)) {
+                Some(oldest) => oldest.task.abort(),
+                None => {
+                    tracing::debug!("the API is at its connection cap; closing a new connection");
+                    drop(stream);
+                    continue;
+                }
+            }
+        }
+        seq += 1;
+        let requested = Arc::new(AtomicBool::new(false));
+        let flag = requested.clone();
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let service = hyper::service::service_fn(move |request| {
+            flag.store(true, Ordering::Relaxed);
+            service.call(request)
+        });
+        let task = connections.spawn(async move {
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "API connection ended");
+            }
+        });
+        open.insert(
+            task.id(),
+            Open {
+                seq,
+                requested,
+                task,
+            },
+        );
+    }
+}
+
+/// Raises this process's soft limit on open files towards `DESCRIPTOR_LIMIT` (never past
+/// the hard limit), so that connections (the API's, the swarm's) and sled's files do not
+/// meet a 1,024 default. Returns the soft limit now in force, if it could be read.
+pub fn raise_descriptor_limit() -> Option<u64> {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let soft = limit.current?;
+    let want = limit
+        .maximum
+        .map_or(DESCRIPTOR_LIMIT, |hard| hard.min(DESCRIPTOR_LIMIT));
+    if soft >= want {
+        return Some(soft);
+    }
+    let raised = rustix::process::Rlimit {
+        current: Some(want),
+        maximum: limit.maximum,
+    };
+    match setrlimit(Resource::Nofile, raised) {
+        Ok(()) => Some(want),
+        Err(e) => {
+            tracing::warn!(error = %e, soft, "cannot raise the open-files limit");
+            Some(soft)
+        }
+    }
 }
 
 /// axum's own refusals (body over the limit, no such route, bad path) come as plain text;
@@ -437,7 +547,7 @@ pub fn policy_json(p: &Policy) -> Value {
 }
 
 async fn status(State(api): State<Api>) -> Response {
-    let (status, members) = (api.node.status().await, api.node.members().await);
+    let (status, members) = (api.node.status_brief().await, api.node.members().await);
     // Peers connected now: members, and the rest (a neighbor presenting an invite, a
     // removed member being cut off, a stranger's node found on the LAN).
     let connected_members = match &members {
@@ -473,6 +583,28 @@ async fn status(State(api): State<Api>) -> Response {
     }
 }
 
+/// 200 when the store takes writes, 503 when it does not (the node is then stopping).
+async fn health(State(api): State<Api>) -> Response {
+    match api.node.health().await {
+        Ok(h) => {
+            let code = if h.store_writable {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            let body = json!({
+                "ok": h.store_writable,
+                "store_writable": h.store_writable,
+                "store_error": h.store_error,
+                "members_connected": h.members_connected,
+                "last_item_at": h.last_item_at,
+            });
+            (code, axum::Json(body)).into_response()
+        }
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
 fn s_addr(api: &Api) -> String {
     format!("http://{}", api.addr)
 }
@@ -487,6 +619,22 @@ struct Filter {
     /// Only this category (reports) and what refers to reports of it.
     #[serde(default)]
     category: Option<String>,
+}
+
+/// `GET /v1/feed`'s query: the filters, and the page.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FeedParams {
+    #[serde(default)]
+    since: Option<u64>,
+    #[serde(default)]
+    category: Option<String>,
+    /// At most this many items (default `feed::DEFAULT_PAGE`, at most `feed::MAX_PAGE`).
+    #[serde(default)]
+    limit: Option<usize>,
+    /// Only items before this one (the first item of the page before).
+    #[serde(default)]
+    before: Option<String>,
 }
 
 struct Matcher {
@@ -522,33 +670,43 @@ impl Matcher {
     }
 }
 
-fn categories(items: &[FeedItem]) -> HashMap<ItemId, Category> {
-    items
-        .iter()
-        .filter_map(|i| match &i.body {
-            Body::Report(r) => Some((i.id, r.category)),
-            _ => None,
-        })
-        .collect()
-}
-
-async fn feed(State(api): State<Api>, q: Result<Query<Filter>, QueryRejection>) -> Response {
-    let matcher = match query(q).and_then(Matcher::new) {
-        Ok(m) => m,
+/// A page of the feed, read off the event loop from the newest back: the newest `limit`
+/// items (before `before`), oldest first.
+async fn feed(State(api): State<Api>, q: Result<Query<FeedParams>, QueryRejection>) -> Response {
+    let params = match query(q) {
+        Ok(p) => p,
         Err(r) => return *r,
     };
-    match api.node.feed().await {
-        Ok(items) => {
-            let reports = categories(&items);
-            axum::Json(
-                items
-                    .iter()
-                    .filter(|i| matcher.matches(i, &reports))
-                    .map(feed_json)
-                    .collect::<Vec<_>>(),
-            )
-            .into_response()
+    let limit = params.limit.unwrap_or(crate::feed::DEFAULT_PAGE);
+    if !(1..=crate::feed::MAX_PAGE).contains(&limit) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("limit must be 1 to {}", crate::feed::MAX_PAGE),
+        );
+    }
+    let before = match params.before.as_deref().map(ItemId::from_hex) {
+        None => None,
+        Some(Some(id)) => Some(id),
+        Some(None) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "before must be an item id (64 hex digits)",
+            );
         }
+    };
+    let category = match params.category.as_deref().map(parse_category).transpose() {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
+    let page = crate::feed::Query {
+        limit,
+        before,
+        since: params.since.unwrap_or(0),
+        category,
+    };
+    match api.node.feed_page(page).await {
+        Ok(items) => axum::Json(items.iter().map(feed_json).collect::<Vec<_>>()).into_response(),
+        Err(e @ NodeError::UnknownCursor(_)) => error(StatusCode::BAD_REQUEST, e.to_string()),
         Err(e) => node_error(e),
     }
 }
@@ -556,6 +714,16 @@ async fn feed(State(api): State<Api>, q: Result<Query<Filter>, QueryRejection>) 
 /// What the event stream (and `feed --follow`) says when this node is removed.
 pub const REMOVED_NOTICE: &str =
     "this node was removed from the hood: nothing posted from now on reaches it";
+
+/// The report an update, all-clear or retraction refers to.
+fn refers_to(body: &Body) -> Option<ItemId> {
+    match body {
+        Body::Update(u) => Some(u.report),
+        Body::Resolve(r) => Some(r.report),
+        Body::Retract(r) => Some(r.report),
+        Body::Report(_) | Body::Membership(_) => None,
+    }
+}
 
 /// Server-sent events: one `event: <kind>` (`report`, `update`, `resolve`, `retract`)
 /// with the item's JSON as data, for every new item, ours or a neighbor's.
@@ -570,11 +738,9 @@ async fn events(State(api): State<Api>, q: Result<Query<Filter>, QueryRejection>
             format!("too many open event streams (at most {MAX_STREAMS})"),
         );
     };
-    // Categories of the reports we hold, to place updates; new reports join as they come.
-    let reports = match api.node.feed().await {
-        Ok(items) => categories(&items),
-        Err(e) => return node_error(e),
-    };
+    // Categories of reports seen on this stream, to place updates; an update of an older
+    // report looks its report up by id (one read, off the event loop), never the feed.
+    let reports: HashMap<ItemId, Category> = HashMap::new();
     let receiver = api.node.events();
     let state = (receiver, reports, matcher, permit, api.node.clone(), false);
     let stream = futures::stream::unfold(state, |mut state| async move {
@@ -586,6 +752,16 @@ async fn events(State(api): State<Api>, q: Result<Query<Filter>, QueryRejection>
                         && reports.len() < MAX_TRACKED_REPORTS
                     {
                         reports.insert(item.id, r.category);
+                    }
+                    if matcher.category.is_some()
+                        && let Some(report) = refers_to(&item.body)
+                        && !reports.contains_key(&report)
+                        && let Ok(reader) = node.reader().await
+                        && let Ok(Some(category)) =
+                            tokio::task::spawn_blocking(move || reader.category_of(&report)).await
+                        && reports.len() < MAX_TRACKED_REPORTS
+                    {
+                        reports.insert(report, category);
                     }
                     if !matcher.matches(&item, reports) {
                         continue;
@@ -835,6 +1011,8 @@ async fn post_report(State(api): State<Api>, body: Bytes) -> Response {
             axum::Json(json!({ "id": id.to_hex() })),
         )
             .into_response(),
+        // Sent, only not durable here: neighbors may ask for the clips.
+        Err(e @ NodeError::NotDurable { .. }) => node_error(e),
         Err(e) => {
             for sha in added {
                 let _ = std::fs::remove_file(clips::path(&api.data_dir, &sha));

@@ -182,6 +182,74 @@ fn copy_in(
     result
 }
 
+/// Most library entries one listing reads (a library of doorbell clips holds hundreds).
+pub const MAX_LISTED: usize = 100_000;
+
+/// Deletes the temp files (`.import-*`, `.fetch-*`) a killed process left in the library.
+/// Call at start only, while no import or fetch of this data dir runs. Returns how many.
+pub fn sweep_temp(data_dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(library(data_dir)) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.take(MAX_LISTED).flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if (name.starts_with(".import-") || name.starts_with(".fetch-"))
+            && std::fs::remove_file(entry.path()).is_ok()
+        {
+            removed += 1;
+        }
+    }
+    removed
+}
+
+/// A clip in the library, with when it was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listed {
+    pub clip: Clip,
+    pub modified: std::time::SystemTime,
+}
+
+/// The library's clips (files named by a hash; temp files are not clips), at most
+/// `MAX_LISTED`, in no order.
+pub fn list(data_dir: &Path) -> Result<Vec<Listed>, ClipError> {
+    let dir = library(data_dir);
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(ClipError::Library {
+                path: dir.display().to_string(),
+                source,
+            });
+        }
+    };
+    let mut out = Vec::new();
+    for entry in entries.take(MAX_LISTED).flatten() {
+        let name = entry.file_name();
+        let Some(sha256) = name.to_str().and_then(codec::parse_hex::<32>) else {
+            continue;
+        };
+        // Only the library's own (lowercase) names: what `path` finds.
+        if name.to_str() != Some(codec::hex(&sha256).as_str()) {
+            continue;
+        }
+        let Ok(meta) = entry.metadata() else { continue };
+        if !meta.is_file() {
+            continue;
+        }
+        out.push(Listed {
+            clip: Clip {
+                sha256,
+                size: meta.len(),
+            },
+            modified: meta.modified().unwrap_or(std::time::UNIX_EPOCH),
+        });
+    }
+    Ok(out)
+}
+
 /// SHA-256 of a file, streamed.
 pub fn hash_file(file: &Path) -> Result<[u8; 32], ClipError> {
     let read_err = |source| ClipError::Read {

@@ -55,6 +55,10 @@ pub struct File {
     /// None by default.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub auto_post: Vec<crate::hub::settings::AutoPostRule>,
+    /// Most bytes of clips that no live report references (camera drafts' clips,
+    /// leftovers); past it the oldest are deleted. Default 2 GiB.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unposted_clip_quota: Option<u64>,
 }
 
 impl Default for File {
@@ -73,6 +77,7 @@ impl Default for File {
             frigate: None,
             frigate_topic_prefix: None,
             auto_post: vec![],
+            unposted_clip_quota: None,
         }
     }
 }
@@ -120,10 +125,32 @@ fn write_file(data_dir: &Path, file: &File) -> Result<(), ConfigError> {
         path: path.display().to_string(),
         why: e.to_string(),
     })?;
-    // Write beside and rename: a crash leaves the old file or the new one, never half.
+    // Write beside, sync and rename: a crash leaves the old file or the new one, never
+    // half. Owner-only: the file may hold the MQTT password.
     let temp = data_dir.join(format!("{FILE}.new"));
-    std::fs::write(&temp, format!("{HEADER}{text}")).map_err(io)?;
-    std::fs::rename(&temp, &path).map_err(io)
+    let _ = std::fs::remove_file(&temp);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let written = (|| {
+        use std::io::Write;
+        let mut out = options.open(&temp)?;
+        out.write_all(format!("{HEADER}{text}").as_bytes())?;
+        out.sync_all()?;
+        std::fs::rename(&temp, &path)?;
+        // The rename is durable once the directory is.
+        #[cfg(unix)]
+        std::fs::File::open(data_dir)?.sync_all()?;
+        Ok(())
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    written.map_err(io)
 }
 
 const HEADER: &str = "# Porchlight node settings. Every key is optional; see docs/operations.md.\n\
@@ -149,16 +176,19 @@ pub fn load(data_dir: &Path) -> Result<Config, ConfigError> {
             path: path.display().to_string(),
             why: format!("api address {:?}: {e}", file.api),
         })?),
-        hub: crate::hub::Settings::from_file(
-            file.mqtt.as_deref(),
-            file.frigate.as_deref(),
-            file.frigate_topic_prefix.as_deref(),
-            &file.auto_post,
-        )
-        .map_err(|e| ConfigError::Invalid {
-            path: path.display().to_string(),
-            why: e.to_string(),
-        })?,
+        hub: crate::hub::Settings {
+            unposted_clip_quota: file.unposted_clip_quota,
+            ..crate::hub::Settings::from_file(
+                file.mqtt.as_deref(),
+                file.frigate.as_deref(),
+                file.frigate_topic_prefix.as_deref(),
+                &file.auto_post,
+            )
+            .map_err(|e| ConfigError::Invalid {
+                path: path.display().to_string(),
+                why: e.to_string(),
+            })?
+        },
         name: file.name,
         clip_policy: file.clip_policy,
     })
@@ -181,6 +211,21 @@ mod tests {
         let named = load(dir.path()).unwrap();
         assert_eq!(named.name, "Alice");
         assert_eq!(named.listen, config.listen);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_file_is_written_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        load(dir.path()).unwrap();
+        set_name(dir.path(), "Alice").unwrap();
+        let mode = std::fs::metadata(dir.path().join(FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert!(!dir.path().join(format!("{FILE}.new")).exists());
     }
 
     #[test]

@@ -30,6 +30,10 @@ pub fn load_or_create(dir: &Path) -> Result<(MemberKeys, bool), IdentityError> {
     match std::fs::read(&path) {
         Ok(bytes) => {
             let bytes = Zeroizing::new(bytes);
+            // Checked on every load, not only when created: a restore from a backup, a
+            // copy or a hand-made dir may have left them open to other users.
+            owner_only(&path, 0o600).map_err(io)?;
+            owner_only(dir, 0o700).map_err(io)?;
             if bytes.len() != 64 {
                 return Err(IdentityError::Damaged(path.display().to_string()));
             }
@@ -67,6 +71,28 @@ pub fn load_or_create(dir: &Path) -> Result<(MemberKeys, bool), IdentityError> {
     }
 }
 
+/// Takes group and other permissions off `path` (to at most `mode`), with a warning,
+/// if it has any.
+#[cfg(unix)]
+fn owner_only(path: &Path, mode: u32) -> Result<(), std::io::Error> {
+    use std::os::unix::fs::PermissionsExt;
+    let now = std::fs::metadata(path)?.permissions().mode() & 0o777;
+    if now & 0o077 == 0 {
+        return Ok(());
+    }
+    tracing::warn!(
+        path = %path.display(),
+        mode = %format!("{now:o}"),
+        "other users could read this: made it owner-only ({mode:o})"
+    );
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(now & mode))
+}
+
+#[cfg(not(unix))]
+fn owner_only(_: &Path, _: u32) -> Result<(), std::io::Error> {
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,6 +114,23 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn permissions_opened_after_creation_are_closed_again_on_load() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let (a, _) = load_or_create(&data).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        std::fs::set_permissions(data.join(FILE), std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let (b, created) = load_or_create(&data).unwrap();
+        assert!(!created);
+        assert_eq!(a.id(), b.id());
+        assert_eq!(mode(&data.join(FILE)), 0o600);
+        assert_eq!(mode(&data), 0o700);
     }
 
     #[test]

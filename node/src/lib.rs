@@ -10,6 +10,7 @@
 //! - [`clips`]: the clip library under `<data dir>/clips`.
 //! - [`sharing`]: clip sharing: the owner's policy and asks, the requester's fetch.
 //! - [`config`]: the settings file, `porchlight.toml`.
+//! - [`feed`]: reading the feed off the event loop, a page at a time.
 //! - [`net`], [`gate`], [`node`]: the libp2p swarm and the event loop.
 //! - [`api`]: the local HTTP API.
 //! - [`words`]: limits, times and field errors as a person reads them.
@@ -20,6 +21,7 @@ pub mod api;
 pub mod clips;
 pub mod config;
 pub mod engine;
+pub mod feed;
 pub mod gate;
 pub mod hub;
 pub mod identity;

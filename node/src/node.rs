@@ -78,6 +78,10 @@ pub const IGNORE_WINDOW: Duration = Duration::from_secs(60);
 const TICK: Duration = Duration::from_secs(1);
 const OUTBOX_EVERY: u32 = 5;
 const EXPIRE_EVERY: u32 = 60;
+/// Ticks between flushes that check the store still writes what sled holds in memory
+/// (sled writes it every `store::FLUSH_EVERY_MS` on its own, but only a flush reports
+/// that this failed). Free when nothing is waiting.
+const CHECK_STORE_EVERY: u32 = 10;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -107,6 +111,22 @@ pub enum NodeError {
     Sharing(#[from] SharingError),
     #[error("{0} is not reachable now: {1}")]
     Unreachable(String, String),
+    #[error(
+        "the store failed ({0}): nothing received or posted could be kept. Free disk space \
+         or check the data dir and its disk, then start the node again"
+    )]
+    StoreFailed(String),
+    /// A post went out to the hood (or waits in the outbox), but the flush that would
+    /// make it survive a crash here failed. Its clips must stay: neighbors may ask.
+    #[error(
+        "report {} was sent to the hood, but this node could not store it durably: {why}",
+        id.to_hex()
+    )]
+    NotDurable { id: ItemId, why: StoreError },
+    #[error(
+        "{0} is not a live item (it expired or was retracted): read the feed again from its newest page"
+    )]
+    UnknownCursor(String),
 }
 
 /// How a node is configured. The CLI reads it from `porchlight.toml` in the data dir.
@@ -221,6 +241,20 @@ pub struct Status {
     pub policy: Option<Policy>,
 }
 
+/// What `GET /v1/health` reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Health {
+    /// A write and a flush succeeded just now.
+    pub store_writable: bool,
+    /// Why not, if not.
+    pub store_error: Option<String>,
+    /// Members of the hood connected now.
+    pub members_connected: usize,
+    /// Unix seconds the newest item arrived (received or posted here, from the store's
+    /// newest record at start); `None` if the store holds none.
+    pub last_item_at: Option<u64>,
+}
+
 /// A member as `members` shows it.
 #[derive(Debug, Clone)]
 pub struct MemberInfo {
@@ -282,7 +316,7 @@ async fn acknowledge(store: Store, mut pending: mpsc::Receiver<PendingAck>) {
             // Each gets its own attempt and its own error.
             for (id, reply) in batch {
                 let result = store.flush().await.map(|()| id);
-                let _ = reply.send(result.map_err(NodeError::from));
+                let _ = reply.send(result.map_err(|why| NodeError::NotDurable { id, why }));
             }
         }
     }
@@ -295,8 +329,9 @@ enum Command {
     Remove(MemberId, Reply<()>),
     Promote(MemberId, Reply<()>),
     Ingest(Vec<u8>, Reply<Ingest>),
-    Status(Reply<Status>),
-    Feed(Reply<Vec<FeedItem>>),
+    /// With the digest (`true`), or without it.
+    Status(bool, Reply<Status>),
+    Reader(Reply<crate::feed::Reader>),
     Members(Reply<Vec<MemberInfo>>),
     Dial(Multiaddr, Reply<()>),
     Envelope(ItemId, Reply<Option<Vec<u8>>>),
@@ -306,6 +341,7 @@ enum Command {
     ClipAsks(Reply<Vec<ClipAsk>>),
     ClipDecide(String, bool, Reply<ClipAsk>),
     ClipShare(Option<([u8; 32], ClipPolicy)>, Reply<ClipPolicy>),
+    Health(Reply<Health>),
     Shutdown,
 }
 
@@ -327,6 +363,33 @@ impl Node {
     ) -> Result<(Node, tokio::task::JoinHandle<Result<(), NodeError>>), NodeError> {
         let (keys, _) = identity::load_or_create(&config.data_dir)?;
         let store = Store::open(&config.data_dir.join(crate::local::DB_DIR))?;
+        // The store's lock is ours: no other node of this data dir runs, so no import,
+        // fetch or draft write is under way. What a killed process left goes.
+        let swept = crate::clips::sweep_temp(&config.data_dir)
+            + crate::hub::Drafts::open(&config.data_dir).sweep_temp();
+        if swept > 0 {
+            tracing::info!(files = swept, "deleted temp files a stopped process left");
+        }
+        match Node::start_on(config, setup, keys, store.clone()).await {
+            Ok(started) => Ok(started),
+            Err(e) => {
+                // What start wrote (a founding, a welcome, peers) is kept even when it
+                // then fails (a port in use, a join that timed out).
+                if let Err(f) = store.flush().await {
+                    tracing::warn!(error = %f, "flushing the store after a failed start");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// [`Node::start`] on an opened store.
+    async fn start_on(
+        config: Config,
+        setup: Setup,
+        keys: MemberKeys,
+        store: Store,
+    ) -> Result<(Node, tokio::task::JoinHandle<Result<(), NodeError>>), NodeError> {
         let mut engine = Engine::load(store.clone(), keys.clone())?;
         let mut joining = None;
         let now = crate::now();
@@ -372,6 +435,7 @@ impl Node {
         let (acks, pending_acks) = mpsc::channel(ACK_QUEUE);
         let acknowledger = tokio::spawn(acknowledge(store.clone(), pending_acks));
         let peer_id = *swarm.local_peer_id();
+        let last_item_at = store.last_received();
         let mut event_loop = EventLoop {
             swarm,
             engine,
@@ -383,6 +447,8 @@ impl Node {
             acks,
             acknowledger,
             sync_flush: None,
+            store_check: None,
+            last_item_at,
             events: events.clone(),
             outsiders: HashMap::new(),
             last_seen: HashMap::new(),
@@ -482,12 +548,32 @@ impl Node {
     }
 
     pub async fn status(&self) -> Result<Status, NodeError> {
-        self.ask(Command::Status).await
+        self.ask(|r| Command::Status(true, r)).await
     }
 
-    /// Live report-kind items, oldest first.
+    /// [`Node::status`] without `digest`, which is a pass over the whole sync set (a
+    /// quarter second at 100,000 items): what the API's `status` answers with.
+    pub async fn status_brief(&self) -> Result<Status, NodeError> {
+        self.ask(|r| Command::Status(false, r)).await
+    }
+
+    /// Live report-kind items, oldest first: every one, read off the event loop. For
+    /// the whole feed prefer pages ([`Node::feed_page`]).
     pub async fn feed(&self) -> Result<Vec<FeedItem>, NodeError> {
-        self.ask(Command::Feed).await
+        let reader = self.reader().await?;
+        blocking(move || reader.all()).await
+    }
+
+    /// One page of the feed (`feed::Query`), read off the event loop.
+    pub async fn feed_page(&self, query: crate::feed::Query) -> Result<Vec<FeedItem>, NodeError> {
+        let reader = self.reader().await?;
+        blocking(move || reader.page(&query)).await
+    }
+
+    /// A reader of the store, for reads off the event loop. Hold it briefly: it keeps
+    /// the store open.
+    pub async fn reader(&self) -> Result<crate::feed::Reader, NodeError> {
+        self.ask(Command::Reader).await
     }
 
     pub async fn members(&self) -> Result<Vec<MemberInfo>, NodeError> {
@@ -548,9 +634,23 @@ impl Node {
         self.ask(|r| Command::ClipShare(None, r)).await
     }
 
+    /// Whether the store takes writes, members connected, the last item's arrival.
+    pub async fn health(&self) -> Result<Health, NodeError> {
+        self.ask(Command::Health).await
+    }
+
     pub async fn shutdown(&self) {
         let _ = self.commands.send(Command::Shutdown).await;
     }
+}
+
+/// Runs a store read on a blocking thread.
+async fn blocking<T: Send + 'static>(
+    read: impl FnOnce() -> Result<T, NodeError> + Send + 'static,
+) -> Result<T, NodeError> {
+    tokio::task::spawn_blocking(read)
+        .await
+        .map_err(|_| NodeError::Stopped)?
 }
 
 /// Runs a node until `shutdown` completes: the shape a binary or a test wants.
@@ -618,6 +718,10 @@ struct EventLoop {
     acknowledger: tokio::task::JoinHandle<()>,
     /// The flush after the last sync batch, if one was started.
     sync_flush: Option<tokio::task::JoinHandle<()>>,
+    /// The last periodic check of the store (`CHECK_STORE_EVERY`), if one was started.
+    store_check: Option<tokio::task::JoinHandle<()>>,
+    /// Unix seconds the newest item arrived, for `health`.
+    last_item_at: Option<u64>,
     events: broadcast::Sender<Event>,
     /// Connected non-members and when they must be gone.
     outsiders: HashMap<PeerId, Instant>,
@@ -854,6 +958,7 @@ impl EventLoop {
     async fn run(mut self) -> Result<(), NodeError> {
         let mut tick = tokio::time::interval(TICK);
         let mut ticks: u32 = 0;
+        let mut failed = None;
         loop {
             tokio::select! {
                 event = self.swarm.select_next_some() => self.on_swarm_event(event).await,
@@ -866,6 +971,14 @@ impl EventLoop {
                     self.on_tick(ticks);
                 }
             }
+            // A broken store (a full disk) fails every later write: stop, and say so,
+            // rather than run on losing everything (a service manager restarts us, and a
+            // reopened store works again once there is room).
+            if let Some(why) = self.store.failure() {
+                tracing::error!(error = %why, "the store failed; stopping");
+                failed = Some(why);
+                break;
+            }
         }
         let flushed = self.store.flush().await;
         // The acknowledger answers what it holds and ends, and the last sync flush ends,
@@ -875,12 +988,19 @@ impl EventLoop {
             acks,
             acknowledger,
             sync_flush,
+            store_check,
             ..
         } = self;
         drop(acks);
         let _ = acknowledger.await;
         if let Some(f) = sync_flush {
             let _ = f.await;
+        }
+        if let Some(f) = store_check {
+            let _ = f.await;
+        }
+        if let Some(why) = failed {
+            return Err(NodeError::StoreFailed(why));
         }
         flushed?;
         tracing::info!("stopped");
@@ -909,6 +1029,15 @@ impl EventLoop {
         }
         if ticks.is_multiple_of(OUTBOX_EVERY) {
             self.flush_outbox();
+        }
+        if ticks.is_multiple_of(CHECK_STORE_EVERY)
+            && self.store_check.as_ref().is_none_or(|f| f.is_finished())
+        {
+            // The flush records a failure in the store; the loop then stops.
+            let store = self.store.clone();
+            self.store_check = Some(tokio::spawn(async move {
+                let _ = store.flush().await;
+            }));
         }
         self.syncs
             .retain(|_, s| s.started.elapsed() < SYNC_SESSION_TIMEOUT);
@@ -1102,6 +1231,7 @@ impl EventLoop {
         };
         let result = engine.ingest(bytes, crate::now())?;
         if let Ingest::New(accepted) = &result {
+            self.last_item_at = Some(crate::now());
             if matches!(accepted.body, Body::Membership(_)) {
                 self.after_roster_change(false);
             } else if let Some(item) =
@@ -1127,7 +1257,7 @@ impl EventLoop {
                         | mpsc::error::TrySendError::Closed((id, reply)),
                     ) => {
                         let result = self.store.flush().await.map(|()| id);
-                        let _ = reply.send(result.map_err(NodeError::from));
+                        let _ = reply.send(result.map_err(|why| NodeError::NotDurable { id, why }));
                     }
                 },
                 Err(e) => {
@@ -1169,11 +1299,11 @@ impl EventLoop {
                 }
                 let _ = reply.send(result);
             }
-            Command::Status(reply) => {
-                let _ = reply.send(Ok(self.status()));
+            Command::Status(digest, reply) => {
+                let _ = reply.send(Ok(self.status(digest)));
             }
-            Command::Feed(reply) => {
-                let _ = reply.send(self.feed());
+            Command::Reader(reply) => {
+                let _ = reply.send(self.reader());
             }
             Command::Members(reply) => {
                 let _ = reply.send(self.members());
@@ -1226,6 +1356,29 @@ impl EventLoop {
                     None => Ok(self.sharing.policy),
                 };
                 let _ = reply.send(result);
+            }
+            Command::Health(reply) => {
+                let members_connected = self
+                    .swarm
+                    .connected_peers()
+                    .filter(|p| self.is_member(p))
+                    .count();
+                let last_item_at = self.last_item_at;
+                let store = self.store.clone();
+                // The probe writes and flushes: off the event loop.
+                tokio::spawn(async move {
+                    let probe = store.probe(crate::now()).await;
+                    let store_error = probe
+                        .err()
+                        .map(|e| e.to_string())
+                        .or_else(|| store.failure());
+                    let _ = reply.send(Ok(Health {
+                        store_writable: store_error.is_none(),
+                        store_error,
+                        members_connected,
+                        last_item_at,
+                    }));
+                });
             }
             Command::Shutdown => {}
         }
@@ -1362,6 +1515,7 @@ impl EventLoop {
             .await?;
         // A new report may share a clip; a retraction may stop sharing one.
         self.own_clips = None;
+        self.last_item_at = Some(crate::now());
         if let Some(record) = engine.store().item(&id)?
             && let Ok(item) = Item::decode(&record.item)
             && let Some(feed) = Self::feed_item(engine, id, &item, body)
@@ -1413,7 +1567,7 @@ impl EventLoop {
         out
     }
 
-    fn status(&self) -> Status {
+    fn status(&self, with_digest: bool) -> Status {
         let gossip = self.swarm.behaviour().gossipsub.inner();
         Status {
             member: self.keys.id(),
@@ -1429,8 +1583,12 @@ impl EventLoop {
             known_peers: self.store.peers().map_or(0, |p| p.len()),
             listen: self.listen.clone(),
             items: self.store.item_count(),
-            outbox: self.store.outbox().map_or(0, |o| o.len()),
-            digest: self.engine.as_ref().and_then(|e| e.digest().ok()),
+            outbox: self.store.outbox_len(),
+            digest: self
+                .engine
+                .as_ref()
+                .filter(|_| with_digest)
+                .and_then(|e| e.digest().ok()),
             sealing_epoch: self
                 .engine
                 .as_ref()
@@ -1499,22 +1657,15 @@ impl EventLoop {
         }
     }
 
-    fn feed(&self) -> Result<Vec<FeedItem>, NodeError> {
+    /// A store handle and the members' names: reads then run off the event loop.
+    fn reader(&self) -> Result<crate::feed::Reader, NodeError> {
         let engine = self.engine.as_ref().ok_or(NodeError::NoHood)?;
-        let mut out = Vec::new();
-        for (id, record) in self.store.items()? {
-            let Ok(item) = Item::decode(&record.item) else {
-                continue;
-            };
-            let Ok(body) = item.body() else { continue };
-            if let Some(feed) = Self::feed_item(engine, id, &item, body) {
-                out.push(feed);
-            }
-        }
-        // Newest last. In one second, a report before its update before its all-clear
-        // (the kind's wire order), then ids, so every call lists the same order.
-        out.sort_by_key(|f| (f.created_at, u8::from(f.body.kind()), f.id.0));
-        Ok(out)
+        let names = engine
+            .roster()
+            .members()
+            .map(|m| (m.id, m.name.clone()))
+            .collect();
+        Ok(crate::feed::Reader::new(self.store.clone(), names))
     }
 
     async fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {

@@ -111,6 +111,11 @@ pub struct Store {
     peers: sled::Tree,
     /// The ids seen, in memory (see the module doc).
     index: Arc<Mutex<Index>>,
+    /// The first storage failure (an I/O error, corruption) a write or a flush met. sled
+    /// 0.34's errors are sticky: after one (a full disk, say) every later write and flush
+    /// fails until the store is reopened, even once space is free, so the node stops and
+    /// is restarted rather than running on with a store that cannot keep anything.
+    failure: Arc<Mutex<Option<String>>>,
 }
 
 /// A live item as the expiry index holds it: enough to rebuild the rate limiter.
@@ -264,6 +269,8 @@ const PROTOCOL_KEY: &[u8] = b"protocol";
 /// `protocol` key holds a protocol 1 hood (whose membership log has no causal parents and
 /// whose hood id is derived differently): refused with a clear error, never guessed at.
 pub const PROTOCOL: u8 = 2;
+/// `meta` key the health probe writes (the time of the last probe).
+const PROBE: &[u8] = b"probe";
 /// The store format this code writes. 1 (no `format` key) kept records in a tree
 /// `items` keyed by id; 2 kept the seen ids in the sled trees `seen` and `seen_items`.
 /// `Store::open` migrates both.
@@ -387,11 +394,56 @@ impl Store {
             outbox: db.open_tree("outbox")?,
             peers: db.open_tree("peers")?,
             index: Default::default(),
+            failure: Default::default(),
             db,
         };
         store.migrate()?;
         store.load_index()?;
         Ok(store)
+    }
+
+    /// The first storage failure seen, if any: once there is one, nothing written since
+    /// can be made durable until the store is reopened.
+    pub fn failure(&self) -> Option<String> {
+        self.failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Records a storage failure in `result` (the first one stays).
+    fn noted<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        if let Err(StoreError::Sled(
+            e @ (sled::Error::Io(_)
+            | sled::Error::Corruption { .. }
+            | sled::Error::ReportableBug(_)),
+        )) = &result
+        {
+            let mut failure = self.failure.lock().unwrap_or_else(PoisonError::into_inner);
+            if failure.is_none() {
+                tracing::error!(error = %e, "the store failed");
+                *failure = Some(e.to_string());
+            }
+        }
+        result
+    }
+
+    /// Runs a write, recording a storage failure it meets.
+    fn write<T>(&self, f: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
+        self.noted(f())
+    }
+
+    /// Whether the store takes a write now: writes a small marker and flushes it (off
+    /// the caller's thread). Cheap; for `GET /v1/health`, not for every tick (it costs a
+    /// disk sync).
+    pub async fn probe(&self, now: u64) -> Result<(), StoreError> {
+        self.noted(
+            self.meta
+                .insert(PROBE, &now.to_be_bytes())
+                .map(drop)
+                .map_err(StoreError::from),
+        )?;
+        self.flush().await
     }
 
     fn index(&self) -> MutexGuard<'_, Index> {
@@ -555,6 +607,10 @@ impl Store {
 
     /// Makes every write so far durable. Call before acknowledging.
     pub async fn flush(&self) -> Result<(), StoreError> {
+        self.noted(self.flush_db().await)
+    }
+
+    async fn flush_db(&self) -> Result<(), StoreError> {
         // Not sled's `flush_async`: it waits on one of sled's few shared IO threads for a
         // buffer write queued to the same threads, so enough flushes at once (many nodes
         // in one process) block every IO thread and deadlock. A tokio blocking thread
@@ -594,16 +650,20 @@ impl Store {
     }
 
     pub fn set_hood(&self, hood: &HoodId) -> Result<(), StoreError> {
-        self.meta.insert(PROTOCOL_KEY, &[PROTOCOL])?;
-        self.meta.insert(HOOD, &hood.0)?;
-        Ok(())
+        self.write(|| -> Result<(), StoreError> {
+            self.meta.insert(PROTOCOL_KEY, &[PROTOCOL])?;
+            self.meta.insert(HOOD, &hood.0)?;
+            Ok(())
+        })
     }
 
     pub fn put_op(&self, id: &OpId, created_at: u64, item_bytes: &[u8]) -> Result<(), StoreError> {
-        self.ops.insert(id.0, item_bytes)?;
-        self.sync
-            .insert(expiry_key(created_at, &ItemId(id.0)), &[SYNC_OP])?;
-        Ok(())
+        self.write(|| -> Result<(), StoreError> {
+            self.ops.insert(id.0, item_bytes)?;
+            self.sync
+                .insert(expiry_key(created_at, &ItemId(id.0)), &[SYNC_OP])?;
+            Ok(())
+        })
     }
 
     /// The op's signed item bytes.
@@ -643,17 +703,21 @@ impl Store {
     }
 
     pub fn put_key(&self, generation: u64, key: &EpochKey) -> Result<(), StoreError> {
-        let mut v = [0u8; 40];
-        v[..8].copy_from_slice(&generation.to_be_bytes());
-        v[8..].copy_from_slice(key.secret());
-        self.keys.insert(key.id().0, &v[..])?;
-        Ok(())
+        self.write(|| -> Result<(), StoreError> {
+            let mut v = [0u8; 40];
+            v[..8].copy_from_slice(&generation.to_be_bytes());
+            v[8..].copy_from_slice(key.secret());
+            self.keys.insert(key.id().0, &v[..])?;
+            Ok(())
+        })
     }
 
     /// Deletes a retired epoch key.
     pub fn remove_key(&self, epoch: &EpochId) -> Result<(), StoreError> {
-        self.keys.remove(epoch.0)?;
-        Ok(())
+        self.write(|| -> Result<(), StoreError> {
+            self.keys.remove(epoch.0)?;
+            Ok(())
+        })
     }
 
     pub fn key_ring(&self, hood: &HoodId) -> Result<KeyRing, StoreError> {
@@ -685,20 +749,22 @@ impl Store {
     /// Remembers an id so that a replay is dropped; kept until `keep_until`. A live
     /// item's entry is left as it is (it is kept until the item expires).
     pub fn mark_seen(&self, id: &ItemId, keep_until: u64) -> Result<(), StoreError> {
-        let before = self.index().get(&id.0);
-        match before {
-            // Live, or already kept at least as long.
-            Some(s) if s.created_at != TOMB || s.until >= keep_until => return Ok(()),
-            _ => {}
-        }
-        self.tombs
-            .insert(tomb_key(keep_until, TOMB_ID, &id.0), &[])?;
-        // One tombstone key per id (a crash in between leaves two; the later one counts).
-        if let Some(s) = before {
-            self.tombs.remove(tomb_key(s.until, TOMB_ID, &id.0))?;
-        }
-        self.index().tomb(&id.0, keep_until);
-        Ok(())
+        self.write(|| -> Result<(), StoreError> {
+            let before = self.index().get(&id.0);
+            match before {
+                // Live, or already kept at least as long.
+                Some(s) if s.created_at != TOMB || s.until >= keep_until => return Ok(()),
+                _ => {}
+            }
+            self.tombs
+                .insert(tomb_key(keep_until, TOMB_ID, &id.0), &[])?;
+            // One tombstone key per id (a crash in between leaves two; the later one counts).
+            if let Some(s) = before {
+                self.tombs.remove(tomb_key(s.until, TOMB_ID, &id.0))?;
+            }
+            self.index().tomb(&id.0, keep_until);
+            Ok(())
+        })
     }
 
     /// Whether this inner item id was accepted before (in any envelope).
@@ -722,11 +788,13 @@ impl Store {
         item: &OpId,
         record: &ItemRecord,
     ) -> Result<(), StoreError> {
-        self.write_item(id, item, record)?;
-        let mut ix = self.index();
-        ix.set_live(&id.0, record.expires_at, record.created_at);
-        ix.see_item(&item.0, record.expires_at);
-        Ok(())
+        self.write(|| -> Result<(), StoreError> {
+            self.write_item(id, item, record)?;
+            let mut ix = self.index();
+            ix.set_live(&id.0, record.expires_at, record.created_at);
+            ix.see_item(&item.0, record.expires_at);
+            Ok(())
+        })
     }
 
     /// The writes of [`Store::put_item`]: record, then expiry entry.
@@ -794,41 +862,45 @@ impl Store {
     /// removal a crash interrupted is finished at the next open. Returns whether the item
     /// was live.
     pub fn remove_item(&self, id: &ItemId) -> Result<bool, StoreError> {
-        let Some((expires_at, created_at)) = self.index().live_times(&id.0) else {
-            return Ok(false);
-        };
-        let at = expiry_key(expires_at, id);
-        if let Some(v) = self.expiry.get(at)?
-            && let Some(item) = id_at(&v, 40)
-        {
+        self.write(|| -> Result<bool, StoreError> {
+            let Some((expires_at, created_at)) = self.index().live_times(&id.0) else {
+                return Ok(false);
+            };
+            let at = expiry_key(expires_at, id);
+            if let Some(v) = self.expiry.get(at)?
+                && let Some(item) = id_at(&v, 40)
+            {
+                self.tombs
+                    .insert(tomb_key(expires_at, TOMB_ITEM, &item), &[])?;
+            }
             self.tombs
-                .insert(tomb_key(expires_at, TOMB_ITEM, &item), &[])?;
-        }
-        self.tombs
-            .insert(tomb_key(expires_at, TOMB_ID, &id.0), &[])?;
-        self.records.remove(expiry_key(created_at, id))?;
-        self.expiry.remove(at)?;
-        self.index().tomb(&id.0, expires_at);
-        Ok(true)
+                .insert(tomb_key(expires_at, TOMB_ID, &id.0), &[])?;
+            self.records.remove(expiry_key(created_at, id))?;
+            self.expiry.remove(at)?;
+            self.index().tomb(&id.0, expires_at);
+            Ok(true)
+        })
     }
 
     /// Deletes every live item by `author` (a removed member); returns how many. Reads
     /// the small expiry index, not the records.
     pub fn remove_items_by(&self, author: &MemberId) -> Result<usize, StoreError> {
-        let mut ids = Vec::new();
-        for entry in self.live() {
-            let entry = entry?;
-            if entry.author == *author {
-                ids.push(entry.id);
+        self.write(|| -> Result<usize, StoreError> {
+            let mut ids = Vec::new();
+            for entry in self.live() {
+                let entry = entry?;
+                if entry.author == *author {
+                    ids.push(entry.id);
+                }
             }
-        }
-        let mut removed = 0;
-        for id in &ids {
-            if self.remove_item(id)? {
-                removed += 1;
+            let mut removed = 0;
+            for id in &ids {
+                if self.remove_item(id)? {
+                    removed += 1;
+                }
             }
-        }
-        Ok(removed)
+            Ok(removed)
+        })
     }
 
     /// Every live item's author and times, from the expiry index, soonest expiry first.
@@ -856,6 +928,42 @@ impl Store {
         })
     }
 
+    /// Live items created before the live item `before` (all, with `None`), newest first
+    /// by creation time (then id), read one at a time from the tree's right edge: a page
+    /// of the feed costs its own items, not a pass over the store. `Ok(None)` if `before`
+    /// is not a live item.
+    #[allow(clippy::type_complexity)]
+    pub fn items_before(
+        &self,
+        before: Option<&ItemId>,
+    ) -> Result<
+        Option<impl Iterator<Item = Result<(ItemId, ItemRecord), StoreError>> + '_>,
+        StoreError,
+    > {
+        let end = match before {
+            None => None,
+            Some(id) => match self.live_at(id) {
+                Some(created_at) => Some(expiry_key(created_at, id)),
+                None => return Ok(None),
+            },
+        };
+        let range = match end {
+            Some(end) => self.records.range(..end.to_vec()),
+            None => self.records.range::<Vec<u8>, _>(..),
+        };
+        Ok(Some(range.rev().filter_map(move |entry| {
+            let item = || {
+                let (k, v) = entry?;
+                let (created_at, id) = parse_time_key(&k, "record key")?;
+                if self.live_at(&id) != Some(created_at) {
+                    return Ok(None);
+                }
+                Ok(Some((id, decode::<ItemRecord>(&v, "item record")?)))
+            };
+            item().transpose()
+        })))
+    }
+
     /// Live items, oldest first by creation time (then id).
     pub fn items(&self) -> Result<Vec<(ItemId, ItemRecord)>, StoreError> {
         self.each_item().collect()
@@ -867,6 +975,15 @@ impl Store {
             None => Ok(None),
             Some((key, _)) => Ok(Some(parse_time_key(&key, "record key")?.0)),
         }
+    }
+
+    /// When the newest record (by creation time) was received: one read at the tree's
+    /// right edge, not a pass.
+    pub fn last_received(&self) -> Option<u64> {
+        let (_, v) = self.records.last().ok()??;
+        decode::<ItemRecord>(&v, "item record")
+            .ok()
+            .map(|r| r.received_at)
     }
 
     /// How many live items the store holds (kept in memory; no pass over the store).
@@ -979,83 +1096,92 @@ impl Store {
     /// is past, and deletes records a crash left without their expiry entry once they are
     /// older than any lifetime. Returns how many items were deleted.
     pub fn expire(&self, now: u64) -> Result<usize, StoreError> {
-        let mut deleted = 0;
-        let end = expiry_key(now, &ItemId([0xff; 32]));
-        let due: Vec<(sled::IVec, sled::IVec)> = self
-            .expiry
-            .range(..=end.as_slice())
-            .collect::<Result<_, _>>()?;
-        for (key, value) in due {
-            let Ok((entry, item)) = parse_live(&key, &value) else {
-                tracing::warn!(key = %codec_hex(&key), "skipping a damaged expiry entry");
-                continue;
-            };
-            let live = self.index().live_times(&entry.id.0);
-            // The expiry entry first, so the item stops being live; then its record. A
-            // crash in between leaves a record that is not live: hidden, and swept below
-            // once older than any lifetime. (The other order left an item that counted as
-            // live, was offered to sync, and could not be read.)
-            self.expiry.remove(&key)?;
-            // A stale second entry for an id stored again with another expiry shares the
-            // live copy's record: that record stays.
-            let shared =
-                matches!(live, Some((e, c)) if c == entry.created_at && e != entry.expires_at);
-            if !shared {
-                self.records
-                    .remove(expiry_key(entry.created_at, &entry.id))?;
-            }
-            let mut ix = self.index();
-            if ix.expired(&entry.id.0, entry.expires_at, entry.created_at) {
-                deleted += 1;
-            }
-            ix.forget_item(&item.0, now);
-        }
-        // Tombstones kept until before now.
-        let stale: Vec<sled::IVec> = self
-            .tombs
-            .range(..tomb_key(now, 0, &[0; 32]).as_slice())
-            .keys()
-            .collect::<Result<_, _>>()?;
-        for key in stale {
-            let Ok((_, kind, id)) = parse_tomb(&key) else {
-                tracing::warn!(key = %codec_hex(&key), "skipping a damaged tombstone");
-                continue;
-            };
-            self.tombs.remove(&key)?;
-            let mut ix = self.index();
-            match kind {
-                TOMB_ID => ix.forget_tomb(&id, now),
-                _ => ix.forget_item(&id, now.saturating_sub(1)),
-            }
-        }
-        // Every live item expires at most `MAX_TTL_SECS` after its creation, so a record
-        // older than that is one a crash left without its expiry entry.
-        if let Some(before) = now.checked_sub(u64::from(MAX_TTL_SECS)) {
-            let orphans: Vec<sled::IVec> = self
-                .records
-                .range(..expiry_key(before, &ItemId([0; 32])).as_slice())
-                .keys()
+        self.write(|| -> Result<usize, StoreError> {
+            let mut deleted = 0;
+            let end = expiry_key(now, &ItemId([0xff; 32]));
+            let due: Vec<(sled::IVec, sled::IVec)> = self
+                .expiry
+                .range(..=end.as_slice())
                 .collect::<Result<_, _>>()?;
-            for key in orphans {
-                let Ok((created_at, id)) = parse_time_key(&key, "record key") else {
+            for (key, value) in due {
+                let Ok((entry, item)) = parse_live(&key, &value) else {
+                    tracing::warn!(key = %codec_hex(&key), "skipping a damaged expiry entry");
                     continue;
                 };
-                if self.live_at(&id) != Some(created_at) {
-                    self.records.remove(&key)?;
+                let live = self.index().live_times(&entry.id.0);
+                // The expiry entry first, so the item stops being live; then its record. A
+                // crash in between leaves a record that is not live: hidden, and swept below
+                // once older than any lifetime. (The other order left an item that counted as
+                // live, was offered to sync, and could not be read.)
+                self.expiry.remove(&key)?;
+                // A stale second entry for an id stored again with another expiry shares the
+                // live copy's record: that record stays.
+                let shared =
+                    matches!(live, Some((e, c)) if c == entry.created_at && e != entry.expires_at);
+                if !shared {
+                    self.records
+                        .remove(expiry_key(entry.created_at, &entry.id))?;
+                }
+                let mut ix = self.index();
+                if ix.expired(&entry.id.0, entry.expires_at, entry.created_at) {
+                    deleted += 1;
+                }
+                ix.forget_item(&item.0, now);
+            }
+            // Tombstones kept until before now.
+            let stale: Vec<sled::IVec> = self
+                .tombs
+                .range(..tomb_key(now, 0, &[0; 32]).as_slice())
+                .keys()
+                .collect::<Result<_, _>>()?;
+            for key in stale {
+                let Ok((_, kind, id)) = parse_tomb(&key) else {
+                    tracing::warn!(key = %codec_hex(&key), "skipping a damaged tombstone");
+                    continue;
+                };
+                self.tombs.remove(&key)?;
+                let mut ix = self.index();
+                match kind {
+                    TOMB_ID => ix.forget_tomb(&id, now),
+                    _ => ix.forget_item(&id, now.saturating_sub(1)),
                 }
             }
-        }
-        Ok(deleted)
+            // Every live item expires at most `MAX_TTL_SECS` after its creation, so a record
+            // older than that is one a crash left without its expiry entry.
+            if let Some(before) = now.checked_sub(u64::from(MAX_TTL_SECS)) {
+                let orphans: Vec<sled::IVec> = self
+                    .records
+                    .range(..expiry_key(before, &ItemId([0; 32])).as_slice())
+                    .keys()
+                    .collect::<Result<_, _>>()?;
+                for key in orphans {
+                    let Ok((created_at, id)) = parse_time_key(&key, "record key") else {
+                        continue;
+                    };
+                    if self.live_at(&id) != Some(created_at) {
+                        self.records.remove(&key)?;
+                    }
+                }
+            }
+            Ok(deleted)
+        })
     }
 
     /// Queues an envelope for publishing.
     pub fn push_outbox(&self, envelope: &[u8]) -> Result<(), StoreError> {
-        if self.outbox.len() >= MAX_OUTBOX {
-            return Err(StoreError::OutboxFull);
-        }
-        let seq = self.db.generate_id()?;
-        self.outbox.insert(seq.to_be_bytes(), envelope)?;
-        Ok(())
+        self.write(|| -> Result<(), StoreError> {
+            if self.outbox.len() >= MAX_OUTBOX {
+                return Err(StoreError::OutboxFull);
+            }
+            let seq = self.db.generate_id()?;
+            self.outbox.insert(seq.to_be_bytes(), envelope)?;
+            Ok(())
+        })
+    }
+
+    /// How many envelopes wait in the outbox (no read of them).
+    pub fn outbox_len(&self) -> usize {
+        self.outbox.len()
     }
 
     /// Waiting envelopes, oldest first, with their queue keys.
@@ -1073,14 +1199,18 @@ impl Store {
     }
 
     pub fn pop_outbox(&self, seq: u64) -> Result<(), StoreError> {
-        self.outbox.remove(seq.to_be_bytes())?;
-        Ok(())
+        self.write(|| -> Result<(), StoreError> {
+            self.outbox.remove(seq.to_be_bytes())?;
+            Ok(())
+        })
     }
 
     pub fn remember_peer(&self, peer: &[u8], addrs: &[String]) -> Result<(), StoreError> {
-        self.peers
-            .insert(peer, porchlight_proto::codec::encode(&addrs))?;
-        Ok(())
+        self.write(|| -> Result<(), StoreError> {
+            self.peers
+                .insert(peer, porchlight_proto::codec::encode(&addrs))?;
+            Ok(())
+        })
     }
 
     pub fn peers(&self) -> Result<Vec<PeerEntry>, StoreError> {

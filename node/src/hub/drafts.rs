@@ -293,15 +293,49 @@ impl Drafts {
         Draft::from_file(file)
     }
 
-    /// Live drafts, oldest first. Expired ones are deleted; unreadable files are skipped
-    /// with a log line (they are left for a person to look at).
+    /// Live drafts, oldest first. Expired ones are left out (`take_expired` deletes them
+    /// and tells which, so that their clips go too); unreadable files are skipped with a
+    /// log line (they are left for a person to look at).
     pub fn list(&self, now: u64) -> Result<Vec<Draft>, HubError> {
+        Ok(self.scan(now, false)?.0)
+    }
+
+    /// Deletes the expired drafts' files; returns those drafts.
+    pub fn take_expired(&self, now: u64) -> Result<Vec<Draft>, HubError> {
+        Ok(self.scan(now, true)?.1)
+    }
+
+    /// Deletes the temp files a killed process left (`.<id>.<nonce>.tmp`). Call at start
+    /// only, while nothing writes drafts. Returns how many.
+    pub fn sweep_temp(&self) -> usize {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return 0;
+        };
+        let mut removed = 0;
+        for entry in entries.take(self.max.saturating_mul(4)).flatten() {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if name.starts_with('.')
+                && name.ends_with(".tmp")
+                && std::fs::remove_file(entry.path()).is_ok()
+            {
+                removed += 1;
+            }
+        }
+        removed
+    }
+
+    /// Live drafts, oldest first, and (with `delete_expired`) the expired ones, deleted.
+    fn scan(&self, now: u64, delete_expired: bool) -> Result<(Vec<Draft>, Vec<Draft>), HubError> {
         let entries = match std::fs::read_dir(&self.dir) {
             Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok((Vec::new(), Vec::new()));
+            }
             Err(e) => return Err(self.storage(e)),
         };
         let mut drafts = Vec::new();
+        let mut expired = Vec::new();
         // Bounded: the store holds at most MAX_DRAFTS of ours; others' files are skipped.
         for entry in entries.take(self.max.saturating_mul(4)) {
             let path = entry.map_err(|e| self.storage(e))?.path();
@@ -313,7 +347,9 @@ impl Drafts {
             }
             match self.read(&path) {
                 Ok(d) if d.expires_at <= now => {
-                    let _ = std::fs::remove_file(&path);
+                    if delete_expired && std::fs::remove_file(&path).is_ok() {
+                        expired.push(d);
+                    }
                 }
                 Ok(d) => drafts.push(d),
                 Err(e) => {
@@ -322,7 +358,7 @@ impl Drafts {
             }
         }
         drafts.sort_by_key(|d| (d.created_at, d.id));
-        Ok(drafts)
+        Ok((drafts, expired))
     }
 
     /// The live draft `wanted` names: its id, or a unique prefix of at least 4 hex digits.
@@ -436,9 +472,16 @@ mod tests {
             store.find("0000000000000000", 1001),
             Err(HubError::UnknownDraft(_))
         ));
-        // Expired drafts are gone.
+        // Expired drafts are not listed; `take_expired` deletes them and says which (so
+        // that their clips go too).
         assert!(store.list(draft.expires_at).unwrap().is_empty());
+        assert!(store.take_expired(draft.expires_at - 1).unwrap().is_empty());
+        assert_eq!(
+            store.take_expired(draft.expires_at).unwrap(),
+            vec![draft.clone()]
+        );
         assert!(!store.contains(&id));
+        assert!(store.take_expired(draft.expires_at).unwrap().is_empty());
         // No temp files are left behind.
         assert_eq!(std::fs::read_dir(dir.path().join(DIR)).unwrap().count(), 0);
     }

@@ -43,6 +43,20 @@ pub use settings::{AutoPost, Broker, FrigateApi, Settings};
 /// Sources (review ids, webhook ids) remembered as handled, so that a repeated message
 /// does not make a second draft after the first was approved or discarded.
 pub const MAX_RECENT_SOURCES: usize = 1024;
+/// Bytes of clips no live report references that the library keeps (the setting
+/// `unposted_clip_quota` changes it); past it the oldest are deleted.
+pub const DEFAULT_UNPOSTED_CLIP_QUOTA: u64 = 2 * 1024 * 1024 * 1024;
+/// How often a running hub deletes expired drafts (with their clips) and holds the
+/// library to its quota.
+pub const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// What one [`Hub::sweep`] deleted.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Swept {
+    pub expired_drafts: usize,
+    pub clips: usize,
+    pub bytes: u64,
+}
 
 /// Everything that can go wrong in the hub, by whose fault it is.
 #[derive(Debug, thiserror::Error)]
@@ -217,6 +231,8 @@ struct Inner {
     data_dir: PathBuf,
     drafts: Drafts,
     rules: Vec<AutoPost>,
+    /// Bytes of clips nobody posted that the library keeps.
+    clip_quota: u64,
     /// Serializes changes to the store, and remembers recently handled sources.
     recent: Mutex<Recent>,
 }
@@ -242,15 +258,111 @@ impl Recent {
 
 impl Hub {
     pub fn new(node: Node, data_dir: &Path, rules: Vec<AutoPost>) -> Hub {
+        Hub::with_clip_quota(node, data_dir, rules, DEFAULT_UNPOSTED_CLIP_QUOTA)
+    }
+
+    /// [`Hub::new`] with another quota for clips nobody posted.
+    pub fn with_clip_quota(
+        node: Node,
+        data_dir: &Path,
+        rules: Vec<AutoPost>,
+        clip_quota: u64,
+    ) -> Hub {
         Hub {
             inner: Arc::new(Inner {
                 node,
                 data_dir: data_dir.to_path_buf(),
                 drafts: Drafts::open(data_dir),
                 rules,
+                clip_quota,
                 recent: Mutex::new(Recent::default()),
             }),
         }
+    }
+
+    /// Deletes expired drafts with their clips (unless a live report or another draft
+    /// uses the clip), then, if the clips no live report references hold more than the
+    /// quota, deletes the oldest of them until they fit.
+    pub async fn sweep(&self) -> Result<Swept, HubError> {
+        let mut swept = Swept::default();
+        let expired = {
+            let _guard = self.inner.recent.lock().await;
+            self.inner.drafts.take_expired(crate::now())?
+        };
+        swept.expired_drafts = expired.len();
+        for draft in &expired {
+            if let Some(bytes) = self.forget_clip(draft).await {
+                swept.clips += 1;
+                swept.bytes += bytes;
+            }
+        }
+        let data_dir = self.inner.data_dir.clone();
+        let library = tokio::task::spawn_blocking(move || clips::list(&data_dir))
+            .await
+            .map_err(|e| {
+                HubError::Clip(ClipError::Library {
+                    path: self.inner.data_dir.display().to_string(),
+                    source: std::io::Error::other(e),
+                })
+            })??;
+        // Within the quota even if nothing were posted: no need to read the feed.
+        let total: u64 = library.iter().map(|c| c.clip.size).sum();
+        if total <= self.inner.clip_quota {
+            return Ok(swept);
+        }
+        let Ok(items) = self.inner.node.feed().await else {
+            return Ok(swept);
+        };
+        let posted: HashSet<[u8; 32]> = items
+            .iter()
+            .filter_map(|i| match &i.body {
+                Body::Report(r) => Some(r.clips.iter().map(|c| c.sha256)),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        let mut unposted: Vec<clips::Listed> = library
+            .into_iter()
+            .filter(|c| !posted.contains(&c.clip.sha256))
+            .collect();
+        let mut over: u64 = unposted.iter().map(|c| c.clip.size).sum();
+        unposted.sort_by_key(|c| c.modified);
+        for listed in unposted {
+            if over <= self.inner.clip_quota {
+                break;
+            }
+            if std::fs::remove_file(clips::path(&self.inner.data_dir, &listed.clip.sha256)).is_ok()
+            {
+                over -= listed.clip.size;
+                swept.clips += 1;
+                swept.bytes += listed.clip.size;
+            }
+        }
+        if swept.clips > 0 {
+            tracing::info!(
+                expired_drafts = swept.expired_drafts,
+                clips = swept.clips,
+                bytes = swept.bytes,
+                "deleted clips nobody posted"
+            );
+        }
+        Ok(swept)
+    }
+
+    /// Sweeps now and every `SWEEP_EVERY` until the node stops.
+    pub fn spawn_sweeper(&self) -> tokio::task::JoinHandle<()> {
+        let hub = self.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(SWEEP_EVERY);
+            loop {
+                every.tick().await;
+                match hub.sweep().await {
+                    Ok(_) => {}
+                    Err(HubError::Node(NodeError::Stopped)) => return,
+                    Err(e) => tracing::warn!(error = %e, "the draft and clip sweep failed"),
+                }
+            }
+        })
     }
 
     pub fn node(&self) -> &Node {
@@ -412,8 +524,9 @@ impl Hub {
 
     /// Removes a dropped draft's clip from the library if no other draft and no live
     /// report refers to it: footage nobody chose to share does not linger here.
-    async fn forget_clip(&self, draft: &Draft) {
-        let Some(clip) = draft.clip else { return };
+    /// Returns the bytes deleted, if it was deleted.
+    async fn forget_clip(&self, draft: &Draft) -> Option<u64> {
+        let clip = draft.clip?;
         let in_drafts = self
             .inner
             .drafts
@@ -430,8 +543,11 @@ impl Hub {
             }),
             Err(_) => true,
         };
-        if !in_drafts && !in_reports {
-            let _ = std::fs::remove_file(clips::path(&self.inner.data_dir, &clip.sha256));
+        if in_drafts || in_reports {
+            return None;
         }
+        std::fs::remove_file(clips::path(&self.inner.data_dir, &clip.sha256))
+            .ok()
+            .map(|()| clip.size)
     }
 }

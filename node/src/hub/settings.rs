@@ -20,6 +20,9 @@ pub struct Settings {
     pub frigate_topic_prefix: TopicPrefix,
     /// Rules that post a matching draft at once. Empty by default.
     pub auto_post: Vec<AutoPost>,
+    /// Most bytes of clips in the library that no live report references (drafts'
+    /// clips, leftovers); past it the oldest go. `None`: `DEFAULT_UNPOSTED_CLIP_QUOTA`.
+    pub unposted_clip_quota: Option<u64>,
 }
 
 impl Settings {
@@ -43,6 +46,7 @@ impl Settings {
                 .enumerate()
                 .map(|(i, r)| AutoPost::from_rule(i + 1, r))
                 .collect::<Result<_, _>>()?,
+            unposted_clip_quota: None,
         })
     }
 }
