@@ -12,10 +12,10 @@
 //!   against the state the operations before it made. Its author must be a member then,
 //!   and the operation allowed by the policy.
 //! - **Strong removal**: a `Remove` that takes effect voids every operation of the removed
-//!   member that is not in its causal past (made concurrently, or later), and with them
-//!   whatever depended on them (a member only they admitted is never admitted). The one
-//!   exception is a counter-removal: when two members remove each other concurrently,
-//!   both are removed.
+//!   member that is not in its causal past (made concurrently, or later), except their
+//!   removals, and with them whatever depended on them (a member only they admitted is
+//!   never admitted). A removal is never voided, and an admin is removed only by someone
+//!   admitted before them, so two admins cannot remove each other.
 //! - A `Join` admits a non-member with a ticket that was not used before, from an inviter
 //!   and by an admitter the policy lets invite, made before the ticket expired, and hands
 //!   over only epochs the roster defines, at their generation.
@@ -1007,9 +1007,10 @@ impl Roster {
         self.refresh_verifiers();
     }
 
-    /// Applies an operation that follows every other one in the set.
-    /// A removal among them voids nothing: the target's operations are all in its causal
-    /// past.
+    /// Applies an operation that names every head, so follows every other operation in
+    /// the set. Exact: if it is a removal, the target's operations are all in its causal
+    /// past, so it voids nothing; and since removals are never voided, every void in the
+    /// state belongs to a member who stays removed, so none is undone by it.
     fn apply_last(&mut self, id: OpId) {
         let mut state = std::mem::take(&mut self.state);
         self.step(&mut state, &id);
