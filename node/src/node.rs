@@ -2324,26 +2324,20 @@ impl EventLoop {
                 let Some(session) = self.syncs.get(&peer) else {
                     return;
                 };
-                let unasked = elements.iter().any(|e| {
-                    let id = match e {
-                        sync::Element::Op(b) => porchlight_proto::OpId::of(b).0,
-                        // Items are named by their inner id: open to see it (one that
-                        // does not open is ignored when ingested).
-                        sync::Element::Envelope(b) => match &self.engine {
-                            Some(engine) => match engine.item_id(b) {
-                                Some(id) => id.0,
-                                None => return false,
-                            },
-                            None => return false,
-                        },
-                    };
-                    !session.requested.contains(&id)
+                // An operation's id is its hash; an item's is its inner item's, known once
+                // the envelope is opened, so items are checked as they are ingested.
+                let unasked_op = elements.iter().any(|e| {
+                    matches!(e, sync::Element::Op(b)
+                        if !session.requested.contains(&porchlight_proto::OpId::of(b).0))
                 });
-                if unasked || elements.len() > session.requested.len() {
+                if unasked_op || elements.len() > session.requested.len() {
                     return self.penalize(peer, "sent items that were not asked for");
                 }
+                let requested = session.requested.clone();
                 self.sync_stats.fetched += elements.len() as u64;
-                self.ingest_elements(elements).await;
+                if self.ingest_elements(elements, &requested).await {
+                    return self.penalize(peer, "sent items that were not asked for");
+                }
                 self.fetch_next(peer);
             }
             Ok(sync::Response::Refused(why)) => {
@@ -2357,7 +2351,13 @@ impl EventLoop {
 
     /// Applies fetched elements: operations first (over as many passes as make progress,
     /// so a join arrives before the operations of the member it admits), then items.
-    async fn ingest_elements(&mut self, elements: Vec<sync::Element>) {
+    /// Applies fetched operations, then items. Returns whether an item that was not
+    /// asked for arrived (a valid item is kept all the same: it is the hood's).
+    async fn ingest_elements(
+        &mut self,
+        elements: Vec<sync::Element>,
+        requested: &HashSet<[u8; 32]>,
+    ) -> bool {
         let mut ops = Vec::new();
         let mut envelopes = Vec::new();
         for element in elements {
@@ -2366,19 +2366,13 @@ impl EventLoop {
                 sync::Element::Envelope(b) => envelopes.push(b),
             }
         }
+        // One pass: an operation whose parents or author's join come later in the batch
+        // waits in the engine and is applied when they are (`Engine::ingest_op`).
         let mut applied_ops = false;
-        for _ in 0..=ops.len() {
-            let Some(engine) = &mut self.engine else {
-                return;
-            };
-            let mut retry = Vec::new();
-            let mut progressed = false;
+        if let Some(engine) = &mut self.engine {
             for op in ops {
                 match engine.ingest_op(&op, crate::now()) {
-                    Ok(Ingest::NewOp(_)) => progressed = true,
-                    Ok(Ingest::Ignored(porchlight_proto::validate::Reason::UnknownAuthor)) => {
-                        retry.push(op)
-                    }
+                    Ok(Ingest::NewOp(_)) => applied_ops = true,
                     Ok(Ingest::Rejected(reason)) => {
                         tracing::info!(%reason, "synced operation rejected")
                     }
@@ -2386,17 +2380,14 @@ impl EventLoop {
                     Err(e) => tracing::warn!(error = %e, "could not store a synced operation"),
                 }
             }
-            applied_ops |= progressed;
-            ops = retry;
-            if !progressed || ops.is_empty() {
-                break;
-            }
         }
         if applied_ops {
             self.after_roster_change(false);
         }
+        let mut unasked = false;
         for envelope in envelopes {
             match self.ingest(&envelope) {
+                Ok(Ingest::New(a)) => unasked |= !requested.contains(&a.id.0),
                 Ok(Ingest::Rejected(reason)) => tracing::debug!(%reason, "synced item rejected"),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "could not store a synced item"),
@@ -2412,6 +2403,7 @@ impl EventLoop {
                 }
             }));
         }
+        unasked
     }
 
     async fn on_join(&mut self, event: request_response::Event<Vec<u8>, Vec<u8>>) {

@@ -411,8 +411,8 @@ mod tests {
         MemberKeys::generate(&mut SeededRng::new(seed)).id()
     }
 
-    #[test]
-    fn the_policy_decides_and_only_own_reported_clips_are_served() {
+    /// A data dir with one 14-byte clip in its library, and a request for its start.
+    fn doorbell_clip() -> (tempfile::TempDir, clips::Clip, clip::Request) {
         let dir = tempfile::tempdir().unwrap();
         let src = dir.path().join("clip.mp4");
         std::fs::write(&src, b"doorbell bytes").unwrap();
@@ -421,6 +421,12 @@ mod tests {
             sha256: clip.sha256,
             offset: 0,
         };
+        (dir, clip, request)
+    }
+
+    #[test]
+    fn the_policy_decides_and_only_own_reported_clips_are_served() {
+        let (dir, clip, request) = doorbell_clip();
         let bob = member(2);
 
         let mut never = Sharing::new(ClipPolicy::Never);
@@ -474,14 +480,7 @@ mod tests {
 
     #[test]
     fn a_clip_shared_on_approval_is_served_over_the_policy_and_the_choice_is_kept() {
-        let dir = tempfile::tempdir().unwrap();
-        let src = dir.path().join("clip.mp4");
-        std::fs::write(&src, b"doorbell bytes").unwrap();
-        let clip = clips::import(dir.path(), &src, |_, _| {}).unwrap().clip;
-        let request = clip::Request {
-            sha256: clip.sha256,
-            offset: 0,
-        };
+        let (dir, clip, request) = doorbell_clip();
         let bob = member(2);
         let mut ask = Sharing::open(ClipPolicy::Ask, dir.path());
         assert_eq!(
