@@ -606,6 +606,12 @@ fn status(out: Out, data_dir: &Path) -> anyhow::Result<()> {
             );
         }
         println!("members:     {}", v["members"]);
+        if let Some(missing) = v["history_missing"].as_u64().filter(|m| *m > 0) {
+            println!(
+                "history:     joined from a checkpoint; {missing} membership operations still \
+                 to fetch (posting waits until they are here and checked)"
+            );
+        }
         let others = v["connected_others"].as_u64().unwrap_or(0);
         println!(
             "connected:   {} member{}, {others} other peer{}{}",

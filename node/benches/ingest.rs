@@ -96,11 +96,12 @@ fn main() {
 
     let dir = tempfile::tempdir().expect("temp dir");
     let store = Store::open(&dir.path().join("db")).expect("store");
-    let mut engine = Engine::from_welcome(
+    let log: Vec<_> = maker.hood.roster.items().cloned().collect();
+    let mut engine = Engine::from_log(
         store,
         maker.hood.members[0].keys.clone(),
         &maker.hood.hood(),
-        &maker.hood.roster.welcome(),
+        &log,
     )
     .expect("engine");
     let now = maker.start;

@@ -51,13 +51,9 @@ fn main() {
         .collect();
     let dir = tempfile::tempdir().expect("temp dir");
     let store = Store::open_with_cache(&dir.path().join("db"), cache).expect("store");
-    let mut engine = Engine::from_welcome(
-        store,
-        hood.members[0].keys.clone(),
-        &hood.hood(),
-        &hood.roster.welcome(),
-    )
-    .expect("engine");
+    let log: Vec<_> = hood.roster.items().cloned().collect();
+    let mut engine =
+        Engine::from_log(store, hood.members[0].keys.clone(), &hood.hood(), &log).expect("engine");
     eprintln!("sealed {n}; ingesting");
     let t = Instant::now();
     for e in &envelopes {

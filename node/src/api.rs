@@ -387,6 +387,7 @@ fn node_error(e: NodeError) -> Response {
         ),
         NodeError::Engine(
             e @ (EngineError::Removed
+            | EngineError::FetchingHistory(_)
             | EngineError::InviteForbidden
             | EngineError::LastAdmin(_)
             | EngineError::LastAdminLeaving),
@@ -577,6 +578,7 @@ async fn status(State(api): State<Api>) -> Response {
             "outbox": s.outbox,
             "removed": s.removed,
             "policy": s.policy.as_ref().map(policy_json),
+            "history_missing": s.history_missing,
         }))
         .into_response(),
         Err(e) => node_error(e),

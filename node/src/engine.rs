@@ -2,6 +2,7 @@
 //! No network here: the event loop hands it bytes and publishes what it queues. Every
 //! protocol rule is `porchlight_proto`'s; the engine applies verdicts to the store.
 
+use porchlight_proto::checkpoint::Checkpoint;
 use porchlight_proto::item::{Body, Item};
 use porchlight_proto::membership::{self, MembershipError};
 use porchlight_proto::validate::{self, Accepted, Context, Lookup, RateLimiter, Reason, Verdict};
@@ -63,6 +64,12 @@ pub enum EngineError {
          (`porchlight members` shows who)"
     )]
     InviteForbidden,
+    #[error(
+        "this node joined recently and is still fetching the hood's history ({0} \
+         membership operations to go): it can post, invite, remove or promote once it \
+         has them and has checked them (`porchlight status` shows the progress)"
+    )]
+    FetchingHistory(usize),
 }
 
 /// What became of bytes handed to [`Engine::ingest`].
@@ -120,7 +127,15 @@ impl Engine {
         for bytes in store.ops()? {
             items.push(Item::decode(&bytes).map_err(|e| EngineError::CorruptOps(e.to_string()))?);
         }
-        let roster = Roster::from_items(&hood, &items)?;
+        let roster = match store.checkpoint()? {
+            // Joined from a checkpoint whose history had not all arrived.
+            Some(bytes) => {
+                let checkpoint = Checkpoint::decode(&bytes)
+                    .map_err(|e| EngineError::CorruptOps(format!("checkpoint: {e}")))?;
+                Roster::resume(&hood, &checkpoint, &items)?
+            }
+            None => Roster::from_items(&hood, &items)?,
+        };
         let ring = store.key_ring(&hood)?;
         // From the small expiry index (author and times of every live item): a restart
         // reads no records, which on a store of 100,000 items took tens of MiB.
@@ -145,6 +160,9 @@ impl Engine {
         // Finish what a crash may have interrupted: keys the log carries for us, and the
         // items of members the log removed.
         engine.learn_keys()?;
+        if !engine.roster.is_provisional() && engine.store.checkpoint()?.is_some() {
+            engine.history_arrived()?;
+        }
         let removed: Vec<MemberId> = engine.roster.removed().copied().collect();
         for member in removed {
             engine.store.remove_items_by(&member)?;
@@ -174,10 +192,28 @@ impl Engine {
         hood: &HoodId,
         welcome: &Welcome,
     ) -> Result<Engine, EngineError> {
-        let roster = Roster::from_items(hood, &welcome.ops)?;
+        let roster = match Roster::from_welcome(hood, &keys.id(), welcome) {
+            Err(MembershipError::NotWelcomed) => return Err(EngineError::NotWelcomed),
+            other => other?,
+        };
         if roster.hood() != *hood {
             return Err(EngineError::WrongHood);
         }
+        if !roster.is_member(&keys.id()) {
+            return Err(EngineError::NotWelcomed);
+        }
+        Engine::adopt(store, keys, roster)
+    }
+
+    /// Becomes the member `keys` of the hood whose whole membership log is `items` (a
+    /// node set up from another's log, as the benchmarks do).
+    pub fn from_log(
+        store: Store,
+        keys: MemberKeys,
+        hood: &HoodId,
+        items: &[Item],
+    ) -> Result<Engine, EngineError> {
+        let roster = Roster::from_items(hood, items)?;
         if !roster.is_member(&keys.id()) {
             return Err(EngineError::NotWelcomed);
         }
@@ -191,6 +227,14 @@ impl Engine {
                 _ => 0,
             };
             store.put_op(&item.op_id(), created_at, &item.encode())?;
+        }
+        // Before the hood: a store with a hood and no checkpoint holds a whole log.
+        if let Some(checkpoint) = roster.checkpoint() {
+            store.set_checkpoint(Some(&checkpoint.encode()))?;
+            tracing::info!(
+                missing = roster.history_missing(),
+                "joined from a checkpoint: fetching the rest of the hood's history"
+            );
         }
         let mut engine = Engine {
             keys,
@@ -206,6 +250,31 @@ impl Engine {
         }
         engine.store.set_hood(&engine.roster.hood())?;
         Ok(engine)
+    }
+
+    /// Every operation the checkpoint we joined with covers is here, and the roster
+    /// folds them: the checkpoint is no longer needed. Says whether it held.
+    fn history_arrived(&mut self) -> Result<(), EngineError> {
+        self.store.set_checkpoint(None)?;
+        match self.roster.checkpoint_held() {
+            Some(false) => tracing::error!(
+                "the hood's history arrived and contradicts the checkpoint the admitting \
+                 member sent: the roster now follows the history"
+            ),
+            _ => tracing::info!(
+                operations = self.roster.len(),
+                "the hood's history arrived and matches the checkpoint we joined with"
+            ),
+        }
+        Ok(())
+    }
+
+    /// Refuses what changes the hood while the roster is provisional.
+    pub fn ensure_settled(&self) -> Result<(), EngineError> {
+        match self.roster.history_missing() {
+            0 => Ok(()),
+            missing => Err(EngineError::FetchingHistory(missing)),
+        }
     }
 
     fn learn_keys(&mut self) -> Result<(), EngineError> {
@@ -406,11 +475,15 @@ impl Engine {
 
     fn apply_op_now(&mut self, item: &Item, created_at: u64) -> Result<(), EngineError> {
         let members_before: Vec<MemberId> = self.roster.members().map(|m| m.id).collect();
+        let provisional = self.roster.is_provisional();
         // The roster first: if it refuses (full), nothing is stored that would stop the
         // node from loading again.
         self.roster.insert(item)?;
         self.store
             .put_op(&item.op_id(), created_at, &item.encode())?;
+        if provisional && !self.roster.is_provisional() {
+            self.history_arrived()?;
+        }
         self.learn_keys()?;
         // Everyone who stopped being a member: removed, or admitted by a join that a
         // concurrent removal voided.
@@ -575,6 +648,9 @@ impl Engine {
     ) -> Result<bool, EngineError> {
         // Also when this node lacks the sealing key: a wrap to us that does not open (a
         // misbehaving rekeyer) is repaired by rekeying for everyone.
+        if self.roster.is_provisional() {
+            return Ok(false);
+        }
         let lacking = self
             .roster
             .sealing_epoch()
@@ -610,6 +686,7 @@ impl Engine {
         rng: &mut impl CryptoRng,
     ) -> Result<ItemId, EngineError> {
         self.ensure_member()?;
+        self.ensure_settled()?;
         // A clock behind the hood's (a Pi without a real-time clock after a power cut)
         // would date the report before what neighbors already hold.
         if let Some(newest) = self.store.newest_created_at()?
@@ -635,15 +712,16 @@ impl Engine {
     ) -> Result<Welcome, EngineError> {
         // Asked again by a joiner already admitted with this ticket (a retry, or a replay):
         // the same welcome, not another operation.
+        self.ensure_settled()?;
         let ticket = request.verify()?;
         if self.roster.ticket_holder(&ticket.id) == Some(request.joiner) {
-            return Ok(self.roster.welcome());
+            return Ok(self.roster.welcome(&self.keys, &request.joiner)?);
         }
         let op = self
             .roster
             .admit(&self.keys, &self.ring, request, now, rng)?;
         self.submit_op(&op, now, rng).await?;
-        Ok(self.roster.welcome())
+        Ok(self.roster.welcome(&self.keys, &request.joiner)?)
     }
 
     /// Removes a member and rekeys, so that they cannot read what comes next.
@@ -654,6 +732,7 @@ impl Engine {
         rng: &mut impl CryptoRng,
     ) -> Result<(), EngineError> {
         self.ensure_member()?;
+        self.ensure_settled()?;
         self.check_admin_remains(&target)?;
         let op = self.roster.remove(&self.keys, target, now)?;
         self.submit_op(&op, now, rng).await?;
@@ -671,6 +750,7 @@ impl Engine {
         rng: &mut impl CryptoRng,
     ) -> Result<(), EngineError> {
         self.ensure_member()?;
+        self.ensure_settled()?;
         if let Some(member) = self.roster.member(&target)
             && member.admin
         {
@@ -757,6 +837,64 @@ mod tests {
         e.post(&near.report("third"), NOW - 60, &mut rng)
             .await
             .unwrap();
+    }
+
+    /// A joiner whose welcome lacks part of the log: provisional across a restart
+    /// (the checkpoint is stored), refuses to post until sync brings the rest, then
+    /// drops the checkpoint and posts.
+    #[tokio::test]
+    async fn a_joiner_from_a_checkpoint_posts_once_the_history_arrived() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rng = SeededRng::new(3);
+        let mut h = TestHood::new(21);
+        h.join(0, 0);
+        h.rekey(1);
+        h.remove(0, 1);
+        let dave = h.join(0, 0);
+        let mut welcome = h
+            .roster
+            .welcome(&h.members[0].keys, &h.members[dave].keys.id())
+            .unwrap();
+        let history = welcome.ops.split_off(2);
+        let keys = h.members[dave].keys.clone();
+        {
+            let mut e = Engine::from_welcome(
+                Store::open(dir.path()).unwrap(),
+                keys.clone(),
+                &h.hood(),
+                &welcome,
+            )
+            .unwrap();
+            assert!(e.roster().is_provisional());
+            let err = e
+                .post(&h.report("too soon"), NOW, &mut rng)
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(err, EngineError::FetchingHistory(n) if n == history.len()),
+                "{err}"
+            );
+            assert_eq!(e.store().item_count(), 0);
+            // Part of the history, then a restart.
+            assert!(matches!(
+                e.ingest_op(&history[0].encode(), NOW).unwrap(),
+                Ingest::NewOp(_)
+            ));
+            e.store().flush().await.unwrap();
+        }
+        let mut e = Engine::load(Store::open(dir.path()).unwrap(), keys)
+            .unwrap()
+            .unwrap();
+        assert!(e.roster().is_provisional());
+        assert_eq!(e.roster().history_missing(), history.len() - 1);
+        for op in history.iter().rev() {
+            let _ = e.ingest_op(&op.encode(), NOW).unwrap();
+        }
+        assert!(!e.roster().is_provisional());
+        assert_eq!(e.roster().checkpoint_held(), Some(true));
+        assert_eq!(e.store().checkpoint().unwrap(), None);
+        assert_eq!(e.roster().heads(), h.roster.heads());
+        e.post(&h.report("now"), NOW, &mut rng).await.unwrap();
     }
 
     #[tokio::test]

@@ -29,7 +29,7 @@ use crate::gate::MembersOnly;
 use crate::instrument::Counted;
 use crate::quiet::Quiet;
 
-pub const JOIN_PROTOCOL: StreamProtocol = StreamProtocol::new("/porchlight/join/1");
+pub const JOIN_PROTOCOL: StreamProtocol = StreamProtocol::new("/porchlight/join/2");
 /// Sync and clip messages are framed (a 4-byte length first) since `/3` and `/2`: a
 /// stream cut short (a connection closed on purpose resets its open streams, and yamux
 /// reports a reset as the end of the stream) is then a failed request, never a

@@ -239,6 +239,9 @@ pub struct Status {
     pub removed: bool,
     /// The hood's policy, fixed in its genesis.
     pub policy: Option<Policy>,
+    /// Membership operations still to arrive after joining from a checkpoint (0 once
+    /// the history is here and checked: until then the node posts nothing).
+    pub history_missing: usize,
 }
 
 /// What `GET /v1/health` reports.
@@ -1604,6 +1607,10 @@ impl EventLoop {
                 .as_ref()
                 .is_some_and(|e| e.roster().is_removed(&self.keys.id())),
             policy: self.engine.as_ref().map(|e| *e.roster().policy()),
+            history_missing: self
+                .engine
+                .as_ref()
+                .map_or(0, |e| e.roster().history_missing()),
         }
     }
 

@@ -265,6 +265,9 @@ impl Index {
 const HOOD: &[u8] = b"hood";
 const FORMAT_KEY: &[u8] = b"format";
 const PROTOCOL_KEY: &[u8] = b"protocol";
+/// `meta` key of the checkpoint a joiner's roster starts from, while the operations it
+/// covers are still arriving (absent otherwise).
+const CHECKPOINT_KEY: &[u8] = b"checkpoint";
 /// The protocol version of the hood this store holds. A store with a hood and no
 /// `protocol` key holds a protocol 1 hood (whose membership log has no causal parents and
 /// whose hood id is derived differently): refused with a clear error, never guessed at.
@@ -653,6 +656,22 @@ impl Store {
         self.write(|| -> Result<(), StoreError> {
             self.meta.insert(PROTOCOL_KEY, &[PROTOCOL])?;
             self.meta.insert(HOOD, &hood.0)?;
+            Ok(())
+        })
+    }
+
+    /// The encoded checkpoint the roster starts from, if its history is still arriving.
+    pub fn checkpoint(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.meta.get(CHECKPOINT_KEY)?.map(|v| v.to_vec()))
+    }
+
+    /// Records (or, with `None`, forgets) the checkpoint the roster starts from.
+    pub fn set_checkpoint(&self, checkpoint: Option<&[u8]>) -> Result<(), StoreError> {
+        self.write(|| -> Result<(), StoreError> {
+            match checkpoint {
+                Some(bytes) => self.meta.insert(CHECKPOINT_KEY, bytes)?,
+                None => self.meta.remove(CHECKPOINT_KEY)?,
+            };
             Ok(())
         })
     }

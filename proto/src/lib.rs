@@ -14,6 +14,7 @@
 //! - [`envelope`]: seal and open: padding, XChaCha20-Poly1305, item ids.
 //! - [`invite`]: one-time tickets and their `porchlight1…` text form.
 //! - [`membership`]: operations and the [`Roster`], a deterministic fold over their set.
+//! - [`checkpoint`]: the state a fold reached, that a `Welcome` carries to a joiner.
 //! - [`validate`]: the one function that judges incoming envelope bytes.
 //! - [`sync`]: catch-up sync messages and the negentropy state machine.
 //! - [`clip`]: clip transfer messages and the requester's [`clip::Download`].
@@ -21,6 +22,7 @@
 //! The wire format is specified in `docs/protocol.md`, whose test vectors are checked by
 //! `tests/vectors.rs`.
 
+pub mod checkpoint;
 pub mod clip;
 pub mod codec;
 pub mod envelope;
@@ -60,6 +62,7 @@ pub mod domain {
     pub const OP_ID: &[u8] = b"porchlight-v1-op-id\0";
     pub const FINGERPRINT: &[u8] = b"porchlight-v1-fingerprint\0";
     pub const TOPIC: &[u8] = b"porchlight-v1-topic\0";
+    pub const CHECKPOINT: &[u8] = b"porchlight-v2-checkpoint\0";
 }
 
 /// Protocol-wide bounds. Each is checked before the work it bounds.
@@ -82,6 +85,10 @@ pub mod limits {
     pub const MAX_PARENTS: usize = 16;
     /// Largest `Welcome` on the wire.
     pub const MAX_WELCOME_BYTES: usize = 8 * 1024 * 1024;
+    /// What a `Welcome` is built to fit in: its checkpoint, the genesis and the joiner's
+    /// `Join` always, and the rest of the log only as far as it fits. A hood of 1000
+    /// members after 1000 rekeys welcomes in less (`proto/tests/welcome.rs`).
+    pub const WELCOME_TARGET_BYTES: usize = 1024 * 1024;
     /// How far in the future an item's `created_at` may be, for clock skew.
     pub const MAX_CLOCK_SKEW_SECS: u64 = 600;
     /// Hard cap on any report's lifetime, whatever the policy says: 30 days.

@@ -30,6 +30,7 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use rand_core::CryptoRng;
 use serde::{Deserialize, Serialize};
 
+use crate::checkpoint::Checkpoint;
 use crate::codec::{self, CodecError, FieldError, check_len, check_text};
 use crate::domain;
 use crate::hood::{HoodId, Policy};
@@ -39,6 +40,7 @@ use crate::item::{Body, Item, Kind, OpId};
 use crate::keys::{self, EpochId, EpochKey, EpochWrap, KeyError, KeyRing, Wrap};
 use crate::limits::{
     MAX_EPOCHS, MAX_MEMBERS, MAX_NAME_BYTES, MAX_OPS, MAX_PARENTS, MAX_WELCOME_BYTES,
+    WELCOME_TARGET_BYTES,
 };
 
 /// Largest join request on the wire.
@@ -189,11 +191,16 @@ impl Op {
     }
 }
 
-/// What a joiner receives: every membership operation, as signed items. The joiner's own
-/// `Join` among them carries its epoch keys.
+/// What a joiner receives: the checkpoint of the admitter's roster, signed by the
+/// admitter, and membership operations as signed items: the genesis, the joiner's own
+/// `Join` (it carries their epoch keys), and as much more of the log as fits in
+/// [`WELCOME_TARGET_BYTES`] (all of it, in a hood of ordinary size). Sync brings the rest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Welcome {
     pub ops: Vec<Item>,
+    pub checkpoint: Checkpoint,
+    /// The `Join`'s author's signature over [`Welcome::signed_digest`].
+    pub signature: Signature,
 }
 
 impl Welcome {
@@ -203,6 +210,18 @@ impl Welcome {
 
     pub fn decode(bytes: &[u8]) -> Result<Welcome, CodecError> {
         codec::decode(bytes, MAX_WELCOME_BYTES)
+    }
+
+    /// What the admitter signs: `SHA-256(CHECKPOINT ‖ hood ‖ join op id ‖ SHA-256(checkpoint))`.
+    pub fn signed_digest(hood: &HoodId, join: &OpId, checkpoint: &Checkpoint) -> [u8; 32] {
+        use sha2::Digest as _;
+        sha2::Sha256::new()
+            .chain_update(domain::CHECKPOINT)
+            .chain_update(hood.0)
+            .chain_update(join.0)
+            .chain_update(sha2::Sha256::digest(checkpoint.encode()))
+            .finalize()
+            .into()
     }
 }
 
@@ -278,6 +297,24 @@ pub enum MembershipError {
     TooManyOps(usize),
     #[error("not allowed: {0}")]
     Denied(Denied),
+    #[error("the welcome's checkpoint is invalid: {0}")]
+    BadCheckpoint(&'static str),
+    #[error("the welcome holds no join that admits this member")]
+    NotWelcomed,
+    #[error("the welcome's checkpoint is not signed by the member who admitted us")]
+    BadWelcomeSignature,
+    #[error("the welcome holds an operation its checkpoint does not cover")]
+    UncoveredOp,
+    #[error(
+        "the welcome's checkpoint is not what its operations make: the admitting member \
+         sent a false roster"
+    )]
+    CheckpointContradicted,
+    #[error(
+        "this node is still fetching the hood's history ({missing} operations to go); \
+         it can do this once it has checked it"
+    )]
+    Provisional { missing: usize },
     #[error("key wrap failed: {0}")]
     Key(KeyError),
 }
@@ -357,20 +394,23 @@ pub struct VerifiedOp {
 
 /// What the fold derives from the operation set.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-struct State {
-    members: BTreeMap<MemberId, Member>,
-    removed: BTreeSet<MemberId>,
-    epochs: BTreeMap<EpochId, Epoch>,
-    tickets: BTreeMap<TicketId, MemberId>,
+pub(crate) struct State {
+    pub(crate) members: BTreeMap<MemberId, Member>,
+    pub(crate) removed: BTreeSet<MemberId>,
+    pub(crate) epochs: BTreeMap<EpochId, Epoch>,
+    pub(crate) tickets: BTreeMap<TicketId, MemberId>,
     /// Operations that took effect.
-    effective: BTreeSet<OpId>,
+    pub(crate) effective: BTreeSet<OpId>,
     /// Operations voided by their author's removal.
-    void: BTreeSet<OpId>,
+    pub(crate) void: BTreeSet<OpId>,
     /// Why each operation that took no effect did not.
-    denied: BTreeMap<OpId, Denied>,
+    pub(crate) denied: BTreeMap<OpId, Denied>,
     /// Each member's seniority: how many operations had taken effect when they were
     /// admitted (the founder 0). Lower is more senior.
-    seniority: BTreeMap<MemberId, usize>,
+    pub(crate) seniority: BTreeMap<MemberId, usize>,
+    /// How many operations took effect before `effective` began: those a checkpoint
+    /// covers, for a roster that starts from one (0 otherwise).
+    pub(crate) offset: usize,
 }
 
 impl State {
@@ -490,7 +530,8 @@ impl State {
             Op::Genesis(_) => {}
             Op::Join(join) => {
                 let joiner = join.request.joiner;
-                self.seniority.insert(joiner, self.effective.len());
+                self.seniority
+                    .insert(joiner, self.offset + self.effective.len());
                 self.members.insert(
                     joiner,
                     Member {
@@ -558,6 +599,20 @@ pub struct Roster {
     state: State,
     /// Members' decompressed keys, for `verify_item`.
     verifiers: BTreeMap<MemberId, ed25519_dalek::VerifyingKey>,
+    /// Set while the roster starts from a checkpoint and lacks some of the operations
+    /// it covers: the fold begins at its state and applies only what it does not cover.
+    base: Option<Box<Base>>,
+    /// Whether the checkpoint this roster started from proved to be the fold of its
+    /// operations (`None` if it started from none, or they have not all arrived).
+    checkpoint_held: Option<bool>,
+}
+
+/// A checkpoint a roster starts from, until every operation it covers is here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Base {
+    checkpoint: Checkpoint,
+    covered: BTreeSet<OpId>,
+    state: State,
 }
 
 /// A new hood: the signed genesis, the founder's first rekey, its id and that epoch's key.
@@ -724,18 +779,18 @@ impl Roster {
             known: BTreeSet::from([founder]),
             state: State::default(),
             verifiers: BTreeMap::new(),
+            base: None,
+            checkpoint_held: None,
         };
         roster.refold();
         Ok(roster)
     }
 
-    /// The roster of `hood` from a set of operations in any order (a `Welcome`, or the
-    /// store at start-up). Every item must be a valid operation of the hood, and the set
-    /// causally complete (every parent in it).
-    pub fn from_items<'a>(
+    /// Splits a set of items into this hood's genesis and the rest, by op id.
+    fn split<'a>(
         hood: &HoodId,
         items: impl IntoIterator<Item = &'a Item>,
-    ) -> Result<Roster, MembershipError> {
+    ) -> Result<(&'a Item, BTreeMap<OpId, &'a Item>), MembershipError> {
         let mut pending: BTreeMap<OpId, &Item> = BTreeMap::new();
         let mut genesis = None;
         for item in items {
@@ -745,8 +800,119 @@ impl Roster {
                 pending.insert(item.op_id(), item);
             }
         }
-        let mut roster = Roster::from_genesis(genesis.ok_or(MembershipError::NoGenesis)?)?;
-        // Parents first (depth-first over what is pending), then one fold at the end.
+        Ok((genesis.ok_or(MembershipError::NoGenesis)?, pending))
+    }
+
+    /// The roster of `hood` from a set of operations in any order (a `Welcome`, or the
+    /// store at start-up). Every item must be a valid operation of the hood, and the set
+    /// causally complete (every parent in it).
+    pub fn from_items<'a>(
+        hood: &HoodId,
+        items: impl IntoIterator<Item = &'a Item>,
+    ) -> Result<Roster, MembershipError> {
+        let (genesis, pending) = Roster::split(hood, items)?;
+        let mut roster = Roster::from_genesis(genesis)?;
+        roster.add_all(pending)?;
+        roster.refold();
+        Ok(roster)
+    }
+
+    /// The roster of a joiner from its `Welcome`: the admitter's signed checkpoint, then
+    /// every operation the welcome carries. If they are all the checkpoint covers, the
+    /// claim is checked at once (a false one is refused); otherwise the roster is
+    /// provisional until sync brings the rest (see [`Roster::is_provisional`]).
+    pub fn from_welcome(
+        hood: &HoodId,
+        joiner: &MemberId,
+        welcome: &Welcome,
+    ) -> Result<Roster, MembershipError> {
+        let (genesis, pending) = Roster::split(hood, &welcome.ops)?;
+        // Our join, by the member who signed the checkpoint.
+        let admitter = pending
+            .iter()
+            .filter(|(_, item)| {
+                matches!(item.body(), Ok(Body::Membership(Op::Join(j))) if j.request.joiner == *joiner)
+            })
+            .find(|(id, item)| {
+                item.author.verify(
+                    &[&Welcome::signed_digest(hood, id, &welcome.checkpoint)],
+                    &welcome.signature,
+                )
+            })
+            .map(|(_, item)| item.author);
+        let Some(admitter) = admitter else {
+            return Err(if pending.values().any(|item| {
+                matches!(item.body(), Ok(Body::Membership(Op::Join(j))) if j.request.joiner == *joiner)
+            }) {
+                MembershipError::BadWelcomeSignature
+            } else {
+                MembershipError::NotWelcomed
+            });
+        };
+        let mut roster = Roster::from_genesis(genesis)?;
+        roster.start_from(welcome.checkpoint.clone())?;
+        if pending.keys().any(|id| !roster.is_covered(id)) {
+            return Err(MembershipError::UncoveredOp);
+        }
+        if !roster.state.members.contains_key(joiner)
+            || !roster.state.members.contains_key(&admitter)
+        {
+            return Err(MembershipError::NotWelcomed);
+        }
+        roster.add_all(pending)?;
+        roster.settle();
+        if roster.checkpoint_held == Some(false) {
+            return Err(MembershipError::CheckpointContradicted);
+        }
+        Ok(roster)
+    }
+
+    /// The roster of a node that joined from a checkpoint and has not yet all the
+    /// operations it covers (start-up): the checkpoint, then the stored operations.
+    pub fn resume<'a>(
+        hood: &HoodId,
+        checkpoint: &Checkpoint,
+        items: impl IntoIterator<Item = &'a Item>,
+    ) -> Result<Roster, MembershipError> {
+        let (genesis, pending) = Roster::split(hood, items)?;
+        let mut roster = Roster::from_genesis(genesis)?;
+        roster.start_from(checkpoint.clone())?;
+        roster.add_all(pending)?;
+        roster.settle();
+        Ok(roster)
+    }
+
+    /// Makes the roster start from `checkpoint` (a roster holding only its genesis).
+    fn start_from(&mut self, checkpoint: Checkpoint) -> Result<(), MembershipError> {
+        let state = State::from_checkpoint(&checkpoint)?;
+        let covered: BTreeSet<OpId> = checkpoint.covered.iter().copied().collect();
+        if !covered.contains(&self.genesis) {
+            return Err(MembershipError::BadCheckpoint(
+                "it does not cover the hood's genesis",
+            ));
+        }
+        if !state.members.contains_key(&self.founder) && !state.removed.contains(&self.founder) {
+            return Err(MembershipError::BadCheckpoint(
+                "it does not list the founder",
+            ));
+        }
+        self.heads = checkpoint.heads.iter().copied().collect();
+        self.known.extend(state.members.keys().copied());
+        self.known.extend(state.removed.iter().copied());
+        self.state = state.clone();
+        self.base = Some(Box::new(Base {
+            checkpoint,
+            covered,
+            state,
+        }));
+        self.refresh_verifiers();
+        Ok(())
+    }
+
+    /// Adds pending operations parents first (depth-first over what is pending),
+    /// without folding. Operations a checkpoint covers need no parents here.
+    fn add_all(&mut self, mut pending: BTreeMap<OpId, &Item>) -> Result<(), MembershipError> {
+        let hood = self.hood;
         let ids: Vec<OpId> = pending.keys().copied().collect();
         for id in ids {
             let mut stack = vec![id];
@@ -755,16 +921,22 @@ impl Roster {
                     stack.pop();
                     continue;
                 };
-                let verified = verify_op(hood, item)?;
+                let verified = verify_op(&hood, item)?;
+                if self.is_covered(&next) {
+                    self.add_history(next, verified)?;
+                    pending.remove(&next);
+                    stack.pop();
+                    continue;
+                }
                 let missing: Vec<OpId> = verified
                     .op
                     .parents()
                     .iter()
-                    .filter(|p| !roster.ops.contains_key(p))
+                    .filter(|p| !self.has(p))
                     .copied()
                     .collect();
                 if missing.is_empty() {
-                    roster.add(next, verified)?;
+                    self.add(next, verified)?;
                     pending.remove(&next);
                     stack.pop();
                 } else {
@@ -777,8 +949,101 @@ impl Roster {
                 }
             }
         }
-        roster.refold();
-        Ok(roster)
+        Ok(())
+    }
+
+    /// Whether operation `id` is one the checkpoint this roster starts from covers.
+    pub fn is_covered(&self, id: &OpId) -> bool {
+        self.base.as_ref().is_some_and(|b| b.covered.contains(id))
+    }
+
+    /// Whether `id` is in the set, or covered by the checkpoint the roster starts from.
+    fn has(&self, id: &OpId) -> bool {
+        self.ops.contains_key(id) || self.is_covered(id)
+    }
+
+    /// True while the roster starts from a checkpoint some of whose operations have not
+    /// arrived: the member reads, but makes no operation and posts nothing until the
+    /// claim is checked.
+    pub fn is_provisional(&self) -> bool {
+        self.base.is_some()
+    }
+
+    /// How many operations the checkpoint covers that are not here yet (0 if none).
+    pub fn history_missing(&self) -> usize {
+        self.base.as_ref().map_or(0, |b| {
+            b.covered
+                .iter()
+                .filter(|c| !self.ops.contains_key(c))
+                .count()
+        })
+    }
+
+    /// The checkpoint a provisional roster starts from (to store it).
+    pub fn checkpoint(&self) -> Option<&Checkpoint> {
+        self.base.as_ref().map(|b| &b.checkpoint)
+    }
+
+    /// Whether the checkpoint this roster started from proved true (`None` while its
+    /// operations are still arriving, or if it started from none).
+    pub fn checkpoint_held(&self) -> Option<bool> {
+        self.checkpoint_held
+    }
+
+    fn ensure_settled(&self) -> Result<(), MembershipError> {
+        match self.history_missing() {
+            0 => Ok(()),
+            missing => Err(MembershipError::Provisional { missing }),
+        }
+    }
+
+    /// Refolds, or, once every operation the checkpoint covers is here, checks the
+    /// checkpoint and drops it.
+    fn settle(&mut self) {
+        if self.base.is_some() && self.history_missing() == 0 {
+            self.finish();
+        } else {
+            self.refold();
+        }
+    }
+
+    /// Every operation the checkpoint covers is here: fold them alone and compare with
+    /// the claim (the heads too), then fold the whole set from the genesis.
+    fn finish(&mut self) {
+        let Some(base) = self.base.take() else {
+            return;
+        };
+        let claim = self.fold(|id| base.covered.contains(id), &State::default());
+        let named: BTreeSet<OpId> = base
+            .covered
+            .iter()
+            .flat_map(|id| self.ops[id].op.parents().iter().copied())
+            .collect();
+        let heads = base
+            .covered
+            .iter()
+            .filter(|id| !named.contains(id))
+            .copied();
+        self.checkpoint_held =
+            Some(claim.checkpoint(base.covered.iter().copied(), heads) == base.checkpoint);
+        let named: BTreeSet<OpId> = self
+            .ops
+            .values()
+            .flat_map(|o| o.op.parents().iter().copied())
+            .collect();
+        self.heads = self
+            .ops
+            .keys()
+            .filter(|id| !named.contains(id))
+            .copied()
+            .collect();
+        self.known = std::iter::once(self.founder)
+            .chain(self.ops.values().filter_map(|o| match &o.op {
+                Op::Join(j) => Some(j.request.joiner),
+                _ => None,
+            }))
+            .collect();
+        self.refold();
     }
 
     /// Adds an operation to the set and recomputes the roster. Returns whether it was
@@ -789,12 +1054,16 @@ impl Roster {
             return Ok(false);
         }
         let verified = verify_op(&self.hood, item)?;
-        if verified
-            .op
-            .parents()
-            .iter()
-            .any(|p| !self.ops.contains_key(p))
-        {
+        if self.is_covered(&id) {
+            // History the checkpoint already accounts for: it changes nothing until all
+            // of it is here.
+            self.add_history(id, verified)?;
+            if self.history_missing() == 0 {
+                self.finish();
+            }
+            return Ok(true);
+        }
+        if verified.op.parents().iter().any(|p| !self.has(p)) {
             return Err(MembershipError::MissingParents);
         }
         // An operation that names every head comes after everything in the set, so the
@@ -818,16 +1087,22 @@ impl Roster {
 
     /// Adds a verified operation whose parents are all present, without folding.
     fn add(&mut self, id: OpId, verified: VerifiedOp) -> Result<(), MembershipError> {
+        for p in verified.op.parents() {
+            self.heads.remove(p);
+        }
+        self.heads.insert(id);
+        self.add_history(id, verified)
+    }
+
+    /// Adds a verified operation without touching the heads (directly for operations a
+    /// checkpoint covers, whose heads it names).
+    fn add_history(&mut self, id: OpId, verified: VerifiedOp) -> Result<(), MembershipError> {
         if self.ops.len() >= MAX_OPS {
             return Err(MembershipError::TooManyOps(self.ops.len()));
         }
         if matches!(verified.op, Op::Genesis(_)) {
             return Err(MembershipError::SecondGenesis);
         }
-        for p in verified.op.parents() {
-            self.heads.remove(p);
-        }
-        self.heads.insert(id);
         self.authored
             .entry(verified.item.author)
             .or_default()
@@ -839,14 +1114,20 @@ impl Roster {
         Ok(())
     }
 
-    /// The deterministic topological order of the set: parents first; among operations
-    /// whose parents are all placed, the lowest op id.
-    fn order(&self) -> Vec<OpId> {
+    /// The deterministic topological order of the operations `include` takes: parents
+    /// first; among operations whose parents are all placed, the lowest op id. A parent
+    /// not taken counts as placed (a checkpoint accounts for it).
+    fn order_of(&self, include: &impl Fn(&OpId) -> bool) -> Vec<OpId> {
         let mut waiting: BTreeMap<OpId, usize> = BTreeMap::new();
         let mut children: BTreeMap<OpId, Vec<OpId>> = BTreeMap::new();
         let mut ready = BinaryHeap::new();
-        for (id, stored) in &self.ops {
-            let parents = stored.op.parents();
+        for (id, stored) in self.ops.iter().filter(|(id, _)| include(id)) {
+            let parents: Vec<&OpId> = stored
+                .op
+                .parents()
+                .iter()
+                .filter(|p| self.ops.contains_key(p) && include(p))
+                .collect();
             if parents.is_empty() {
                 ready.push(Reverse(*id));
             } else {
@@ -955,12 +1236,13 @@ impl Roster {
         order: &[OpId],
         void: &BTreeSet<OpId>,
         ancestors: &mut BTreeMap<OpId, BTreeSet<OpId>>,
+        start: &State,
     ) -> Result<State, BTreeSet<OpId>> {
         let position: BTreeMap<OpId, usize> =
             order.iter().enumerate().map(|(i, id)| (*id, i)).collect();
         let mut state = State {
             void: void.clone(),
-            ..State::default()
+            ..start.clone()
         };
         for (i, id) in order.iter().enumerate() {
             if state.void.contains(id) {
@@ -977,7 +1259,7 @@ impl Roster {
             let voided: Vec<OpId> = self
                 .voided_by(id, r.target, ancestors)
                 .into_iter()
-                .filter(|o| !state.void.contains(o))
+                .filter(|o| position.contains_key(o) && !state.void.contains(o))
                 .collect();
             let undo = voided
                 .iter()
@@ -993,18 +1275,27 @@ impl Roster {
     /// Recomputes everything derived from the set of operations. Deterministic: the
     /// order and every rule are functions of the set alone.
     fn refold(&mut self) {
-        let order = self.order();
+        let state = match &self.base {
+            Some(base) => self.fold(|id| !base.covered.contains(id), &base.state),
+            None => self.fold(|_| true, &State::default()),
+        };
+        self.state = state;
+        self.refresh_verifiers();
+    }
+
+    /// The fold of the operations `include` takes, from `start`.
+    fn fold(&self, include: impl Fn(&OpId) -> bool, start: &State) -> State {
+        let order = self.order_of(&include);
         let mut void = BTreeSet::new();
         let mut ancestors = BTreeMap::new();
         // Each repeat voids at least one more operation, so this ends within
         // `ops.len()` passes.
-        self.state = loop {
-            match self.pass(&order, &void, &mut ancestors) {
+        loop {
+            match self.pass(&order, &void, &mut ancestors, start) {
                 Ok(state) => break state,
                 Err(more) => void = more,
             }
-        };
-        self.refresh_verifiers();
+        }
     }
 
     /// Applies an operation that names every head, so follows every other operation in
@@ -1148,25 +1439,74 @@ impl Roster {
 
     /// The first parent `op` names that the set lacks.
     pub fn missing_parent(&self, op: &Op) -> Option<OpId> {
-        op.parents()
-            .iter()
-            .find(|p| !self.ops.contains_key(p))
-            .copied()
+        op.parents().iter().find(|p| !self.has(p)).copied()
     }
 
-    /// Every operation, as signed items, parents before children.
+    /// Every operation, as signed items, parents before children (in a provisional
+    /// roster, what arrived of the covered history first).
     pub fn items(&self) -> impl Iterator<Item = &Item> {
-        self.order()
-            .into_iter()
+        let ids: Vec<OpId> = match &self.base {
+            Some(base) => self
+                .ops
+                .keys()
+                .filter(|id| base.covered.contains(id))
+                .copied()
+                .chain(self.order_of(&|id: &OpId| !base.covered.contains(id)))
+                .collect(),
+            None => self.order_of(&|_: &OpId| true),
+        };
+        ids.into_iter()
             .map(move |id| &self.ops[&id].item)
             .collect::<Vec<_>>()
             .into_iter()
     }
 
-    pub fn welcome(&self) -> Welcome {
-        Welcome {
-            ops: self.items().cloned().collect(),
+    /// The `Welcome` for `joiner`, whom a `Join` in the set admitted, signed by
+    /// `admitter` (that join's author): the checkpoint of this roster, the genesis, the
+    /// join, and the rest of the log, parents first, as far as it fits in
+    /// [`WELCOME_TARGET_BYTES`].
+    pub fn welcome(
+        &self,
+        admitter: &MemberKeys,
+        joiner: &MemberId,
+    ) -> Result<Welcome, MembershipError> {
+        self.ensure_settled()?;
+        let (join_id, join) = self
+            .ops
+            .iter()
+            .find(|(id, o)| {
+                self.state.effective.contains(id)
+                    && o.item.author == admitter.id()
+                    && matches!(&o.op, Op::Join(j) if j.request.joiner == *joiner)
+            })
+            .map(|(id, o)| (*id, &o.item))
+            .ok_or(MembershipError::NotWelcomed)?;
+        let checkpoint = self
+            .state
+            .checkpoint(self.ops.keys().copied(), self.heads.iter().copied());
+        let signature =
+            admitter.sign(&[&Welcome::signed_digest(&self.hood, &join_id, &checkpoint)]);
+        let genesis = &self.ops[&self.genesis].item;
+        let mut room = WELCOME_TARGET_BYTES
+            .saturating_sub(checkpoint.encode().len())
+            .saturating_sub(genesis.encode().len() + join.encode().len() + 1024);
+        let mut ops = vec![genesis.clone(), join.clone()];
+        for id in self.order_of(&|_: &OpId| true) {
+            if id == self.genesis || id == join_id {
+                continue;
+            }
+            let item = &self.ops[&id].item;
+            let len = item.encode().len() + 8;
+            if len <= room {
+                room -= len;
+                ops.push(item.clone());
+            }
         }
+        Ok(Welcome {
+            ops,
+            checkpoint,
+            signature,
+        })
     }
 
     fn is_clean(&self, epoch: &Epoch) -> bool {
@@ -1235,6 +1575,7 @@ impl Roster {
         now: u64,
         rng: &mut impl CryptoRng,
     ) -> Result<Item, MembershipError> {
+        self.ensure_settled()?;
         let ticket = request.verify()?;
         if ticket.hood != self.hood {
             return Err(MembershipError::TicketForAnotherHood);
@@ -1281,6 +1622,7 @@ impl Roster {
         now: u64,
         rng: &mut impl CryptoRng,
     ) -> Result<(Item, EpochKey, u64), MembershipError> {
+        self.ensure_settled()?;
         if !self.is_member(&keys.id()) {
             return Err(MembershipError::Denied(Denied::AuthorNotMember));
         }
@@ -1314,6 +1656,7 @@ impl Roster {
         target: MemberId,
         now: u64,
     ) -> Result<Item, MembershipError> {
+        self.ensure_settled()?;
         let op = Op::Remove(Remove {
             parents: self.heads(),
             created_at: now,
@@ -1331,6 +1674,7 @@ impl Roster {
         target: MemberId,
         now: u64,
     ) -> Result<Item, MembershipError> {
+        self.ensure_settled()?;
         let op = Op::Promote(Promote {
             parents: self.heads(),
             created_at: now,
@@ -1348,7 +1692,17 @@ impl Roster {
     pub fn learn_keys(&self, me: &MemberKeys, ring: &mut KeyRing) -> (usize, usize) {
         let my_id = me.id();
         let (mut learned, mut failed) = (0, 0);
-        for id in &self.state.effective {
+        // A provisional roster also takes what arrived of the covered history (our own
+        // join is among it) at the checkpoint's word.
+        let history: Vec<&OpId> = match &self.base {
+            Some(base) => self
+                .ops
+                .keys()
+                .filter(|id| base.covered.contains(id))
+                .collect(),
+            None => Vec::new(),
+        };
+        for id in self.state.effective.iter().chain(history) {
             let wraps: Vec<(EpochId, &Wrap)> = match &self.ops[id].op {
                 Op::Rekey(r) => r
                     .wraps

@@ -277,10 +277,14 @@ pub fn validate_op(bytes: &[u8], roster: &Roster, now: u64) -> Result<VerifiedOp
 /// members are taken too: one made before its author's removal counts wherever it
 /// arrives, and the fold voids what was made concurrently or later.
 pub fn judge_op(item: &Item, roster: &Roster, now: u64) -> Result<VerifiedOp, Reason> {
-    if roster.contains_op(&item.op_id()) {
+    let id = item.op_id();
+    if roster.contains_op(&id) {
         return Err(Reason::DuplicateOp);
     }
-    if !roster.is_known(&item.author) {
+    // History a checkpoint covers (a joiner catching up): the checkpoint bounds it and
+    // vouches for its place, so neither its author nor its parents need be here yet.
+    let covered = roster.is_covered(&id);
+    if !covered && !roster.is_known(&item.author) {
         return Err(Reason::UnknownAuthor);
     }
     let verified = membership::verify_op(&roster.hood(), item).map_err(|e| match e {
@@ -289,6 +293,9 @@ pub fn judge_op(item: &Item, roster: &Roster, now: u64) -> Result<VerifiedOp, Re
     })?;
     if verified.op.created_at() > now.saturating_add(MAX_CLOCK_SKEW_SECS) {
         return Err(Reason::FutureTimestamp);
+    }
+    if covered {
+        return Ok(verified);
     }
     if roster.missing_parent(&verified.op).is_some() {
         return Err(Reason::MissingParents);

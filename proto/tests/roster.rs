@@ -202,11 +202,26 @@ fn welcome_rebuilds_the_same_roster_and_gives_the_joiner_keys() {
     let bob = h.join(ALICE, ALICE);
     h.rekey(bob);
     let carol = h.join(bob, bob);
-    let welcome = h.roster.welcome();
+    let welcome = h
+        .roster
+        .welcome(&h.members[bob].keys, &h.members[carol].keys.id())
+        .unwrap();
     let bytes = welcome.encode();
     let decoded = porchlight_proto::Welcome::decode(&bytes).unwrap();
-    let rebuilt = Roster::from_items(&h.hood(), &decoded.ops).unwrap();
-    assert_eq!(rebuilt, h.roster);
+    // A small hood's welcome carries the whole log: the roster is checked at once.
+    let rebuilt = Roster::from_welcome(&h.hood(), &h.members[carol].keys.id(), &decoded).unwrap();
+    assert!(!rebuilt.is_provisional());
+    assert_eq!(rebuilt.checkpoint_held(), Some(true));
+    assert_eq!(rebuilt.items().count(), h.roster.items().count());
+    assert_eq!(
+        rebuilt.members().collect::<Vec<_>>(),
+        h.roster.members().collect::<Vec<_>>()
+    );
+    assert_eq!(rebuilt.sealing_epoch(), h.roster.sealing_epoch());
+    assert_eq!(
+        Roster::from_items(&h.hood(), &decoded.ops).unwrap(),
+        h.roster
+    );
     let mut ring = KeyRing::new();
     let (learned, failed) = rebuilt.learn_keys(&h.members[carol].keys, &mut ring);
     assert_eq!((learned, failed), (2, 0));

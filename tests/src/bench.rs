@@ -47,13 +47,9 @@ pub fn member_dir(dir: &Path, h: &TestHood, m: usize) -> Engine {
             .expect("data dir mode");
     }
     let store = Store::open(&dir.join(DB_DIR)).expect("open store");
-    let engine = Engine::from_welcome(
-        store,
-        h.members[m].keys.clone(),
-        &h.hood(),
-        &h.roster.welcome(),
-    )
-    .expect("the hood's log welcomes its own member");
+    let log: Vec<_> = h.roster.items().cloned().collect();
+    let engine = Engine::from_log(store, h.members[m].keys.clone(), &h.hood(), &log)
+        .expect("the hood's log welcomes its own member");
     futures::executor::block_on(engine.store().flush()).expect("flush");
     engine
 }

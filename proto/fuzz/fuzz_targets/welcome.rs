@@ -1,4 +1,5 @@
-//! Arbitrary bytes as a `Welcome`, then folded into a roster as a joiner would.
+//! Arbitrary bytes as a `Welcome`, then taken as a joiner would: its checkpoint, the
+//! admitter's signature and its operations.
 
 #![no_main]
 
@@ -23,5 +24,11 @@ fuzz_target!(|data: &[u8]| {
         && let Ok(roster) = Roster::from_genesis(genesis)
     {
         let _ = Roster::from_items(&roster.hood(), &welcome.ops);
+        // As each joiner a join in it names.
+        for item in &welcome.ops {
+            if let Ok(Body::Membership(Op::Join(join))) = item.body() {
+                let _ = Roster::from_welcome(&roster.hood(), &join.request.joiner, &welcome);
+            }
+        }
     }
 });

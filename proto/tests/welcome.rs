@@ -1,0 +1,386 @@
+//! The compact `Welcome`: a checkpoint signed by the admitter, the joiner's own join,
+//! and as much of the log as fits; sync brings the rest, and the joiner checks the
+//! checkpoint against it. Issue #14, M2 and R9 in docs/threat-model.md.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeSet;
+
+use porchlight_proto::checkpoint::Holders;
+use porchlight_proto::item::{Body, Item};
+use porchlight_proto::keys::KeyRing;
+use porchlight_proto::limits::WELCOME_TARGET_BYTES;
+use porchlight_proto::membership::{MembershipError, Op, Roster};
+use porchlight_proto::testkit::{NOW, SeededRng, TestHood};
+use porchlight_proto::validate::{Reason, validate_op};
+use porchlight_proto::{JoinResponse, MemberId, MemberKeys, Welcome};
+
+const ALICE: usize = 0;
+const BOB: usize = 1;
+const CAROL: usize = 2;
+
+/// Alice (founder), Bob and Carol; Bob is removed by Alice, and Dave is about to join.
+fn hood_with_history() -> (TestHood, usize) {
+    let mut h = TestHood::new(11);
+    h.join(ALICE, ALICE);
+    h.join(ALICE, ALICE);
+    h.rekey(ALICE);
+    h.remove(ALICE, BOB);
+    let dave = h.join(CAROL, ALICE);
+    (h, dave)
+}
+
+fn welcome_for(h: &TestHood, admitter: usize, joiner: usize) -> Welcome {
+    h.roster
+        .welcome(&h.members[admitter].keys, &h.members[joiner].keys.id())
+        .unwrap()
+}
+
+/// Feeds `items` to `roster` through sync's validation, as a node does, until none is
+/// left that can be taken (bounded: one pass per item at most).
+fn sync_into(roster: &mut Roster, items: &[Item]) {
+    let mut left: Vec<Vec<u8>> = items.iter().map(Item::encode).collect();
+    for _ in 0..=items.len() {
+        let before = left.len();
+        left.retain(|bytes| match validate_op(bytes, roster, NOW) {
+            Ok(op) => {
+                roster.insert(&op.item).unwrap();
+                false
+            }
+            Err(Reason::DuplicateOp) => false,
+            Err(Reason::MissingParents | Reason::UnknownAuthor) => true,
+            Err(other) => panic!("sync refused an honest operation: {other}"),
+        });
+        if left.is_empty() || left.len() == before {
+            break;
+        }
+    }
+    assert!(
+        left.is_empty(),
+        "{} operations were never taken",
+        left.len()
+    );
+}
+
+#[test]
+fn a_small_hoods_welcome_carries_the_whole_log_and_is_checked_at_once() {
+    let (h, dave) = hood_with_history();
+    let welcome = welcome_for(&h, ALICE, dave);
+    assert_eq!(welcome.ops.len(), h.roster.len());
+    let roster = Roster::from_welcome(&h.hood(), &h.members[dave].keys.id(), &welcome).unwrap();
+    assert!(!roster.is_provisional());
+    assert_eq!(roster.checkpoint_held(), Some(true));
+    assert_eq!(roster.heads(), h.roster.heads());
+    assert_eq!(
+        roster.members().collect::<Vec<_>>(),
+        h.roster.members().collect::<Vec<_>>()
+    );
+    assert_eq!(roster.sealing_epoch(), h.roster.sealing_epoch());
+}
+
+/// A joiner whose welcome lacks part of the log starts from the checkpoint: it reads
+/// (it has the keys), refuses to make operations, takes the history by sync in any
+/// order, and then holds exactly the roster everyone else does.
+#[test]
+fn a_joiner_starts_from_the_checkpoint_and_checks_it_once_history_arrives() {
+    let (mut h, dave) = hood_with_history();
+    let mut welcome = welcome_for(&h, ALICE, dave);
+    let dave_id = h.members[dave].keys.id();
+    // Keep only the genesis and Dave's join (what a large hood's welcome holds).
+    let full = welcome.ops.clone();
+    welcome.ops.truncate(2);
+    let mut roster = Roster::from_welcome(&h.hood(), &dave_id, &welcome).unwrap();
+    assert!(roster.is_provisional());
+    assert_eq!(roster.history_missing(), h.roster.len() - 2);
+    assert!(roster.is_member(&dave_id));
+    assert!(!roster.is_member(&h.members[BOB].keys.id()));
+    assert_eq!(roster.sealing_epoch(), h.roster.sealing_epoch());
+    let mut ring = KeyRing::new();
+    roster.learn_keys(&h.members[dave].keys, &mut ring);
+    assert!(ring.contains(&roster.sealing_epoch().unwrap()));
+    // No operation while provisional.
+    let mut rng = SeededRng::new(5);
+    assert!(matches!(
+        roster.rekey(&h.members[dave].keys, NOW, &mut rng),
+        Err(MembershipError::Provisional { .. })
+    ));
+    // Meanwhile the hood goes on: Carol rekeys; the joiner takes it on top of the
+    // checkpoint.
+    h.rekey(CAROL);
+    let newest: Vec<Item> = h.roster.items().cloned().collect();
+    let rekey = newest.last().unwrap().clone();
+    sync_into(&mut roster, std::slice::from_ref(&rekey));
+    assert_eq!(roster.sealing_epoch(), h.roster.sealing_epoch());
+    // The history, newest first (the worst order for parents).
+    let mut history: Vec<Item> = full[2..].to_vec();
+    history.reverse();
+    sync_into(&mut roster, &history);
+    assert!(!roster.is_provisional());
+    assert_eq!(roster.checkpoint_held(), Some(true));
+    assert_eq!(roster.heads(), h.roster.heads());
+    assert_eq!(
+        roster.members().collect::<Vec<_>>(),
+        h.roster.members().collect::<Vec<_>>()
+    );
+    assert_eq!(roster.sealing_epoch(), h.roster.sealing_epoch());
+    assert!(roster.rekey(&h.members[dave].keys, NOW, &mut rng).is_ok());
+}
+
+/// The checkpoint is signed by the member whose join admits the joiner: changed in
+/// transit (or by anyone else), the welcome is refused.
+#[test]
+fn a_tampered_checkpoint_is_refused() {
+    let (h, dave) = hood_with_history();
+    let dave_id = h.members[dave].keys.id();
+    let mut welcome = welcome_for(&h, ALICE, dave);
+    welcome
+        .checkpoint
+        .members
+        .retain(|m| m.id != h.members[CAROL].keys.id());
+    assert_eq!(
+        Roster::from_welcome(&h.hood(), &dave_id, &welcome).unwrap_err(),
+        MembershipError::BadWelcomeSignature
+    );
+    // Signed by Carol, who did not admit Dave: the same.
+    let mut welcome = welcome_for(&h, ALICE, dave);
+    let join = welcome.ops[1].op_id();
+    welcome.signature = h.members[CAROL].keys.sign(&[&Welcome::signed_digest(
+        &h.hood(),
+        &join,
+        &welcome.checkpoint,
+    )]);
+    assert_eq!(
+        Roster::from_welcome(&h.hood(), &dave_id, &welcome).unwrap_err(),
+        MembershipError::BadWelcomeSignature
+    );
+    // A welcome for someone else (whose join it does not carry).
+    let mut welcome = welcome_for(&h, ALICE, dave);
+    welcome.ops.truncate(2);
+    assert_eq!(
+        Roster::from_welcome(&h.hood(), &h.members[CAROL].keys.id(), &welcome).unwrap_err(),
+        MembershipError::NotWelcomed
+    );
+}
+
+/// A hostile admitter signs a false checkpoint: Bob, whom Alice removed, is still a
+/// member in it, and the epoch he holds is called clean. With the whole log in the
+/// welcome, the joiner refuses it at once; without, the joiner is provisional (it
+/// posts nothing, so it seals nothing under Bob's epoch) and, once the history is
+/// here, follows the history and says the checkpoint did not hold.
+#[test]
+fn a_false_checkpoint_is_found_out_by_the_history() {
+    let (h, dave) = hood_with_history();
+    let dave_id = h.members[dave].keys.id();
+    let bob = h.members[BOB].keys.clone();
+    let lie = |mut welcome: Welcome| {
+        let c = &mut welcome.checkpoint;
+        c.removed.retain(|r| *r != bob.id());
+        let at = c
+            .members
+            .iter()
+            .position(|m| m.id > bob.id())
+            .unwrap_or(c.members.len());
+        let mut fake = c.members[0].clone();
+        fake.id = bob.id();
+        fake.exchange_key = bob.exchange_key();
+        fake.admin = false;
+        c.members.insert(at, fake);
+        // Holder bitmaps are over the member list: one more member, one more bit, 0.
+        for e in &mut c.epochs {
+            if let Holders::Members(bits) = &mut e.holders {
+                let old: Vec<bool> = (0..c.members.len() - 1)
+                    .map(|i| bits[i / 8] & (1 << (i % 8)) != 0)
+                    .collect();
+                let mut new = vec![0u8; c.members.len().div_ceil(8)];
+                for (i, held) in old.iter().enumerate() {
+                    let j = if i >= at { i + 1 } else { i };
+                    if *held {
+                        new[j / 8] |= 1 << (j % 8);
+                    }
+                }
+                *bits = new;
+            }
+        }
+        // Tainted only by Bob: call it clean, held by everyone.
+        for e in &mut c.epochs {
+            if e.holders == Holders::Tainted(bob.id()) {
+                e.holders = Holders::Members(vec![0xff; c.members.len().div_ceil(8)]);
+                if c.members.len() % 8 != 0
+                    && let Holders::Members(bits) = &mut e.holders
+                {
+                    *bits.last_mut().unwrap() = (1u8 << (c.members.len() % 8)) - 1;
+                }
+            }
+        }
+        let join = welcome.ops[1].op_id();
+        welcome.signature = h.members[ALICE].keys.sign(&[&Welcome::signed_digest(
+            &h.hood(),
+            &join,
+            &welcome.checkpoint,
+        )]);
+        welcome
+    };
+    let whole = lie(welcome_for(&h, ALICE, dave));
+    assert_eq!(
+        Roster::from_welcome(&h.hood(), &dave_id, &whole).unwrap_err(),
+        MembershipError::CheckpointContradicted
+    );
+    let mut partial = whole.clone();
+    let history = partial.ops.split_off(2);
+    let mut roster = Roster::from_welcome(&h.hood(), &dave_id, &partial).unwrap();
+    assert!(
+        roster.is_member(&bob.id()),
+        "the lie holds while provisional"
+    );
+    let mut rng = SeededRng::new(9);
+    assert!(matches!(
+        roster.rekey(&h.members[dave].keys, NOW, &mut rng),
+        Err(MembershipError::Provisional { .. })
+    ));
+    sync_into(&mut roster, &history);
+    assert_eq!(roster.checkpoint_held(), Some(false));
+    assert!(!roster.is_member(&bob.id()));
+    assert!(roster.is_removed(&bob.id()));
+    assert_eq!(roster.sealing_epoch(), h.roster.sealing_epoch());
+}
+
+/// An operation the checkpoint does not cover has no place in a welcome; malformed
+/// checkpoints are refused with a reason.
+#[test]
+fn malformed_welcomes_are_refused() {
+    let (mut h, dave) = hood_with_history();
+    let dave_id = h.members[dave].keys.id();
+    let welcome = welcome_for(&h, ALICE, dave);
+    h.rekey(CAROL);
+    let mut extra = welcome.clone();
+    extra.ops.push(h.roster.items().last().unwrap().clone());
+    assert_eq!(
+        Roster::from_welcome(&h.hood(), &dave_id, &extra).unwrap_err(),
+        MembershipError::UncoveredOp
+    );
+    let resign = |mut w: Welcome| {
+        let join = w.ops[1].op_id();
+        w.signature =
+            h.members[ALICE]
+                .keys
+                .sign(&[&Welcome::signed_digest(&h.hood(), &join, &w.checkpoint)]);
+        w
+    };
+    let mut unsorted = welcome.clone();
+    unsorted.checkpoint.covered.reverse();
+    let mut no_heads = welcome.clone();
+    no_heads.checkpoint.heads.clear();
+    let mut short_bits = welcome.clone();
+    for e in &mut short_bits.checkpoint.epochs {
+        if let Holders::Members(bits) = &mut e.holders {
+            bits.clear();
+        }
+    }
+    let mut stranger_taint = welcome.clone();
+    stranger_taint.checkpoint.epochs[0].holders = Holders::Tainted(MemberId([7; 32]));
+    for bad in [unsorted, no_heads, short_bits, stranger_taint] {
+        assert!(matches!(
+            Roster::from_welcome(&h.hood(), &dave_id, &resign(bad)).unwrap_err(),
+            MembershipError::BadCheckpoint(_)
+        ));
+    }
+}
+
+/// The bound of issue #14: a hood of 1000 members after 1000 rekeys (each wrapped to
+/// every member: about 110 MB of log) welcomes its 1000th member in at most 1 MiB, and
+/// the joiner starts from it: a member, with the sealing epoch's key, provisional until
+/// sync brings the log, then holding the same roster as the admitter.
+#[test]
+fn a_thousand_members_after_a_thousand_rekeys_welcome_in_a_mebibyte() {
+    const MEMBERS: usize = 1000;
+    const REKEYS: usize = 1000;
+    let mut rng = SeededRng::new(1000);
+    let founder = MemberKeys::generate(&mut rng);
+    let new = porchlight_proto::membership::found(
+        &founder,
+        "Elm Street",
+        "Alice",
+        Default::default(),
+        NOW,
+        &mut rng,
+    )
+    .unwrap();
+    let mut roster = new.roster().unwrap();
+    let mut ring = KeyRing::new();
+    roster.learn_keys(&founder, &mut ring);
+    let mut log: Vec<Item> = roster.items().cloned().collect();
+    let admit = |roster: &mut Roster, ring: &KeyRing, rng: &mut SeededRng, name: &str| {
+        let keys = MemberKeys::generate(rng);
+        let ticket = porchlight_proto::Ticket {
+            hood: roster.hood(),
+            hood_name: roster.name().to_owned(),
+            inviter: founder.id(),
+            id: porchlight_proto::TicketId(rng.bytes()),
+            expires_at: NOW + 3600,
+            bootstrap: vec![],
+        };
+        let signed = porchlight_proto::invite::SignedTicket::issue(&founder, &ticket).unwrap();
+        let request = porchlight_proto::JoinRequest::new(&keys, signed, &ticket, name).unwrap();
+        let join = roster.admit(&founder, ring, &request, NOW, rng).unwrap();
+        roster.insert(&join).unwrap();
+        (keys, join)
+    };
+    for i in 1..MEMBERS - 1 {
+        let (_, join) = admit(&mut roster, &ring, &mut rng, &format!("Neighbor {i}"));
+        log.push(join);
+    }
+    for _ in 0..REKEYS {
+        let (rekey, key, generation) = roster.rekey(&founder, NOW, &mut rng).unwrap();
+        roster.insert(&rekey).unwrap();
+        ring.insert(generation, key);
+        log.push(rekey);
+    }
+    let log_bytes: usize = log.iter().map(|i| i.encode().len()).sum();
+    assert!(
+        log_bytes > 100 * 1024 * 1024,
+        "the log is {log_bytes} bytes"
+    );
+    let (joiner, join) = admit(&mut roster, &ring, &mut rng, "Newcomer");
+    log.push(join);
+    assert_eq!(roster.members().count(), MEMBERS);
+
+    let welcome = roster.welcome(&founder, &joiner.id()).unwrap();
+    let bytes = JoinResponse::Welcome(welcome).encode();
+    assert!(
+        bytes.len() <= WELCOME_TARGET_BYTES,
+        "the welcome is {} bytes",
+        bytes.len()
+    );
+    let Ok(JoinResponse::Welcome(welcome)) = JoinResponse::decode(&bytes) else {
+        panic!("the welcome decodes");
+    };
+    let mut joined = Roster::from_welcome(&roster.hood(), &joiner.id(), &welcome).unwrap();
+    assert!(joined.is_provisional());
+    assert_eq!(joined.members().count(), MEMBERS);
+    assert!(joined.is_member(&joiner.id()));
+    assert_eq!(joined.sealing_epoch(), roster.sealing_epoch());
+    let mut joiner_ring = KeyRing::new();
+    joined.learn_keys(&joiner, &mut joiner_ring);
+    assert!(joiner_ring.contains(&joined.sealing_epoch().unwrap()));
+
+    // Sync brings the rest, in id order (not causal order), through validation.
+    let have: BTreeSet<_> = welcome.ops.iter().map(Item::op_id).collect();
+    let mut rest: Vec<Item> = log
+        .into_iter()
+        .filter(|i| !have.contains(&i.op_id()))
+        .collect();
+    rest.sort_by_key(Item::op_id);
+    sync_into(&mut joined, &rest);
+    assert!(!joined.is_provisional());
+    assert_eq!(joined.checkpoint_held(), Some(true));
+    assert_eq!(joined.heads(), roster.heads());
+    assert_eq!(joined.sealing_epoch(), roster.sealing_epoch());
+    assert_eq!(
+        joined.members().collect::<Vec<_>>(),
+        roster.members().collect::<Vec<_>>()
+    );
+    assert!(matches!(
+        joined.items().next().map(|i| i.body()),
+        Some(Ok(Body::Membership(Op::Genesis(_))))
+    ));
+}
