@@ -346,6 +346,10 @@ fn a_thousand_members_after_a_thousand_rekeys_welcome_in_a_mebibyte() {
 
     let welcome = roster.welcome(&founder, &joiner.id()).unwrap();
     let bytes = JoinResponse::Welcome(welcome).encode();
+    eprintln!(
+        "welcome: {} bytes for {MEMBERS} members after {REKEYS} rekeys (log: {log_bytes} bytes)",
+        bytes.len()
+    );
     assert!(
         bytes.len() <= WELCOME_TARGET_BYTES,
         "the welcome is {} bytes",
