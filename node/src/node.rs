@@ -2428,7 +2428,7 @@ impl EventLoop {
         let response = match self.admit(&peer, &request).await {
             Ok(welcome) => {
                 tracing::info!(%peer, "admitted a new member");
-                JoinResponse::Welcome(welcome)
+                JoinResponse::Welcome(Box::new(welcome))
             }
             Err(why) => {
                 tracing::info!(%peer, %why, "refused a join request");

@@ -4,7 +4,7 @@
 //! A hood's log grows with every rekey (one wrap per member), so after a thousand rekeys
 //! in a hood of a thousand the whole log is about a hundred megabytes: no joiner could
 //! start from it. A checkpoint is what the fold derives (members, removals, used tickets,
-//! epochs and who holds them), about 200 bytes a member. The joiner relies on it only
+//! epochs and who holds them): 0.38 MiB for that hood. The joiner relies on it only
 //! provisionally: it reads, but neither posts nor changes the roster, until sync has
 //! brought every operation the checkpoint covers; then it folds them and checks the
 //! claim (`docs/protocol.md` § Joining).
@@ -235,7 +235,7 @@ impl State {
                 Holders::Tainted(_) => return Err(bad("a tainted epoch names no removed member")),
                 Holders::Members(bits) => {
                     if bits.len() != ids.len().div_ceil(8)
-                        || (ids.len() % 8 != 0
+                        || (!ids.len().is_multiple_of(8)
                             && bits.last().is_some_and(|b| b >> (ids.len() % 8) != 0))
                     {
                         return Err(bad("an epoch's holder bitmap has the wrong length"));

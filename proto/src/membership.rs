@@ -228,7 +228,7 @@ impl Welcome {
 /// The answer to a join request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum JoinResponse {
-    Welcome(Welcome),
+    Welcome(Box<Welcome>),
     /// Why the member refused, for the joiner to show (at most 200 bytes).
     Refused(String),
 }

@@ -294,13 +294,10 @@ pub fn judge_op(item: &Item, roster: &Roster, now: u64) -> Result<VerifiedOp, Re
     if verified.op.created_at() > now.saturating_add(MAX_CLOCK_SKEW_SECS) {
         return Err(Reason::FutureTimestamp);
     }
-    if covered {
-        return Ok(verified);
-    }
-    if roster.missing_parent(&verified.op).is_some() {
+    if !covered && roster.missing_parent(&verified.op).is_some() {
         return Err(Reason::MissingParents);
     }
-    if roster.ops_by(&item.author) >= MAX_OPS_PER_MEMBER {
+    if !covered && roster.ops_by(&item.author) >= MAX_OPS_PER_MEMBER {
         return Err(Reason::TooManyOps);
     }
     if roster.len() >= MAX_OPS {

@@ -711,7 +711,7 @@ proptest! {
 
     #[test]
     fn join_response_with_a_welcome_round_trips(ops in vec(any_item(), 0..6)) {
-        let response = JoinResponse::Welcome(Welcome { ops, ..some_welcome() });
+        let response = JoinResponse::Welcome(Box::new(Welcome { ops, ..some_welcome() }));
         check_round_trip(&response, JoinResponse::encode, JoinResponse::decode)?;
     }
 

@@ -36,6 +36,18 @@ fn welcome_for(h: &TestHood, admitter: usize, joiner: usize) -> Welcome {
         .unwrap()
 }
 
+/// `welcome` with its checkpoint signed again by member `by`, over the join it carries
+/// second (as a welcome does).
+fn signed_by(h: &TestHood, by: usize, mut welcome: Welcome) -> Welcome {
+    let join = welcome.ops[1].op_id();
+    welcome.signature = h.members[by].keys.sign(&[&Welcome::signed_digest(
+        &h.hood(),
+        &join,
+        &welcome.checkpoint,
+    )]);
+    welcome
+}
+
 /// Feeds `items` to `roster` through sync's validation, as a node does, until none is
 /// left that can be taken (bounded: one pass per item at most).
 fn sync_into(roster: &mut Roster, items: &[Item]) {
@@ -142,13 +154,7 @@ fn a_tampered_checkpoint_is_refused() {
         MembershipError::BadWelcomeSignature
     );
     // Signed by Carol, who did not admit Dave: the same.
-    let mut welcome = welcome_for(&h, ALICE, dave);
-    let join = welcome.ops[1].op_id();
-    welcome.signature = h.members[CAROL].keys.sign(&[&Welcome::signed_digest(
-        &h.hood(),
-        &join,
-        &welcome.checkpoint,
-    )]);
+    let welcome = signed_by(&h, CAROL, welcome_for(&h, ALICE, dave));
     assert_eq!(
         Roster::from_welcome(&h.hood(), &dave_id, &welcome).unwrap_err(),
         MembershipError::BadWelcomeSignature
@@ -205,20 +211,14 @@ fn a_false_checkpoint_is_found_out_by_the_history() {
         for e in &mut c.epochs {
             if e.holders == Holders::Tainted(bob.id()) {
                 e.holders = Holders::Members(vec![0xff; c.members.len().div_ceil(8)]);
-                if c.members.len() % 8 != 0
+                if !c.members.len().is_multiple_of(8)
                     && let Holders::Members(bits) = &mut e.holders
                 {
                     *bits.last_mut().unwrap() = (1u8 << (c.members.len() % 8)) - 1;
                 }
             }
         }
-        let join = welcome.ops[1].op_id();
-        welcome.signature = h.members[ALICE].keys.sign(&[&Welcome::signed_digest(
-            &h.hood(),
-            &join,
-            &welcome.checkpoint,
-        )]);
-        welcome
+        signed_by(&h, ALICE, welcome)
     };
     let whole = lie(welcome_for(&h, ALICE, dave));
     assert_eq!(
@@ -258,14 +258,6 @@ fn malformed_welcomes_are_refused() {
         Roster::from_welcome(&h.hood(), &dave_id, &extra).unwrap_err(),
         MembershipError::UncoveredOp
     );
-    let resign = |mut w: Welcome| {
-        let join = w.ops[1].op_id();
-        w.signature =
-            h.members[ALICE]
-                .keys
-                .sign(&[&Welcome::signed_digest(&h.hood(), &join, &w.checkpoint)]);
-        w
-    };
     let mut unsorted = welcome.clone();
     unsorted.checkpoint.covered.reverse();
     let mut no_heads = welcome.clone();
@@ -280,7 +272,7 @@ fn malformed_welcomes_are_refused() {
     stranger_taint.checkpoint.epochs[0].holders = Holders::Tainted(MemberId([7; 32]));
     for bad in [unsorted, no_heads, short_bits, stranger_taint] {
         assert!(matches!(
-            Roster::from_welcome(&h.hood(), &dave_id, &resign(bad)).unwrap_err(),
+            Roster::from_welcome(&h.hood(), &dave_id, &signed_by(&h, ALICE, bad)).unwrap_err(),
             MembershipError::BadCheckpoint(_)
         ));
     }
@@ -345,11 +337,14 @@ fn a_thousand_members_after_a_thousand_rekeys_welcome_in_a_mebibyte() {
     assert_eq!(roster.members().count(), MEMBERS);
 
     let welcome = roster.welcome(&founder, &joiner.id()).unwrap();
-    let bytes = JoinResponse::Welcome(welcome).encode();
+    let checkpoint_bytes = welcome.checkpoint.encode().len();
+    let bytes = JoinResponse::Welcome(Box::new(welcome)).encode();
     eprintln!(
-        "welcome: {} bytes for {MEMBERS} members after {REKEYS} rekeys (log: {log_bytes} bytes)",
+        "welcome: {} bytes, its checkpoint {checkpoint_bytes}, for {MEMBERS} members after \
+         {REKEYS} rekeys (log: {log_bytes} bytes)",
         bytes.len()
     );
+    assert!(checkpoint_bytes <= WELCOME_TARGET_BYTES / 2);
     assert!(
         bytes.len() <= WELCOME_TARGET_BYTES,
         "the welcome is {} bytes",
