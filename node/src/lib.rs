@@ -28,6 +28,7 @@ pub mod identity;
 pub mod instrument;
 pub mod links;
 pub mod local;
+pub mod logs;
 pub mod net;
 pub mod node;
 pub mod quiet;

@@ -39,6 +39,14 @@ pub const EVENT_QUEUE: usize = 256;
 pub const OUTSIDER_GRACE: Duration = Duration::from_secs(30);
 /// Most non-members connected at once (each may be presenting a ticket).
 pub const MAX_OUTSIDERS: usize = 16;
+/// A non-member connected this long without a join request is idle: when the slots are
+/// full, the idlest makes room for a new one.
+pub const OUTSIDER_IDLE: Duration = Duration::from_secs(5);
+/// A member's last-seen time is written to the store at most once a minute.
+const SEEN_SAVE_EVERY_SECS: u64 = 60;
+/// At most this many lines about refused join requests per `LOG_WINDOW`.
+const JOIN_REFUSAL_LOGS: u32 = 10;
+const LOG_WINDOW: Duration = Duration::from_secs(60);
 /// Each reconcile answer sorts our whole set: a peer may ask at most this many times per
 /// `RECONCILE_WINDOW` (a session takes a few rounds; sessions start every 30 s).
 pub const MAX_RECONCILES_PER_WINDOW: u32 = 64;
@@ -281,6 +289,36 @@ pub struct SyncStats {
 
 type Reply<T> = oneshot::Sender<Result<T, NodeError>>;
 
+/// The order to dial remembered members in at start: most recently seen first; members
+/// seen equally long ago (never, say) in random order, so that a hood's nodes do not all
+/// try the same ones first.
+fn dial_order<T>(
+    mut known: Vec<(u64, PeerId, T)>,
+    rng: &mut impl rand_core::Rng,
+) -> Vec<(u64, PeerId, T)> {
+    for i in (1..known.len()).rev() {
+        let j = (rng.next_u64() % (i as u64 + 1)) as usize;
+        known.swap(i, j);
+    }
+    known.sort_by_key(|k| std::cmp::Reverse(k.0));
+    known
+}
+
+/// The non-member connected longest without a join request, once idle for
+/// `OUTSIDER_IDLE` (`deadlines` are their connection times plus `OUTSIDER_GRACE`).
+fn idlest_outsider(
+    deadlines: &HashMap<PeerId, Instant>,
+    joining: &HashSet<PeerId>,
+    now: Instant,
+) -> Option<PeerId> {
+    deadlines
+        .iter()
+        .filter(|(peer, _)| !joining.contains(peer))
+        .filter(|(_, deadline)| **deadline <= now + OUTSIDER_GRACE - OUTSIDER_IDLE)
+        .min_by_key(|(_, deadline)| **deadline)
+        .map(|(peer, _)| *peer)
+}
+
 /// Removes and returns the peers whose time in `deadlines` has come.
 fn take_due(deadlines: &mut HashMap<PeerId, Instant>, now: Instant) -> Vec<PeerId> {
     let due: Vec<PeerId> = deadlines
@@ -439,6 +477,14 @@ impl Node {
         let acknowledger = tokio::spawn(acknowledge(store.clone(), pending_acks));
         let peer_id = *swarm.local_peer_id();
         let last_item_at = store.last_received();
+        // When members were last seen, as a restart left it: the order to dial them in.
+        let last_seen: HashMap<MemberId, u64> = match store.last_seen() {
+            Ok(seen) => seen.into_iter().collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read when members were last seen");
+                HashMap::new()
+            }
+        };
         let mut event_loop = EventLoop {
             swarm,
             engine,
@@ -454,7 +500,10 @@ impl Node {
             last_item_at,
             events: events.clone(),
             outsiders: HashMap::new(),
-            last_seen: HashMap::new(),
+            joining_outsiders: HashSet::new(),
+            seen_saved: last_seen.clone(),
+            last_seen,
+            join_refusals: crate::logs::Budget::new(JOIN_REFUSAL_LOGS, LOG_WINDOW),
             addresses: HashMap::new(),
             join: None,
             listen: Vec::new(),
@@ -728,6 +777,13 @@ struct EventLoop {
     events: broadcast::Sender<Event>,
     /// Connected non-members and when they must be gone.
     outsiders: HashMap<PeerId, Instant>,
+    /// Those of them that sent a join request: not idle, so never evicted for another.
+    joining_outsiders: HashSet<PeerId>,
+    /// The last-seen times as last written to the store (written again a minute on).
+    seen_saved: HashMap<MemberId, u64>,
+    /// Log lines about refused join requests: anyone who reaches the port can send
+    /// those, so a few a minute are logged and the rest counted.
+    join_refusals: crate::logs::Budget,
     /// When each member was last connected or last sent an item (members only).
     last_seen: HashMap<MemberId, u64>,
     /// Addresses peers told us they listen on (identify), bounded by connected peers.
@@ -833,9 +889,8 @@ impl EventLoop {
                 let addrs = addrs.iter().filter_map(|a| a.parse().ok()).collect();
                 known.push((seen, peer, addrs));
             }
-            known.sort_by_key(|k| std::cmp::Reverse(k.0));
             targets.extend(
-                known
+                dial_order(known, &mut crate::rng())
                     .into_iter()
                     .take(MAX_START_DIALS)
                     .map(|(_, peer, addrs)| (Some(peer), addrs)),
@@ -1661,6 +1716,16 @@ impl EventLoop {
             let at = at.min(crate::now());
             let seen = self.last_seen.entry(member).or_default();
             *seen = (*seen).max(at);
+            let seen = *seen;
+            let saved = self.seen_saved.get(&member).copied().unwrap_or(0);
+            if seen >= saved.saturating_add(SEEN_SAVE_EVERY_SECS) {
+                match self.store.set_last_seen(&member, seen) {
+                    Ok(()) => {
+                        self.seen_saved.insert(member, seen);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot record when a member was seen"),
+                }
+            }
         }
     }
 
@@ -1731,10 +1796,25 @@ impl EventLoop {
                     if !self.outsiders.contains_key(&peer_id)
                         && self.outsiders.len() >= MAX_OUTSIDERS
                     {
-                        // Non-members must not take the slots members need.
-                        tracing::debug!(peer = %peer_id, "too many non-members connected; closing");
-                        let _ = self.swarm.disconnect_peer_id(peer_id);
-                        return;
+                        // Non-members must not take the slots members need. One that has
+                        // sat idle (no join request) makes room for the newcomer, so
+                        // whoever fills the slots cannot keep a neighbor from joining.
+                        match idlest_outsider(
+                            &self.outsiders,
+                            &self.joining_outsiders,
+                            Instant::now(),
+                        ) {
+                            Some(idle) => {
+                                tracing::debug!(peer = %idle, "evicting an idle non-member for a new one");
+                                self.outsiders.remove(&idle);
+                                let _ = self.swarm.disconnect_peer_id(idle);
+                            }
+                            None => {
+                                tracing::debug!(peer = %peer_id, "too many non-members connected; closing");
+                                let _ = self.swarm.disconnect_peer_id(peer_id);
+                                return;
+                            }
+                        }
                     }
                     self.outsiders
                         .entry(peer_id)
@@ -1764,6 +1844,7 @@ impl EventLoop {
                     self.saw(member, crate::now());
                 }
                 self.outsiders.remove(&peer_id);
+                self.joining_outsiders.remove(&peer_id);
                 self.addresses.remove(&peer_id);
                 self.reconciled.remove(&peer_id);
                 self.ignored.remove(&peer_id);
@@ -2425,13 +2506,24 @@ impl EventLoop {
         else {
             return;
         };
+        if self.outsiders.contains_key(&peer) {
+            self.joining_outsiders.insert(peer);
+        }
         let response = match self.admit(&peer, &request).await {
             Ok(welcome) => {
                 tracing::info!(%peer, "admitted a new member");
                 JoinResponse::Welcome(Box::new(welcome))
             }
             Err(why) => {
-                tracing::info!(%peer, %why, "refused a join request");
+                match self.join_refusals.take(std::time::Instant::now()) {
+                    crate::logs::Take::Log { suppressed: 0 } => {
+                        tracing::info!(%peer, %why, "refused a join request");
+                    }
+                    crate::logs::Take::Log { suppressed } => {
+                        tracing::info!(%peer, %why, suppressed, "refused a join request (and `suppressed` more since the last such line)");
+                    }
+                    crate::logs::Take::Quiet => {}
+                }
                 JoinResponse::refused(&why)
             }
         };
@@ -2472,6 +2564,46 @@ impl EventLoop {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn start_dials_go_to_the_most_recently_seen_first() {
+        let peers: Vec<PeerId> = (0..6).map(|_| PeerId::random()).collect();
+        let known = vec![
+            (0, peers[0], ()),
+            (300, peers[1], ()),
+            (0, peers[2], ()),
+            (900, peers[3], ()),
+            (0, peers[4], ()),
+            (600, peers[5], ()),
+        ];
+        let order = dial_order(known.clone(), &mut crate::rng());
+        let seen: Vec<u64> = order.iter().map(|k| k.0).collect();
+        assert_eq!(seen, [900, 600, 300, 0, 0, 0]);
+        assert_eq!(order[0].1, peers[3]);
+        // The never-seen ones come in random order: not always the same one first.
+        let firsts: HashSet<PeerId> = (0..64)
+            .map(|_| dial_order(known.clone(), &mut crate::rng())[3].1)
+            .collect();
+        assert!(firsts.len() > 1);
+    }
+
+    #[test]
+    fn an_idle_outsider_makes_room_and_one_presenting_a_ticket_does_not() {
+        let now = Instant::now();
+        let (old, older, fresh) = (PeerId::random(), PeerId::random(), PeerId::random());
+        let mut deadlines = HashMap::new();
+        // Connected 10 s, 20 s and 1 s ago.
+        deadlines.insert(old, now + OUTSIDER_GRACE - Duration::from_secs(10));
+        deadlines.insert(older, now + OUTSIDER_GRACE - Duration::from_secs(20));
+        deadlines.insert(fresh, now + OUTSIDER_GRACE - Duration::from_secs(1));
+        let mut joining = HashSet::new();
+        assert_eq!(idlest_outsider(&deadlines, &joining, now), Some(older));
+        joining.insert(older);
+        assert_eq!(idlest_outsider(&deadlines, &joining, now), Some(old));
+        joining.insert(old);
+        // Only one connected a second ago is left: not idle yet.
+        assert_eq!(idlest_outsider(&deadlines, &joining, now), None);
+    }
 
     #[test]
     fn only_a_ping_that_timed_out_closes_a_connection() {

@@ -268,6 +268,9 @@ const PROTOCOL_KEY: &[u8] = b"protocol";
 /// `meta` key of the checkpoint a joiner's roster starts from, while the operations it
 /// covers are still arriving (absent otherwise).
 const CHECKPOINT_KEY: &[u8] = b"checkpoint";
+/// `meta` key prefix of a member's last-seen time (then the member id; the value a
+/// big-endian `u64`).
+const LAST_SEEN_PREFIX: &[u8] = b"seen/";
 /// The protocol version of the hood this store holds. A store with a hood and no
 /// `protocol` key holds a protocol 1 hood (whose membership log has no causal parents and
 /// whose hood id is derived differently): refused with a clear error, never guessed at.
@@ -1232,6 +1235,34 @@ impl Store {
         })
     }
 
+    /// Records when a member was last seen (Unix seconds): the order a restarted node
+    /// dials remembered members in.
+    pub fn set_last_seen(&self, member: &MemberId, at: u64) -> Result<(), StoreError> {
+        let mut key = LAST_SEEN_PREFIX.to_vec();
+        key.extend_from_slice(&member.0);
+        self.write(|| -> Result<(), StoreError> {
+            self.meta.insert(key, &at.to_be_bytes())?;
+            Ok(())
+        })
+    }
+
+    /// Every member's last-seen time recorded by [`Store::set_last_seen`].
+    pub fn last_seen(&self) -> Result<Vec<(MemberId, u64)>, StoreError> {
+        let mut out = Vec::new();
+        for entry in self.meta.scan_prefix(LAST_SEEN_PREFIX) {
+            let (k, v) = entry?;
+            let member: [u8; 32] = k[LAST_SEEN_PREFIX.len()..]
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("last-seen key"))?;
+            let at: [u8; 8] = v
+                .as_ref()
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("last-seen time"))?;
+            out.push((MemberId(member), u64::from_be_bytes(at)));
+        }
+        Ok(out)
+    }
+
     pub fn peers(&self) -> Result<Vec<PeerEntry>, StoreError> {
         let mut out = Vec::new();
         for entry in self.peers.iter() {
@@ -1278,6 +1309,22 @@ mod tests {
             expires_at,
             received_at: 11,
         }
+    }
+
+    #[test]
+    fn last_seen_times_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store.set_last_seen(&MemberId([1; 32]), 100).unwrap();
+            store.set_last_seen(&MemberId([2; 32]), 50).unwrap();
+            store.set_last_seen(&MemberId([1; 32]), 150).unwrap();
+        }
+        let store = reopen(dir.path());
+        assert_eq!(
+            store.last_seen().unwrap(),
+            vec![(MemberId([1; 32]), 150), (MemberId([2; 32]), 50)]
+        );
     }
 
     #[test]

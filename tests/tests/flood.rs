@@ -624,3 +624,86 @@ async fn a_few_messages_nodes_cannot_read_cost_their_relay_nothing() {
         f.scores
     );
 }
+
+/// Issue #15: anyone who reaches the port can open connections and sit on them. A node
+/// keeps at most `MAX_OUTSIDERS` non-members; one idle for `OUTSIDER_IDLE` (no join
+/// request) makes room for a newcomer, so strangers filling the slots cannot keep a
+/// neighbor with an invite out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_strangers_filling_the_outsider_slots_do_not_lock_a_joiner_out() {
+    use porchlight_node::node::{MAX_OUTSIDERS, OUTSIDER_IDLE};
+    let _serial = SERIAL.lock().await;
+    let alice = TestNode::found("alice").await;
+    let addr: Multiaddr = alice
+        .node
+        .status()
+        .await
+        .unwrap()
+        .listen
+        .into_iter()
+        .find(|a| {
+            a.iter()
+                .any(|p| matches!(p, libp2p::multiaddr::Protocol::Tcp(_)))
+        })
+        .expect("a TCP listen address");
+    let mut strangers = Vec::new();
+    for _ in 0..MAX_OUTSIDERS + 4 {
+        let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default().nodelay(true),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .unwrap()
+            .with_behaviour(|_| libp2p::swarm::dummy::Behaviour)
+            .unwrap()
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
+            .build();
+        swarm.dial(addr.clone()).unwrap();
+        strangers.push(tokio::spawn(async move {
+            loop {
+                swarm.select_next_some().await;
+            }
+        }));
+    }
+    assert!(
+        eventually(|| async {
+            alice
+                .node
+                .status()
+                .await
+                .is_ok_and(|s| s.connected.len() >= MAX_OUTSIDERS)
+        })
+        .await,
+        "the strangers never filled the slots"
+    );
+    tokio::time::sleep(OUTSIDER_IDLE + Duration::from_secs(1)).await;
+    let status = alice.node.status().await.unwrap();
+    assert_eq!(
+        status.connected.len(),
+        MAX_OUTSIDERS,
+        "strangers past the cap are closed"
+    );
+    // Bob presents his invite: an idle stranger makes room, and he joins.
+    let bob = alice.invite("bob").await;
+    assert_eq!(bob.node.status().await.unwrap().members, 2);
+    // (Alice renews her link to Bob once he is a member.)
+    assert!(
+        eventually(|| async {
+            alice
+                .node
+                .status()
+                .await
+                .is_ok_and(|s| s.connected.contains(&bob.node.peer_id()))
+        })
+        .await,
+        "bob's link to alice never came back"
+    );
+    assert!(alice.node.status().await.unwrap().connected.len() <= MAX_OUTSIDERS + 1);
+    for stranger in strangers {
+        stranger.abort();
+    }
+    bob.stop().await;
+    alice.stop().await;
+}
