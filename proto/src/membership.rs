@@ -38,7 +38,8 @@ use crate::invite::{InviteError, SignedTicket, Ticket, TicketId};
 use crate::item::{Body, Item, Kind, OpId};
 use crate::keys::{self, EpochId, EpochKey, EpochWrap, KeyError, KeyRing, Wrap};
 use crate::limits::{
-    MAX_EPOCHS, MAX_MEMBERS, MAX_NAME_BYTES, MAX_OPS, MAX_PARENTS, MAX_WELCOME_BYTES,
+    MAX_EPOCHS, MAX_MEMBERS, MAX_NAME_BYTES, MAX_OPS, MAX_PARENTS, MAX_RESERVED_OPS,
+    MAX_WELCOME_BYTES,
 };
 
 /// Largest join request on the wire.
@@ -554,6 +555,8 @@ pub struct Roster {
     /// The founder and everyone some `Join` in the set admits, whether or not it took
     /// effect: whose operations the set takes (the fold decides what they do).
     known: BTreeSet<MemberId>,
+    /// Per-author chains and who signed each joiner's joins (see [`Budget`]).
+    budget: Budget,
     // Derived by the fold.
     state: State,
     /// Members' decompressed keys, for `verify_item`.
@@ -722,9 +725,11 @@ impl Roster {
             heads: BTreeSet::from([id]),
             authored: BTreeMap::from([(founder, BTreeSet::from([id]))]),
             known: BTreeSet::from([founder]),
+            budget: Budget::default(),
             state: State::default(),
             verifiers: BTreeMap::new(),
         };
+        roster.note_budget(id);
         roster.refold();
         Ok(roster)
     }
@@ -818,7 +823,7 @@ impl Roster {
 
     /// Adds a verified operation whose parents are all present, without folding.
     fn add(&mut self, id: OpId, verified: VerifiedOp) -> Result<(), MembershipError> {
-        if self.ops.len() >= MAX_OPS {
+        if self.ops.len() >= MAX_OPS + MAX_RESERVED_OPS {
             return Err(MembershipError::TooManyOps(self.ops.len()));
         }
         if matches!(verified.op, Op::Genesis(_)) {
@@ -836,6 +841,7 @@ impl Roster {
             self.known.insert(j.request.joiner);
         }
         self.ops.insert(id, verified);
+        self.note_budget(id);
         Ok(())
     }
 
@@ -1240,7 +1246,7 @@ impl Roster {
             return Err(MembershipError::TicketForAnotherHood);
         }
         let mut join = Join {
-            parents: self.heads(),
+            parents: self.parents_for(&admitter.id()),
             created_at: now,
             request: request.clone(),
             wraps: Vec::new(),
@@ -1294,7 +1300,7 @@ impl Roster {
         }
         let generation = self.state.next_generation();
         let op = Op::Rekey(Rekey {
-            parents: self.heads(),
+            parents: self.parents_for(&keys.id()),
             created_at: now,
             generation,
             epoch: key.id(),
@@ -1315,7 +1321,7 @@ impl Roster {
         now: u64,
     ) -> Result<Item, MembershipError> {
         let op = Op::Remove(Remove {
-            parents: self.heads(),
+            parents: self.parents_for(&keys.id()),
             created_at: now,
             target,
         });
@@ -1332,7 +1338,7 @@ impl Roster {
         now: u64,
     ) -> Result<Item, MembershipError> {
         let op = Op::Promote(Promote {
-            parents: self.heads(),
+            parents: self.parents_for(&keys.id()),
             created_at: now,
             target,
         });
@@ -1378,5 +1384,186 @@ impl Roster {
             }
         }
         (learned, failed)
+    }
+}
+
+/// What the operation caps count, kept beside the set (a function of it, like the
+/// fold). `docs/protocol.md` § Membership, "Caps", has the rules and the reasoning.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Budget {
+    /// Each operation's place in its author's chain: one past the highest place of its
+    /// author's operations in its causal past. An honest member's operations form one
+    /// chain (each names, directly or through others, its author's previous one), so
+    /// this counts them; it depends on the operation and its causal past alone, so
+    /// every node gives an operation the same place.
+    place: BTreeMap<OpId, u32>,
+    /// Each author's highest place.
+    top: BTreeMap<MemberId, u32>,
+    /// The joins in the set that name each joiner.
+    joins: BTreeMap<MemberId, BTreeSet<OpId>>,
+}
+
+impl Roster {
+    /// Records an operation just added to the set (see [`Budget`]).
+    fn note_budget(&mut self, id: OpId) {
+        let Some(stored) = self.ops.get(&id) else {
+            return;
+        };
+        let author = stored.item.author;
+        let joiner = match &stored.op {
+            Op::Join(j) => Some(j.request.joiner),
+            _ => None,
+        };
+        let place = u32::try_from(self.chain_place(&author, stored.op.parents())).unwrap_or(u32::MAX);
+        self.budget.place.insert(id, place);
+        let top = self.budget.top.entry(author).or_insert(0);
+        *top = (*top).max(place);
+        if let Some(joiner) = joiner {
+            self.budget.joins.entry(joiner).or_default().insert(id);
+        }
+    }
+
+    /// The place in `author`'s chain of an operation by them naming `parents`: one past
+    /// the highest place of their operations in its causal past. A function of the
+    /// causal past alone: the per-member cap judged on it gives every node the same
+    /// verdict (`validate::judge_op`). Parents the set lacks count as nothing.
+    pub fn chain_place(&self, author: &MemberId, parents: &[OpId]) -> usize {
+        let top = self.budget.top.get(author).copied().unwrap_or(0);
+        let mut best = 0u32;
+        let mut seen = BTreeSet::new();
+        // Breadth first, nearest first: an honest author's previous operation is close,
+        // and once an operation at their highest place is found nothing can beat it.
+        let mut queue: std::collections::VecDeque<OpId> = parents.iter().copied().collect();
+        while best < top
+            && let Some(id) = queue.pop_front()
+        {
+            if !seen.insert(id) {
+                continue;
+            }
+            let Some(stored) = self.ops.get(&id) else {
+                continue;
+            };
+            if stored.item.author == *author {
+                best = best.max(self.budget.place.get(&id).copied().unwrap_or(1));
+                continue;
+            }
+            queue.extend(stored.op.parents().iter().copied());
+        }
+        best as usize + 1
+    }
+
+    /// Whether `id`'s admission took effect: a member, or a member since removed. Anyone
+    /// else a join names is known (their operations are taken) but not admitted.
+    fn is_admitted(&self, id: &MemberId) -> bool {
+        self.state.members.contains_key(id) || self.state.removed.contains(id)
+    }
+
+    /// The member whose budget `author`'s operations are charged to: their own if they
+    /// were admitted; else the budget of whoever signed the join that names them (the
+    /// lowest op id if several), transitively. So the joins a removed member signs for
+    /// puppets, which the fold voids, give the puppets no budget of their own.
+    pub fn budget_owner(&self, author: &MemberId) -> MemberId {
+        let mut who = *author;
+        let mut seen = BTreeSet::new();
+        while !self.is_admitted(&who) && seen.insert(who) {
+            let Some(admitter) = self
+                .budget
+                .joins
+                .get(&who)
+                .and_then(BTreeSet::first)
+                .and_then(|id| self.ops.get(id))
+                .map(|stored| stored.item.author)
+            else {
+                break;
+            };
+            who = admitter;
+        }
+        who
+    }
+
+    /// How many operations in the set are charged to `owner`'s budget.
+    pub fn budget_used(&self, owner: &MemberId) -> usize {
+        let charged: usize = self
+            .budget
+            .joins
+            .keys()
+            .filter(|j| *j != owner && !self.is_admitted(j) && self.budget_owner(j) == *owner)
+            .map(|j| self.ops_by(j))
+            .sum();
+        self.ops_by(owner) + charged
+    }
+
+    /// Whether an operation may take the room kept past [`MAX_OPS`]: a removal or a
+    /// rekey by a current admin.
+    pub fn may_use_reserve(&self, author: &MemberId, op: &Op) -> bool {
+        matches!(op, Op::Remove(_) | Op::Rekey(_)) && self.is_admin(author)
+    }
+
+    /// Whether `author` signed operations that are not on one chain (neither in the
+    /// other's causal past): equivocation, which no honest node does.
+    pub fn has_forked(&self, author: &MemberId) -> bool {
+        let top = self.budget.top.get(author).copied().unwrap_or(0) as usize;
+        self.ops_by(author) > top
+    }
+
+    /// Whether an honest builder names `author`'s operations as parents: only those of
+    /// admitted members who never forked. Whether other nodes take an operation by
+    /// anyone else may depend on what they held when it came (its author's budget is
+    /// charged to another's, or its author equivocated); an honest operation must never
+    /// wait for one, so it does not name one.
+    fn builds_on(&self, author: &MemberId) -> bool {
+        self.is_admitted(author) && !self.has_forked(author)
+    }
+
+    /// `author`'s operation at their highest place (lowest op id among equals).
+    fn latest_of(&self, author: &MemberId) -> Option<OpId> {
+        let top = self.budget.top.get(author).copied()?;
+        self.authored
+            .get(author)?
+            .iter()
+            .find(|id| self.budget.place.get(id) == Some(&top))
+            .copied()
+    }
+
+    /// The parents a new operation by `author` names: the heads, with any operation by
+    /// an author [`Roster::builds_on`] refuses replaced by its nearest ancestors it
+    /// accepts, and always `author`'s own latest operation, so that an honest member's
+    /// operations form one chain (the heads alone are cut at [`MAX_PARENTS`]).
+    pub fn parents_for(&self, author: &MemberId) -> Vec<OpId> {
+        let mut chosen = BTreeSet::new();
+        let mut seen = BTreeSet::new();
+        let mut stack: Vec<OpId> = self.heads.iter().copied().collect();
+        let mut all_heads = true;
+        while let Some(id) = stack.pop() {
+            if !seen.insert(id) {
+                continue;
+            }
+            let Some(stored) = self.ops.get(&id) else {
+                continue;
+            };
+            if stored.item.author == *author || self.builds_on(&stored.item.author) {
+                chosen.insert(id);
+            } else {
+                all_heads = false;
+                stack.extend_from_slice(stored.op.parents());
+            }
+        }
+        if chosen.is_empty() {
+            return self.heads();
+        }
+        if all_heads && chosen.len() <= MAX_PARENTS {
+            // Every head: the operation follows everything in the set.
+            return chosen.into_iter().collect();
+        }
+        let own = self.latest_of(author);
+        let room = MAX_PARENTS - usize::from(own.is_some());
+        let mut parents: Vec<OpId> = chosen
+            .into_iter()
+            .filter(|p| Some(*p) != own)
+            .take(room)
+            .collect();
+        parents.extend(own);
+        parents.sort();
+        parents
     }
 }
