@@ -1025,11 +1025,10 @@ mod tests {
         let other = porchlight_proto::keys::EpochKey::generate(&hood, &mut rng);
         let roster = alice.roster();
         let generation = roster.epochs().map(|e| e.generation).max().unwrap() + 1;
-        let wrap_to = |k: &porchlight_proto::keys::EpochKey,
-                       m: &MemberKeys,
-                       rng: &mut SeededRng| {
-            porchlight_proto::keys::wrap(k, &hood, m.id(), &m.exchange_key(), rng).unwrap()
-        };
+        let wrap_to =
+            |k: &porchlight_proto::keys::EpochKey, m: &MemberKeys, rng: &mut SeededRng| {
+                porchlight_proto::keys::wrap(k, &hood, m.id(), &m.exchange_key(), rng).unwrap()
+            };
         // Addressed to Bob, so the roster counts him a holder; sealed for another epoch,
         // so it does not open under this one.
         let bad = wrap_to(&other, &bob, &mut rng);

@@ -1017,7 +1017,9 @@ impl EventLoop {
     /// Rekeys if this member lacks the key everyone seals under (R7 in
     /// docs/threat-model.md), and publishes the rekey.
     async fn repair_keys(&mut self) {
-        let Some(engine) = &mut self.engine else { return };
+        let Some(engine) = &mut self.engine else {
+            return;
+        };
         match engine.repair_keys(crate::now(), &mut crate::rng()).await {
             Ok(false) => {}
             Ok(true) => {

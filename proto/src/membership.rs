@@ -1414,7 +1414,8 @@ impl Roster {
             Op::Join(j) => Some(j.request.joiner),
             _ => None,
         };
-        let place = u32::try_from(self.chain_place(&author, stored.op.parents())).unwrap_or(u32::MAX);
+        let place =
+            u32::try_from(self.chain_place(&author, stored.op.parents())).unwrap_or(u32::MAX);
         self.budget.place.insert(id, place);
         let top = self.budget.top.entry(author).or_insert(0);
         *top = (*top).max(place);

@@ -9,9 +9,7 @@
 use porchlight_proto::identity::{MemberId, MemberKeys};
 use porchlight_proto::invite::{SignedTicket, Ticket, TicketId};
 use porchlight_proto::item::{Body, Item, OpId};
-use porchlight_proto::limits::{
-    MAX_OPS, MAX_OPS_PER_BUDGET, MAX_OPS_PER_MEMBER, MAX_RESERVED_OPS,
-};
+use porchlight_proto::limits::{MAX_OPS, MAX_OPS_PER_BUDGET, MAX_OPS_PER_MEMBER, MAX_RESERVED_OPS};
 use porchlight_proto::membership::{Join, Op, Promote, Roster};
 use porchlight_proto::testkit::{NOW, SeededRng, TestHood};
 use porchlight_proto::validate::{Reason, validate_op};
@@ -177,9 +175,7 @@ fn concurrent_operations_past_the_cap_are_taken_alike_in_any_order() {
     let alice = h.members[ALICE].keys.id();
     let parents = r.parents_for(&alice);
     assert!(
-        parents
-            .iter()
-            .all(|p| wide.iter().all(|w| w.op_id() != *p)),
+        parents.iter().all(|p| wide.iter().all(|w| w.op_id() != *p)),
         "an honest operation names an equivocator's operation"
     );
 }
@@ -284,10 +280,7 @@ fn a_full_roster_keeps_room_for_an_admins_removal_and_rekey() {
     let late = filler(&h, &carol, r.heads(), n);
     assert_eq!(
         deliver(&mut r, &[late]),
-        vec![(
-            filler(&h, &carol, r.heads(), n).op_id(),
-            Reason::RosterFull
-        )]
+        vec![(filler(&h, &carol, r.heads(), n).op_id(), Reason::RosterFull)]
     );
     let alice = h.members[ALICE].keys.clone();
     let removal = r.remove(&alice, carol.id(), NOW).unwrap();
