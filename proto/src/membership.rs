@@ -17,8 +17,13 @@
 //!   never admitted). A removal is never voided, and an admin is removed only by someone
 //!   admitted before them, so two admins cannot remove each other.
 //! - A `Join` admits a non-member with a ticket that was not used before, from an inviter
-//!   and by an admitter the policy lets invite, made before the ticket expired, and hands
-//!   over only epochs the roster defines, at their generation.
+//!   and by an admitter the policy lets invite, made before the ticket expired (by its
+//!   own date and by the latest date in its causal past), and hands over only epochs the
+//!   roster defines, at their generation.
+//! - **Caps** ([`Budget`]): an operation's place along its author's chain (judged on its
+//!   causal past, so alike at every node) is at most 2000; a node holds at most 4000
+//!   charged to one member (a joiner whose admission did not take effect is charged to
+//!   whoever signed their join); past 20 000, only admins' removals and rekeys.
 //! - A `Rekey` defines an epoch at most one generation past the newest.
 //! - An epoch is *clean* when everyone its key was handed to by an operation that took
 //!   effect is still a member; members seal under the clean epoch with the highest
@@ -916,12 +921,15 @@ impl Roster {
             state.effective.insert(*id);
             return true;
         }
-        if let Err(why) = state.check(
-            &self.genesis_op.policy,
-            &author,
-            &stored.op,
-            stored.ticket.as_ref(),
-        ) {
+        if let Err(why) = state
+            .check(
+                &self.genesis_op.policy,
+                &author,
+                &stored.op,
+                stored.ticket.as_ref(),
+            )
+            .and_then(|()| self.check_join_time(&stored.op, stored.ticket.as_ref()))
+        {
             state.denied.insert(*id, why);
             return false;
         }
@@ -1273,6 +1281,9 @@ impl Roster {
         }
         self.authorize(&admitter.id(), &Op::Join(join.clone()), Some(&ticket))
             .map_err(MembershipError::Denied)?;
+        if self.causal_time(&join.parents) > ticket.expires_at {
+            return Err(MembershipError::Denied(Denied::TicketExpired));
+        }
         Ok(Item::sign(
             admitter,
             &self.hood,
@@ -1401,6 +1412,8 @@ struct Budget {
     top: BTreeMap<MemberId, u32>,
     /// The joins in the set that name each joiner.
     joins: BTreeMap<MemberId, BTreeSet<OpId>>,
+    /// The latest `created_at` in each operation's causal past, itself included.
+    latest: BTreeMap<OpId, u64>,
 }
 
 impl Roster {
@@ -1417,6 +1430,10 @@ impl Roster {
         let place =
             u32::try_from(self.chain_place(&author, stored.op.parents())).unwrap_or(u32::MAX);
         self.budget.place.insert(id, place);
+        let latest = self
+            .causal_time(stored.op.parents())
+            .max(stored.op.created_at());
+        self.budget.latest.insert(id, latest);
         let top = self.budget.top.entry(author).or_insert(0);
         *top = (*top).max(place);
         if let Some(joiner) = joiner {
@@ -1451,6 +1468,33 @@ impl Roster {
             queue.extend(stored.op.parents().iter().copied());
         }
         best as usize + 1
+    }
+
+    /// The latest `created_at` among the operations named by `parents` and everything in
+    /// their causal past (0 for none): the earliest an operation naming them can have
+    /// been made, whatever its own `created_at` says.
+    pub fn causal_time(&self, parents: &[OpId]) -> u64 {
+        parents
+            .iter()
+            .filter_map(|p| self.budget.latest.get(p))
+            .copied()
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// A join takes no effect if its causal past holds an operation created after its
+    /// ticket expired: expiry is judged against the latest time the join provably
+    /// follows, not only the time its author claims (M4 in docs/threat-model.md). A
+    /// function of the operation and its causal past, so the same at every node.
+    fn check_join_time(&self, op: &Op, ticket: Option<&Ticket>) -> Result<(), Denied> {
+        match (op, ticket) {
+            (Op::Join(join), Some(ticket))
+                if self.causal_time(&join.parents) > ticket.expires_at =>
+            {
+                Err(Denied::TicketExpired)
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Whether `id`'s admission took effect: a member, or a member since removed. Anyone
