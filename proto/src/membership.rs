@@ -1551,13 +1551,19 @@ impl Roster {
         self.ops_by(author) > top
     }
 
-    /// Whether an honest builder names `author`'s operations as parents: only those of
-    /// admitted members who never forked. Whether other nodes take an operation by
-    /// anyone else may depend on what they held when it came (its author's budget is
-    /// charged to another's, or its author equivocated); an honest operation must never
-    /// wait for one, so it does not name one.
+    /// Whether an honest builder names `author`'s operations as parents: those of
+    /// admitted members whose budget is not full here. Whether other nodes hold an
+    /// operation of anyone else may depend on what they held when it came (its author's
+    /// budget is charged to another's, or is full: only an equivocating author or one
+    /// whose joins were voided gets there); an honest operation must never wait for one,
+    /// so it does not name one. (The operations of someone never admitted take no
+    /// effect, so not following them changes nothing; those of a member at the budget
+    /// do, and an honest operation may then be ordered before one of them: the price of
+    /// the equivocation falls on the hood's liveness near that member, until an admin
+    /// removes them.)
     fn builds_on(&self, author: &MemberId) -> bool {
-        self.is_admitted(author) && !self.has_forked(author)
+        self.is_admitted(author)
+            && self.budget_used(&self.budget_owner(author)) < crate::limits::MAX_OPS_PER_BUDGET
     }
 
     /// `author`'s operation at their highest place (lowest op id among equals).
