@@ -436,6 +436,7 @@ impl Node {
         let acknowledger = tokio::spawn(acknowledge(store.clone(), pending_acks));
         let peer_id = *swarm.local_peer_id();
         let last_item_at = store.last_received();
+        let locked_out = engine.as_ref().is_some_and(Engine::locked_out);
         let mut event_loop = EventLoop {
             swarm,
             engine,
@@ -448,7 +449,8 @@ impl Node {
             acknowledger,
             sync_flush: None,
             store_check: None,
-            keys_due: false,
+            // A node that stopped before it repaired a bad wrap repairs at start.
+            keys_due: locked_out,
             last_item_at,
             events: events.clone(),
             outsiders: HashMap::new(),
