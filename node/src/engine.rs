@@ -663,6 +663,34 @@ impl Engine {
         Ok(true)
     }
 
+    /// Whether this member cannot read what everyone seals under: the roster names an
+    /// epoch to seal under and this node lacks its key, typically because the wrap a
+    /// rekeyer addressed to us does not open (while the roster counts us a holder, so
+    /// everyone else seals under it).
+    pub fn locked_out(&self) -> bool {
+        self.roster.is_member(&self.keys.id())
+            && self
+                .roster
+                .sealing_epoch()
+                .is_some_and(|e| !self.ring.contains(&e))
+    }
+
+    /// Rekeys at once if this member is [locked out](Engine::locked_out): the new epoch
+    /// is one generation past the bad one and wrapped to every member, so every node
+    /// seals under it and this member reads again. (Waiting for this member's next post,
+    /// as before, left them reading nothing meanwhile.) Returns whether it rekeyed.
+    pub async fn repair_keys(
+        &mut self,
+        now: u64,
+        rng: &mut impl CryptoRng,
+    ) -> Result<bool, EngineError> {
+        if !self.locked_out() {
+            return Ok(false);
+        }
+        tracing::warn!("this member lacks the key everyone seals under; rekeying");
+        self.rekey_if_needed(now, rng).await
+    }
+
     /// Posts a report-kind body: signs, seals under the sealing epoch (rekeying first if
     /// needed), stores durably and queues it. The returned id is acknowledged.
     pub async fn post(
@@ -1097,5 +1125,93 @@ mod tests {
             porchlight_proto::Envelope::decode(&env).unwrap().epoch,
             after
         );
+    }
+
+    /// R7 (docs/threat-model.md): a rekeyer wraps a key that does not open to one
+    /// member, while the roster counts them a holder, so everyone seals under it. The
+    /// victim's node rekeys as soon as the operation is applied, not at its next post,
+    /// and reads what the rekeyer posts next.
+    #[tokio::test]
+    async fn a_member_handed_a_bad_wrap_rekeys_at_once_and_reads_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rng = SeededRng::new(9);
+        let mut alice = engine(dir.path(), 3);
+        let bob = MemberKeys::generate(&mut rng);
+        let ticket = porchlight_proto::Ticket {
+            hood: alice.hood(),
+            hood_name: "Elm Street".into(),
+            inviter: alice.keys().id(),
+            id: porchlight_proto::TicketId([2; 16]),
+            expires_at: NOW + 60,
+            bootstrap: vec![],
+        };
+        let signed = porchlight_proto::invite::SignedTicket::issue(alice.keys(), &ticket).unwrap();
+        let request = JoinRequest::new(&bob, signed, &ticket, "Bob").unwrap();
+        let welcome = alice.admit(&request, NOW, &mut rng).await.unwrap();
+        let bob_dir = tempfile::tempdir().unwrap();
+        let mut bob_engine = Engine::from_welcome(
+            Store::open(bob_dir.path()).unwrap(),
+            bob.clone(),
+            &alice.hood(),
+            &welcome,
+        )
+        .unwrap();
+        assert!(!bob_engine.locked_out());
+        // Alice's hostile rekey: Bob's wrap carries another key than the epoch's.
+        let hood = alice.hood();
+        let key = porchlight_proto::keys::EpochKey::generate(&hood, &mut rng);
+        let other = porchlight_proto::keys::EpochKey::generate(&hood, &mut rng);
+        let roster = alice.roster();
+        let generation = roster.epochs().map(|e| e.generation).max().unwrap() + 1;
+        let wrap_to =
+            |k: &porchlight_proto::keys::EpochKey, m: &MemberKeys, rng: &mut SeededRng| {
+                porchlight_proto::keys::wrap(k, &hood, m.id(), &m.exchange_key(), rng).unwrap()
+            };
+        // Addressed to Bob, so the roster counts him a holder; sealed for another epoch,
+        // so it does not open under this one.
+        let bad = wrap_to(&other, &bob, &mut rng);
+        let rekey = Item::sign(
+            alice.keys(),
+            &hood,
+            &Body::Membership(porchlight_proto::membership::Op::Rekey(
+                porchlight_proto::membership::Rekey {
+                    parents: roster.heads(),
+                    created_at: NOW,
+                    generation,
+                    epoch: key.id(),
+                    wraps: vec![wrap_to(&key, alice.keys(), &mut rng), bad],
+                },
+            )),
+        );
+        assert_eq!(
+            alice.ingest_op(&rekey.encode(), NOW).unwrap(),
+            Ingest::NewOp(rekey.op_id())
+        );
+        assert_eq!(
+            bob_engine.ingest_op(&rekey.encode(), NOW).unwrap(),
+            Ingest::NewOp(rekey.op_id())
+        );
+        // Everyone would seal under the bad epoch, which Bob cannot open.
+        assert_eq!(bob_engine.roster().sealing_epoch(), Some(key.id()));
+        assert!(bob_engine.locked_out());
+        assert!(bob_engine.repair_keys(NOW, &mut rng).await.unwrap());
+        assert!(!bob_engine.locked_out());
+        // Bob's rekey reaches Alice; she seals under it and Bob reads her next report.
+        for item in bob_engine.roster().items() {
+            let _ = alice.ingest_op(&item.encode(), NOW).unwrap();
+        }
+        let sealing = alice.roster().sealing_epoch().unwrap();
+        assert_ne!(sealing, key.id());
+        assert_eq!(bob_engine.roster().sealing_epoch(), Some(sealing));
+        let id = alice
+            .post(&TestHood::new(1).report("after the repair"), NOW, &mut rng)
+            .await
+            .unwrap();
+        let env = alice.store().item(&id).unwrap().unwrap().envelope;
+        assert!(matches!(
+            bob_engine.ingest(&env, NOW).unwrap(),
+            Ingest::New(_)
+        ));
+        assert!(!bob_engine.repair_keys(NOW, &mut rng).await.unwrap());
     }
 }

@@ -485,6 +485,7 @@ impl Node {
                 HashMap::new()
             }
         };
+        let locked_out = engine.as_ref().is_some_and(Engine::locked_out);
         let mut event_loop = EventLoop {
             swarm,
             engine,
@@ -497,6 +498,8 @@ impl Node {
             acknowledger,
             sync_flush: None,
             store_check: None,
+            // A node that stopped before it repaired a bad wrap repairs at start.
+            keys_due: locked_out,
             last_item_at,
             events: events.clone(),
             outsiders: HashMap::new(),
@@ -772,6 +775,9 @@ struct EventLoop {
     sync_flush: Option<tokio::task::JoinHandle<()>>,
     /// The last periodic check of the store (`CHECK_STORE_EVERY`), if one was started.
     store_check: Option<tokio::task::JoinHandle<()>>,
+    /// Set when a roster change left this member without the key everyone seals under
+    /// (a bad wrap): the event loop rekeys at once (`Engine::repair_keys`).
+    keys_due: bool,
     /// Unix seconds the newest item arrived, for `health`.
     last_item_at: Option<u64>,
     events: broadcast::Sender<Event>,
@@ -1029,6 +1035,9 @@ impl EventLoop {
                     self.on_tick(ticks);
                 }
             }
+            if std::mem::take(&mut self.keys_due) {
+                self.repair_keys().await;
+            }
             // A broken store (a full disk) fails every later write: stop, and say so,
             // rather than run on losing everything (a service manager restarts us, and a
             // reopened store works again once there is room).
@@ -1063,6 +1072,22 @@ impl EventLoop {
         flushed?;
         tracing::info!("stopped");
         Ok(())
+    }
+
+    /// Rekeys if this member lacks the key everyone seals under (R7 in
+    /// docs/threat-model.md), and publishes the rekey.
+    async fn repair_keys(&mut self) {
+        let Some(engine) = &mut self.engine else {
+            return;
+        };
+        match engine.repair_keys(crate::now(), &mut crate::rng()).await {
+            Ok(false) => {}
+            Ok(true) => {
+                self.after_roster_change(false);
+                self.flush_outbox();
+            }
+            Err(e) => tracing::warn!(error = %e, "could not rekey for a key this member lacks"),
+        }
     }
 
     fn on_tick(&mut self, ticks: u32) {
@@ -1150,6 +1175,7 @@ impl EventLoop {
     /// still travelling on.
     fn after_roster_change(&mut self, reconnect: bool) {
         let Some(engine) = &self.engine else { return };
+        self.keys_due |= engine.locked_out();
         let members: Vec<PeerId> = engine
             .roster()
             .members()

@@ -75,9 +75,19 @@ pub mod limits {
     pub const MAX_MEMBERS: usize = 4000;
     /// Most membership operations a roster holds.
     pub const MAX_OPS: usize = 20_000;
-    /// Most membership operations one member may sign, so that no one member can fill
-    /// the roster and block removals.
+    /// Most membership operations one member may sign, counted along their own chain
+    /// (each operation's place: one past the highest of its author's operations in its
+    /// causal past), so that every node reaches the same verdict whatever it holds.
     pub const MAX_OPS_PER_MEMBER: usize = 2_000;
+    /// Most membership operations a node holds that are charged to one member: their
+    /// own, and those of everyone whose admission did not take effect and whose join
+    /// they signed (transitively). Twice the chain cap, so an honest member (one chain)
+    /// never comes near it; only an author who signed operations concurrent with each
+    /// other (equivocation) or a member whose joins were voided (puppets) reaches it.
+    pub const MAX_OPS_PER_BUDGET: usize = 2 * MAX_OPS_PER_MEMBER;
+    /// Past [`MAX_OPS`], room kept for removals and rekeys by admins, so that a full
+    /// roster can still remove whoever filled it.
+    pub const MAX_RESERVED_OPS: usize = 2_000;
     /// Most epochs a join hands over, and a key ring keeps (a ring never evicts the
     /// sealing epoch; the node retires keys by expiry long before this bound).
     pub const MAX_EPOCHS: usize = 256;

@@ -17,8 +17,13 @@
 //!   never admitted). A removal is never voided, and an admin is removed only by someone
 //!   admitted before them, so two admins cannot remove each other.
 //! - A `Join` admits a non-member with a ticket that was not used before, from an inviter
-//!   and by an admitter the policy lets invite, made before the ticket expired, and hands
-//!   over only epochs the roster defines, at their generation.
+//!   and by an admitter the policy lets invite, made before the ticket expired (by its
+//!   own date and by the latest date in its causal past), and hands over only epochs the
+//!   roster defines, at their generation.
+//! - **Caps** ([`Budget`]): an operation's place along its author's chain (judged on its
+//!   causal past, so alike at every node) is at most 2000; a node holds at most 4000
+//!   charged to one member (a joiner whose admission did not take effect is charged to
+//!   whoever signed their join); past 20 000, only admins' removals and rekeys.
 //! - A `Rekey` defines an epoch at most one generation past the newest.
 //! - An epoch is *clean* when everyone its key was handed to by an operation that took
 //!   effect is still a member; members seal under the clean epoch with the highest
@@ -39,8 +44,8 @@ use crate::invite::{InviteError, SignedTicket, Ticket, TicketId};
 use crate::item::{Body, Item, Kind, OpId};
 use crate::keys::{self, EpochId, EpochKey, EpochWrap, KeyError, KeyRing, Wrap};
 use crate::limits::{
-    MAX_EPOCHS, MAX_MEMBERS, MAX_NAME_BYTES, MAX_OPS, MAX_PARENTS, MAX_WELCOME_BYTES,
-    WELCOME_TARGET_BYTES,
+    MAX_EPOCHS, MAX_MEMBERS, MAX_NAME_BYTES, MAX_OPS, MAX_PARENTS, MAX_RESERVED_OPS,
+    MAX_WELCOME_BYTES, WELCOME_TARGET_BYTES,
 };
 
 /// Largest join request on the wire.
@@ -595,6 +600,8 @@ pub struct Roster {
     /// The founder and everyone some `Join` in the set admits, whether or not it took
     /// effect: whose operations the set takes (the fold decides what they do).
     known: BTreeSet<MemberId>,
+    /// Per-author chains and who signed each joiner's joins (see [`Budget`]).
+    budget: Budget,
     // Derived by the fold.
     state: State,
     /// Members' decompressed keys, for `verify_item`.
@@ -777,11 +784,13 @@ impl Roster {
             heads: BTreeSet::from([id]),
             authored: BTreeMap::from([(founder, BTreeSet::from([id]))]),
             known: BTreeSet::from([founder]),
+            budget: Budget::default(),
             state: State::default(),
             verifiers: BTreeMap::new(),
             base: None,
             checkpoint_held: None,
         };
+        roster.note_budget(id);
         roster.refold();
         Ok(roster)
     }
@@ -1013,6 +1022,13 @@ impl Roster {
         let Some(base) = self.base.take() else {
             return;
         };
+        // What is derived per operation from its causal past (chain places, causal
+        // times, which the fold reads) was computed for history that arrived before its
+        // parents: again, parents first.
+        self.budget = Budget::default();
+        for id in self.order_of(&|_: &OpId| true) {
+            self.note_budget(id);
+        }
         let claim = self.fold(|id| base.covered.contains(id), &State::default());
         let named: BTreeSet<OpId> = base
             .covered
@@ -1097,7 +1113,7 @@ impl Roster {
     /// Adds a verified operation without touching the heads (directly for operations a
     /// checkpoint covers, whose heads it names).
     fn add_history(&mut self, id: OpId, verified: VerifiedOp) -> Result<(), MembershipError> {
-        if self.ops.len() >= MAX_OPS {
+        if self.ops.len() >= MAX_OPS + MAX_RESERVED_OPS {
             return Err(MembershipError::TooManyOps(self.ops.len()));
         }
         if matches!(verified.op, Op::Genesis(_)) {
@@ -1111,6 +1127,7 @@ impl Roster {
             self.known.insert(j.request.joiner);
         }
         self.ops.insert(id, verified);
+        self.note_budget(id);
         Ok(())
     }
 
@@ -1191,12 +1208,15 @@ impl Roster {
             state.effective.insert(*id);
             return true;
         }
-        if let Err(why) = state.check(
-            &self.genesis_op.policy,
-            &author,
-            &stored.op,
-            stored.ticket.as_ref(),
-        ) {
+        if let Err(why) = state
+            .check(
+                &self.genesis_op.policy,
+                &author,
+                &stored.op,
+                stored.ticket.as_ref(),
+            )
+            .and_then(|()| self.check_join_time(&stored.op, stored.ticket.as_ref()))
+        {
             state.denied.insert(*id, why);
             return false;
         }
@@ -1581,7 +1601,7 @@ impl Roster {
             return Err(MembershipError::TicketForAnotherHood);
         }
         let mut join = Join {
-            parents: self.heads(),
+            parents: self.parents_for(&admitter.id()),
             created_at: now,
             request: request.clone(),
             wraps: Vec::new(),
@@ -1608,6 +1628,9 @@ impl Roster {
         }
         self.authorize(&admitter.id(), &Op::Join(join.clone()), Some(&ticket))
             .map_err(MembershipError::Denied)?;
+        if self.causal_time(&join.parents) > ticket.expires_at {
+            return Err(MembershipError::Denied(Denied::TicketExpired));
+        }
         Ok(Item::sign(
             admitter,
             &self.hood,
@@ -1636,7 +1659,7 @@ impl Roster {
         }
         let generation = self.state.next_generation();
         let op = Op::Rekey(Rekey {
-            parents: self.heads(),
+            parents: self.parents_for(&keys.id()),
             created_at: now,
             generation,
             epoch: key.id(),
@@ -1658,7 +1681,7 @@ impl Roster {
     ) -> Result<Item, MembershipError> {
         self.ensure_settled()?;
         let op = Op::Remove(Remove {
-            parents: self.heads(),
+            parents: self.parents_for(&keys.id()),
             created_at: now,
             target,
         });
@@ -1676,7 +1699,7 @@ impl Roster {
     ) -> Result<Item, MembershipError> {
         self.ensure_settled()?;
         let op = Op::Promote(Promote {
-            parents: self.heads(),
+            parents: self.parents_for(&keys.id()),
             created_at: now,
             target,
         });
@@ -1732,5 +1755,226 @@ impl Roster {
             }
         }
         (learned, failed)
+    }
+}
+
+/// What the operation caps count, kept beside the set (a function of it, like the
+/// fold). `docs/protocol.md` § Membership, "Caps", has the rules and the reasoning.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Budget {
+    /// Each operation's place in its author's chain: one past the highest place of its
+    /// author's operations in its causal past. An honest member's operations form one
+    /// chain (each names, directly or through others, its author's previous one), so
+    /// this counts them; it depends on the operation and its causal past alone, so
+    /// every node gives an operation the same place.
+    place: BTreeMap<OpId, u32>,
+    /// Each author's highest place.
+    top: BTreeMap<MemberId, u32>,
+    /// The joins in the set that name each joiner.
+    joins: BTreeMap<MemberId, BTreeSet<OpId>>,
+    /// The latest `created_at` in each operation's causal past, itself included.
+    latest: BTreeMap<OpId, u64>,
+}
+
+impl Roster {
+    /// Records an operation just added to the set (see [`Budget`]).
+    fn note_budget(&mut self, id: OpId) {
+        let Some(stored) = self.ops.get(&id) else {
+            return;
+        };
+        let author = stored.item.author;
+        let joiner = match &stored.op {
+            Op::Join(j) => Some(j.request.joiner),
+            _ => None,
+        };
+        let place =
+            u32::try_from(self.chain_place(&author, stored.op.parents())).unwrap_or(u32::MAX);
+        self.budget.place.insert(id, place);
+        let latest = self
+            .causal_time(stored.op.parents())
+            .max(stored.op.created_at());
+        self.budget.latest.insert(id, latest);
+        let top = self.budget.top.entry(author).or_insert(0);
+        *top = (*top).max(place);
+        if let Some(joiner) = joiner {
+            self.budget.joins.entry(joiner).or_default().insert(id);
+        }
+    }
+
+    /// The place in `author`'s chain of an operation by them naming `parents`: one past
+    /// the highest place of their operations in its causal past. A function of the
+    /// causal past alone: the per-member cap judged on it gives every node the same
+    /// verdict (`validate::judge_op`). Parents the set lacks count as nothing.
+    pub fn chain_place(&self, author: &MemberId, parents: &[OpId]) -> usize {
+        let top = self.budget.top.get(author).copied().unwrap_or(0);
+        let mut best = 0u32;
+        let mut seen = BTreeSet::new();
+        // Breadth first, nearest first: an honest author's previous operation is close,
+        // and once an operation at their highest place is found nothing can beat it.
+        let mut queue: std::collections::VecDeque<OpId> = parents.iter().copied().collect();
+        while best < top
+            && let Some(id) = queue.pop_front()
+        {
+            if !seen.insert(id) {
+                continue;
+            }
+            let Some(stored) = self.ops.get(&id) else {
+                continue;
+            };
+            if stored.item.author == *author {
+                best = best.max(self.budget.place.get(&id).copied().unwrap_or(1));
+                continue;
+            }
+            queue.extend(stored.op.parents().iter().copied());
+        }
+        best as usize + 1
+    }
+
+    /// The latest `created_at` among the operations named by `parents` and everything in
+    /// their causal past (0 for none): the earliest an operation naming them can have
+    /// been made, whatever its own `created_at` says.
+    pub fn causal_time(&self, parents: &[OpId]) -> u64 {
+        parents
+            .iter()
+            .filter_map(|p| self.budget.latest.get(p))
+            .copied()
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// A join takes no effect if its causal past holds an operation created after its
+    /// ticket expired: expiry is judged against the latest time the join provably
+    /// follows, not only the time its author claims (M4 in docs/threat-model.md). A
+    /// function of the operation and its causal past, so the same at every node.
+    fn check_join_time(&self, op: &Op, ticket: Option<&Ticket>) -> Result<(), Denied> {
+        match (op, ticket) {
+            (Op::Join(join), Some(ticket))
+                if self.causal_time(&join.parents) > ticket.expires_at =>
+            {
+                Err(Denied::TicketExpired)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether `id`'s admission took effect: a member, or a member since removed. Anyone
+    /// else a join names is known (their operations are taken) but not admitted.
+    fn is_admitted(&self, id: &MemberId) -> bool {
+        self.state.members.contains_key(id) || self.state.removed.contains(id)
+    }
+
+    /// The member whose budget `author`'s operations are charged to: their own if they
+    /// were admitted; else the budget of whoever signed the join that names them (the
+    /// lowest op id if several), transitively. So the joins a removed member signs for
+    /// puppets, which the fold voids, give the puppets no budget of their own.
+    pub fn budget_owner(&self, author: &MemberId) -> MemberId {
+        let mut who = *author;
+        let mut seen = BTreeSet::new();
+        while !self.is_admitted(&who) && seen.insert(who) {
+            let Some(admitter) = self
+                .budget
+                .joins
+                .get(&who)
+                .and_then(BTreeSet::first)
+                .and_then(|id| self.ops.get(id))
+                .map(|stored| stored.item.author)
+            else {
+                break;
+            };
+            who = admitter;
+        }
+        who
+    }
+
+    /// How many operations in the set are charged to `owner`'s budget.
+    pub fn budget_used(&self, owner: &MemberId) -> usize {
+        let charged: usize = self
+            .budget
+            .joins
+            .keys()
+            .filter(|j| *j != owner && !self.is_admitted(j) && self.budget_owner(j) == *owner)
+            .map(|j| self.ops_by(j))
+            .sum();
+        self.ops_by(owner) + charged
+    }
+
+    /// Whether an operation may take the room kept past [`MAX_OPS`]: a removal or a
+    /// rekey by a current admin.
+    pub fn may_use_reserve(&self, author: &MemberId, op: &Op) -> bool {
+        matches!(op, Op::Remove(_) | Op::Rekey(_)) && self.is_admin(author)
+    }
+
+    /// Whether `author` signed operations that are not on one chain (neither in the
+    /// other's causal past): equivocation, which no honest node does.
+    pub fn has_forked(&self, author: &MemberId) -> bool {
+        let top = self.budget.top.get(author).copied().unwrap_or(0) as usize;
+        self.ops_by(author) > top
+    }
+
+    /// Whether an honest builder names `author`'s operations as parents: those of
+    /// admitted members whose budget is not full here. Whether other nodes hold an
+    /// operation of anyone else may depend on what they held when it came (its author's
+    /// budget is charged to another's, or is full: only an equivocating author or one
+    /// whose joins were voided gets there); an honest operation must never wait for one,
+    /// so it does not name one. (The operations of someone never admitted take no
+    /// effect, so not following them changes nothing; those of a member at the budget
+    /// do, and an honest operation may then be ordered before one of them: the price of
+    /// the equivocation falls on the hood's liveness near that member, until an admin
+    /// removes them.)
+    fn builds_on(&self, author: &MemberId) -> bool {
+        self.is_admitted(author)
+            && self.budget_used(&self.budget_owner(author)) < crate::limits::MAX_OPS_PER_BUDGET
+    }
+
+    /// `author`'s operation at their highest place (lowest op id among equals).
+    fn latest_of(&self, author: &MemberId) -> Option<OpId> {
+        let top = self.budget.top.get(author).copied()?;
+        self.authored
+            .get(author)?
+            .iter()
+            .find(|id| self.budget.place.get(id) == Some(&top))
+            .copied()
+    }
+
+    /// The parents a new operation by `author` names: the heads, with any operation by
+    /// an author [`Roster::builds_on`] refuses replaced by its nearest ancestors it
+    /// accepts, and always `author`'s own latest operation, so that an honest member's
+    /// operations form one chain (the heads alone are cut at [`MAX_PARENTS`]).
+    pub fn parents_for(&self, author: &MemberId) -> Vec<OpId> {
+        let mut chosen = BTreeSet::new();
+        let mut seen = BTreeSet::new();
+        let mut stack: Vec<OpId> = self.heads.iter().copied().collect();
+        let mut all_heads = true;
+        while let Some(id) = stack.pop() {
+            if !seen.insert(id) {
+                continue;
+            }
+            let Some(stored) = self.ops.get(&id) else {
+                continue;
+            };
+            if stored.item.author == *author || self.builds_on(&stored.item.author) {
+                chosen.insert(id);
+            } else {
+                all_heads = false;
+                stack.extend_from_slice(stored.op.parents());
+            }
+        }
+        if chosen.is_empty() {
+            return self.heads();
+        }
+        if all_heads && chosen.len() <= MAX_PARENTS {
+            // Every head: the operation follows everything in the set.
+            return chosen.into_iter().collect();
+        }
+        let own = self.latest_of(author);
+        let room = MAX_PARENTS - usize::from(own.is_some());
+        let mut parents: Vec<OpId> = chosen
+            .into_iter()
+            .filter(|p| Some(*p) != own)
+            .take(room)
+            .collect();
+        parents.extend(own);
+        parents.sort();
+        parents
     }
 }

@@ -11,7 +11,8 @@ use crate::item::Kind;
 use crate::item::{Body, Item, OpId};
 use crate::keys::{EpochId, KeyRing};
 use crate::limits::{
-    MAX_CLOCK_SKEW_SECS, MAX_ITEM_BYTES, MAX_MEMBERS, MAX_OPS, MAX_OPS_PER_MEMBER,
+    MAX_CLOCK_SKEW_SECS, MAX_ITEM_BYTES, MAX_MEMBERS, MAX_OPS, MAX_OPS_PER_BUDGET,
+    MAX_OPS_PER_MEMBER, MAX_RESERVED_OPS,
 };
 use crate::membership::{self, Denied, MembershipError, Roster, VerifiedOp};
 use crate::report;
@@ -137,7 +138,8 @@ pub enum Reason {
     #[error("a causal parent of the operation has not arrived yet")]
     MissingParents,
     #[error(
-        "the author has made {MAX_OPS_PER_MEMBER} membership operations, the most one member may"
+        "the author has made {MAX_OPS_PER_MEMBER} membership operations in a chain, or \
+         {MAX_OPS_PER_BUDGET} are charged to them: the most one member may"
     )]
     TooManyOps,
     #[error("the roster holds {MAX_OPS} operations, the most it may")]
@@ -297,13 +299,40 @@ pub fn judge_op(item: &Item, roster: &Roster, now: u64) -> Result<VerifiedOp, Re
     if !covered && roster.missing_parent(&verified.op).is_some() {
         return Err(Reason::MissingParents);
     }
-    if !covered && roster.ops_by(&item.author) >= MAX_OPS_PER_MEMBER {
+    if covered {
+        // The checkpoint bounds the history it covers; the caps judge an operation's
+        // causal past, which is not all here yet.
+        if roster.len() >= MAX_OPS + MAX_RESERVED_OPS {
+            return Err(Reason::RosterFull);
+        }
+        return Ok(verified);
+    }
+    check_caps(&verified, roster)?;
+    Ok(verified)
+}
+
+/// The operation caps (`docs/protocol.md` § Membership, "Caps"). The per-member cap is
+/// judged on the operation's causal past (its place in its author's chain), so every
+/// node reaches the same verdict and none keeps an operation another refuses. The other
+/// two count what this node holds and bound its storage: the budget (an author's own
+/// operations and those charged to them: a voided joiner's go to whoever signed their
+/// join) is out of an honest member's reach, and past [`MAX_OPS`] only admins' removals
+/// and rekeys are taken, so a full roster can still remove whoever filled it.
+fn check_caps(verified: &VerifiedOp, roster: &Roster) -> Result<(), Reason> {
+    let author = &verified.item.author;
+    if roster.chain_place(author, verified.op.parents()) > MAX_OPS_PER_MEMBER {
         return Err(Reason::TooManyOps);
     }
-    if roster.len() >= MAX_OPS {
+    if roster.budget_used(&roster.budget_owner(author)) >= MAX_OPS_PER_BUDGET {
+        return Err(Reason::TooManyOps);
+    }
+    let full = roster.len() >= MAX_OPS;
+    if (full && !roster.may_use_reserve(author, &verified.op))
+        || roster.len() >= MAX_OPS + MAX_RESERVED_OPS
+    {
         return Err(Reason::RosterFull);
     }
-    Ok(verified)
+    Ok(())
 }
 
 fn check_reference(cx: &Context<'_>, author: &MemberId, report: &ItemId) -> Result<(), Reason> {

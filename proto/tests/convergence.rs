@@ -1,5 +1,6 @@
 //! Convergence through validation: random histories of joins, removals, promotions and
-//! rekeys by several admins, some concurrent (admins act on their own copies and only
+//! rekeys by several admins, and backdated promotions that fork an admin's own chain
+//! (equivocation), some concurrent (admins act on their own copies and only
 //! sometimes sync), are delivered to five fresh replicas in different orders through the
 //! sync path's `validate_op`, operations that arrive before their parents waiting as a
 //! node's do. Every replica ends with the same roster and sealing epoch; after at most
@@ -66,6 +67,10 @@ enum Step {
     Promote(usize, usize),
     Rekey(usize),
     Sync(usize, usize),
+    /// An admin signs a promotion naming the heads from the start: backdated, and a fork
+    /// of its own chain if it acted since (equivocation, which honest builders then stop
+    /// building on).
+    Fork(usize, usize),
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -75,6 +80,7 @@ fn step() -> impl Strategy<Value = Step> {
         1 => (0..4usize, 0..64usize).prop_map(|(a, t)| Step::Promote(a, t)),
         2 => (0..4usize).prop_map(Step::Rekey),
         2 => (0..4usize, 0..4usize).prop_map(|(a, b)| Step::Sync(a, b)),
+        1 => (0..4usize, 0..64usize).prop_map(|(a, t)| Step::Fork(a, t)),
     ]
 }
 
@@ -91,6 +97,7 @@ fn run(seed: u64, steps: &[Step]) -> (Roster, Vec<Item>, BTreeMap<MemberId, Memb
         h.apply(&op);
     }
     let genesis = h.roster.clone();
+    let start_heads = h.roster.heads();
     let mut everyone: BTreeMap<MemberId, MemberKeys> = h
         .members
         .iter()
@@ -166,6 +173,25 @@ fn run(seed: u64, steps: &[Step]) -> (Roster, Vec<Item>, BTreeMap<MemberId, Memb
                 sync(&mut left[x], &mut right[0]);
             }
             Step::Sync(..) => {}
+            Step::Fork(a, t) => {
+                let admin = &mut admins[a];
+                let members: Vec<MemberId> = admin.roster.members().map(|m| m.id).collect();
+                let Some(&target) = members.get(t % members.len().max(1)) else {
+                    continue;
+                };
+                let op = Item::sign(
+                    &admin.keys,
+                    &admin.roster.hood(),
+                    &porchlight_proto::Body::Membership(porchlight_proto::membership::Op::Promote(
+                        porchlight_proto::membership::Promote {
+                            parents: start_heads.clone(),
+                            created_at: NOW - 1,
+                            target,
+                        },
+                    )),
+                );
+                admin.roster.insert(&op).unwrap();
+            }
         }
         for admin in &mut admins {
             let Admin { keys, roster, ring } = admin;
