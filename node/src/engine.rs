@@ -255,6 +255,17 @@ impl Engine {
     /// Every operation the checkpoint we joined with covers is here, and the roster
     /// folds them: the checkpoint is no longer needed. Says whether it held.
     fn history_arrived(&mut self) -> Result<(), EngineError> {
+        // Operations the checkpoint vouched for that no member takes leave the store
+        // before the checkpoint does: a store without the checkpoint must hold a whole,
+        // causally complete log to load again.
+        for stray in self.roster.take_strays() {
+            let created_at = match stray.body() {
+                Ok(Body::Membership(op)) => op.created_at(),
+                _ => 0,
+            };
+            self.store.remove_op(&stray.op_id(), created_at)?;
+            tracing::warn!(op = %stray.op_id(), "dropped an operation the checkpoint vouched for and no member holds");
+        }
         self.store.set_checkpoint(None)?;
         match self.roster.checkpoint_held() {
             Some(false) => tracing::error!(
