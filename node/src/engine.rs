@@ -255,6 +255,17 @@ impl Engine {
     /// Every operation the checkpoint we joined with covers is here, and the roster
     /// folds them: the checkpoint is no longer needed. Says whether it held.
     fn history_arrived(&mut self) -> Result<(), EngineError> {
+        // Operations the checkpoint vouched for that no member takes leave the store
+        // before the checkpoint does: a store without the checkpoint must hold a whole,
+        // causally complete log to load again.
+        for stray in self.roster.take_strays() {
+            let created_at = match stray.body() {
+                Ok(Body::Membership(op)) => op.created_at(),
+                _ => 0,
+            };
+            self.store.remove_op(&stray.op_id(), created_at)?;
+            tracing::warn!(op = %stray.op_id(), "dropped an operation the checkpoint vouched for and no member holds");
+        }
         self.store.set_checkpoint(None)?;
         match self.roster.checkpoint_held() {
             Some(false) => tracing::error!(
@@ -923,6 +934,84 @@ mod tests {
         assert_eq!(e.store().checkpoint().unwrap(), None);
         assert_eq!(e.roster().heads(), h.roster.heads());
         e.post(&h.report("now"), NOW, &mut rng).await.unwrap();
+    }
+
+    /// A hostile admitter covers an operation whose parent nobody holds (an outsider's,
+    /// so the checkpoint's state is still true). The joiner takes it at the checkpoint's
+    /// word; once the history is here it drops it from the roster and the store, so the
+    /// data dir (which then holds a whole log, no checkpoint) starts again.
+    #[tokio::test]
+    async fn a_covered_operation_without_its_parent_leaves_the_store_and_the_joiner_restarts() {
+        use porchlight_proto::item::OpId;
+        use porchlight_proto::membership::{Op, Promote};
+        let dir = tempfile::tempdir().unwrap();
+        let mut h = TestHood::new(23);
+        h.join(0, 0);
+        h.rekey(1);
+        let dave = h.join(0, 0);
+        let outsider = h.outsider();
+        let orphan = Item::sign(
+            &outsider,
+            &h.hood(),
+            &Body::Membership(Op::Promote(Promote {
+                parents: vec![OpId([0x5a; 32])],
+                created_at: NOW,
+                target: h.members[1].keys.id(),
+            })),
+        );
+        let mut welcome = h
+            .roster
+            .welcome(&h.members[0].keys, &h.members[dave].keys.id())
+            .unwrap();
+        let mut history = welcome.ops.split_off(2);
+        for list in [
+            &mut welcome.checkpoint.covered,
+            &mut welcome.checkpoint.heads,
+        ] {
+            let at = list.binary_search(&orphan.op_id()).unwrap_err();
+            list.insert(at, orphan.op_id());
+        }
+        welcome.signature = h.members[0].keys.sign(&[&Welcome::signed_digest(
+            &h.hood(),
+            &welcome.ops[1].op_id(),
+            &welcome.checkpoint,
+        )]);
+        history.insert(0, orphan.clone());
+        let keys = h.members[dave].keys.clone();
+        {
+            let mut e = Engine::from_welcome(
+                Store::open(dir.path()).unwrap(),
+                keys.clone(),
+                &h.hood(),
+                &welcome,
+            )
+            .unwrap();
+            for op in &history {
+                let _ = e.ingest_op(&op.encode(), NOW).unwrap();
+            }
+            assert!(!e.roster().is_provisional());
+            assert_eq!(e.roster().checkpoint_held(), Some(false));
+            assert_eq!(e.store().op(&orphan.op_id()).unwrap(), None);
+            assert_eq!(e.store().checkpoint().unwrap(), None);
+            e.store().flush().await.unwrap();
+        }
+        let e = Engine::load(Store::open(dir.path()).unwrap(), keys)
+            .unwrap()
+            .unwrap();
+        assert!(!e.roster().is_provisional());
+        assert_eq!(e.roster().heads(), h.roster.heads());
+        assert_eq!(e.roster().sealing_epoch(), h.roster.sealing_epoch());
+        // The same set as everyone: the same sync digest as a node built from the log.
+        let other = tempfile::tempdir().unwrap();
+        let items: Vec<Item> = h.roster.items().cloned().collect();
+        let honest = Engine::from_log(
+            Store::open(other.path()).unwrap(),
+            h.members[1].keys.clone(),
+            &h.hood(),
+            &items,
+        )
+        .unwrap();
+        assert_eq!(e.digest().unwrap(), honest.digest().unwrap());
     }
 
     #[tokio::test]

@@ -693,6 +693,16 @@ impl Store {
         Ok(self.ops.get(id.0)?.map(|v| v.to_vec()))
     }
 
+    /// Deletes a membership operation (one the roster dropped as no member's to hold:
+    /// `Roster::take_strays`) and its sync entry.
+    pub fn remove_op(&self, id: &OpId, created_at: u64) -> Result<(), StoreError> {
+        self.write(|| -> Result<(), StoreError> {
+            self.ops.remove(id.0)?;
+            self.sync.remove(expiry_key(created_at, &ItemId(id.0)))?;
+            Ok(())
+        })
+    }
+
     /// Every `(created_at, id)` that catch-up sync reconciles: the operations, and the
     /// live items (from the expiry index).
     pub fn sync_elements(&self) -> Result<Vec<(u64, [u8; 32])>, StoreError> {

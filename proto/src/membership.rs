@@ -44,8 +44,8 @@ use crate::invite::{InviteError, SignedTicket, Ticket, TicketId};
 use crate::item::{Body, Item, Kind, OpId};
 use crate::keys::{self, EpochId, EpochKey, EpochWrap, KeyError, KeyRing, Wrap};
 use crate::limits::{
-    MAX_EPOCHS, MAX_MEMBERS, MAX_NAME_BYTES, MAX_OPS, MAX_PARENTS, MAX_RESERVED_OPS,
-    MAX_WELCOME_BYTES, WELCOME_TARGET_BYTES,
+    MAX_EPOCHS, MAX_MEMBERS, MAX_NAME_BYTES, MAX_OPS, MAX_OPS_PER_MEMBER, MAX_PARENTS,
+    MAX_RESERVED_OPS, MAX_WELCOME_BYTES, WELCOME_TARGET_BYTES,
 };
 
 /// Largest join request on the wire.
@@ -612,6 +612,10 @@ pub struct Roster {
     /// Whether the checkpoint this roster started from proved to be the fold of its
     /// operations (`None` if it started from none, or they have not all arrived).
     checkpoint_held: Option<bool>,
+    /// Operations dropped from the set when the checkpoint was checked: ones it vouched
+    /// for that no other member takes (see [`Roster::admissible`]), for the node to
+    /// delete from its store ([`Roster::take_strays`]).
+    strays: Vec<Item>,
 }
 
 /// A checkpoint a roster starts from, until every operation it covers is here.
@@ -789,6 +793,7 @@ impl Roster {
             verifiers: BTreeMap::new(),
             base: None,
             checkpoint_held: None,
+            strays: Vec::new(),
         };
         roster.note_budget(id);
         roster.refold();
@@ -1025,10 +1030,7 @@ impl Roster {
         // What is derived per operation from its causal past (chain places, causal
         // times, which the fold reads) was computed for history that arrived before its
         // parents: again, parents first.
-        self.budget = Budget::default();
-        for id in self.order_of(&|_: &OpId| true) {
-            self.note_budget(id);
-        }
+        self.rebuild_budget();
         let claim = self.fold(|id| base.covered.contains(id), &State::default());
         let named: BTreeSet<OpId> = base
             .covered
@@ -1040,8 +1042,34 @@ impl Roster {
             .iter()
             .filter(|id| !named.contains(id))
             .copied();
-        self.checkpoint_held =
-            Some(claim.checkpoint(base.covered.iter().copied(), heads) == base.checkpoint);
+        let claim_held = claim.checkpoint(base.covered.iter().copied(), heads) == base.checkpoint;
+        // The covered operations were taken at the checkpoint's word, without their
+        // author or parents (`judge_op`). Any that no other member would take (a parent
+        // nobody holds, an author no join admits) would keep this node's set apart from
+        // everyone's for good, and a store holding an operation without its parents
+        // cannot be loaded again: they go, and the checkpoint did not hold.
+        let admissible = self.admissible();
+        let strays: Vec<OpId> = self
+            .ops
+            .keys()
+            .filter(|id| !admissible.contains(id))
+            .copied()
+            .collect();
+        for id in &strays {
+            if let Some(stray) = self.ops.remove(id) {
+                if let Some(theirs) = self.authored.get_mut(&stray.item.author) {
+                    theirs.remove(id);
+                    if theirs.is_empty() {
+                        self.authored.remove(&stray.item.author);
+                    }
+                }
+                self.strays.push(stray.item);
+            }
+        }
+        self.checkpoint_held = Some(claim_held && strays.is_empty());
+        if !strays.is_empty() {
+            self.rebuild_budget();
+        }
         let named: BTreeSet<OpId> = self
             .ops
             .values()
@@ -1060,6 +1088,78 @@ impl Roster {
             }))
             .collect();
         self.refold();
+    }
+
+    /// Recomputes every operation's chain place and causal time, parents first.
+    fn rebuild_budget(&mut self) {
+        self.budget = Budget::default();
+        for id in self.order_of(&|_: &OpId| true) {
+            self.note_budget(id);
+        }
+    }
+
+    /// The operations validation takes from this set, whatever the order they arrive
+    /// in (what every other member ends up holding of it): the genesis, then any
+    /// operation whose parents are all taken and whose author is the founder or the
+    /// joiner of a taken `Join` (`validate::judge_op` without a checkpoint). Linear: each
+    /// operation waits on its parents' count, then on its author.
+    fn admissible(&self) -> BTreeSet<OpId> {
+        let mut missing: BTreeMap<OpId, usize> = BTreeMap::new();
+        let mut children: BTreeMap<OpId, Vec<OpId>> = BTreeMap::new();
+        for (id, stored) in &self.ops {
+            let parents = stored.op.parents();
+            missing.insert(*id, parents.len());
+            for p in parents {
+                children.entry(*p).or_default().push(*id);
+            }
+        }
+        let mut taken = BTreeSet::new();
+        let mut known = BTreeSet::from([self.founder]);
+        let mut waiting_for_author: BTreeMap<MemberId, Vec<OpId>> = BTreeMap::new();
+        let mut ready: Vec<OpId> = missing
+            .iter()
+            .filter(|(_, n)| **n == 0)
+            .map(|(id, _)| *id)
+            .collect();
+        while let Some(id) = ready.pop() {
+            let stored = &self.ops[&id];
+            let author = stored.item.author;
+            if !known.contains(&author) {
+                waiting_for_author.entry(author).or_default().push(id);
+                continue;
+            }
+            // Past the per-member cap along its author's chain: refused everywhere.
+            if self
+                .budget
+                .place
+                .get(&id)
+                .is_some_and(|place| *place as usize > MAX_OPS_PER_MEMBER)
+            {
+                continue;
+            }
+            taken.insert(id);
+            if let Op::Join(j) = &stored.op
+                && known.insert(j.request.joiner)
+                && let Some(theirs) = waiting_for_author.remove(&j.request.joiner)
+            {
+                ready.extend(theirs);
+            }
+            for child in children.get(&id).map(Vec::as_slice).unwrap_or_default() {
+                if let Some(n) = missing.get_mut(child) {
+                    *n -= 1;
+                    if *n == 0 {
+                        ready.push(*child);
+                    }
+                }
+            }
+        }
+        taken
+    }
+
+    /// The operations checking the checkpoint dropped from the set (once: the node
+    /// deletes them from its store).
+    pub fn take_strays(&mut self) -> Vec<Item> {
+        std::mem::take(&mut self.strays)
     }
 
     /// Adds an operation to the set and recomputes the roster. Returns whether it was
