@@ -63,6 +63,22 @@ fn promote(h: &TestHood, keys: &MemberKeys, parents: Vec<OpId>, target: usize) -
     )
 }
 
+/// `op` signed again by `keys`, naming `parents`: a hostile member names whatever it
+/// likes (the builders name only admitted authors' operations).
+fn naming(h: &TestHood, keys: &MemberKeys, op: &Item, parents: Vec<OpId>) -> Item {
+    let Ok(Body::Membership(mut op)) = op.body() else {
+        panic!("a membership operation");
+    };
+    match &mut op {
+        Op::Join(o) => o.parents = parents,
+        Op::Remove(o) => o.parents = parents,
+        Op::Promote(o) => o.parents = parents,
+        Op::Rekey(o) => o.parents = parents,
+        Op::Genesis(_) => panic!("not a genesis"),
+    }
+    Item::sign(keys, &h.hood(), &Body::Membership(op))
+}
+
 /// Feeds `items` to `roster` through sync's validation, as a node does, until none is
 /// left that can be taken; returns the verdicts on what was never taken.
 fn sync_into(roster: &mut Roster, items: &[Item]) -> Vec<Reason> {
@@ -115,6 +131,7 @@ fn operations_only_the_admitter_holds_leave_the_joiner_once_the_history_is_here(
     let planted = promote(&h, &outsider, private.heads(), BOB);
     private.insert(&planted).unwrap();
     let removal = private.remove(&h.members[ALICE].keys, carol, NOW).unwrap();
+    let removal = naming(&h, &h.members[ALICE].keys, &removal, private.heads());
     private.insert(&removal).unwrap();
     assert!(!private.is_member(&carol));
     let mut welcome = private.welcome(&h.members[ALICE].keys, &dave_id).unwrap();
@@ -240,6 +257,7 @@ fn a_join_nobody_else_takes_admits_nobody() {
             &mut rng,
         )
         .unwrap();
+    let join = naming(&h, &h.members[ALICE].keys, &join, private.heads());
     private.insert(&join).unwrap();
     let mut welcome = private.welcome(&h.members[ALICE].keys, &erin.id()).unwrap();
     let history = welcome.ops.split_off(2);
