@@ -404,6 +404,14 @@ fn node_error(e: NodeError) -> Response {
             error(StatusCode::BAD_REQUEST, m.to_string())
         }
         NodeError::NoHood => error(StatusCode::CONFLICT, e.to_string()),
+        NodeError::Busy => {
+            let mut response = error(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(crate::feed::RETRY_AFTER_SECS),
+            );
+            response
+        }
         other => error(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
     }
 }
@@ -704,8 +712,24 @@ async fn feed(State(api): State<Api>, q: Result<Query<FeedParams>, QueryRejectio
         since: params.since.unwrap_or(0),
         category,
     };
-    match api.node.feed_page(page).await {
-        Ok(items) => axum::Json(items.iter().map(feed_json).collect::<Vec<_>>()).into_response(),
+    // The page's JSON is written on the reader thread too: its allocations stay in that
+    // thread's malloc arena (see `feed::Slots`).
+    let json = api.node.read(move |reader| {
+        let items = reader.page(&page)?;
+        Ok(
+            serde_json::to_vec(&items.iter().map(feed_json).collect::<Vec<_>>())
+                .expect("JSON values with string keys always serialize"),
+        )
+    });
+    match json.await {
+        Ok(body) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                axum::http::HeaderValue::from_static("application/json"),
+            )],
+            body,
+        )
+            .into_response(),
         Err(e @ NodeError::UnknownCursor(_)) => error(StatusCode::BAD_REQUEST, e.to_string()),
         Err(e) => node_error(e),
     }
@@ -1581,5 +1605,23 @@ pub fn judge_body(endpoint: Endpoint, body: &[u8], now: u64) -> Result<(), Statu
         Endpoint::Webhook => crate::hub::api::webhook_candidate(body, now)
             .map(drop)
             .map_err(|r| r.status()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A feed read refused as busy is a 503 that says when to ask again.
+    #[test]
+    fn a_busy_reader_is_503_with_retry_after() {
+        let response = node_error(NodeError::Busy);
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            response.headers().get(axum::http::header::RETRY_AFTER),
+            Some(&axum::http::HeaderValue::from(
+                crate::feed::RETRY_AFTER_SECS
+            ))
+        );
     }
 }

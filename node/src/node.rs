@@ -127,6 +127,12 @@ pub enum NodeError {
         "{0} is not a live item (it expired or was retracted): read the feed again from its newest page"
     )]
     UnknownCursor(String),
+    /// Every feed reader's slot was taken for longer than `feed::READER_WAIT`.
+    #[error(
+        "the node is busy reading the feed for other clients: try again in {} s",
+        crate::feed::RETRY_AFTER_SECS
+    )]
+    Busy,
 }
 
 /// How a node is configured. The CLI reads it from `porchlight.toml` in the data dir.
@@ -352,6 +358,8 @@ pub struct Node {
     events: broadcast::Sender<Event>,
     member: MemberId,
     peer_id: PeerId,
+    /// The feed reader thread, shared by every clone.
+    readers: crate::feed::Slots,
 }
 
 impl Node {
@@ -494,6 +502,7 @@ impl Node {
                 events,
                 member: keys.id(),
                 peer_id,
+                readers: crate::feed::Slots::new(),
             },
             task,
         ))
@@ -560,14 +569,24 @@ impl Node {
     /// Live report-kind items, oldest first: every one, read off the event loop. For
     /// the whole feed prefer pages ([`Node::feed_page`]).
     pub async fn feed(&self) -> Result<Vec<FeedItem>, NodeError> {
-        let reader = self.reader().await?;
-        blocking(move || reader.all()).await
+        self.read(|reader| reader.all()).await
     }
 
     /// One page of the feed (`feed::Query`), read off the event loop.
     pub async fn feed_page(&self, query: crate::feed::Query) -> Result<Vec<FeedItem>, NodeError> {
+        self.read(move |reader| reader.page(&query)).await
+    }
+
+    /// Runs `read` with a reader of the store on the node's feed reader thread, off the
+    /// event loop, one read at a time (`feed::Slots`); `NodeError::Busy` if the others
+    /// keep it busy for longer than `feed::READER_WAIT`. Whatever `read` builds from the
+    /// items (a page's JSON) is best built there too.
+    pub async fn read<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&crate::feed::Reader) -> Result<T, NodeError> + Send + 'static,
+    ) -> Result<T, NodeError> {
         let reader = self.reader().await?;
-        blocking(move || reader.page(&query)).await
+        self.readers.run(move || read(&reader)).await
     }
 
     /// A reader of the store, for reads off the event loop. Hold it briefly: it keeps
@@ -642,15 +661,6 @@ impl Node {
     pub async fn shutdown(&self) {
         let _ = self.commands.send(Command::Shutdown).await;
     }
-}
-
-/// Runs a store read on a blocking thread.
-async fn blocking<T: Send + 'static>(
-    read: impl FnOnce() -> Result<T, NodeError> + Send + 'static,
-) -> Result<T, NodeError> {
-    tokio::task::spawn_blocking(read)
-        .await
-        .map_err(|_| NodeError::Stopped)?
 }
 
 /// Runs a node until `shutdown` completes: the shape a binary or a test wants.
@@ -1615,14 +1625,10 @@ impl EventLoop {
             .connected_peers()
             .filter_map(net::member_id)
             .collect();
-        // Items held are evidence too, across restarts. From the expiry index (author and
-        // times of each live item), not the records: a small tree, not the whole store.
-        let mut latest: HashMap<MemberId, u64> = HashMap::new();
-        for entry in self.store.live() {
-            let entry = entry?;
-            let at = latest.entry(entry.author).or_default();
-            *at = (*at).max(entry.created_at.min(now));
-        }
+        // Items held are evidence too, across restarts: the store keeps each author's
+        // newest in memory (`status` asks for this; a pass over the expiry index held up
+        // the event loop for milliseconds at 100,000 items).
+        let latest = self.store.latest_by_author();
         Ok(engine
             .roster()
             .members()
@@ -1635,7 +1641,7 @@ impl EventLoop {
                     self.last_seen
                         .get(&m.id)
                         .copied()
-                        .max(latest.get(&m.id).copied())
+                        .max(latest.get(&m.id).map(|t| (*t).min(now)))
                 };
                 MemberInfo {
                     member: m.clone(),

@@ -163,6 +163,10 @@ struct Index {
     items: HashMap<Key, u64>,
     /// How many of `ids` are live.
     live: usize,
+    /// Each author's newest item's creation time, among the items live at open and
+    /// those stored since: evidence of when a member was last active, without a pass
+    /// over the expiry index (`status` and `members` ask for it).
+    latest: HashMap<MemberId, u64>,
 }
 
 impl std::fmt::Debug for Index {
@@ -247,6 +251,11 @@ impl Index {
         {
             self.ids.remove(&key(id));
         }
+    }
+
+    fn saw_author(&mut self, author: MemberId, created_at: u64) {
+        let at = self.latest.entry(author).or_insert(created_at);
+        *at = (*at).max(created_at);
     }
 
     fn see_item(&mut self, id: &[u8; 32], until: u64) {
@@ -461,6 +470,7 @@ impl Store {
             let (live, item) = parse_live(&k, &v)?;
             ix.set_live(&live.id.0, live.expires_at, live.created_at);
             ix.see_item(&item.0, live.expires_at);
+            ix.saw_author(live.author, live.created_at);
         }
         let mut interrupted = Vec::new();
         for key in self.tombs.iter().keys() {
@@ -793,6 +803,7 @@ impl Store {
             let mut ix = self.index();
             ix.set_live(&id.0, record.expires_at, record.created_at);
             ix.see_item(&item.0, record.expires_at);
+            ix.saw_author(record.author, record.created_at);
             Ok(())
         })
     }
@@ -984,6 +995,12 @@ impl Store {
         decode::<ItemRecord>(&v, "item record")
             .ok()
             .map(|r| r.received_at)
+    }
+
+    /// Each author's newest item's creation time, among the items live when the store
+    /// was opened and every item stored since (kept in memory; no pass over the store).
+    pub fn latest_by_author(&self) -> HashMap<MemberId, u64> {
+        self.index().latest.clone()
     }
 
     /// How many live items the store holds (kept in memory; no pass over the store).
