@@ -167,6 +167,9 @@ struct Index {
     /// those stored since: evidence of when a member was last active, without a pass
     /// over the expiry index (`status` and `members` ask for it).
     latest: HashMap<MemberId, u64>,
+    /// Bumped whenever the sync set (live items, operations) may have changed, so that a
+    /// copy of the set built from the trees can tell it is still current.
+    changes: u64,
 }
 
 impl std::fmt::Debug for Index {
@@ -202,6 +205,7 @@ impl Index {
 
     /// Records a live item.
     fn set_live(&mut self, id: &[u8; 32], expires_at: u64, created_at: u64) {
+        self.changes = self.changes.wrapping_add(1);
         let old = self.ids.insert(
             key(id),
             Seen {
@@ -220,6 +224,7 @@ impl Index {
             Some(s) if s.created_at == TOMB => s.until.max(keep_until),
             Some(_) => {
                 self.live = self.live.saturating_sub(1);
+                self.changes = self.changes.wrapping_add(1);
                 keep_until
             }
             None => keep_until,
@@ -240,6 +245,7 @@ impl Index {
         }
         self.ids.remove(&key(id));
         self.live = self.live.saturating_sub(1);
+        self.changes = self.changes.wrapping_add(1);
         true
     }
 
@@ -670,8 +676,13 @@ impl Store {
     pub fn put_op(&self, id: &OpId, created_at: u64, item_bytes: &[u8]) -> Result<(), StoreError> {
         self.write(|| -> Result<(), StoreError> {
             self.ops.insert(id.0, item_bytes)?;
-            self.sync
+            let before = self
+                .sync
                 .insert(expiry_key(created_at, &ItemId(id.0)), &[SYNC_OP])?;
+            if before.is_none() {
+                let mut ix = self.index();
+                ix.changes = ix.changes.wrapping_add(1);
+            }
             Ok(())
         })
     }
@@ -679,6 +690,12 @@ impl Store {
     /// The op's signed item bytes.
     pub fn op(&self, id: &OpId) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.ops.get(id.0)?.map(|v| v.to_vec()))
+    }
+
+    /// Changes whenever the set [`Store::sync_elements`] lists may have changed (kept in
+    /// memory): a copy of the set built when it read the same is current.
+    pub fn sync_generation(&self) -> u64 {
+        self.index().changes
     }
 
     /// Every `(created_at, id)` that catch-up sync reconciles: the operations, and the
@@ -1276,6 +1293,40 @@ mod tests {
             expires_at,
             received_at: 11,
         }
+    }
+
+    /// A kept copy of the sync set is current exactly while the generation stays: every
+    /// change of the set (an item stored, removed or expired, an operation stored) moves
+    /// it, and reads and repeated writes of the same operation do not.
+    #[test]
+    fn the_sync_generation_moves_with_every_change_of_the_sync_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut last = store.sync_generation();
+        let mut moved = |store: &Store, what: &str, expect: bool| {
+            let now = store.sync_generation();
+            assert_eq!(now != last, expect, "{what}");
+            last = now;
+        };
+        let a = ItemId([1; 32]);
+        put(&store, &a, &record(100));
+        moved(&store, "an item stored", true);
+        store.sync_elements().unwrap();
+        store.item(&a).unwrap();
+        moved(&store, "reads", false);
+        store.put_op(&OpId([9; 32]), 5, b"op").unwrap();
+        moved(&store, "an operation stored", true);
+        store.put_op(&OpId([9; 32]), 5, b"op").unwrap();
+        moved(&store, "the same operation again", false);
+        assert!(store.remove_item(&a).unwrap());
+        moved(&store, "an item removed", true);
+        let b = ItemId([2; 32]);
+        put(&store, &b, &record(100));
+        moved(&store, "another stored", true);
+        assert_eq!(store.expire(101).unwrap(), 1);
+        moved(&store, "an item expired", true);
+        store.mark_seen(&ItemId([3; 32]), 500).unwrap();
+        moved(&store, "an id marked seen", false);
     }
 
     #[test]
