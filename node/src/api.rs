@@ -1057,11 +1057,25 @@ async fn own_report(api: &Api, wanted: &str) -> Result<(ItemId, u64), Box<Respon
             format!("{wanted:?} is not a report id: give at least 4 hex digits of one"),
         )));
     }
-    let items = api.node.feed().await.map_err(|e| Box::new(node_error(e)))?;
+    // By the store's index of ids, not a read of the whole feed. Enough to tell one
+    // match from several.
+    const MOST: usize = 64;
+    let prefix = wanted.clone();
+    let items = api
+        .node
+        .read(move |reader| reader.by_prefix(&prefix, MOST))
+        .await
+        .map_err(|e| Box::new(node_error(e)))?;
     let matches: Vec<&FeedItem> = items
         .iter()
-        .filter(|i| matches!(i.body, Body::Report(_)) && i.id.to_hex().starts_with(&wanted))
+        .filter(|i| matches!(i.body, Body::Report(_)))
         .collect();
+    if items.len() >= MOST && matches.len() < 2 {
+        return Err(Box::new(error(
+            StatusCode::BAD_REQUEST,
+            format!("{wanted} matches {MOST} or more items: give more of the id"),
+        )));
+    }
     let report = match matches.as_slice() {
         [one] => *one,
         [] => {

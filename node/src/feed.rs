@@ -209,6 +209,17 @@ impl Reader {
         Ok(out)
     }
 
+    /// The live items whose id starts with the hex digits `prefix`, at most `most`: by
+    /// the store's index, not a pass over the feed.
+    pub fn by_prefix(&self, prefix: &str, most: usize) -> Result<Vec<FeedItem>, NodeError> {
+        Ok(self
+            .store
+            .items_with_prefix(prefix, most)?
+            .iter()
+            .filter_map(|(id, record)| self.item(*id, record))
+            .collect())
+    }
+
     /// Every live item, oldest first: for callers that need the whole feed (a clip's
     /// owner, a report by id prefix), off the event loop.
     pub fn all(&self) -> Result<Vec<FeedItem>, NodeError> {

@@ -992,6 +992,66 @@ impl Store {
         })))
     }
 
+    /// Live items whose id starts with the hex digits `prefix` (any case; anything but
+    /// hex digits matches nothing), at most `most` of them. Found in the in-memory index
+    /// (a pass over it, no sled reads), then each read at its place in `records`: no pass
+    /// over the store.
+    pub fn items_with_prefix(
+        &self,
+        prefix: &str,
+        most: usize,
+    ) -> Result<Vec<(ItemId, ItemRecord)>, StoreError> {
+        let Some(nibbles) = prefix
+            .chars()
+            .map(|c| c.to_digit(16).map(|d| d as u8))
+            .collect::<Option<Vec<u8>>>()
+            .filter(|n| n.len() <= 64)
+        else {
+            return Ok(Vec::new());
+        };
+        let starts = |bytes: &[u8]| {
+            nibbles.iter().enumerate().all(|(i, n)| {
+                bytes
+                    .get(i / 2)
+                    .is_some_and(|b| if i % 2 == 0 { b >> 4 } else { b & 0xf } == *n)
+            })
+        };
+        // The index holds 16 of an id's 32 bytes: match on those, then on the whole id.
+        let key_digits = nibbles.len().min(32);
+        let candidates: Vec<(Key, u64)> = self
+            .index()
+            .ids
+            .iter()
+            .filter(|(k, s)| {
+                s.created_at != TOMB
+                    && nibbles[..key_digits].iter().enumerate().all(|(i, n)| {
+                        (if i % 2 == 0 {
+                            k[i / 2] >> 4
+                        } else {
+                            k[i / 2] & 0xf
+                        }) == *n
+                    })
+            })
+            .map(|(k, s)| (*k, s.created_at))
+            .take(most)
+            .collect();
+        let mut out = Vec::new();
+        for (k, created_at) in candidates {
+            let mut at = [0u8; 24];
+            at[..8].copy_from_slice(&created_at.to_be_bytes());
+            at[8..].copy_from_slice(&k);
+            for entry in self.records.scan_prefix(at) {
+                let (key, value) = entry?;
+                let (created_at, id) = parse_time_key(&key, "record key")?;
+                if starts(&id.0) && self.live_at(&id) == Some(created_at) {
+                    out.push((id, decode::<ItemRecord>(&value, "item record")?));
+                }
+            }
+        }
+        out.truncate(most);
+        Ok(out)
+    }
+
     /// Live items, oldest first by creation time (then id).
     pub fn items(&self) -> Result<Vec<(ItemId, ItemRecord)>, StoreError> {
         self.each_item().collect()
@@ -1327,6 +1387,59 @@ mod tests {
         moved(&store, "an item expired", true);
         store.mark_seen(&ItemId([3; 32]), 500).unwrap();
         moved(&store, "an id marked seen", false);
+    }
+
+    /// Items are found by a prefix of their id's hex (any case, odd lengths, up to the
+    /// whole id past the 16 bytes the index keeps), only while live; anything but hex
+    /// finds nothing.
+    #[test]
+    fn items_are_found_by_id_prefix_only_while_live() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let id = |fill: u8, at10: u8| {
+            let mut b = [fill; 32];
+            b[10] = at10;
+            ItemId(b)
+        };
+        // Two ids alike in their first 10 bytes, one that differs at once.
+        let (a, b, c) = (id(0xab, 1), id(0xab, 2), id(0x12, 1));
+        for (i, x) in [a, b, c].iter().enumerate() {
+            let mut r = record(100);
+            r.created_at = 10 + i as u64;
+            r.item = vec![i as u8];
+            put(&store, x, &r);
+        }
+        let found = |p: &str| -> Vec<ItemId> {
+            let mut ids: Vec<ItemId> = store
+                .items_with_prefix(p, 10)
+                .unwrap()
+                .into_iter()
+                .map(|(id, _)| id)
+                .collect();
+            ids.sort_by_key(|i| i.0);
+            ids
+        };
+        assert_eq!(found("abab"), vec![a, b]);
+        assert_eq!(found("ABa"), vec![a, b], "any case, odd length");
+        assert_eq!(found(&a.to_hex()), vec![a], "the whole id");
+        assert_eq!(found(&a.to_hex()[..21]), vec![a, b]);
+        assert_eq!(found(&a.to_hex()[..22]), vec![a]);
+        let mut other = a.to_hex();
+        other.replace_range(63.., "0");
+        assert!(
+            found(&other).is_empty(),
+            "past the 16 bytes the index keeps"
+        );
+        assert_eq!(found("1212"), vec![c]);
+        assert!(found("zz12").is_empty());
+        assert!(found("9999").is_empty());
+        assert_eq!(
+            store.items_with_prefix("ab", 1).unwrap().len(),
+            1,
+            "at most"
+        );
+        assert!(store.remove_item(&a).unwrap());
+        assert_eq!(found("abab"), vec![b], "a removed item is not found");
     }
 
     #[test]
