@@ -220,6 +220,12 @@ impl Reader {
             .collect())
     }
 
+    /// The live reports that reference the clip `sha256`: `(report, author, size)`, by
+    /// the store's clip index (`store::MAX_CLIP_REFS` at most).
+    pub fn clip_refs(&self, sha256: &[u8; 32]) -> Result<Vec<(ItemId, MemberId, u64)>, NodeError> {
+        Ok(self.store.clip_refs(sha256)?)
+    }
+
     /// Every live item, oldest first: for callers that need the whole feed (a clip's
     /// owner, a report by id prefix), off the event loop.
     pub fn all(&self) -> Result<Vec<FeedItem>, NodeError> {

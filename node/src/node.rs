@@ -484,7 +484,6 @@ impl Node {
             stuck: Default::default(),
             data_dir: config.data_dir.clone(),
             sharing: Sharing::open(config.clip_policy, &config.data_dir),
-            own_clips: None,
             sync_set: None,
             clip_replies: HashMap::new(),
         };
@@ -782,8 +781,6 @@ struct EventLoop {
     data_dir: PathBuf,
     /// The owner's side of clip sharing.
     sharing: Sharing,
-    /// Clips our own live reports reference (sha → size); `None` until needed again.
-    own_clips: Option<HashMap<[u8; 32], u64>>,
     /// The sync set as last built, with the store's `sync_generation` it was built at
     /// and when it was last used: a responder answers every reconcile message of a
     /// session from it instead of reading and sorting the set each time.
@@ -1095,7 +1092,6 @@ impl EventLoop {
         if ticks.is_multiple_of(EXPIRE_EVERY)
             && let Some(engine) = &mut self.engine
         {
-            self.own_clips = None;
             match engine.expire(crate::now()) {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(deleted = n, "expired items deleted"),
@@ -1449,27 +1445,16 @@ impl EventLoop {
         self.clip_replies.insert(id, reply);
     }
 
-    /// The clips our own live reports reference.
+    /// The size of clip `sha256` if one of our own live reports references it: from
+    /// the store's clip index, not a pass over the records.
     fn own_clip(&mut self, sha256: &[u8; 32]) -> Option<u64> {
-        if self.own_clips.is_none() {
-            let me = self.keys.id();
-            let mut own = HashMap::new();
-            if let Ok(items) = self.store.items() {
-                for (_, record) in items.into_iter().filter(|(_, r)| r.author == me) {
-                    if let Ok(item) = Item::decode(&record.item)
-                        && let Ok(Body::Report(report)) = item.body()
-                    {
-                        for c in report.clips {
-                            own.insert(c.sha256, c.size);
-                        }
-                    }
-                }
-            }
-            self.own_clips = Some(own);
-        }
-        self.own_clips
-            .as_ref()
-            .and_then(|own| own.get(sha256).copied())
+        let me = self.keys.id();
+        self.store
+            .clip_refs(sha256)
+            .ok()?
+            .into_iter()
+            .find(|(_, author, _)| *author == me)
+            .map(|(_, _, size)| size)
     }
 
     fn on_clip(&mut self, event: request_response::Event<Vec<u8>, Vec<u8>>) {
@@ -1543,8 +1528,6 @@ impl EventLoop {
         let id = engine
             .post_staged(&body, crate::now(), &mut crate::rng())
             .await?;
-        // A new report may share a clip; a retraction may stop sharing one.
-        self.own_clips = None;
         self.last_item_at = Some(crate::now());
         if let Some(record) = engine.store().item(&id)?
             && let Ok(item) = Item::decode(&record.item)

@@ -22,6 +22,11 @@
 //!   OpId → 0` (the items' part of the set comes from `expiry`).
 //! - `outbox`: envelopes posted but not yet handed to a peer, `seq (u64 BE) → bytes`.
 //! - `peers`: remembered peer addresses, `peer id bytes → address list (postcard)`.
+//! - `clips`: the clips live reports reference, `SHA-256 ‖ ItemId → author (32) ‖ size
+//!   (u64 BE)`: a clip's owner without a pass over the records. Written before the
+//!   record and deleted after it, so an entry can outlive its item after a crash; a
+//!   lookup takes only entries whose item is live. Built once from the records for a
+//!   store from before it (`CLIPS_INDEXED` in `meta`).
 //!
 //! In memory, built at open from `expiry` and `tombs` and kept in step with them: every
 //! envelope id seen (a live item's times, or a tombstone's keep-until) and every inner
@@ -109,6 +114,7 @@ pub struct Store {
     sync: sled::Tree,
     outbox: sled::Tree,
     peers: sled::Tree,
+    clips: sled::Tree,
     /// The ids seen, in memory (see the module doc).
     index: Arc<Mutex<Index>>,
     /// The first storage failure (an I/O error, corruption) a write or a flush met. sled
@@ -286,6 +292,10 @@ const PROTOCOL_KEY: &[u8] = b"protocol";
 pub const PROTOCOL: u8 = 2;
 /// `meta` key the health probe writes (the time of the last probe).
 const PROBE: &[u8] = b"probe";
+/// In `meta` once the `clips` tree holds every live report's clips.
+const CLIPS_INDEXED: &[u8] = b"clips_indexed";
+/// Most live reports a lookup of one clip lists.
+pub const MAX_CLIP_REFS: usize = 64;
 /// The store format this code writes. 1 (no `format` key) kept records in a tree
 /// `items` keyed by id; 2 kept the seen ids in the sled trees `seen` and `seen_items`.
 /// `Store::open` migrates both.
@@ -298,6 +308,26 @@ const TOMB_ID: u8 = 0;
 const TOMB_ITEM: u8 = 1;
 /// The trees of formats 1 and 2 that format 3 does without.
 const OLD_TREES: [&[u8]; 3] = [b"items", b"seen", b"seen_items"];
+
+/// The clips a stored report references, `(SHA-256, size)`; none for other kinds.
+fn clip_refs(record: &ItemRecord) -> Vec<([u8; 32], u64)> {
+    if record.kind != porchlight_proto::Kind::Report {
+        return Vec::new();
+    }
+    match porchlight_proto::item::Item::decode(&record.item).map(|i| i.body()) {
+        Ok(Ok(porchlight_proto::item::Body::Report(r))) => {
+            r.clips.iter().map(|c| (c.sha256, c.size)).collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
+fn clip_key(sha256: &[u8; 32], id: &ItemId) -> [u8; 64] {
+    let mut k = [0u8; 64];
+    k[..32].copy_from_slice(sha256);
+    k[32..].copy_from_slice(&id.0);
+    k
+}
 
 fn codec_hex(bytes: &[u8]) -> String {
     porchlight_proto::codec::hex(bytes)
@@ -408,12 +438,14 @@ impl Store {
             sync: db.open_tree("sync")?,
             outbox: db.open_tree("outbox")?,
             peers: db.open_tree("peers")?,
+            clips: db.open_tree("clips")?,
             index: Default::default(),
             failure: Default::default(),
             db,
         };
         store.migrate()?;
         store.load_index()?;
+        store.index_clips()?;
         Ok(store)
     }
 
@@ -858,6 +890,12 @@ impl Store {
             }
             None => {}
         }
+        for (sha256, size) in clip_refs(record) {
+            let mut v = [0u8; 40];
+            v[..32].copy_from_slice(&record.author.0);
+            v[32..].copy_from_slice(&size.to_be_bytes());
+            self.clips.insert(clip_key(&sha256, id), &v[..])?;
+        }
         self.records.insert(
             expiry_key(record.created_at, id),
             porchlight_proto::codec::encode(record),
@@ -903,9 +941,10 @@ impl Store {
             }
             self.tombs
                 .insert(tomb_key(expires_at, TOMB_ID, &id.0), &[])?;
-            self.records.remove(expiry_key(created_at, id))?;
+            let record = self.records.remove(expiry_key(created_at, id))?;
             self.expiry.remove(at)?;
             self.index().tomb(&id.0, expires_at);
+            self.forget_clips(id, record.as_deref())?;
             Ok(true)
         })
     }
@@ -990,6 +1029,65 @@ impl Store {
             };
             item().transpose()
         })))
+    }
+
+    /// Deletes the `clips` entries of a record that was just deleted (its bytes).
+    fn forget_clips(&self, id: &ItemId, record: Option<&[u8]>) -> Result<(), StoreError> {
+        let Some(record) = record.and_then(|r| decode::<ItemRecord>(r, "item record").ok()) else {
+            return Ok(());
+        };
+        for (sha256, _) in clip_refs(&record) {
+            self.clips.remove(clip_key(&sha256, id))?;
+        }
+        Ok(())
+    }
+
+    /// Fills `clips` from the records once, for a store from before it: one pass over
+    /// the records, at the first start of a new version.
+    fn index_clips(&self) -> Result<(), StoreError> {
+        if self.meta.get(CLIPS_INDEXED)?.is_some() {
+            return Ok(());
+        }
+        let mut reports = 0usize;
+        for entry in self.each_item() {
+            let (id, record) = entry?;
+            for (sha256, size) in clip_refs(&record) {
+                let mut v = [0u8; 40];
+                v[..32].copy_from_slice(&record.author.0);
+                v[32..].copy_from_slice(&size.to_be_bytes());
+                self.clips.insert(clip_key(&sha256, &id), &v[..])?;
+                reports += 1;
+            }
+        }
+        self.meta.insert(CLIPS_INDEXED, &[1])?;
+        if reports > 0 {
+            tracing::info!(
+                references = reports,
+                "indexed the clips live reports reference"
+            );
+        }
+        Ok(())
+    }
+
+    /// The live reports that reference the clip `sha256`: `(report, author, size)`, at
+    /// most `MAX_CLIP_REFS`, from the `clips` tree (no pass over the records).
+    pub fn clip_refs(&self, sha256: &[u8; 32]) -> Result<Vec<(ItemId, MemberId, u64)>, StoreError> {
+        let mut out = Vec::new();
+        for entry in self.clips.scan_prefix(sha256) {
+            let (k, v) = entry?;
+            let (Some(id), Some(author), Some(size)) =
+                (id_at(&k, 32), id_at(&v, 0), u64_at(&v, 32))
+            else {
+                return Err(StoreError::Corrupt("clip entry"));
+            };
+            if self.live_at(&ItemId(id)).is_some() {
+                out.push((ItemId(id), MemberId(author), size));
+                if out.len() >= MAX_CLIP_REFS {
+                    break;
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Live items whose id starts with the hex digits `prefix` (any case; anything but
@@ -1213,8 +1311,10 @@ impl Store {
                 let shared =
                     matches!(live, Some((e, c)) if c == entry.created_at && e != entry.expires_at);
                 if !shared {
-                    self.records
+                    let record = self
+                        .records
                         .remove(expiry_key(entry.created_at, &entry.id))?;
+                    self.forget_clips(&entry.id, record.as_deref())?;
                 }
                 let mut ix = self.index();
                 if ix.expired(&entry.id.0, entry.expires_at, entry.created_at) {
@@ -1253,7 +1353,10 @@ impl Store {
                         continue;
                     };
                     if self.live_at(&id) != Some(created_at) {
-                        self.records.remove(&key)?;
+                        let record = self.records.remove(&key)?;
+                        if self.live_at(&id).is_none() {
+                            self.forget_clips(&id, record.as_deref())?;
+                        }
                     }
                 }
             }
@@ -1440,6 +1543,80 @@ mod tests {
         );
         assert!(store.remove_item(&a).unwrap());
         assert_eq!(found("abab"), vec![b], "a removed item is not found");
+    }
+
+    /// A stored report with clips: its record, by member `author` of `hood`.
+    fn clip_report(
+        hood: &porchlight_proto::testkit::TestHood,
+        author: usize,
+        clips: &[[u8; 32]],
+        expires_at: u64,
+    ) -> ItemRecord {
+        let mut body = hood.report("a clip");
+        if let porchlight_proto::Body::Report(r) = &mut body {
+            r.clips = clips
+                .iter()
+                .map(|sha| porchlight_proto::ClipRef {
+                    sha256: *sha,
+                    size: u64::from(sha[0]) * 100,
+                    camera: "porch".into(),
+                    captured_at: 1,
+                })
+                .collect();
+        }
+        let keys = &hood.members[author].keys;
+        let item = porchlight_proto::Item::sign(keys, &hood.hood(), &body);
+        ItemRecord {
+            kind: porchlight_proto::Kind::Report,
+            envelope: vec![author as u8],
+            item: item.encode(),
+            author: keys.id(),
+            created_at: 10,
+            expires_at,
+            received_at: 11,
+        }
+    }
+
+    /// A clip's reports are found by its hash while they are live (stored, not yet
+    /// removed or expired), across a restart, and a store from before the clip index
+    /// gets it built at open.
+    #[test]
+    fn clips_are_found_by_hash_while_their_reports_are_live() {
+        let mut hood = porchlight_proto::testkit::TestHood::new(3);
+        hood.join(0, 0);
+        let dir = tempfile::tempdir().unwrap();
+        let (x, y, z) = ([1u8; 32], [2u8; 32], [3u8; 32]);
+        let (a, b, c) = (ItemId([10; 32]), ItemId([11; 32]), ItemId([12; 32]));
+        let owners = |store: &Store, sha: &[u8; 32]| -> Vec<(ItemId, MemberId, u64)> {
+            let mut refs = store.clip_refs(sha).unwrap();
+            refs.sort_by_key(|r| r.0.0);
+            refs
+        };
+        let (m0, m1) = (hood.members[0].keys.id(), hood.members[1].keys.id());
+        {
+            let store = Store::open(dir.path()).unwrap();
+            put(&store, &a, &clip_report(&hood, 0, &[x, y], 100));
+            put(&store, &b, &clip_report(&hood, 1, &[y], 200));
+            put(&store, &c, &clip_report(&hood, 1, &[z], 300));
+            assert_eq!(owners(&store, &x), vec![(a, m0, 100)]);
+            assert_eq!(owners(&store, &y), vec![(a, m0, 200), (b, m1, 200)]);
+            assert!(owners(&store, &[9; 32]).is_empty());
+            assert!(store.remove_item(&b).unwrap());
+            assert_eq!(owners(&store, &y), vec![(a, m0, 200)], "removed");
+            assert_eq!(store.expire(150).unwrap(), 1);
+            assert!(owners(&store, &x).is_empty(), "expired");
+            assert!(owners(&store, &y).is_empty(), "expired");
+            assert_eq!(owners(&store, &z), vec![(c, m1, 300)]);
+        }
+        let store = reopen(dir.path());
+        assert_eq!(owners(&store, &z), vec![(c, m1, 300)], "after a restart");
+        // A store from before the index: its entries and marker gone, rebuilt at open.
+        store.clips.clear().unwrap();
+        store.meta.remove(CLIPS_INDEXED).unwrap();
+        store.db.flush().unwrap();
+        drop(store);
+        let store = reopen(dir.path());
+        assert_eq!(owners(&store, &z), vec![(c, m1, 300)], "indexed at open");
     }
 
     #[test]
