@@ -485,6 +485,7 @@ impl Node {
             data_dir: config.data_dir.clone(),
             sharing: Sharing::open(config.clip_policy, &config.data_dir),
             sync_set: None,
+            meter: Default::default(),
             clip_replies: HashMap::new(),
         };
         // Members and the deny list first: a connection made while we wait for the
@@ -785,6 +786,8 @@ struct EventLoop {
     /// and when it was last used: a responder answers every reconcile message of a
     /// session from it instead of reading and sorting the set each time.
     sync_set: Option<(u64, Arc<negentropy::NegentropyStorageVector>, Instant)>,
+    /// Each member's byte budget for our fetch answers and clip chunks.
+    meter: crate::meter::Meter,
     /// Outstanding clip requests we sent (bounded by the behaviour's timeout and by the
     /// API's concurrent fetches).
     clip_replies: HashMap<request_response::OutboundRequestId, Reply<clip::Response>>,
@@ -1468,11 +1471,30 @@ impl EventLoop {
                 ..
             } => {
                 // The gate lets only members' connections speak this protocol.
+                let now = std::time::Instant::now();
+                match self.meter.check(peer, now) {
+                    crate::meter::Verdict::Serve => {}
+                    // Slowed: no answer (the requester's request fails; it may ask
+                    // again later), no clip read.
+                    crate::meter::Verdict::SlowDown => return,
+                    crate::meter::Verdict::Penalize => {
+                        return self.penalize(peer, "kept asking for clips over its byte budget");
+                    }
+                }
                 let response = match (clip::Request::decode(&request), net::member_id(&peer)) {
                     (Ok(request), Some(requester)) => {
                         let own = self.own_clip(&request.sha256);
-                        self.sharing
-                            .answer(&self.data_dir, requester, &request, own, crate::now())
+                        let answer = self.sharing.answer(
+                            &self.data_dir,
+                            requester,
+                            &request,
+                            own,
+                            crate::now(),
+                        );
+                        if let clip::Response::Chunk { bytes, .. } = &answer {
+                            self.meter.spent(peer, bytes.len(), now);
+                        }
+                        answer
                     }
                     _ => {
                         self.penalize(peer, "malformed clip request");
@@ -2302,11 +2324,30 @@ impl EventLoop {
                     }
                 }
             }
-            Ok(sync::Request::Fetch(ids)) => match self.engine.as_ref().map(|e| e.fetch(&ids)) {
-                Some(Ok(elements)) => sync::Response::Items(elements),
-                Some(Err(e)) => sync::Response::refused(&e.to_string()),
-                None => sync::Response::refused("not in a hood"),
-            },
+            Ok(sync::Request::Fetch(ids)) => {
+                let now = std::time::Instant::now();
+                match self.meter.check(peer, now) {
+                    crate::meter::Verdict::Serve => {}
+                    crate::meter::Verdict::SlowDown => {
+                        return sync::Response::refused(
+                            "over this node's byte budget for your fetches; slow down",
+                        );
+                    }
+                    crate::meter::Verdict::Penalize => {
+                        self.penalize(peer, "kept fetching over its byte budget");
+                        return sync::Response::refused("over the byte budget");
+                    }
+                }
+                match self.engine.as_ref().map(|e| e.fetch(&ids)) {
+                    Some(Ok(elements)) => {
+                        let bytes = elements.iter().map(|e| e.len() + 16).sum();
+                        self.meter.spent(peer, bytes, now);
+                        sync::Response::Items(elements)
+                    }
+                    Some(Err(e)) => sync::Response::refused(&e.to_string()),
+                    None => sync::Response::refused("not in a hood"),
+                }
+            }
             Ok(sync::Request::Peers) => {
                 if Self::over_reconcile_budget(&mut self.reconciled, peer) {
                     return sync::Response::refused("too many sync requests; slow down");
