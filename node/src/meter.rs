@@ -109,8 +109,16 @@ mod tests {
             assert_eq!(meter.check(hog, t0), Verdict::SlowDown);
         }
         assert_eq!(meter.check(hog, t0), Verdict::Penalize);
-        assert_eq!(meter.check(other, t0), Verdict::Serve, "budgets are per member");
-        assert_eq!(meter.check(hog, t0 + WINDOW), Verdict::Serve, "a new window");
+        assert_eq!(
+            meter.check(other, t0),
+            Verdict::Serve,
+            "budgets are per member"
+        );
+        assert_eq!(
+            meter.check(hog, t0 + WINDOW),
+            Verdict::Serve,
+            "a new window"
+        );
     }
 
     #[test]
