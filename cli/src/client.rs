@@ -96,6 +96,22 @@ impl Api {
     ) -> anyhow::Result<Value> {
         let agent = Api::agent(Some(Duration::from_secs(60)));
         let mut response = self.send(&agent, method, path, body.as_ref())?;
+        // A read the node is too busy for now (its feed reader serves other clients)
+        // comes back as 503 with `Retry-After`: wait as told, a few times, then give up.
+        for _ in 0..BUSY_RETRIES {
+            let retry_after = response
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            match retry_after {
+                Some(secs) if method == "GET" && response.status() == 503 => {
+                    std::thread::sleep(Duration::from_secs(secs.clamp(1, 10)));
+                    response = self.send(&agent, method, path, body.as_ref())?;
+                }
+                _ => break,
+            }
+        }
         let status = response.status();
         let value: Value = response
             .body_mut()
@@ -364,6 +380,9 @@ fn feed_query(since: Option<Duration>, category: Option<&str>) -> String {
         format!("?{}", q.join("&"))
     }
 }
+
+/// How many times a `GET` the node answers with 503 and `Retry-After` is asked again.
+const BUSY_RETRIES: usize = 5;
 
 /// Feed items per request when listing the whole feed (the API's maximum page).
 const FEED_PAGE: usize = 1000;

@@ -405,6 +405,14 @@ fn node_error(e: NodeError) -> Response {
             error(StatusCode::BAD_REQUEST, m.to_string())
         }
         NodeError::NoHood => error(StatusCode::CONFLICT, e.to_string()),
+        NodeError::Busy => {
+            let mut response = error(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(crate::feed::RETRY_AFTER_SECS),
+            );
+            response
+        }
         other => error(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
     }
 }
@@ -706,8 +714,24 @@ async fn feed(State(api): State<Api>, q: Result<Query<FeedParams>, QueryRejectio
         since: params.since.unwrap_or(0),
         category,
     };
-    match api.node.feed_page(page).await {
-        Ok(items) => axum::Json(items.iter().map(feed_json).collect::<Vec<_>>()).into_response(),
+    // The page's JSON is written on the reader thread too: its allocations stay in that
+    // thread's malloc arena (see `feed::Slots`).
+    let json = api.node.read(move |reader| {
+        let items = reader.page(&page)?;
+        Ok(
+            serde_json::to_vec(&items.iter().map(feed_json).collect::<Vec<_>>())
+                .expect("JSON values with string keys always serialize"),
+        )
+    });
+    match json.await {
+        Ok(body) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                axum::http::HeaderValue::from_static("application/json"),
+            )],
+            body,
+        )
+            .into_response(),
         Err(e @ NodeError::UnknownCursor(_)) => error(StatusCode::BAD_REQUEST, e.to_string()),
         Err(e) => node_error(e),
     }
@@ -1035,11 +1059,25 @@ async fn own_report(api: &Api, wanted: &str) -> Result<(ItemId, u64), Box<Respon
             format!("{wanted:?} is not a report id: give at least 4 hex digits of one"),
         )));
     }
-    let items = api.node.feed().await.map_err(|e| Box::new(node_error(e)))?;
+    // By the store's index of ids, not a read of the whole feed. Enough to tell one
+    // match from several.
+    const MOST: usize = 64;
+    let prefix = wanted.clone();
+    let items = api
+        .node
+        .read(move |reader| reader.by_prefix(&prefix, MOST))
+        .await
+        .map_err(|e| Box::new(node_error(e)))?;
     let matches: Vec<&FeedItem> = items
         .iter()
-        .filter(|i| matches!(i.body, Body::Report(_)) && i.id.to_hex().starts_with(&wanted))
+        .filter(|i| matches!(i.body, Body::Report(_)))
         .collect();
+    if items.len() >= MOST && matches.len() < 2 {
+        return Err(Box::new(error(
+            StatusCode::BAD_REQUEST,
+            format!("{wanted} matches {MOST} or more items: give more of the id"),
+        )));
+    }
     let report = match matches.as_slice() {
         [one] => *one,
         [] => {
@@ -1583,5 +1621,23 @@ pub fn judge_body(endpoint: Endpoint, body: &[u8], now: u64) -> Result<(), Statu
         Endpoint::Webhook => crate::hub::api::webhook_candidate(body, now)
             .map(drop)
             .map_err(|r| r.status()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A feed read refused as busy is a 503 that says when to ask again.
+    #[test]
+    fn a_busy_reader_is_503_with_retry_after() {
+        let response = node_error(NodeError::Busy);
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            response.headers().get(axum::http::header::RETRY_AFTER),
+            Some(&axum::http::HeaderValue::from(
+                crate::feed::RETRY_AFTER_SECS
+            ))
+        );
     }
 }

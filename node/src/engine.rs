@@ -560,14 +560,26 @@ impl Engine {
     /// A digest of what this node holds: its live items, its membership operations, and
     /// the epoch it seals under. Two nodes in sync have the same digest.
     pub fn digest(&self) -> Result<[u8; 32], EngineError> {
+        self.digest_of(&self.sync_storage()?)
+    }
+
+    /// [`Engine::digest`] over `set`, the sync set as [`Engine::sync_storage`] built it
+    /// (sorted by time, then id): no pass over the store.
+    pub fn digest_of(
+        &self,
+        set: &negentropy::NegentropyStorageVector,
+    ) -> Result<[u8; 32], EngineError> {
+        use negentropy::NegentropyStorageBase as _;
         use sha2::Digest as _;
-        let mut elements = self.store.sync_elements()?;
-        elements.sort();
         let mut h = sha2::Sha256::new();
-        for (t, id) in elements {
-            h.update(t.to_be_bytes());
-            h.update(id);
-        }
+        let local = |e: negentropy::Error| EngineError::Sync(sync::SyncError::Local(e.to_string()));
+        let size = set.size().map_err(local)?;
+        set.iterate(0, size, &mut |item, _| {
+            h.update(item.timestamp.to_be_bytes());
+            h.update(item.id.as_bytes());
+            Ok(true)
+        })
+        .map_err(local)?;
         h.update(self.roster.sealing_epoch().map_or([0; 32], |e| e.0));
         Ok(h.finalize().into())
     }

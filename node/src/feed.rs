@@ -6,6 +6,9 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 use porchlight_proto::item::{Body, Item};
 use porchlight_proto::report::Category;
@@ -18,6 +21,92 @@ use crate::store::{ItemRecord, Store};
 pub const DEFAULT_PAGE: usize = 100;
 /// Most items in one feed page.
 pub const MAX_PAGE: usize = 1000;
+
+/// How long a read waits for the reader thread before it is refused as busy.
+pub const READER_WAIT: Duration = Duration::from_secs(5);
+/// What a refused read is told to wait (the API's `Retry-After`).
+pub const RETRY_AFTER_SECS: u64 = 1;
+/// The reader thread's nice value: below the event loop, so that a client paging
+/// through 100,000 items does not hold up `status`, gossip or sync on a small machine.
+const READER_NICE: i32 = 10;
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Where feed reads run: one thread of their own, one read at a time, the others
+/// waiting their turn (at most `READER_WAIT`). Cheap to clone; the thread ends when the
+/// last handle is dropped.
+///
+/// Why one thread (docs/performance.md, "Feed and status on a large store"): four
+/// clients paging through a large store at once on tokio's blocking threads each read
+/// in a thread of its own, so glibc gave each its own malloc arena, and the node's peak
+/// resident size went from 77 to 133 MiB while `status` waited for the CPU. Reads on one
+/// lower-priority thread reuse one arena and leave the cores to the event loop first.
+#[derive(Debug, Clone)]
+pub struct Slots {
+    turn: Arc<Semaphore>,
+    jobs: std::sync::mpsc::SyncSender<Job>,
+    wait: Duration,
+}
+
+impl Default for Slots {
+    fn default() -> Slots {
+        Slots::new()
+    }
+}
+
+impl Slots {
+    pub fn new() -> Slots {
+        Slots::waiting(READER_WAIT)
+    }
+
+    /// Reads wait at most `wait` for their turn.
+    fn waiting(wait: Duration) -> Slots {
+        // One job at a time: the semaphore's single permit is held until the job ends,
+        // so the channel never holds more than one.
+        let (jobs, queue) = std::sync::mpsc::sync_channel::<Job>(1);
+        let spawned = std::thread::Builder::new()
+            .name("feed-reader".into())
+            .spawn(move || {
+                // Per thread on Linux (`who` 0 is the calling thread); best effort.
+                if let Err(e) = rustix::process::setpriority_process(None, READER_NICE) {
+                    tracing::debug!(error = %e, "cannot lower the feed reader's priority");
+                }
+                while let Ok(job) = queue.recv() {
+                    job();
+                }
+            });
+        if let Err(e) = spawned {
+            // Every read is then refused as the node stopping; nothing else depends on it.
+            tracing::error!(error = %e, "cannot start the feed reader thread");
+        }
+        Slots {
+            turn: Arc::new(Semaphore::new(1)),
+            jobs,
+            wait,
+        }
+    }
+
+    /// Runs `read` on the reader thread once it is free (waiting at most `READER_WAIT`,
+    /// else `NodeError::Busy`) and returns what it returns.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        read: impl FnOnce() -> Result<T, NodeError> + Send + 'static,
+    ) -> Result<T, NodeError> {
+        let permit = match tokio::time::timeout(self.wait, self.turn.clone().acquire_owned()).await
+        {
+            Ok(Ok(permit)) => permit,
+            Ok(Err(_)) => return Err(NodeError::Stopped),
+            Err(_) => return Err(NodeError::Busy),
+        };
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _turn: OwnedSemaphorePermit = permit;
+            let _ = tx.send(read());
+        });
+        self.jobs.try_send(job).map_err(|_| NodeError::Stopped)?;
+        rx.await.map_err(|_| NodeError::Stopped)?
+    }
+}
 
 /// What a feed page holds.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -120,6 +209,23 @@ impl Reader {
         Ok(out)
     }
 
+    /// The live items whose id starts with the hex digits `prefix`, at most `most`: by
+    /// the store's index, not a pass over the feed.
+    pub fn by_prefix(&self, prefix: &str, most: usize) -> Result<Vec<FeedItem>, NodeError> {
+        Ok(self
+            .store
+            .items_with_prefix(prefix, most)?
+            .iter()
+            .filter_map(|(id, record)| self.item(*id, record))
+            .collect())
+    }
+
+    /// The live reports that reference the clip `sha256`: `(report, author, size)`, by
+    /// the store's clip index (`store::MAX_CLIP_REFS` at most).
+    pub fn clip_refs(&self, sha256: &[u8; 32]) -> Result<Vec<(ItemId, MemberId, u64)>, NodeError> {
+        Ok(self.store.clip_refs(sha256)?)
+    }
+
     /// Every live item, oldest first: for callers that need the whole feed (a clip's
     /// owner, a report by id prefix), off the event loop.
     pub fn all(&self) -> Result<Vec<FeedItem>, NodeError> {
@@ -132,5 +238,74 @@ impl Reader {
         }
         out.sort_by_key(|f| (f.created_at, u8::from(f.body.kind()), f.id.0));
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A read that finds the reader busy for longer than its wait is refused as busy
+    /// (the API's 503), and once the reader is free the next read runs.
+    #[tokio::test]
+    async fn a_read_waiting_too_long_is_busy_and_the_next_runs_once_free() {
+        let slots = Slots::waiting(Duration::from_millis(200));
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let (started_tx, started) = oneshot::channel();
+        let first = tokio::spawn({
+            let slots = slots.clone();
+            async move {
+                slots
+                    .run(move || {
+                        let _ = started_tx.send(());
+                        held.recv_timeout(Duration::from_secs(10)).unwrap();
+                        Ok(1)
+                    })
+                    .await
+            }
+        });
+        started.await.unwrap();
+        let refused = slots.run(|| Ok(2)).await;
+        assert!(matches!(refused, Err(NodeError::Busy)), "{refused:?}");
+        release.send(()).unwrap();
+        assert_eq!(first.await.unwrap().unwrap(), 1);
+        assert_eq!(slots.run(|| Ok(3)).await.unwrap(), 3);
+    }
+
+    /// Reads from many tasks at once run one at a time, on one thread.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reads_run_one_at_a_time_on_one_thread() {
+        let slots = Slots::new();
+        let running = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let threads = Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            let (slots, running, most, threads) = (
+                slots.clone(),
+                running.clone(),
+                most.clone(),
+                threads.clone(),
+            );
+            tasks.push(tokio::spawn(async move {
+                slots
+                    .run(move || {
+                        let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                        most.fetch_max(now, Ordering::SeqCst);
+                        threads.lock().unwrap().insert(std::thread::current().id());
+                        std::thread::sleep(Duration::from_millis(20));
+                        running.fetch_sub(1, Ordering::SeqCst);
+                        Ok(())
+                    })
+                    .await
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        assert_eq!(most.load(Ordering::SeqCst), 1, "never two reads at once");
+        assert_eq!(threads.lock().unwrap().len(), 1, "one reader thread");
     }
 }

@@ -12,6 +12,7 @@
 //! - [`config`]: the settings file, `porchlight.toml`.
 //! - [`feed`]: reading the feed off the event loop, a page at a time.
 //! - [`net`], [`gate`], [`node`]: the libp2p swarm and the event loop.
+//! - [`meter`]: each member's byte budget for our fetch answers and clip chunks.
 //! - [`api`]: the local HTTP API.
 //! - [`words`]: limits, times and field errors as a person reads them.
 //! - [`hub`]: doorbell and NVR hubs: Frigate over MQTT and a webhook make drafts that a
@@ -29,6 +30,7 @@ pub mod instrument;
 pub mod links;
 pub mod local;
 pub mod logs;
+pub mod meter;
 pub mod net;
 pub mod node;
 pub mod quiet;

@@ -5,6 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -84,6 +85,9 @@ pub const REMOVAL_NOTICE: Duration = Duration::from_secs(2);
 const MAX_CUT_OFF: usize = 64;
 pub const IGNORE_WINDOW: Duration = Duration::from_secs(60);
 const TICK: Duration = Duration::from_secs(1);
+/// How long the sync set built for one sync exchange is kept for the next while nothing
+/// asks for it (about 40 bytes an element: 4 MB at 100,000 items).
+const SYNC_SET_IDLE: Duration = Duration::from_secs(60);
 const OUTBOX_EVERY: u32 = 5;
 const EXPIRE_EVERY: u32 = 60;
 /// Ticks between flushes that check the store still writes what sled holds in memory
@@ -135,6 +139,12 @@ pub enum NodeError {
         "{0} is not a live item (it expired or was retracted): read the feed again from its newest page"
     )]
     UnknownCursor(String),
+    /// Every feed reader's slot was taken for longer than `feed::READER_WAIT`.
+    #[error(
+        "the node is busy reading the feed for other clients: try again in {} s",
+        crate::feed::RETRY_AFTER_SECS
+    )]
+    Busy,
 }
 
 /// How a node is configured. The CLI reads it from `porchlight.toml` in the data dir.
@@ -393,6 +403,8 @@ pub struct Node {
     events: broadcast::Sender<Event>,
     member: MemberId,
     peer_id: PeerId,
+    /// The feed reader thread, shared by every clone.
+    readers: crate::feed::Slots,
 }
 
 impl Node {
@@ -527,7 +539,8 @@ impl Node {
             stuck: Default::default(),
             data_dir: config.data_dir.clone(),
             sharing: Sharing::open(config.clip_policy, &config.data_dir),
-            own_clips: None,
+            sync_set: None,
+            meter: Default::default(),
             clip_replies: HashMap::new(),
         };
         // Members and the deny list first: a connection made while we wait for the
@@ -549,6 +562,7 @@ impl Node {
                 events,
                 member: keys.id(),
                 peer_id,
+                readers: crate::feed::Slots::new(),
             },
             task,
         ))
@@ -615,14 +629,24 @@ impl Node {
     /// Live report-kind items, oldest first: every one, read off the event loop. For
     /// the whole feed prefer pages ([`Node::feed_page`]).
     pub async fn feed(&self) -> Result<Vec<FeedItem>, NodeError> {
-        let reader = self.reader().await?;
-        blocking(move || reader.all()).await
+        self.read(|reader| reader.all()).await
     }
 
     /// One page of the feed (`feed::Query`), read off the event loop.
     pub async fn feed_page(&self, query: crate::feed::Query) -> Result<Vec<FeedItem>, NodeError> {
+        self.read(move |reader| reader.page(&query)).await
+    }
+
+    /// Runs `read` with a reader of the store on the node's feed reader thread, off the
+    /// event loop, one read at a time (`feed::Slots`); `NodeError::Busy` if the others
+    /// keep it busy for longer than `feed::READER_WAIT`. Whatever `read` builds from the
+    /// items (a page's JSON) is best built there too.
+    pub async fn read<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&crate::feed::Reader) -> Result<T, NodeError> + Send + 'static,
+    ) -> Result<T, NodeError> {
         let reader = self.reader().await?;
-        blocking(move || reader.page(&query)).await
+        self.readers.run(move || read(&reader)).await
     }
 
     /// A reader of the store, for reads off the event loop. Hold it briefly: it keeps
@@ -697,15 +721,6 @@ impl Node {
     pub async fn shutdown(&self) {
         let _ = self.commands.send(Command::Shutdown).await;
     }
-}
-
-/// Runs a store read on a blocking thread.
-async fn blocking<T: Send + 'static>(
-    read: impl FnOnce() -> Result<T, NodeError> + Send + 'static,
-) -> Result<T, NodeError> {
-    tokio::task::spawn_blocking(read)
-        .await
-        .map_err(|_| NodeError::Stopped)?
 }
 
 /// Runs a node until `shutdown` completes: the shape a binary or a test wants.
@@ -832,8 +847,12 @@ struct EventLoop {
     data_dir: PathBuf,
     /// The owner's side of clip sharing.
     sharing: Sharing,
-    /// Clips our own live reports reference (sha → size); `None` until needed again.
-    own_clips: Option<HashMap<[u8; 32], u64>>,
+    /// The sync set as last built, with the store's `sync_generation` it was built at
+    /// and when it was last used: a responder answers every reconcile message of a
+    /// session from it instead of reading and sorting the set each time.
+    sync_set: Option<(u64, Arc<negentropy::NegentropyStorageVector>, Instant)>,
+    /// Each member's byte budget for our fetch answers and clip chunks.
+    meter: crate::meter::Meter,
     /// Outstanding clip requests we sent (bounded by the behaviour's timeout and by the
     /// API's concurrent fetches).
     clip_replies: HashMap<request_response::OutboundRequestId, Reply<clip::Response>>,
@@ -1092,6 +1111,13 @@ impl EventLoop {
 
     fn on_tick(&mut self, ticks: u32) {
         let now = Instant::now();
+        if self
+            .sync_set
+            .as_ref()
+            .is_some_and(|(_, _, used)| now.duration_since(*used) >= SYNC_SET_IDLE)
+        {
+            self.sync_set = None;
+        }
         for peer in take_due(&mut self.outsiders, now) {
             if self.is_member(&peer) && self.swarm.behaviour().gossipsub.serves(&peer) {
                 continue;
@@ -1152,7 +1178,6 @@ impl EventLoop {
         if ticks.is_multiple_of(EXPIRE_EVERY)
             && let Some(engine) = &mut self.engine
         {
-            self.own_clips = None;
             match engine.expire(crate::now()) {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(deleted = n, "expired items deleted"),
@@ -1384,7 +1409,11 @@ impl EventLoop {
                 let _ = reply.send(result);
             }
             Command::Status(digest, reply) => {
-                let _ = reply.send(Ok(self.status(digest)));
+                let mut status = self.status();
+                if digest {
+                    status.digest = self.digest();
+                }
+                let _ = reply.send(Ok(status));
             }
             Command::Reader(reply) => {
                 let _ = reply.send(self.reader());
@@ -1503,27 +1532,16 @@ impl EventLoop {
         self.clip_replies.insert(id, reply);
     }
 
-    /// The clips our own live reports reference.
+    /// The size of clip `sha256` if one of our own live reports references it: from
+    /// the store's clip index, not a pass over the records.
     fn own_clip(&mut self, sha256: &[u8; 32]) -> Option<u64> {
-        if self.own_clips.is_none() {
-            let me = self.keys.id();
-            let mut own = HashMap::new();
-            if let Ok(items) = self.store.items() {
-                for (_, record) in items.into_iter().filter(|(_, r)| r.author == me) {
-                    if let Ok(item) = Item::decode(&record.item)
-                        && let Ok(Body::Report(report)) = item.body()
-                    {
-                        for c in report.clips {
-                            own.insert(c.sha256, c.size);
-                        }
-                    }
-                }
-            }
-            self.own_clips = Some(own);
-        }
-        self.own_clips
-            .as_ref()
-            .and_then(|own| own.get(sha256).copied())
+        let me = self.keys.id();
+        self.store
+            .clip_refs(sha256)
+            .ok()?
+            .into_iter()
+            .find(|(_, author, _)| *author == me)
+            .map(|(_, _, size)| size)
     }
 
     fn on_clip(&mut self, event: request_response::Event<Vec<u8>, Vec<u8>>) {
@@ -1537,11 +1555,30 @@ impl EventLoop {
                 ..
             } => {
                 // The gate lets only members' connections speak this protocol.
+                let now = std::time::Instant::now();
+                match self.meter.check(peer, now) {
+                    crate::meter::Verdict::Serve => {}
+                    // Slowed: no answer (the requester's request fails; it may ask
+                    // again later), no clip read.
+                    crate::meter::Verdict::SlowDown => return,
+                    crate::meter::Verdict::Penalize => {
+                        return self.penalize(peer, "kept asking for clips over its byte budget");
+                    }
+                }
                 let response = match (clip::Request::decode(&request), net::member_id(&peer)) {
                     (Ok(request), Some(requester)) => {
                         let own = self.own_clip(&request.sha256);
-                        self.sharing
-                            .answer(&self.data_dir, requester, &request, own, crate::now())
+                        let answer = self.sharing.answer(
+                            &self.data_dir,
+                            requester,
+                            &request,
+                            own,
+                            crate::now(),
+                        );
+                        if let clip::Response::Chunk { bytes, .. } = &answer {
+                            self.meter.spent(peer, bytes.len(), now);
+                        }
+                        answer
                     }
                     _ => {
                         self.penalize(peer, "malformed clip request");
@@ -1597,8 +1634,6 @@ impl EventLoop {
         let id = engine
             .post_staged(&body, crate::now(), &mut crate::rng())
             .await?;
-        // A new report may share a clip; a retraction may stop sharing one.
-        self.own_clips = None;
         self.last_item_at = Some(crate::now());
         if let Some(record) = engine.store().item(&id)?
             && let Ok(item) = Item::decode(&record.item)
@@ -1651,7 +1686,28 @@ impl EventLoop {
         out
     }
 
-    fn status(&self, with_digest: bool) -> Status {
+    /// The digest of what this node holds (`Engine::digest`), from the kept sync set.
+    fn digest(&mut self) -> Option<[u8; 32]> {
+        let set = self.sync_set().ok()?;
+        self.engine.as_ref()?.digest_of(&set).ok()
+    }
+
+    /// The sync set, read from the store only if it changed since it was last read.
+    fn sync_set(&mut self) -> Result<Arc<negentropy::NegentropyStorageVector>, String> {
+        let generation = self.store.sync_generation();
+        if let Some((built, set, used)) = &mut self.sync_set
+            && *built == generation
+        {
+            *used = Instant::now();
+            return Ok(set.clone());
+        }
+        let engine = self.engine.as_ref().ok_or("not in a hood")?;
+        let set = Arc::new(engine.sync_storage().map_err(|e| e.to_string())?);
+        self.sync_set = Some((generation, set.clone(), Instant::now()));
+        Ok(set)
+    }
+
+    fn status(&self) -> Status {
         let gossip = self.swarm.behaviour().gossipsub.inner();
         Status {
             member: self.keys.id(),
@@ -1668,11 +1724,7 @@ impl EventLoop {
             listen: self.listen.clone(),
             items: self.store.item_count(),
             outbox: self.store.outbox_len(),
-            digest: self
-                .engine
-                .as_ref()
-                .filter(|_| with_digest)
-                .and_then(|e| e.digest().ok()),
+            digest: None,
             sealing_epoch: self
                 .engine
                 .as_ref()
@@ -1703,14 +1755,10 @@ impl EventLoop {
             .connected_peers()
             .filter_map(net::member_id)
             .collect();
-        // Items held are evidence too, across restarts. From the expiry index (author and
-        // times of each live item), not the records: a small tree, not the whole store.
-        let mut latest: HashMap<MemberId, u64> = HashMap::new();
-        for entry in self.store.live() {
-            let entry = entry?;
-            let at = latest.entry(entry.author).or_default();
-            *at = (*at).max(entry.created_at.min(now));
-        }
+        // Items held are evidence too, across restarts: the store keeps each author's
+        // newest in memory (`status` asks for this; a pass over the expiry index held up
+        // the event loop for milliseconds at 100,000 items).
+        let latest = self.store.latest_by_author();
         Ok(engine
             .roster()
             .members()
@@ -1723,7 +1771,7 @@ impl EventLoop {
                     self.last_seen
                         .get(&m.id)
                         .copied()
-                        .max(latest.get(&m.id).copied())
+                        .max(latest.get(&m.id).map(|t| (*t).min(now)))
                 };
                 MemberInfo {
                     member: m.clone(),
@@ -2038,17 +2086,16 @@ impl EventLoop {
     /// Starts a session with `peer` as initiator, if it is a member we serve sync to and
     /// no session with it runs.
     fn start_sync(&mut self, peer: PeerId) {
-        let Some(engine) = &self.engine else { return };
-        if self.syncs.contains_key(&peer)
+        if self.engine.is_none()
+            || self.syncs.contains_key(&peer)
             || self.syncs.len() >= MAX_SYNC_SESSIONS
             || !self.swarm.behaviour().sync.serves(&peer)
         {
             return;
         }
-        let started = engine
-            .sync_storage()
-            .map_err(|e| e.to_string())
-            .and_then(|storage| sync::Initiator::start(storage).map_err(|e| e.to_string()));
+        let started = self.sync_set().and_then(|set| {
+            sync::Initiator::start(set.as_ref().clone()).map_err(|e| e.to_string())
+        });
         let (initiator, first) = match started {
             Ok(s) => s,
             Err(e) => {
@@ -2371,17 +2418,17 @@ impl EventLoop {
 
     /// The responder's side: stateless per message.
     fn answer_sync(&mut self, peer: PeerId, request: &[u8]) -> sync::Response {
-        let Some(engine) = &self.engine else {
+        if self.engine.is_none() {
             return sync::Response::refused("not in a hood");
-        };
+        }
         match sync::Request::decode(request) {
             Ok(sync::Request::Reconcile(query)) => {
                 if Self::over_reconcile_budget(&mut self.reconciled, peer) {
                     return sync::Response::refused("too many reconcile requests; slow down");
                 }
-                let storage = match engine.sync_storage() {
+                let storage = match self.sync_set() {
                     Ok(s) => s,
-                    Err(e) => return sync::Response::refused(&e.to_string()),
+                    Err(e) => return sync::Response::refused(&e),
                 };
                 match sync::respond(&storage, &query) {
                     Ok(reply) => sync::Response::Reconcile(reply),
@@ -2391,10 +2438,30 @@ impl EventLoop {
                     }
                 }
             }
-            Ok(sync::Request::Fetch(ids)) => match engine.fetch(&ids) {
-                Ok(elements) => sync::Response::Items(elements),
-                Err(e) => sync::Response::refused(&e.to_string()),
-            },
+            Ok(sync::Request::Fetch(ids)) => {
+                let now = std::time::Instant::now();
+                match self.meter.check(peer, now) {
+                    crate::meter::Verdict::Serve => {}
+                    crate::meter::Verdict::SlowDown => {
+                        return sync::Response::refused(
+                            "over this node's byte budget for your fetches; slow down",
+                        );
+                    }
+                    crate::meter::Verdict::Penalize => {
+                        self.penalize(peer, "kept fetching over its byte budget");
+                        return sync::Response::refused("over the byte budget");
+                    }
+                }
+                match self.engine.as_ref().map(|e| e.fetch(&ids)) {
+                    Some(Ok(elements)) => {
+                        let bytes = elements.iter().map(|e| e.len() + 16).sum();
+                        self.meter.spent(peer, bytes, now);
+                        sync::Response::Items(elements)
+                    }
+                    Some(Err(e)) => sync::Response::refused(&e.to_string()),
+                    None => sync::Response::refused("not in a hood"),
+                }
+            }
             Ok(sync::Request::Peers) => {
                 if Self::over_reconcile_budget(&mut self.reconciled, peer) {
                     return sync::Response::refused("too many sync requests; slow down");

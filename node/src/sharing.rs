@@ -338,10 +338,12 @@ pub async fn fetch(
     sha256: [u8; 32],
     mut progress: impl FnMut(u64, u64),
 ) -> Result<Fetched, FetchError> {
-    let feed = node.feed().await?;
-    let (owner, size) = feed
-        .iter()
-        .find_map(|item| clip_size(&item.body, &sha256).map(|size| (item.author, size)))
+    // The clip's owner from the store's clip index, not a read of the whole feed.
+    let (_, owner, size) = node
+        .read(move |reader| reader.clip_refs(&sha256))
+        .await?
+        .into_iter()
+        .next()
         .ok_or_else(|| FetchError::NotInFeed(codec::hex(&sha256)))?;
     if clips::get(data_dir, &sha256).is_ok_and(|c| c.size == size)
         && clips::hash_file(&clips::path(data_dir, &sha256)).ok() == Some(sha256)

@@ -22,6 +22,11 @@
 //!   OpId → 0` (the items' part of the set comes from `expiry`).
 //! - `outbox`: envelopes posted but not yet handed to a peer, `seq (u64 BE) → bytes`.
 //! - `peers`: remembered peer addresses, `peer id bytes → address list (postcard)`.
+//! - `clips`: the clips live reports reference, `SHA-256 ‖ ItemId → author (32) ‖ size
+//!   (u64 BE)`: a clip's owner without a pass over the records. Written before the
+//!   record and deleted after it, so an entry can outlive its item after a crash; a
+//!   lookup takes only entries whose item is live. Built once from the records for a
+//!   store from before it (`CLIPS_INDEXED` in `meta`).
 //!
 //! In memory, built at open from `expiry` and `tombs` and kept in step with them: every
 //! envelope id seen (a live item's times, or a tombstone's keep-until) and every inner
@@ -109,6 +114,7 @@ pub struct Store {
     sync: sled::Tree,
     outbox: sled::Tree,
     peers: sled::Tree,
+    clips: sled::Tree,
     /// The ids seen, in memory (see the module doc).
     index: Arc<Mutex<Index>>,
     /// The first storage failure (an I/O error, corruption) a write or a flush met. sled
@@ -163,6 +169,13 @@ struct Index {
     items: HashMap<Key, u64>,
     /// How many of `ids` are live.
     live: usize,
+    /// Each author's newest item's creation time, among the items live at open and
+    /// those stored since: evidence of when a member was last active, without a pass
+    /// over the expiry index (`status` and `members` ask for it).
+    latest: HashMap<MemberId, u64>,
+    /// Bumped whenever the sync set (live items, operations) may have changed, so that a
+    /// copy of the set built from the trees can tell it is still current.
+    changes: u64,
 }
 
 impl std::fmt::Debug for Index {
@@ -198,6 +211,7 @@ impl Index {
 
     /// Records a live item.
     fn set_live(&mut self, id: &[u8; 32], expires_at: u64, created_at: u64) {
+        self.changes = self.changes.wrapping_add(1);
         let old = self.ids.insert(
             key(id),
             Seen {
@@ -216,6 +230,7 @@ impl Index {
             Some(s) if s.created_at == TOMB => s.until.max(keep_until),
             Some(_) => {
                 self.live = self.live.saturating_sub(1);
+                self.changes = self.changes.wrapping_add(1);
                 keep_until
             }
             None => keep_until,
@@ -236,6 +251,7 @@ impl Index {
         }
         self.ids.remove(&key(id));
         self.live = self.live.saturating_sub(1);
+        self.changes = self.changes.wrapping_add(1);
         true
     }
 
@@ -247,6 +263,11 @@ impl Index {
         {
             self.ids.remove(&key(id));
         }
+    }
+
+    fn saw_author(&mut self, author: MemberId, created_at: u64) {
+        let at = self.latest.entry(author).or_insert(created_at);
+        *at = (*at).max(created_at);
     }
 
     fn see_item(&mut self, id: &[u8; 32], until: u64) {
@@ -277,6 +298,10 @@ const LAST_SEEN_PREFIX: &[u8] = b"seen/";
 pub const PROTOCOL: u8 = 2;
 /// `meta` key the health probe writes (the time of the last probe).
 const PROBE: &[u8] = b"probe";
+/// In `meta` once the `clips` tree holds every live report's clips.
+const CLIPS_INDEXED: &[u8] = b"clips_indexed";
+/// Most live reports a lookup of one clip lists.
+pub const MAX_CLIP_REFS: usize = 64;
 /// The store format this code writes. 1 (no `format` key) kept records in a tree
 /// `items` keyed by id; 2 kept the seen ids in the sled trees `seen` and `seen_items`.
 /// `Store::open` migrates both.
@@ -289,6 +314,26 @@ const TOMB_ID: u8 = 0;
 const TOMB_ITEM: u8 = 1;
 /// The trees of formats 1 and 2 that format 3 does without.
 const OLD_TREES: [&[u8]; 3] = [b"items", b"seen", b"seen_items"];
+
+/// The clips a stored report references, `(SHA-256, size)`; none for other kinds.
+fn clip_refs(record: &ItemRecord) -> Vec<([u8; 32], u64)> {
+    if record.kind != porchlight_proto::Kind::Report {
+        return Vec::new();
+    }
+    match porchlight_proto::item::Item::decode(&record.item).map(|i| i.body()) {
+        Ok(Ok(porchlight_proto::item::Body::Report(r))) => {
+            r.clips.iter().map(|c| (c.sha256, c.size)).collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
+fn clip_key(sha256: &[u8; 32], id: &ItemId) -> [u8; 64] {
+    let mut k = [0u8; 64];
+    k[..32].copy_from_slice(sha256);
+    k[32..].copy_from_slice(&id.0);
+    k
+}
 
 fn codec_hex(bytes: &[u8]) -> String {
     porchlight_proto::codec::hex(bytes)
@@ -399,12 +444,14 @@ impl Store {
             sync: db.open_tree("sync")?,
             outbox: db.open_tree("outbox")?,
             peers: db.open_tree("peers")?,
+            clips: db.open_tree("clips")?,
             index: Default::default(),
             failure: Default::default(),
             db,
         };
         store.migrate()?;
         store.load_index()?;
+        store.index_clips()?;
         Ok(store)
     }
 
@@ -467,6 +514,7 @@ impl Store {
             let (live, item) = parse_live(&k, &v)?;
             ix.set_live(&live.id.0, live.expires_at, live.created_at);
             ix.see_item(&item.0, live.expires_at);
+            ix.saw_author(live.author, live.created_at);
         }
         let mut interrupted = Vec::new();
         for key in self.tombs.iter().keys() {
@@ -682,8 +730,13 @@ impl Store {
     pub fn put_op(&self, id: &OpId, created_at: u64, item_bytes: &[u8]) -> Result<(), StoreError> {
         self.write(|| -> Result<(), StoreError> {
             self.ops.insert(id.0, item_bytes)?;
-            self.sync
+            let before = self
+                .sync
                 .insert(expiry_key(created_at, &ItemId(id.0)), &[SYNC_OP])?;
+            if before.is_none() {
+                let mut ix = self.index();
+                ix.changes = ix.changes.wrapping_add(1);
+            }
             Ok(())
         })
     }
@@ -698,9 +751,22 @@ impl Store {
     pub fn remove_op(&self, id: &OpId, created_at: u64) -> Result<(), StoreError> {
         self.write(|| -> Result<(), StoreError> {
             self.ops.remove(id.0)?;
-            self.sync.remove(expiry_key(created_at, &ItemId(id.0)))?;
+            if self
+                .sync
+                .remove(expiry_key(created_at, &ItemId(id.0)))?
+                .is_some()
+            {
+                let mut ix = self.index();
+                ix.changes = ix.changes.wrapping_add(1);
+            }
             Ok(())
         })
+    }
+
+    /// Changes whenever the set [`Store::sync_elements`] lists may have changed (kept in
+    /// memory): a copy of the set built when it read the same is current.
+    pub fn sync_generation(&self) -> u64 {
+        self.index().changes
     }
 
     /// Every `(created_at, id)` that catch-up sync reconciles: the operations, and the
@@ -825,6 +891,7 @@ impl Store {
             let mut ix = self.index();
             ix.set_live(&id.0, record.expires_at, record.created_at);
             ix.see_item(&item.0, record.expires_at);
+            ix.saw_author(record.author, record.created_at);
             Ok(())
         })
     }
@@ -861,6 +928,12 @@ impl Store {
                 }
             }
             None => {}
+        }
+        for (sha256, size) in clip_refs(record) {
+            let mut v = [0u8; 40];
+            v[..32].copy_from_slice(&record.author.0);
+            v[32..].copy_from_slice(&size.to_be_bytes());
+            self.clips.insert(clip_key(&sha256, id), &v[..])?;
         }
         self.records.insert(
             expiry_key(record.created_at, id),
@@ -907,9 +980,10 @@ impl Store {
             }
             self.tombs
                 .insert(tomb_key(expires_at, TOMB_ID, &id.0), &[])?;
-            self.records.remove(expiry_key(created_at, id))?;
+            let record = self.records.remove(expiry_key(created_at, id))?;
             self.expiry.remove(at)?;
             self.index().tomb(&id.0, expires_at);
+            self.forget_clips(id, record.as_deref())?;
             Ok(true)
         })
     }
@@ -996,6 +1070,125 @@ impl Store {
         })))
     }
 
+    /// Deletes the `clips` entries of a record that was just deleted (its bytes).
+    fn forget_clips(&self, id: &ItemId, record: Option<&[u8]>) -> Result<(), StoreError> {
+        let Some(record) = record.and_then(|r| decode::<ItemRecord>(r, "item record").ok()) else {
+            return Ok(());
+        };
+        for (sha256, _) in clip_refs(&record) {
+            self.clips.remove(clip_key(&sha256, id))?;
+        }
+        Ok(())
+    }
+
+    /// Fills `clips` from the records once, for a store from before it: one pass over
+    /// the records, at the first start of a new version.
+    fn index_clips(&self) -> Result<(), StoreError> {
+        if self.meta.get(CLIPS_INDEXED)?.is_some() {
+            return Ok(());
+        }
+        let mut reports = 0usize;
+        for entry in self.each_item() {
+            let (id, record) = entry?;
+            for (sha256, size) in clip_refs(&record) {
+                let mut v = [0u8; 40];
+                v[..32].copy_from_slice(&record.author.0);
+                v[32..].copy_from_slice(&size.to_be_bytes());
+                self.clips.insert(clip_key(&sha256, &id), &v[..])?;
+                reports += 1;
+            }
+        }
+        self.meta.insert(CLIPS_INDEXED, &[1])?;
+        if reports > 0 {
+            tracing::info!(
+                references = reports,
+                "indexed the clips live reports reference"
+            );
+        }
+        Ok(())
+    }
+
+    /// The live reports that reference the clip `sha256`: `(report, author, size)`, at
+    /// most `MAX_CLIP_REFS`, from the `clips` tree (no pass over the records).
+    pub fn clip_refs(&self, sha256: &[u8; 32]) -> Result<Vec<(ItemId, MemberId, u64)>, StoreError> {
+        let mut out = Vec::new();
+        for entry in self.clips.scan_prefix(sha256) {
+            let (k, v) = entry?;
+            let (Some(id), Some(author), Some(size)) =
+                (id_at(&k, 32), id_at(&v, 0), u64_at(&v, 32))
+            else {
+                return Err(StoreError::Corrupt("clip entry"));
+            };
+            if self.live_at(&ItemId(id)).is_some() {
+                out.push((ItemId(id), MemberId(author), size));
+                if out.len() >= MAX_CLIP_REFS {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Live items whose id starts with the hex digits `prefix` (any case; anything but
+    /// hex digits matches nothing), at most `most` of them. Found in the in-memory index
+    /// (a pass over it, no sled reads), then each read at its place in `records`: no pass
+    /// over the store.
+    pub fn items_with_prefix(
+        &self,
+        prefix: &str,
+        most: usize,
+    ) -> Result<Vec<(ItemId, ItemRecord)>, StoreError> {
+        let Some(nibbles) = prefix
+            .chars()
+            .map(|c| c.to_digit(16).map(|d| d as u8))
+            .collect::<Option<Vec<u8>>>()
+            .filter(|n| n.len() <= 64)
+        else {
+            return Ok(Vec::new());
+        };
+        let starts = |bytes: &[u8]| {
+            nibbles.iter().enumerate().all(|(i, n)| {
+                bytes
+                    .get(i / 2)
+                    .is_some_and(|b| if i % 2 == 0 { b >> 4 } else { b & 0xf } == *n)
+            })
+        };
+        // The index holds 16 of an id's 32 bytes: match on those, then on the whole id.
+        let key_digits = nibbles.len().min(32);
+        let candidates: Vec<(Key, u64)> = self
+            .index()
+            .ids
+            .iter()
+            .filter(|(k, s)| {
+                s.created_at != TOMB
+                    && nibbles[..key_digits].iter().enumerate().all(|(i, n)| {
+                        (if i % 2 == 0 {
+                            k[i / 2] >> 4
+                        } else {
+                            k[i / 2] & 0xf
+                        }) == *n
+                    })
+            })
+            .map(|(k, s)| (*k, s.created_at))
+            .take(most)
+            .collect();
+        let mut out = Vec::new();
+        for (k, created_at) in candidates {
+            let mut at = [0u8; 24];
+            at[..8].copy_from_slice(&created_at.to_be_bytes());
+            at[8..].copy_from_slice(&k);
+            for entry in self.records.scan_prefix(at) {
+                let (key, value) = entry?;
+                let (created_at, id) = parse_time_key(&key, "record key")?;
+                if starts(&id.0) && self.live_at(&id) == Some(created_at) {
+                    out.push((id, decode::<ItemRecord>(&value, "item record")?));
+                }
+            }
+        }
+        out.truncate(most);
+        Ok(out)
+    }
+
     /// Live items, oldest first by creation time (then id).
     pub fn items(&self) -> Result<Vec<(ItemId, ItemRecord)>, StoreError> {
         self.each_item().collect()
@@ -1016,6 +1209,12 @@ impl Store {
         decode::<ItemRecord>(&v, "item record")
             .ok()
             .map(|r| r.received_at)
+    }
+
+    /// Each author's newest item's creation time, among the items live when the store
+    /// was opened and every item stored since (kept in memory; no pass over the store).
+    pub fn latest_by_author(&self) -> HashMap<MemberId, u64> {
+        self.index().latest.clone()
     }
 
     /// How many live items the store holds (kept in memory; no pass over the store).
@@ -1151,8 +1350,10 @@ impl Store {
                 let shared =
                     matches!(live, Some((e, c)) if c == entry.created_at && e != entry.expires_at);
                 if !shared {
-                    self.records
+                    let record = self
+                        .records
                         .remove(expiry_key(entry.created_at, &entry.id))?;
+                    self.forget_clips(&entry.id, record.as_deref())?;
                 }
                 let mut ix = self.index();
                 if ix.expired(&entry.id.0, entry.expires_at, entry.created_at) {
@@ -1191,7 +1392,10 @@ impl Store {
                         continue;
                     };
                     if self.live_at(&id) != Some(created_at) {
-                        self.records.remove(&key)?;
+                        let record = self.records.remove(&key)?;
+                        if self.live_at(&id).is_none() {
+                            self.forget_clips(&id, record.as_deref())?;
+                        }
                     }
                 }
             }
@@ -1319,6 +1523,167 @@ mod tests {
             expires_at,
             received_at: 11,
         }
+    }
+
+    /// A kept copy of the sync set is current exactly while the generation stays: every
+    /// change of the set (an item stored, removed or expired, an operation stored) moves
+    /// it, and reads and repeated writes of the same operation do not.
+    #[test]
+    fn the_sync_generation_moves_with_every_change_of_the_sync_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut last = store.sync_generation();
+        let mut moved = |store: &Store, what: &str, expect: bool| {
+            let now = store.sync_generation();
+            assert_eq!(now != last, expect, "{what}");
+            last = now;
+        };
+        let a = ItemId([1; 32]);
+        put(&store, &a, &record(100));
+        moved(&store, "an item stored", true);
+        store.sync_elements().unwrap();
+        store.item(&a).unwrap();
+        moved(&store, "reads", false);
+        store.put_op(&OpId([9; 32]), 5, b"op").unwrap();
+        moved(&store, "an operation stored", true);
+        store.put_op(&OpId([9; 32]), 5, b"op").unwrap();
+        moved(&store, "the same operation again", false);
+        assert!(store.remove_item(&a).unwrap());
+        moved(&store, "an item removed", true);
+        let b = ItemId([2; 32]);
+        put(&store, &b, &record(100));
+        moved(&store, "another stored", true);
+        assert_eq!(store.expire(101).unwrap(), 1);
+        moved(&store, "an item expired", true);
+        store.mark_seen(&ItemId([3; 32]), 500).unwrap();
+        moved(&store, "an id marked seen", false);
+    }
+
+    /// Items are found by a prefix of their id's hex (any case, odd lengths, up to the
+    /// whole id past the 16 bytes the index keeps), only while live; anything but hex
+    /// finds nothing.
+    #[test]
+    fn items_are_found_by_id_prefix_only_while_live() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let id = |fill: u8, at10: u8| {
+            let mut b = [fill; 32];
+            b[10] = at10;
+            ItemId(b)
+        };
+        // Two ids alike in their first 10 bytes, one that differs at once.
+        let (a, b, c) = (id(0xab, 1), id(0xab, 2), id(0x12, 1));
+        for (i, x) in [a, b, c].iter().enumerate() {
+            let mut r = record(100);
+            r.created_at = 10 + i as u64;
+            r.item = vec![i as u8];
+            put(&store, x, &r);
+        }
+        let found = |p: &str| -> Vec<ItemId> {
+            let mut ids: Vec<ItemId> = store
+                .items_with_prefix(p, 10)
+                .unwrap()
+                .into_iter()
+                .map(|(id, _)| id)
+                .collect();
+            ids.sort_by_key(|i| i.0);
+            ids
+        };
+        assert_eq!(found("abab"), vec![a, b]);
+        assert_eq!(found("ABa"), vec![a, b], "any case, odd length");
+        assert_eq!(found(&a.to_hex()), vec![a], "the whole id");
+        assert_eq!(found(&a.to_hex()[..21]), vec![a, b]);
+        assert_eq!(found(&a.to_hex()[..22]), vec![a]);
+        let mut other = a.to_hex();
+        other.replace_range(63.., "0");
+        assert!(
+            found(&other).is_empty(),
+            "past the 16 bytes the index keeps"
+        );
+        assert_eq!(found("1212"), vec![c]);
+        assert!(found("zz12").is_empty());
+        assert!(found("9999").is_empty());
+        assert_eq!(
+            store.items_with_prefix("ab", 1).unwrap().len(),
+            1,
+            "at most"
+        );
+        assert!(store.remove_item(&a).unwrap());
+        assert_eq!(found("abab"), vec![b], "a removed item is not found");
+    }
+
+    /// A stored report with clips: its record, by member `author` of `hood`.
+    fn clip_report(
+        hood: &porchlight_proto::testkit::TestHood,
+        author: usize,
+        clips: &[[u8; 32]],
+        expires_at: u64,
+    ) -> ItemRecord {
+        let mut body = hood.report("a clip");
+        if let porchlight_proto::Body::Report(r) = &mut body {
+            r.clips = clips
+                .iter()
+                .map(|sha| porchlight_proto::ClipRef {
+                    sha256: *sha,
+                    size: u64::from(sha[0]) * 100,
+                    camera: "porch".into(),
+                    captured_at: 1,
+                })
+                .collect();
+        }
+        let keys = &hood.members[author].keys;
+        let item = porchlight_proto::Item::sign(keys, &hood.hood(), &body);
+        ItemRecord {
+            kind: porchlight_proto::Kind::Report,
+            envelope: vec![author as u8],
+            item: item.encode(),
+            author: keys.id(),
+            created_at: 10,
+            expires_at,
+            received_at: 11,
+        }
+    }
+
+    /// A clip's reports are found by its hash while they are live (stored, not yet
+    /// removed or expired), across a restart, and a store from before the clip index
+    /// gets it built at open.
+    #[test]
+    fn clips_are_found_by_hash_while_their_reports_are_live() {
+        let mut hood = porchlight_proto::testkit::TestHood::new(3);
+        hood.join(0, 0);
+        let dir = tempfile::tempdir().unwrap();
+        let (x, y, z) = ([1u8; 32], [2u8; 32], [3u8; 32]);
+        let (a, b, c) = (ItemId([10; 32]), ItemId([11; 32]), ItemId([12; 32]));
+        let owners = |store: &Store, sha: &[u8; 32]| -> Vec<(ItemId, MemberId, u64)> {
+            let mut refs = store.clip_refs(sha).unwrap();
+            refs.sort_by_key(|r| r.0.0);
+            refs
+        };
+        let (m0, m1) = (hood.members[0].keys.id(), hood.members[1].keys.id());
+        {
+            let store = Store::open(dir.path()).unwrap();
+            put(&store, &a, &clip_report(&hood, 0, &[x, y], 100));
+            put(&store, &b, &clip_report(&hood, 1, &[y], 200));
+            put(&store, &c, &clip_report(&hood, 1, &[z], 300));
+            assert_eq!(owners(&store, &x), vec![(a, m0, 100)]);
+            assert_eq!(owners(&store, &y), vec![(a, m0, 200), (b, m1, 200)]);
+            assert!(owners(&store, &[9; 32]).is_empty());
+            assert!(store.remove_item(&b).unwrap());
+            assert_eq!(owners(&store, &y), vec![(a, m0, 200)], "removed");
+            assert_eq!(store.expire(150).unwrap(), 1);
+            assert!(owners(&store, &x).is_empty(), "expired");
+            assert!(owners(&store, &y).is_empty(), "expired");
+            assert_eq!(owners(&store, &z), vec![(c, m1, 300)]);
+        }
+        let store = reopen(dir.path());
+        assert_eq!(owners(&store, &z), vec![(c, m1, 300)], "after a restart");
+        // A store from before the index: its entries and marker gone, rebuilt at open.
+        store.clips.clear().unwrap();
+        store.meta.remove(CLIPS_INDEXED).unwrap();
+        store.db.flush().unwrap();
+        drop(store);
+        let store = reopen(dir.path());
+        assert_eq!(owners(&store, &z), vec![(c, m1, 300)], "indexed at open");
     }
 
     #[test]

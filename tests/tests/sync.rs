@@ -507,3 +507,106 @@ async fn a_resealed_copy_is_the_same_item_and_nodes_holding_different_copies_agr
     assert_eq!(reports(bob.feed().await), 1);
     assert_eq!(reports(alice.feed().await), 1);
 }
+
+/// Issue #15, "Must show" 3: a member whose node is replaced by a program that asks for
+/// the same item over and over (512 copies of its id in every fetch) gets answers until
+/// its byte budget is spent, is then slowed (its fetches refused), and is penalized and
+/// cut off when it keeps asking; an honest member that missed posts meanwhile still
+/// catches up by sync.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_refetching_is_slowed_then_penalized_and_honest_peers_keep_syncing() {
+    use porchlight_proto::sync::{Request, Response};
+    let alice = TestNode::found_with_rate("alice", 1000).await;
+    let bob = alice.invite("bob").await;
+    let carol = alice.invite("carol").await;
+    let item = alice.post(&"a long report ".repeat(60)).await;
+    let mallory = alice.invite("mallory").await;
+    let mallory_peer = mallory.node.peer_id();
+    let (keys, _) = porchlight_node::identity::load_or_create(mallory.dir.path()).unwrap();
+    let _mallory_dir = mallory.stop().await;
+    // Bob is away while it happens, and misses a post.
+    let bob_dir = bob.stop().await;
+    let missed = alice.post("while bob was away").await;
+    let penalties = alice.node.status().await.unwrap().sync.penalties;
+
+    let hood = alice.node.status().await.unwrap().hood.unwrap();
+    let topic = IdentTopic::new(hood.topic());
+    let mut swarm = net::swarm(&keys, &topic.hash(), false).unwrap();
+    swarm
+        .behaviour_mut()
+        .sync
+        .set_members([alice.node.peer_id()]);
+    swarm
+        .behaviour_mut()
+        .gossipsub
+        .set_members([alice.node.peer_id()]);
+    swarm
+        .dial(alice.node.status().await.unwrap().listen[0].clone())
+        .unwrap();
+    let fetch = Request::Fetch(vec![item.0; porchlight_proto::sync::MAX_FETCH_IDS]).encode();
+    let (mut served, mut slowed, mut served_after_slowed) = (0u32, 0u32, 0u32);
+    let mut bytes = 0usize;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut cut_off = false;
+    while !cut_off {
+        tokio::select! {
+            event = swarm.select_next_some() => match event {
+                SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+                    swarm.behaviour_mut().sync.inner_mut().send_request(&peer_id, fetch.clone());
+                }
+                SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::Message {
+                    peer,
+                    message: request_response::Message::Response { response, .. },
+                    ..
+                })) => {
+                    match Response::decode(&response) {
+                        Ok(Response::Items(items)) => {
+                            served += 1;
+                            if slowed > 0 {
+                                served_after_slowed += 1;
+                            }
+                            // As the meter counts them: each element and its framing.
+                            bytes += items.iter().map(|e| e.len() + 16).sum::<usize>();
+                        }
+                        Ok(Response::Refused(_)) => slowed += 1,
+                        other => panic!("unexpected answer {other:?}"),
+                    }
+                    swarm.behaviour_mut().sync.inner_mut().send_request(&peer, fetch.clone());
+                }
+                SwarmEvent::ConnectionClosed { num_established: 0, .. } => cut_off = true,
+                _ => {}
+            },
+            _ = tokio::time::sleep_until(deadline) => break,
+        }
+    }
+    drop(swarm);
+    let status = alice.node.status().await.unwrap();
+    eprintln!("served {served} answers ({bytes} bytes), then slowed {slowed} times");
+    assert!(cut_off, "the refetching member was cut off");
+    assert!(
+        bytes as u64 >= porchlight_node::meter::BYTES_PER_WINDOW,
+        "served its whole budget first ({bytes} bytes)"
+    );
+    assert_eq!(served_after_slowed, 0, "nothing served once slowed");
+    assert_eq!(
+        slowed,
+        porchlight_node::meter::MAX_REFUSED,
+        "slowed, then penalized"
+    );
+    assert_eq!(status.sync.penalties, penalties + 1, "penalized once");
+    assert!(!status.connected.contains(&mallory_peer));
+
+    // Bob comes back and catches up by sync (Carol being online, the post went out by
+    // gossip while Bob was away and waits in no outbox).
+    let bob = TestNode::start_in(bob_dir, "bob", Setup::Existing).await;
+    assert!(
+        eventually(|| async { bob.has(&missed).await }).await,
+        "the honest member caught up"
+    );
+    assert_eq!(
+        alice.node.status().await.unwrap().sync.penalties,
+        penalties + 1,
+        "no honest member was penalized"
+    );
+    drop(carol);
+}

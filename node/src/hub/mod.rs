@@ -310,17 +310,24 @@ impl Hub {
         if total <= self.inner.clip_quota {
             return Ok(swept);
         }
-        let Ok(items) = self.inner.node.feed().await else {
+        // Which of them live reports reference, by the store's clip index.
+        let held: Vec<[u8; 32]> = library.iter().map(|c| c.clip.sha256).collect();
+        let posted = self
+            .inner
+            .node
+            .read(move |reader| {
+                let mut posted = HashSet::new();
+                for sha in held {
+                    if !reader.clip_refs(&sha)?.is_empty() {
+                        posted.insert(sha);
+                    }
+                }
+                Ok(posted)
+            })
+            .await;
+        let Ok(posted) = posted else {
             return Ok(swept);
         };
-        let posted: HashSet<[u8; 32]> = items
-            .iter()
-            .filter_map(|i| match &i.body {
-                Body::Report(r) => Some(r.clips.iter().map(|c| c.sha256)),
-                _ => None,
-            })
-            .flatten()
-            .collect();
         let mut unposted: Vec<clips::Listed> = library
             .into_iter()
             .filter(|c| !posted.contains(&c.clip.sha256))
@@ -536,13 +543,13 @@ impl Hub {
                     .any(|d| d.id != draft.id && d.clip.map(|c| c.sha256) == Some(clip.sha256))
             })
             .unwrap_or(true);
-        let in_reports = match self.inner.node.feed().await {
-            Ok(items) => items.iter().any(|i| match &i.body {
-                Body::Report(r) => r.clips.iter().any(|c| c.sha256 == clip.sha256),
-                _ => false,
-            }),
-            Err(_) => true,
-        };
+        let sha = clip.sha256;
+        let in_reports = self
+            .inner
+            .node
+            .read(move |reader| reader.clip_refs(&sha))
+            .await
+            .map_or(true, |refs| !refs.is_empty());
         if in_drafts || in_reports {
             return None;
         }

@@ -170,9 +170,10 @@ fn main() {
     // Four readers paging through the whole feed, one event stream, and status.
     let stop = Arc::new(AtomicBool::new(false));
     let pages = Arc::new(AtomicU64::new(0));
+    let busy = Arc::new(AtomicU64::new(0));
     let mut readers = Vec::new();
     for _ in 0..4 {
-        let (api, stop, pages) = (api.clone(), stop.clone(), pages.clone());
+        let (api, stop, pages, busy) = (api.clone(), stop.clone(), pages.clone(), busy.clone());
         readers.push(std::thread::spawn(move || {
             let agent = new_agent();
             let mut before: Option<String> = None;
@@ -187,6 +188,13 @@ fn main() {
                     "/v1/feed".to_owned()
                 };
                 let (code, body) = api.get(&agent, &path);
+                if code == 503 {
+                    // Busy: every feed reader's slot was taken. Wait as told, then ask
+                    // for the same page again (what `porchlight feed` does).
+                    busy.fetch_add(1, Ordering::Relaxed);
+                    std::thread::sleep(Duration::from_secs(1));
+                    continue;
+                }
                 pages.fetch_add(1, Ordering::Relaxed);
                 let page: Vec<serde_json::Value> = if code == 200 {
                     serde_json::from_slice(&body).unwrap_or_default()
@@ -247,10 +255,11 @@ fn main() {
     }
     report(
         &format!(
-            "status, while 4 clients read the feed ({} pages of {} in {secs} s, {}) and an \
-             event stream is open",
+            "status, while 4 clients read the feed ({} pages of {} in {secs} s, {} refused \
+             as busy, {}) and an event stream is open",
             pages.load(Ordering::Relaxed),
             if whole { 1000 } else { 100 },
+            busy.load(Ordering::Relaxed),
             if whole {
                 "each paging through all"
             } else {
