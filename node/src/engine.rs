@@ -936,7 +936,10 @@ mod tests {
             .welcome(&h.members[0].keys, &h.members[dave].keys.id())
             .unwrap();
         let mut history = welcome.ops.split_off(2);
-        for list in [&mut welcome.checkpoint.covered, &mut welcome.checkpoint.heads] {
+        for list in [
+            &mut welcome.checkpoint.covered,
+            &mut welcome.checkpoint.heads,
+        ] {
             let at = list.binary_search(&orphan.op_id()).unwrap_err();
             list.insert(at, orphan.op_id());
         }
