@@ -244,7 +244,7 @@ impl State {
                 Holders::Tainted(_) => return Err(bad("a tainted epoch names no removed member")),
                 Holders::Members(bits) => {
                     if bits.len() != ids.len().div_ceil(8)
-                        || (ids.len() % 8 != 0
+                        || (!ids.len().is_multiple_of(8)
                             && bits.last().is_some_and(|b| b >> (ids.len() % 8) != 0))
                     {
                         return Err(bad("an epoch's holder bitmap has the wrong length"));

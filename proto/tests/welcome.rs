@@ -205,7 +205,7 @@ fn a_false_checkpoint_is_found_out_by_the_history() {
         for e in &mut c.epochs {
             if e.holders == Holders::Tainted(bob.id()) {
                 e.holders = Holders::Members(vec![0xff; c.members.len().div_ceil(8)]);
-                if c.members.len() % 8 != 0
+                if !c.members.len().is_multiple_of(8)
                     && let Holders::Members(bits) = &mut e.holders
                 {
                     *bits.last_mut().unwrap() = (1u8 << (c.members.len() % 8)) - 1;

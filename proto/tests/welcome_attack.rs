@@ -319,7 +319,7 @@ fn heavy_welcome(members: usize, epochs: usize) -> (TestHood, usize, Welcome) {
     c.members.sort_by_key(|m| m.id);
     let all = {
         let mut bits = vec![0xffu8; members.div_ceil(8)];
-        if members % 8 != 0 {
+        if !members.is_multiple_of(8) {
             *bits.last_mut().unwrap() = (1u8 << (members % 8)) - 1;
         }
         bits
