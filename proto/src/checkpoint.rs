@@ -21,6 +21,14 @@ use crate::keys::EpochId;
 use crate::limits::{MAX_MEMBERS, MAX_NAME_BYTES, MAX_OPS, MAX_WELCOME_BYTES};
 use crate::membership::{Epoch, Member, MembershipError, State};
 
+/// Most (epoch, holder) pairs a checkpoint's clean epochs may name together: twice the
+/// hood issue #14 designs for (1000 members after 1000 rekeys, none removed). Each pair
+/// is a set entry in the joiner's roster, held in several copies while it folds; without
+/// a bound, 8 MiB of bitmaps (4000 members, 14,000 made-up epochs) asked for 56 million, about 6 GB.
+/// An honest roster names far fewer: a removal taints every epoch its target held, so
+/// only epochs since the last removal keep a bitmap.
+pub const MAX_CHECKPOINT_HOLDERS: usize = 2_000_000;
+
 /// The state of the fold over `covered`, as the admitter computed it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checkpoint {
@@ -226,6 +234,7 @@ impl State {
             state.tickets.insert(*ticket, *joiner);
         }
         let ids: Vec<MemberId> = state.members.keys().copied().collect();
+        let mut held = 0usize;
         for e in &c.epochs {
             if e.generation == 0 {
                 return Err(bad("an epoch has generation 0"));
@@ -239,6 +248,10 @@ impl State {
                             && bits.last().is_some_and(|b| b >> (ids.len() % 8) != 0))
                     {
                         return Err(bad("an epoch's holder bitmap has the wrong length"));
+                    }
+                    held += bits.iter().map(|b| b.count_ones() as usize).sum::<usize>();
+                    if held > MAX_CHECKPOINT_HOLDERS {
+                        return Err(bad("its epochs name too many holders"));
                     }
                     ids.iter()
                         .enumerate()

@@ -312,3 +312,77 @@ fn a_covered_id_nobody_holds_keeps_the_joiner_provisional_and_inert() {
     );
     assert_eq!(roster.sealing_epoch(), h.roster.sealing_epoch());
 }
+
+/// A checkpoint as heavy as the codec lets one be for its size: `members` members
+/// (made-up ones besides the real three) and `epochs` made-up epochs, each claimed
+/// clean and held by every member, signed by Alice. The joiner's roster holds one set
+/// entry per (epoch, holder) bit: about 110 bytes each at its peak, all copies counted
+/// (measured: 4000 members and 250 epochs, a million pairs, took 112 MB).
+fn heavy_welcome(members: usize, epochs: usize) -> (TestHood, usize, Welcome) {
+    use porchlight_proto::checkpoint::{CheckpointEpoch, Holders};
+    use porchlight_proto::keys::EpochId;
+    let (h, dave) = hood_with_history();
+    let dave_id = h.members[dave].keys.id();
+    let mut welcome = h.roster.welcome(&h.members[ALICE].keys, &dave_id).unwrap();
+    let c = &mut welcome.checkpoint;
+    let template = c.members[0].clone();
+    let mut rng = SeededRng::new(77);
+    while c.members.len() < members {
+        let mut fake = template.clone();
+        fake.id = porchlight_proto::MemberId(rng.bytes());
+        fake.name = "x".into();
+        fake.admin = false;
+        c.members.push(fake);
+    }
+    c.members.sort_by_key(|m| m.id);
+    let all = {
+        let mut bits = vec![0xffu8; members.div_ceil(8)];
+        if !members.is_multiple_of(8) {
+            *bits.last_mut().unwrap() = (1u8 << (members % 8)) - 1;
+        }
+        bits
+    };
+    for e in &mut c.epochs {
+        e.holders = Holders::Members(all.clone());
+    }
+    for i in 0..epochs {
+        c.epochs.push(CheckpointEpoch {
+            id: EpochId(rng.bytes()),
+            generation: 2 + i as u64,
+            created_at: NOW,
+            holders: Holders::Members(all.clone()),
+        });
+    }
+    c.epochs.sort_by_key(|e| e.id);
+    let welcome = resign(&h, welcome);
+    (h, dave, welcome)
+}
+
+/// The heaviest checkpoint 8 MiB holds: 4000 members and as many made-up epochs as fit,
+/// each claimed clean and held by everyone: 56 million (epoch, holder) pairs, about 6 GB
+/// for the joiner to build from one welcome (a Raspberry Pi has 1 to 8).
+/// Refused while it is read, before anything is built.
+#[test]
+fn a_checkpoint_naming_millions_of_holders_is_refused_before_it_is_built() {
+    use porchlight_proto::checkpoint::MAX_CHECKPOINT_HOLDERS;
+    use porchlight_proto::limits::{MAX_MEMBERS, MAX_WELCOME_BYTES};
+    let (h, dave, welcome) = heavy_welcome(MAX_MEMBERS, 14_000);
+    let bytes = porchlight_proto::JoinResponse::Welcome(Box::new(welcome.clone())).encode();
+    assert!(
+        bytes.len() <= MAX_WELCOME_BYTES,
+        "the welcome is {} bytes",
+        bytes.len()
+    );
+    assert!(welcome.checkpoint.epochs.len() * MAX_MEMBERS > 25 * MAX_CHECKPOINT_HOLDERS);
+    let Ok(porchlight_proto::JoinResponse::Welcome(welcome)) =
+        porchlight_proto::JoinResponse::decode(&bytes)
+    else {
+        panic!("the welcome decodes");
+    };
+    let started = std::time::Instant::now();
+    assert_eq!(
+        Roster::from_welcome(&h.hood(), &h.members[dave].keys.id(), &welcome).unwrap_err(),
+        MembershipError::BadCheckpoint("its epochs name too many holders")
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+}
