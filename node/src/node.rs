@@ -486,6 +486,7 @@ impl Node {
             sharing: Sharing::open(config.clip_policy, &config.data_dir),
             sync_set: None,
             meter: Default::default(),
+            watchdog: crate::notify::watchdog_every().map(|every| (every, Instant::now())),
             clip_replies: HashMap::new(),
         };
         // Members and the deny list first: a connection made while we wait for the
@@ -788,6 +789,8 @@ struct EventLoop {
     sync_set: Option<(u64, Arc<negentropy::NegentropyStorageVector>, Instant)>,
     /// Each member's byte budget for our fetch answers and clip chunks.
     meter: crate::meter::Meter,
+    /// How often to tell systemd's watchdog the loop runs, and when it was last told.
+    watchdog: Option<(Duration, Instant)>,
     /// Outstanding clip requests we sent (bounded by the behaviour's timeout and by the
     /// API's concurrent fetches).
     clip_replies: HashMap<request_response::OutboundRequestId, Reply<clip::Response>>,
@@ -1028,6 +1031,16 @@ impl EventLoop {
 
     fn on_tick(&mut self, ticks: u32) {
         let now = Instant::now();
+        // The event loop itself tells the watchdog it runs: a loop stuck anywhere stops
+        // telling it, and systemd restarts the node.
+        if let Some((every, last)) = &mut self.watchdog
+            && now.duration_since(*last) >= *every
+        {
+            *last = now;
+            if let Err(e) = crate::notify::notify("WATCHDOG=1") {
+                tracing::warn!(error = %e, "cannot notify systemd's watchdog");
+            }
+        }
         if self
             .sync_set
             .as_ref()
