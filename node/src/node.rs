@@ -448,6 +448,13 @@ impl Node {
         let acknowledger = tokio::spawn(acknowledge(store.clone(), pending_acks));
         let peer_id = *swarm.local_peer_id();
         let last_item_at = store.last_received();
+        // Across restarts: when members were last connected (kept), and their newest
+        // items, so that start-up dials the most recently seen first.
+        let mut last_seen = store.seen_times().unwrap_or_default();
+        for (member, at) in store.latest_by_author() {
+            let t = last_seen.entry(member).or_default();
+            *t = (*t).max(at.min(now));
+        }
         let mut event_loop = EventLoop {
             swarm,
             engine,
@@ -463,7 +470,7 @@ impl Node {
             last_item_at,
             events: events.clone(),
             outsiders: HashMap::new(),
-            last_seen: HashMap::new(),
+            last_seen,
             addresses: HashMap::new(),
             join: None,
             listen: Vec::new(),
@@ -669,6 +676,25 @@ impl Node {
     }
 }
 
+/// Whom start-up dials of the remembered members `(last seen, peer, addresses)`: the
+/// most recently seen first, those seen at the same time (or never) in random order, at
+/// most `MAX_START_DIALS`.
+fn start_dials(
+    known: Vec<(u64, PeerId, Vec<Multiaddr>)>,
+    rng: &mut impl rand_core::Rng,
+) -> Vec<(PeerId, Vec<Multiaddr>)> {
+    let mut known: Vec<(u64, u64, PeerId, Vec<Multiaddr>)> = known
+        .into_iter()
+        .map(|(seen, peer, addrs)| (seen, rng.next_u64(), peer, addrs))
+        .collect();
+    known.sort_by_key(|k| (std::cmp::Reverse(k.0), k.1));
+    known
+        .into_iter()
+        .take(MAX_START_DIALS)
+        .map(|(_, _, peer, addrs)| (peer, addrs))
+        .collect()
+}
+
 /// Runs a node until `shutdown` completes: the shape a binary or a test wants.
 /// libp2p listens with `SO_REUSEPORT` (so that dials can reuse the port), which lets a
 /// second process bind a port a node already listens on and take some of its
@@ -852,12 +878,10 @@ impl EventLoop {
                 let addrs = addrs.iter().filter_map(|a| a.parse().ok()).collect();
                 known.push((seen, peer, addrs));
             }
-            known.sort_by_key(|k| std::cmp::Reverse(k.0));
             targets.extend(
-                known
+                start_dials(known, &mut crate::rng())
                     .into_iter()
-                    .take(MAX_START_DIALS)
-                    .map(|(_, peer, addrs)| (Some(peer), addrs)),
+                    .map(|(peer, addrs)| (Some(peer), addrs)),
             );
         }
         for addr in &self.bootstrap {
@@ -1707,6 +1731,16 @@ impl EventLoop {
             .collect())
     }
 
+    /// Keeps `member`'s last-seen time in the store (a member, connected or just gone),
+    /// for the dial order of the next start.
+    fn remember_seen(&mut self, member: MemberId) {
+        if let Some(at) = self.last_seen.get(&member).copied()
+            && let Err(e) = self.store.remember_seen(&member, at)
+        {
+            tracing::warn!(error = %e, "cannot keep a member's last-seen time");
+        }
+    }
+
     /// Notes that `member` was active at `at` (capped at now), if it is a member.
     fn saw(&mut self, member: MemberId, at: u64) {
         if let Some(engine) = &self.engine
@@ -1767,6 +1801,10 @@ impl EventLoop {
                 );
                 self.remote
                     .insert(peer_id, endpoint.get_remote_address().clone());
+                if let Some(member) = net::member_id(&peer_id) {
+                    self.saw(member, crate::now());
+                    self.remember_seen(member);
+                }
                 if endpoint.is_dialer() {
                     let addr = endpoint.get_remote_address().clone();
                     let member = self.is_member(&peer_id);
@@ -1816,6 +1854,7 @@ impl EventLoop {
                 }
                 if let Some(member) = net::member_id(&peer_id) {
                     self.saw(member, crate::now());
+                    self.remember_seen(member);
                 }
                 self.outsiders.remove(&peer_id);
                 self.addresses.remove(&peer_id);
@@ -2559,5 +2598,39 @@ mod tests {
         assert!(!ping_timed_out(&other(std::io::ErrorKind::ConnectionReset)));
         assert!(!ping_timed_out(&other(std::io::ErrorKind::UnexpectedEof)));
         assert!(!ping_timed_out(&ping::Failure::Unsupported));
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod dial_tests {
+    use super::*;
+
+    /// Start-up dials the most recently seen members first, at most `MAX_START_DIALS`,
+    /// and members seen at the same time (or never) in an order that changes from start
+    /// to start, not by peer id.
+    #[test]
+    fn start_up_dials_the_most_recently_seen_first_then_shuffled() {
+        let peers: Vec<PeerId> = (0..MAX_START_DIALS + 20)
+            .map(|_| PeerId::random())
+            .collect();
+        // Ten seen at distinct times, the rest never.
+        let known = |peers: &[PeerId]| -> Vec<(u64, PeerId, Vec<Multiaddr>)> {
+            peers
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (if i < 10 { 1000 + i as u64 } else { 0 }, *p, Vec::new()))
+                .collect()
+        };
+        let mut orders = HashSet::new();
+        for _ in 0..10 {
+            let dials = start_dials(known(&peers), &mut crate::rng());
+            assert_eq!(dials.len(), MAX_START_DIALS);
+            let first: Vec<PeerId> = dials.iter().take(10).map(|d| d.0).collect();
+            let expect: Vec<PeerId> = peers[..10].iter().rev().copied().collect();
+            assert_eq!(first, expect, "the most recently seen first, newest first");
+            orders.insert(dials.iter().skip(10).map(|d| d.0).collect::<Vec<_>>());
+        }
+        assert!(orders.len() > 1, "the never-seen are shuffled");
     }
 }

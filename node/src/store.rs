@@ -22,6 +22,8 @@
 //!   OpId → 0` (the items' part of the set comes from `expiry`).
 //! - `outbox`: envelopes posted but not yet handed to a peer, `seq (u64 BE) → bytes`.
 //! - `peers`: remembered peer addresses, `peer id bytes → address list (postcard)`.
+//! - `seen_at`: when each member was last connected or active, `MemberId → Unix time
+//!   (u64 BE)`: start-up dials the most recently seen first.
 //! - `clips`: the clips live reports reference, `SHA-256 ‖ ItemId → author (32) ‖ size
 //!   (u64 BE)`: a clip's owner without a pass over the records. Written before the
 //!   record and deleted after it, so an entry can outlive its item after a crash; a
@@ -115,6 +117,7 @@ pub struct Store {
     outbox: sled::Tree,
     peers: sled::Tree,
     clips: sled::Tree,
+    seen_at: sled::Tree,
     /// The ids seen, in memory (see the module doc).
     index: Arc<Mutex<Index>>,
     /// The first storage failure (an I/O error, corruption) a write or a flush met. sled
@@ -439,6 +442,7 @@ impl Store {
             outbox: db.open_tree("outbox")?,
             peers: db.open_tree("peers")?,
             clips: db.open_tree("clips")?,
+            seen_at: db.open_tree("seen_at")?,
             index: Default::default(),
             failure: Default::default(),
             db,
@@ -1410,6 +1414,30 @@ impl Store {
         })
     }
 
+    /// Remembers that `member` was connected or active at `at` (the later time stays).
+    pub fn remember_seen(&self, member: &MemberId, at: u64) -> Result<(), StoreError> {
+        self.write(|| -> Result<(), StoreError> {
+            self.seen_at.fetch_and_update(member.0, |old| {
+                let old = old.and_then(|v| u64_at(v, 0)).unwrap_or(0);
+                Some(old.max(at).to_be_bytes().to_vec())
+            })?;
+            Ok(())
+        })
+    }
+
+    /// When each member was last seen, as [`Store::remember_seen`] kept it.
+    pub fn seen_times(&self) -> Result<HashMap<MemberId, u64>, StoreError> {
+        let mut out = HashMap::new();
+        for entry in self.seen_at.iter() {
+            let (k, v) = entry?;
+            let (Some(member), Some(at)) = (id_at(&k, 0), u64_at(&v, 0)) else {
+                return Err(StoreError::Corrupt("last-seen entry"));
+            };
+            out.insert(MemberId(member), at);
+        }
+        Ok(out)
+    }
+
     pub fn peers(&self) -> Result<Vec<PeerEntry>, StoreError> {
         let mut out = Vec::new();
         for entry in self.peers.iter() {
@@ -1617,6 +1645,25 @@ mod tests {
         drop(store);
         let store = reopen(dir.path());
         assert_eq!(owners(&store, &z), vec![(c, m1, 300)], "indexed at open");
+    }
+
+    /// A member's last-seen time survives a restart, and an earlier time never
+    /// replaces a later one.
+    #[test]
+    fn last_seen_times_are_kept_across_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (MemberId([1; 32]), MemberId([2; 32]));
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store.remember_seen(&a, 100).unwrap();
+            store.remember_seen(&a, 50).unwrap();
+            store.remember_seen(&b, 70).unwrap();
+            store.db.flush().unwrap();
+        }
+        let store = reopen(dir.path());
+        let seen = store.seen_times().unwrap();
+        assert_eq!(seen.get(&a), Some(&100));
+        assert_eq!(seen.get(&b), Some(&70));
     }
 
     #[test]
