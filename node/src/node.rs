@@ -40,6 +40,10 @@ pub const EVENT_QUEUE: usize = 256;
 pub const OUTSIDER_GRACE: Duration = Duration::from_secs(30);
 /// Most non-members connected at once (each may be presenting a ticket).
 pub const MAX_OUTSIDERS: usize = 16;
+/// A non-member connected for longer than this is idle (a joiner presents its ticket as
+/// soon as it is connected, and the exchange takes milliseconds): when every outsider
+/// slot is taken, the one connected longest goes for a newcomer, if it is idle.
+pub const OUTSIDER_IDLE: Duration = Duration::from_secs(5);
 /// Each reconcile answer sorts our whole set: a peer may ask at most this many times per
 /// `RECONCILE_WINDOW` (a session takes a few rounds; sessions start every 30 s).
 pub const MAX_RECONCILES_PER_WINDOW: u32 = 64;
@@ -1823,10 +1827,28 @@ impl EventLoop {
                     if !self.outsiders.contains_key(&peer_id)
                         && self.outsiders.len() >= MAX_OUTSIDERS
                     {
-                        // Non-members must not take the slots members need.
-                        tracing::debug!(peer = %peer_id, "too many non-members connected; closing");
-                        let _ = self.swarm.disconnect_peer_id(peer_id);
-                        return;
+                        // Every slot taken: the longest connected outsider goes if it is
+                        // idle, so that connections held open do not lock joiners out.
+                        let oldest = self
+                            .outsiders
+                            .iter()
+                            .min_by_key(|(_, deadline)| **deadline)
+                            .map(|(p, deadline)| (*p, *deadline));
+                        match oldest {
+                            Some((idle, deadline))
+                                if deadline <= Instant::now() + OUTSIDER_GRACE - OUTSIDER_IDLE =>
+                            {
+                                tracing::debug!(peer = %idle, "an idle non-member makes room for a new one");
+                                self.outsiders.remove(&idle);
+                                let _ = self.swarm.disconnect_peer_id(idle);
+                            }
+                            _ => {
+                                // Non-members must not take the slots members need.
+                                tracing::debug!(peer = %peer_id, "too many non-members connected; closing");
+                                let _ = self.swarm.disconnect_peer_id(peer_id);
+                                return;
+                            }
+                        }
                     }
                     self.outsiders
                         .entry(peer_id)
