@@ -836,6 +836,11 @@ async fn serve(
             "ready"
         );
     }
+    // Under systemd with `Type=notify`: up now (the API answers). The event loop sends
+    // the watchdog's `WATCHDOG=1` from here on.
+    if let Err(e) = porchlight_node::notify::notify("READY=1") {
+        tracing::warn!(error = %e, "cannot tell systemd the node is ready");
+    }
     let mut events = node.events();
     let stop = signals.wait();
     tokio::pin!(stop);
@@ -871,6 +876,7 @@ async fn serve(
         }
     }
     tracing::info!("stopping");
+    let _ = porchlight_node::notify::notify("STOPPING=1");
     if let Some(api) = api {
         api.stop();
     }

@@ -378,3 +378,70 @@ fn temp_files_a_killed_node_left_are_gone_after_a_restart() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// Under systemd with `Type=notify` and `WatchdogSec=`: the real binary sends `READY=1`
+/// once its API answers and then `WATCHDOG=1` from its event loop, to the datagram
+/// socket `$NOTIFY_SOCKET` names: a path, or an abstract socket (`@name`).
+#[test]
+fn the_node_tells_systemd_it_is_ready_and_alive() {
+    use std::os::unix::net::UnixDatagram;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("node");
+    new_hood(&dir);
+    let abstract_name = format!("porchlight-test-{}", std::process::id());
+    let sockets = [
+        (tmp.path().join("notify").display().to_string(), {
+            UnixDatagram::bind(tmp.path().join("notify")).unwrap()
+        }),
+        (format!("@{abstract_name}"), {
+            use std::os::linux::net::SocketAddrExt as _;
+            let addr = std::os::unix::net::SocketAddr::from_abstract_name(abstract_name.as_bytes())
+                .unwrap();
+            UnixDatagram::bind_addr(&addr).unwrap()
+        }),
+    ];
+    for (name, socket) in sockets {
+        socket
+            .set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let mut command = common::bin();
+        command
+            .env("NOTIFY_SOCKET", &name)
+            // 2 s: a ping every second.
+            .env("WATCHDOG_USEC", "2000000");
+        let mut child = start_with(command, &dir, tmp.path());
+        let mut received = Vec::new();
+        let mut api_up_before_ready = None;
+        let deadline = Instant::now() + common::WAIT;
+        while Instant::now() < deadline
+            && !(received.iter().any(|m: &String| m.contains("READY=1"))
+                && received.iter().filter(|m| m.contains("WATCHDOG=1")).count() >= 2)
+        {
+            let mut buf = [0u8; 256];
+            if let Ok(n) = socket.recv(&mut buf) {
+                let message = String::from_utf8_lossy(&buf[..n]).into_owned();
+                if message.contains("READY=1") {
+                    api_up_before_ready =
+                        Some(std::fs::read_to_string(dir.join("api.addr")).is_ok());
+                }
+                received.push(message);
+            }
+            assert!(child.try_wait().unwrap().is_none(), "the node exited");
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(
+            received.iter().any(|m| m.contains("READY=1")),
+            "{name}: READY=1 arrived: {received:?}"
+        );
+        assert_eq!(
+            api_up_before_ready,
+            Some(true),
+            "{name}: ready once the API is up"
+        );
+        assert!(
+            received.iter().filter(|m| m.contains("WATCHDOG=1")).count() >= 2,
+            "{name}: WATCHDOG=1 arrived again and again: {received:?}"
+        );
+    }
+}

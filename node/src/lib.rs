@@ -12,6 +12,7 @@
 //! - [`config`]: the settings file, `porchlight.toml`.
 //! - [`feed`]: reading the feed off the event loop, a page at a time.
 //! - [`net`], [`gate`], [`node`]: the libp2p swarm and the event loop.
+//! - [`notify`]: systemd's `READY=1` and watchdog notifications.
 //! - [`meter`]: each member's byte budget for our fetch answers and clip chunks.
 //! - [`api`]: the local HTTP API.
 //! - [`words`]: limits, times and field errors as a person reads them.
@@ -33,6 +34,7 @@ pub mod logs;
 pub mod meter;
 pub mod net;
 pub mod node;
+pub mod notify;
 pub mod quiet;
 pub mod sharing;
 pub mod store;

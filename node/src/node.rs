@@ -43,8 +43,6 @@ pub const MAX_OUTSIDERS: usize = 16;
 /// A non-member connected this long without a join request is idle: when the slots are
 /// full, the idlest makes room for a new one.
 pub const OUTSIDER_IDLE: Duration = Duration::from_secs(5);
-/// A member's last-seen time is written to the store at most once a minute.
-const SEEN_SAVE_EVERY_SECS: u64 = 60;
 /// At most this many lines about refused join requests per `LOG_WINDOW`.
 const JOIN_REFUSAL_LOGS: u32 = 10;
 const LOG_WINDOW: Duration = Duration::from_secs(60);
@@ -299,21 +297,6 @@ pub struct SyncStats {
 
 type Reply<T> = oneshot::Sender<Result<T, NodeError>>;
 
-/// The order to dial remembered members in at start: most recently seen first; members
-/// seen equally long ago (never, say) in random order, so that a hood's nodes do not all
-/// try the same ones first.
-fn dial_order<T>(
-    mut known: Vec<(u64, PeerId, T)>,
-    rng: &mut impl rand_core::Rng,
-) -> Vec<(u64, PeerId, T)> {
-    for i in (1..known.len()).rev() {
-        let j = (rng.next_u64() % (i as u64 + 1)) as usize;
-        known.swap(i, j);
-    }
-    known.sort_by_key(|k| std::cmp::Reverse(k.0));
-    known
-}
-
 /// The non-member connected longest without a join request, once idle for
 /// `OUTSIDER_IDLE` (`deadlines` are their connection times plus `OUTSIDER_GRACE`).
 fn idlest_outsider(
@@ -489,14 +472,13 @@ impl Node {
         let acknowledger = tokio::spawn(acknowledge(store.clone(), pending_acks));
         let peer_id = *swarm.local_peer_id();
         let last_item_at = store.last_received();
-        // When members were last seen, as a restart left it: the order to dial them in.
-        let last_seen: HashMap<MemberId, u64> = match store.last_seen() {
-            Ok(seen) => seen.into_iter().collect(),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read when members were last seen");
-                HashMap::new()
-            }
-        };
+        // Across restarts: when members were last connected (kept), and their newest
+        // items, so that start-up dials the most recently seen first.
+        let mut last_seen = store.seen_times().unwrap_or_default();
+        for (member, at) in store.latest_by_author() {
+            let t = last_seen.entry(member).or_default();
+            *t = (*t).max(at.min(now));
+        }
         let locked_out = engine.as_ref().is_some_and(Engine::locked_out);
         let mut event_loop = EventLoop {
             swarm,
@@ -516,7 +498,6 @@ impl Node {
             events: events.clone(),
             outsiders: HashMap::new(),
             joining_outsiders: HashSet::new(),
-            seen_saved: last_seen.clone(),
             last_seen,
             join_refusals: crate::logs::Budget::new(JOIN_REFUSAL_LOGS, LOG_WINDOW),
             addresses: HashMap::new(),
@@ -541,6 +522,7 @@ impl Node {
             sharing: Sharing::open(config.clip_policy, &config.data_dir),
             sync_set: None,
             meter: Default::default(),
+            watchdog: crate::notify::watchdog_every().map(|every| (every, Instant::now())),
             clip_replies: HashMap::new(),
         };
         // Members and the deny list first: a connection made while we wait for the
@@ -723,6 +705,25 @@ impl Node {
     }
 }
 
+/// Whom start-up dials of the remembered members `(last seen, peer, addresses)`: the
+/// most recently seen first, those seen at the same time (or never) in random order, at
+/// most `MAX_START_DIALS`.
+fn start_dials(
+    known: Vec<(u64, PeerId, Vec<Multiaddr>)>,
+    rng: &mut impl rand_core::Rng,
+) -> Vec<(PeerId, Vec<Multiaddr>)> {
+    let mut known: Vec<(u64, u64, PeerId, Vec<Multiaddr>)> = known
+        .into_iter()
+        .map(|(seen, peer, addrs)| (seen, rng.next_u64(), peer, addrs))
+        .collect();
+    known.sort_by_key(|k| (std::cmp::Reverse(k.0), k.1));
+    known
+        .into_iter()
+        .take(MAX_START_DIALS)
+        .map(|(_, _, peer, addrs)| (peer, addrs))
+        .collect()
+}
+
 /// Runs a node until `shutdown` completes: the shape a binary or a test wants.
 /// libp2p listens with `SO_REUSEPORT` (so that dials can reuse the port), which lets a
 /// second process bind a port a node already listens on and take some of its
@@ -800,8 +801,6 @@ struct EventLoop {
     outsiders: HashMap<PeerId, Instant>,
     /// Those of them that sent a join request: not idle, so never evicted for another.
     joining_outsiders: HashSet<PeerId>,
-    /// The last-seen times as last written to the store (written again a minute on).
-    seen_saved: HashMap<MemberId, u64>,
     /// Log lines about refused join requests: anyone who reaches the port can send
     /// those, so a few a minute are logged and the rest counted.
     join_refusals: crate::logs::Budget,
@@ -853,6 +852,8 @@ struct EventLoop {
     sync_set: Option<(u64, Arc<negentropy::NegentropyStorageVector>, Instant)>,
     /// Each member's byte budget for our fetch answers and clip chunks.
     meter: crate::meter::Meter,
+    /// How often to tell systemd's watchdog the loop runs, and when it was last told.
+    watchdog: Option<(Duration, Instant)>,
     /// Outstanding clip requests we sent (bounded by the behaviour's timeout and by the
     /// API's concurrent fetches).
     clip_replies: HashMap<request_response::OutboundRequestId, Reply<clip::Response>>,
@@ -915,10 +916,9 @@ impl EventLoop {
                 known.push((seen, peer, addrs));
             }
             targets.extend(
-                dial_order(known, &mut crate::rng())
+                start_dials(known, &mut crate::rng())
                     .into_iter()
-                    .take(MAX_START_DIALS)
-                    .map(|(_, peer, addrs)| (Some(peer), addrs)),
+                    .map(|(peer, addrs)| (Some(peer), addrs)),
             );
         }
         for addr in &self.bootstrap {
@@ -1111,6 +1111,16 @@ impl EventLoop {
 
     fn on_tick(&mut self, ticks: u32) {
         let now = Instant::now();
+        // The event loop itself tells the watchdog it runs: a loop stuck anywhere stops
+        // telling it, and systemd restarts the node.
+        if let Some((every, last)) = &mut self.watchdog
+            && now.duration_since(*last) >= *every
+        {
+            *last = now;
+            if let Err(e) = crate::notify::notify("WATCHDOG=1") {
+                tracing::warn!(error = %e, "cannot notify systemd's watchdog");
+            }
+        }
         if self
             .sync_set
             .as_ref()
@@ -1782,6 +1792,16 @@ impl EventLoop {
             .collect())
     }
 
+    /// Keeps `member`'s last-seen time in the store (a member, connected or just gone),
+    /// for the dial order of the next start.
+    fn remember_seen(&mut self, member: MemberId) {
+        if let Some(at) = self.last_seen.get(&member).copied()
+            && let Err(e) = self.store.remember_seen(&member, at)
+        {
+            tracing::warn!(error = %e, "cannot keep a member's last-seen time");
+        }
+    }
+
     /// Notes that `member` was active at `at` (capped at now), if it is a member.
     fn saw(&mut self, member: MemberId, at: u64) {
         if let Some(engine) = &self.engine
@@ -1790,16 +1810,6 @@ impl EventLoop {
             let at = at.min(crate::now());
             let seen = self.last_seen.entry(member).or_default();
             *seen = (*seen).max(at);
-            let seen = *seen;
-            let saved = self.seen_saved.get(&member).copied().unwrap_or(0);
-            if seen >= saved.saturating_add(SEEN_SAVE_EVERY_SECS) {
-                match self.store.set_last_seen(&member, seen) {
-                    Ok(()) => {
-                        self.seen_saved.insert(member, seen);
-                    }
-                    Err(e) => tracing::warn!(error = %e, "cannot record when a member was seen"),
-                }
-            }
         }
     }
 
@@ -1852,6 +1862,10 @@ impl EventLoop {
                 );
                 self.remote
                     .insert(peer_id, endpoint.get_remote_address().clone());
+                if let Some(member) = net::member_id(&peer_id) {
+                    self.saw(member, crate::now());
+                    self.remember_seen(member);
+                }
                 if endpoint.is_dialer() {
                     let addr = endpoint.get_remote_address().clone();
                     let member = self.is_member(&peer_id);
@@ -1916,6 +1930,7 @@ impl EventLoop {
                 }
                 if let Some(member) = net::member_id(&peer_id) {
                     self.saw(member, crate::now());
+                    self.remember_seen(member);
                 }
                 self.outsiders.remove(&peer_id);
                 self.joining_outsiders.remove(&peer_id);
@@ -2659,28 +2674,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn start_dials_go_to_the_most_recently_seen_first() {
-        let peers: Vec<PeerId> = (0..6).map(|_| PeerId::random()).collect();
-        let known = vec![
-            (0, peers[0], ()),
-            (300, peers[1], ()),
-            (0, peers[2], ()),
-            (900, peers[3], ()),
-            (0, peers[4], ()),
-            (600, peers[5], ()),
-        ];
-        let order = dial_order(known.clone(), &mut crate::rng());
-        let seen: Vec<u64> = order.iter().map(|k| k.0).collect();
-        assert_eq!(seen, [900, 600, 300, 0, 0, 0]);
-        assert_eq!(order[0].1, peers[3]);
-        // The never-seen ones come in random order: not always the same one first.
-        let firsts: HashSet<PeerId> = (0..64)
-            .map(|_| dial_order(known.clone(), &mut crate::rng())[3].1)
-            .collect();
-        assert!(firsts.len() > 1);
-    }
-
-    #[test]
     fn an_idle_outsider_makes_room_and_one_presenting_a_ticket_does_not() {
         let now = Instant::now();
         let (old, older, fresh) = (PeerId::random(), PeerId::random(), PeerId::random());
@@ -2711,5 +2704,39 @@ mod tests {
         assert!(!ping_timed_out(&other(std::io::ErrorKind::ConnectionReset)));
         assert!(!ping_timed_out(&other(std::io::ErrorKind::UnexpectedEof)));
         assert!(!ping_timed_out(&ping::Failure::Unsupported));
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod dial_tests {
+    use super::*;
+
+    /// Start-up dials the most recently seen members first, at most `MAX_START_DIALS`,
+    /// and members seen at the same time (or never) in an order that changes from start
+    /// to start, not by peer id.
+    #[test]
+    fn start_up_dials_the_most_recently_seen_first_then_shuffled() {
+        let peers: Vec<PeerId> = (0..MAX_START_DIALS + 20)
+            .map(|_| PeerId::random())
+            .collect();
+        // Ten seen at distinct times, the rest never.
+        let known = |peers: &[PeerId]| -> Vec<(u64, PeerId, Vec<Multiaddr>)> {
+            peers
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (if i < 10 { 1000 + i as u64 } else { 0 }, *p, Vec::new()))
+                .collect()
+        };
+        let mut orders = HashSet::new();
+        for _ in 0..10 {
+            let dials = start_dials(known(&peers), &mut crate::rng());
+            assert_eq!(dials.len(), MAX_START_DIALS);
+            let first: Vec<PeerId> = dials.iter().take(10).map(|d| d.0).collect();
+            let expect: Vec<PeerId> = peers[..10].iter().rev().copied().collect();
+            assert_eq!(first, expect, "the most recently seen first, newest first");
+            orders.insert(dials.iter().skip(10).map(|d| d.0).collect::<Vec<_>>());
+        }
+        assert!(orders.len() > 1, "the never-seen are shuffled");
     }
 }

@@ -22,6 +22,8 @@
 //!   OpId → 0` (the items' part of the set comes from `expiry`).
 //! - `outbox`: envelopes posted but not yet handed to a peer, `seq (u64 BE) → bytes`.
 //! - `peers`: remembered peer addresses, `peer id bytes → address list (postcard)`.
+//! - `seen_at`: when each member was last connected or active, `MemberId → Unix time
+//!   (u64 BE)`: start-up dials the most recently seen first.
 //! - `clips`: the clips live reports reference, `SHA-256 ‖ ItemId → author (32) ‖ size
 //!   (u64 BE)`: a clip's owner without a pass over the records. Written before the
 //!   record and deleted after it, so an entry can outlive its item after a crash; a
@@ -115,6 +117,7 @@ pub struct Store {
     outbox: sled::Tree,
     peers: sled::Tree,
     clips: sled::Tree,
+    seen_at: sled::Tree,
     /// The ids seen, in memory (see the module doc).
     index: Arc<Mutex<Index>>,
     /// The first storage failure (an I/O error, corruption) a write or a flush met. sled
@@ -289,9 +292,6 @@ const PROTOCOL_KEY: &[u8] = b"protocol";
 /// `meta` key of the checkpoint a joiner's roster starts from, while the operations it
 /// covers are still arriving (absent otherwise).
 const CHECKPOINT_KEY: &[u8] = b"checkpoint";
-/// `meta` key prefix of a member's last-seen time (then the member id; the value a
-/// big-endian `u64`).
-const LAST_SEEN_PREFIX: &[u8] = b"seen/";
 /// The protocol version of the hood this store holds. A store with a hood and no
 /// `protocol` key holds a protocol 1 hood (whose membership log has no causal parents and
 /// whose hood id is derived differently): refused with a clear error, never guessed at.
@@ -445,6 +445,7 @@ impl Store {
             outbox: db.open_tree("outbox")?,
             peers: db.open_tree("peers")?,
             clips: db.open_tree("clips")?,
+            seen_at: db.open_tree("seen_at")?,
             index: Default::default(),
             failure: Default::default(),
             db,
@@ -1449,30 +1450,26 @@ impl Store {
         })
     }
 
-    /// Records when a member was last seen (Unix seconds): the order a restarted node
-    /// dials remembered members in.
-    pub fn set_last_seen(&self, member: &MemberId, at: u64) -> Result<(), StoreError> {
-        let mut key = LAST_SEEN_PREFIX.to_vec();
-        key.extend_from_slice(&member.0);
+    /// Remembers that `member` was connected or active at `at` (the later time stays).
+    pub fn remember_seen(&self, member: &MemberId, at: u64) -> Result<(), StoreError> {
         self.write(|| -> Result<(), StoreError> {
-            self.meta.insert(key, &at.to_be_bytes())?;
+            self.seen_at.fetch_and_update(member.0, |old| {
+                let old = old.and_then(|v| u64_at(v, 0)).unwrap_or(0);
+                Some(old.max(at).to_be_bytes().to_vec())
+            })?;
             Ok(())
         })
     }
 
-    /// Every member's last-seen time recorded by [`Store::set_last_seen`].
-    pub fn last_seen(&self) -> Result<Vec<(MemberId, u64)>, StoreError> {
-        let mut out = Vec::new();
-        for entry in self.meta.scan_prefix(LAST_SEEN_PREFIX) {
+    /// When each member was last seen, as [`Store::remember_seen`] kept it.
+    pub fn seen_times(&self) -> Result<HashMap<MemberId, u64>, StoreError> {
+        let mut out = HashMap::new();
+        for entry in self.seen_at.iter() {
             let (k, v) = entry?;
-            let member: [u8; 32] = k[LAST_SEEN_PREFIX.len()..]
-                .try_into()
-                .map_err(|_| StoreError::Corrupt("last-seen key"))?;
-            let at: [u8; 8] = v
-                .as_ref()
-                .try_into()
-                .map_err(|_| StoreError::Corrupt("last-seen time"))?;
-            out.push((MemberId(member), u64::from_be_bytes(at)));
+            let (Some(member), Some(at)) = (id_at(&k, 0), u64_at(&v, 0)) else {
+                return Err(StoreError::Corrupt("last-seen entry"));
+            };
+            out.insert(MemberId(member), at);
         }
         Ok(out)
     }
@@ -1686,20 +1683,23 @@ mod tests {
         assert_eq!(owners(&store, &z), vec![(c, m1, 300)], "indexed at open");
     }
 
+    /// A member's last-seen time survives a restart, and an earlier time never
+    /// replaces a later one.
     #[test]
-    fn last_seen_times_survive_a_reopen() {
+    fn last_seen_times_are_kept_across_a_restart() {
         let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (MemberId([1; 32]), MemberId([2; 32]));
         {
             let store = Store::open(dir.path()).unwrap();
-            store.set_last_seen(&MemberId([1; 32]), 100).unwrap();
-            store.set_last_seen(&MemberId([2; 32]), 50).unwrap();
-            store.set_last_seen(&MemberId([1; 32]), 150).unwrap();
+            store.remember_seen(&a, 100).unwrap();
+            store.remember_seen(&a, 50).unwrap();
+            store.remember_seen(&b, 70).unwrap();
+            store.db.flush().unwrap();
         }
         let store = reopen(dir.path());
-        assert_eq!(
-            store.last_seen().unwrap(),
-            vec![(MemberId([1; 32]), 150), (MemberId([2; 32]), 50)]
-        );
+        let seen = store.seen_times().unwrap();
+        assert_eq!(seen.get(&a), Some(&100));
+        assert_eq!(seen.get(&b), Some(&70));
     }
 
     #[test]

@@ -485,3 +485,42 @@ async fn a_member_back_from_a_power_cut_gossips_again_over_quic() {
 async fn a_member_back_from_a_power_cut_gossips_again_over_tcp() {
     power_cut("tcp").await;
 }
+
+/// Issue #15, point 7: strangers that connect and say nothing hold every outsider slot;
+/// once they have been idle for `OUTSIDER_IDLE`, a neighbor with an invite still gets
+/// in (the idle one connected longest makes room), where before it was turned away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_outsiders_holding_every_slot_make_room_for_a_joiner() {
+    use porchlight_node::node::{MAX_OUTSIDERS, OUTSIDER_IDLE};
+    let alice = TestNode::found("alice").await;
+    let status = alice.node.status().await.unwrap();
+    let topic = IdentTopic::new(status.hood.unwrap().topic());
+    let addr = status.listen[0].clone();
+    let mut strangers = Vec::new();
+    for i in 0..MAX_OUTSIDERS {
+        let keys = MemberKeys::generate(&mut SeededRng::new(1000 + i as u64));
+        let mut swarm = net::swarm(&keys, &topic.hash(), false).unwrap();
+        swarm.dial(addr.clone()).unwrap();
+        strangers.push(tokio::spawn(async move {
+            loop {
+                swarm.select_next_some().await;
+            }
+        }));
+    }
+    assert!(
+        eventually(|| async {
+            alice.node.status().await.unwrap().connected.len() >= MAX_OUTSIDERS
+        })
+        .await,
+        "the strangers hold every outsider slot"
+    );
+    tokio::time::sleep(OUTSIDER_IDLE + Duration::from_secs(1)).await;
+    let bob = tokio::time::timeout(Duration::from_secs(30), alice.invite("bob"))
+        .await
+        .expect("the neighbor with an invite got in");
+    let id = alice.post("welcome, bob").await;
+    assert!(eventually(|| async { bob.has(&id).await }).await);
+    for s in strangers {
+        s.abort();
+    }
+}
