@@ -496,6 +496,32 @@ impl Engine {
             self.history_arrived()?;
         }
         self.learn_keys()?;
+        self.forget_gone(members_before)
+    }
+
+    /// Stops waiting for the history the checkpoint we joined with covers, when sync
+    /// sessions keep bringing none of what is missing (an admitter that covered an
+    /// operation nobody holds would otherwise keep this node from writing for good):
+    /// the roster follows what arrived, checked as if it were all.
+    pub fn give_up_history(&mut self) -> Result<(), EngineError> {
+        if !self.roster.is_provisional() {
+            return Ok(());
+        }
+        let missing = self.roster.history_missing();
+        let members_before: Vec<MemberId> = self.roster.members().map(|m| m.id).collect();
+        self.roster.give_up_checkpoint();
+        tracing::warn!(
+            missing,
+            "gave up waiting for the rest of the history the checkpoint covers: no member \
+             has it; the roster follows what arrived"
+        );
+        self.history_arrived()?;
+        self.learn_keys()?;
+        self.forget_gone(members_before)
+    }
+
+    /// Deletes the items of everyone in `members_before` who is no longer a member.
+    fn forget_gone(&mut self, members_before: Vec<MemberId>) -> Result<(), EngineError> {
         // Everyone who stopped being a member: removed, or admitted by a join that a
         // concurrent removal voided.
         let gone: Vec<MemberId> = members_before
@@ -1024,6 +1050,53 @@ mod tests {
         )
         .unwrap();
         assert_eq!(e.digest().unwrap(), honest.digest().unwrap());
+    }
+
+    /// An admitter covers an operation nobody holds: the joiner waits, then gives up on
+    /// the checkpoint, follows the history that did arrive, forgets the checkpoint and
+    /// posts.
+    #[tokio::test]
+    async fn a_joiner_gives_up_on_history_nobody_holds_and_posts() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rng = SeededRng::new(5);
+        let mut h = TestHood::new(23);
+        h.join(0, 0);
+        let dave = h.join(0, 0);
+        let mut welcome = h
+            .roster
+            .welcome(&h.members[0].keys, &h.members[dave].keys.id())
+            .unwrap();
+        let history = welcome.ops.split_off(2);
+        let ghost = OpId([0x5a; 32]);
+        welcome.checkpoint.covered.push(ghost);
+        welcome.checkpoint.covered.sort();
+        let join = welcome.ops[1].op_id();
+        welcome.signature = h.members[0].keys.sign(&[&Welcome::signed_digest(
+            &h.hood(),
+            &join,
+            &welcome.checkpoint,
+        )]);
+        let mut e = Engine::from_welcome(
+            Store::open(dir.path()).unwrap(),
+            h.members[dave].keys.clone(),
+            &h.hood(),
+            &welcome,
+        )
+        .unwrap();
+        for op in &history {
+            let _ = e.ingest_op(&op.encode(), NOW).unwrap();
+        }
+        assert_eq!(e.roster().history_missing(), 1);
+        assert!(matches!(
+            e.post(&h.report("not yet"), NOW, &mut rng).await,
+            Err(EngineError::FetchingHistory(1))
+        ));
+        e.give_up_history().unwrap();
+        assert!(!e.roster().is_provisional());
+        assert_eq!(e.roster().checkpoint_held(), Some(false));
+        assert_eq!(e.store().checkpoint().unwrap(), None);
+        assert_eq!(e.roster().heads(), h.roster.heads());
+        e.post(&h.report("now"), NOW, &mut rng).await.unwrap();
     }
 
     #[tokio::test]

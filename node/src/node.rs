@@ -38,6 +38,10 @@ pub const COMMAND_QUEUE: usize = 64;
 pub const EVENT_QUEUE: usize = 256;
 /// How long a non-member may stay connected (to present a ticket) before it is dropped.
 pub const OUTSIDER_GRACE: Duration = Duration::from_secs(30);
+/// A joiner waiting for the history its checkpoint covers gives up after this long
+/// without one more covered operation, over at least `HISTORY_SESSIONS` sync sessions.
+pub const HISTORY_PATIENCE: Duration = Duration::from_secs(180);
+pub const HISTORY_SESSIONS: u64 = 4;
 /// Most non-members connected at once (each may be presenting a ticket).
 pub const MAX_OUTSIDERS: usize = 16;
 /// A non-member connected this long without a join request is idle: when the slots are
@@ -494,6 +498,7 @@ impl Node {
             store_check: None,
             // A node that stopped before it repaired a bad wrap repairs at start.
             keys_due: locked_out,
+            history_watch: None,
             last_item_at,
             events: events.clone(),
             outsiders: HashMap::new(),
@@ -794,6 +799,9 @@ struct EventLoop {
     /// Set when a roster change left this member without the key everyone seals under
     /// (a bad wrap): the event loop rekeys at once (`Engine::repair_keys`).
     keys_due: bool,
+    /// While the roster starts from a checkpoint: how many covered operations were
+    /// missing, since when, and how many sync sessions had started then.
+    history_watch: Option<(usize, Instant, u64)>,
     /// Unix seconds the newest item arrived, for `health`.
     last_item_at: Option<u64>,
     events: broadcast::Sender<Event>,
@@ -1111,6 +1119,7 @@ impl EventLoop {
 
     fn on_tick(&mut self, ticks: u32) {
         let now = Instant::now();
+        self.watch_history(now);
         // The event loop itself tells the watchdog it runs: a loop stuck anywhere stops
         // telling it, and systemd restarts the node.
         if let Some((every, last)) = &mut self.watchdog
@@ -1208,6 +1217,41 @@ impl EventLoop {
     /// membership, so that gossip runs on them. Only the side that learned of its own
     /// admission reconnects: the admitter must not cut the connection its welcome is
     /// still travelling on.
+    /// Gives up on the checkpoint this node joined with when the history it covers
+    /// stops arriving: `HISTORY_PATIENCE` without one more operation, over at least
+    /// `HISTORY_SESSIONS` sync sessions. Safe whenever it happens: the roster then
+    /// follows what arrived, and the rest comes through ordinary validation if it ever
+    /// does.
+    fn watch_history(&mut self, now: Instant) {
+        let Some(engine) = self.engine.as_mut() else {
+            return;
+        };
+        if !engine.roster().is_provisional() {
+            self.history_watch = None;
+            return;
+        }
+        let missing = engine.roster().history_missing();
+        let sessions = self.sync_stats.sessions;
+        match self.history_watch {
+            Some((before, since, at)) if before == missing => {
+                if now.duration_since(since) < HISTORY_PATIENCE || sessions < at + HISTORY_SESSIONS
+                {
+                    return;
+                }
+            }
+            _ => {
+                self.history_watch = Some((missing, now, sessions));
+                return;
+            }
+        }
+        self.history_watch = None;
+        if let Err(e) = engine.give_up_history() {
+            tracing::error!(error = %e, "cannot give up on the checkpoint");
+            return;
+        }
+        self.after_roster_change(false);
+    }
+
     fn after_roster_change(&mut self, reconnect: bool) {
         let Some(engine) = &self.engine else { return };
         self.keys_due |= engine.locked_out();

@@ -1011,6 +1011,22 @@ impl Roster {
         }
     }
 
+    /// Stops waiting for the history the checkpoint covers: what arrived of it is
+    /// checked as if it were all (operations no other member would take are dropped,
+    /// see [`Roster::take_strays`]), the checkpoint counts as not held, and the roster
+    /// is folded from the genesis; what is still missing comes later, if ever, through
+    /// ordinary validation. For a joiner whose admitter covers an operation nobody
+    /// holds: without this it would stay provisional, writing nothing, for good.
+    pub fn give_up_checkpoint(&mut self) {
+        let Some(base) = self.base.as_mut() else {
+            return;
+        };
+        let ops = &self.ops;
+        base.covered.retain(|c| ops.contains_key(c));
+        self.finish();
+        self.checkpoint_held = Some(false);
+    }
+
     /// Refolds, or, once every operation the checkpoint covers is here, checks the
     /// checkpoint and drops it.
     fn settle(&mut self) {

@@ -311,6 +311,15 @@ fn a_covered_id_nobody_holds_keeps_the_joiner_provisional_and_inert() {
         h.roster.members().collect::<Vec<_>>()
     );
     assert_eq!(roster.sealing_epoch(), h.roster.sealing_epoch());
+    // The node gives up on the checkpoint (after sync sessions that bring nothing):
+    // the roster is then what everyone's is, and the joiner may write.
+    roster.give_up_checkpoint();
+    assert!(!roster.is_provisional());
+    assert_eq!(roster.checkpoint_held(), Some(false));
+    assert_eq!(op_ids(&roster), op_ids(&h.roster));
+    assert_eq!(roster.heads(), h.roster.heads());
+    assert!(roster.is_member(&dave_id));
+    assert!(roster.rekey(keys, NOW, &mut rng).is_ok());
 }
 
 /// A checkpoint as heavy as the codec lets one be for its size: `members` members
