@@ -160,8 +160,17 @@ impl Engine {
         // Finish what a crash may have interrupted: keys the log carries for us, and the
         // items of members the log removed.
         engine.learn_keys()?;
-        if !engine.roster.is_provisional() && engine.store.checkpoint()?.is_some() {
+        if !engine.roster.is_provisional()
+            && let Some(bytes) = engine.store.checkpoint()?
+        {
+            // The history was checked at this start (it was whole when the node
+            // stopped): whoever the checkpoint listed and the history does not admit
+            // leaves with their items, as when the check happens on a running node.
+            let listed: Vec<MemberId> = Checkpoint::decode(&bytes)
+                .map(|c| c.members.iter().map(|m| m.id).collect())
+                .unwrap_or_default();
             engine.history_arrived()?;
+            engine.forget_gone(listed)?;
         }
         let removed: Vec<MemberId> = engine.roster.removed().copied().collect();
         for member in removed {

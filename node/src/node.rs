@@ -2105,6 +2105,19 @@ impl EventLoop {
                         MessageAcceptance::Ignore
                     }
                 };
+                // A node that joined from a checkpoint judges by its admitter's word until
+                // the history is checked: it neither vouches for what it takes (no
+                // forwarding: a false checkpoint's "member" would get this node blamed by
+                // its neighbors) nor blames a peer for what it refuses.
+                let acceptance = if self
+                    .engine
+                    .as_ref()
+                    .is_some_and(|e| e.roster().is_provisional())
+                {
+                    MessageAcceptance::Ignore
+                } else {
+                    acceptance
+                };
                 self.swarm
                     .behaviour_mut()
                     .gossipsub
