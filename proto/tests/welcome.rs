@@ -383,3 +383,100 @@ fn a_thousand_members_after_a_thousand_rekeys_welcome_in_a_mebibyte() {
         Some(Ok(Body::Membership(Op::Genesis(_))))
     ));
 }
+
+/// Everything public a roster derives from its set, to compare two rosters of one set.
+fn derived(roster: &Roster, ids: &[porchlight_proto::item::OpId]) -> String {
+    let heads = roster.heads();
+    let members: Vec<MemberId> = roster.members().map(|m| m.id).collect();
+    let mut out = format!(
+        "members {:?}\nremoved {:?}\nheads {heads:?}\nepochs {:?}\nsealing {:?} {}\ncausal {}\n",
+        roster.members().collect::<Vec<_>>(),
+        roster.removed().collect::<Vec<_>>(),
+        roster.epochs().collect::<Vec<_>>(),
+        roster.sealing_epoch(),
+        roster.needs_rekey(),
+        roster.causal_time(&heads),
+    );
+    for id in ids {
+        out += &format!(
+            "op {id:?}: held {} effect {} void {} denial {:?}\n",
+            roster.contains_op(id),
+            roster.took_effect(id),
+            roster.is_void(id),
+            roster.denial(id)
+        );
+    }
+    for m in &members {
+        out += &format!(
+            "member {m:?}: place {} ops {} budget {} forked {} known {}\n",
+            roster.chain_place(m, &heads),
+            roster.ops_by(m),
+            roster.budget_used(&roster.budget_owner(m)),
+            roster.has_forked(m),
+            roster.is_known(m)
+        );
+    }
+    out
+}
+
+/// A provisional roster folds what arrives on top of the checkpoint (incrementally when
+/// an operation names every head, as a rekey made after the checkpoint does). Once the
+/// history is whole it must hold exactly what a node that had the same operations all
+/// along holds: the same effects, voids, heads and caps' counts, also when a removal
+/// made concurrently with the checkpoint voids an admission the checkpoint took, and the
+/// history arrives children first (chain places and causal times computed without
+/// parents).
+#[test]
+fn a_provisional_roster_ends_where_a_full_fold_of_the_same_operations_does() {
+    let mut h = TestHood::new(23);
+    let bob = h.join(ALICE, ALICE);
+    let carol = h.join(ALICE, ALICE);
+    h.rekey(bob);
+    h.rekey(carol);
+    // Alice removes Carol before she hears that Carol admitted Erin: the removal voids
+    // that admission wherever both are held.
+    let before = h.roster.clone();
+    let carol_id = h.members[carol].keys.id();
+    let removal = before
+        .remove(&h.members[ALICE].keys, carol_id, NOW)
+        .unwrap();
+    let erin = h.join(ALICE, carol);
+    h.rekey(erin);
+    h.rekey(bob);
+    let dave = h.join(ALICE, ALICE);
+    let dave_id = h.members[dave].keys.id();
+    let mut welcome = welcome_for(&h, ALICE, dave);
+    let history: Vec<Item> = welcome.ops[2..].iter().rev().cloned().collect();
+    welcome.ops.truncate(2);
+    let mut joiner = Roster::from_welcome(&h.hood(), &dave_id, &welcome).unwrap();
+    assert!(joiner.is_provisional());
+    assert!(joiner.is_member(&h.members[erin].keys.id()));
+
+    // Everyone else: the checkpoint's set, the removal, then Bob's rekey after both.
+    let mut full = h.roster.clone();
+    full.insert(&removal).unwrap();
+    assert!(!full.is_member(&h.members[erin].keys.id()));
+    let mut rng = SeededRng::new(9);
+    let (rekey, _, _) = full.rekey(&h.members[bob].keys, NOW + 1, &mut rng).unwrap();
+    full.insert(&rekey).unwrap();
+
+    sync_into(&mut joiner, std::slice::from_ref(&removal));
+    // Bob's rekey names every head the joiner has: applied on top, not refolded.
+    let parents: BTreeSet<_> = match rekey.body().unwrap() {
+        Body::Membership(op) => op.parents().iter().copied().collect(),
+        _ => unreachable!(),
+    };
+    let joiner_heads: BTreeSet<_> = joiner.heads().into_iter().collect();
+    assert_eq!(parents, joiner_heads);
+    sync_into(&mut joiner, std::slice::from_ref(&rekey));
+    assert!(joiner.is_provisional());
+    sync_into(&mut joiner, &history);
+    assert!(!joiner.is_provisional());
+    assert_eq!(joiner.checkpoint_held(), Some(true));
+
+    let ids: Vec<_> = full.items().map(Item::op_id).collect();
+    assert_eq!(joiner.len(), full.len());
+    assert_eq!(derived(&joiner, &ids), derived(&full, &ids));
+    let rebuilt = Roster::from_items(&h.hood(), full.items()).unwrap();
+    assert_eq!(derived(&rebuilt, &ids), derived(&full, &ids));
+}
