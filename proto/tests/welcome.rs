@@ -480,3 +480,59 @@ fn a_provisional_roster_ends_where_a_full_fold_of_the_same_operations_does() {
     let rebuilt = Roster::from_items(&h.hood(), full.items()).unwrap();
     assert_eq!(derived(&rebuilt, &ids), derived(&full, &ids));
 }
+
+/// A joiner that gives up on its checkpoint with part of the history missing holds what
+/// a roster built from its remaining operations holds (heads, who is known, chain
+/// places, effects), and once the missing operation and those it dropped arrive after
+/// all, exactly what everyone holds.
+#[test]
+fn giving_up_leaves_the_roster_a_fold_of_what_it_holds_and_late_history_is_taken() {
+    let mut h = TestHood::new(29);
+    let bob = h.join(ALICE, ALICE);
+    h.rekey(bob);
+    let carol = h.join(ALICE, bob);
+    h.rekey(carol);
+    h.rekey(bob);
+    let dave = h.join(ALICE, ALICE);
+    let dave_id = h.members[dave].keys.id();
+    let mut welcome = welcome_for(&h, ALICE, dave);
+    let history: Vec<Item> = welcome.ops.split_off(2);
+    // Carol's join never arrives: her rekey and all after it cannot be taken.
+    let carol_join = history
+        .iter()
+        .find(|i| {
+            matches!(i.body(), Ok(Body::Membership(Op::Join(j)))
+                if j.request.joiner == h.members[carol].keys.id())
+        })
+        .unwrap()
+        .clone();
+    let arrived: Vec<Item> = history
+        .iter()
+        .filter(|i| i.op_id() != carol_join.op_id())
+        .rev()
+        .cloned()
+        .collect();
+    let mut joiner = Roster::from_welcome(&h.hood(), &dave_id, &welcome).unwrap();
+    sync_into(&mut joiner, &arrived);
+    assert_eq!(joiner.history_missing(), 1);
+    joiner.give_up_checkpoint();
+    assert!(!joiner.is_provisional());
+    assert_eq!(joiner.checkpoint_held(), Some(false));
+    let strays = joiner.take_strays();
+    assert!(!strays.is_empty());
+
+    let all: Vec<_> = h.roster.items().map(Item::op_id).collect();
+    let rebuilt = Roster::from_items(&h.hood(), joiner.items()).unwrap();
+    assert_eq!(derived(&joiner, &all), derived(&rebuilt, &all));
+    assert!(!joiner.is_known(&h.members[carol].keys.id()));
+    // Dave's own join follows Carol's: without it, he is not admitted either.
+    assert!(!joiner.is_member(&dave_id));
+
+    // The rest arrives after all, by ordinary validation.
+    let mut late = vec![carol_join];
+    late.extend(strays);
+    sync_into(&mut joiner, &late);
+    assert_eq!(joiner.len(), h.roster.len());
+    assert_eq!(derived(&joiner, &all), derived(&h.roster, &all));
+    assert!(joiner.is_member(&dave_id));
+}
