@@ -317,12 +317,19 @@ fn a_thousand_members_after_a_thousand_rekeys_welcome_in_a_mebibyte() {
         roster.insert(&join).unwrap();
         (keys, join)
     };
+    let mut neighbors = Vec::new();
     for i in 1..MEMBERS - 1 {
-        let (_, join) = admit(&mut roster, &ring, &mut rng, &format!("Neighbor {i}"));
+        let (keys, join) = admit(&mut roster, &ring, &mut rng, &format!("Neighbor {i}"));
+        neighbors.push(keys);
         log.push(join);
     }
-    for _ in 0..REKEYS {
-        let (rekey, key, generation) = roster.rekey(&founder, NOW, &mut rng).unwrap();
+    // Two members share the rekeys: one member's chain holds at most
+    // `MAX_OPS_PER_MEMBER` operations, and the founder's 998 joins, 1000 rekeys and the
+    // newcomer's join would be 2001 with the genesis and the first rekey (the newcomer's
+    // join then past the cap: refused by every node, dropped by the joiner).
+    for i in 0..REKEYS {
+        let by = if i % 2 == 0 { &founder } else { &neighbors[0] };
+        let (rekey, key, generation) = roster.rekey(by, NOW, &mut rng).unwrap();
         roster.insert(&rekey).unwrap();
         ring.insert(generation, key);
         log.push(rekey);
