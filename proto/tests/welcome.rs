@@ -543,3 +543,66 @@ fn giving_up_leaves_the_roster_a_fold_of_what_it_holds_and_late_history_is_taken
     assert_eq!(derived(&joiner, &all), derived(&h.roster, &all));
     assert!(joiner.is_member(&dave_id));
 }
+
+/// While provisional a joiner judges the per-member cap on chain places computed without
+/// the covered history that has not arrived (too low), so it takes an operation past the
+/// cap that every other node refuses. Once the history is here the places are computed
+/// again, parents first, and that operation leaves as a stray: the joiner ends with the
+/// set everyone holds. It is not the admitter's doing, so the checkpoint still held.
+#[test]
+fn an_operation_past_the_cap_taken_while_provisional_leaves_and_the_checkpoint_held() {
+    use porchlight_proto::limits::MAX_OPS_PER_MEMBER;
+    use porchlight_proto::membership::Promote;
+    let mut h = TestHood::new(37);
+    let bob = h.join(ALICE, ALICE);
+    let hood = h.hood();
+    let alice_id = h.members[ALICE].keys.id();
+    let bob_keys = h.members[bob].keys.clone();
+    let chained = |parents: Vec<porchlight_proto::item::OpId>| {
+        Item::sign(
+            &bob_keys,
+            &hood,
+            &Body::Membership(Op::Promote(Promote {
+                parents,
+                created_at: NOW,
+                target: alice_id,
+            })),
+        )
+    };
+    // Bob's chain, up to the cap.
+    let mut last = h.roster.heads();
+    let mut chain = Vec::new();
+    for _ in 0..MAX_OPS_PER_MEMBER {
+        let op = chained(last);
+        h.roster.insert(&op).unwrap();
+        last = vec![op.op_id()];
+        chain.push(op);
+    }
+    let past = chained(last);
+    assert!(matches!(
+        validate_op(&past.encode(), &h.roster, NOW),
+        Err(Reason::TooManyOps)
+    ));
+    let dave = h.join(ALICE, ALICE);
+    let dave_id = h.members[dave].keys.id();
+    let mut welcome = welcome_for(&h, ALICE, dave);
+    let history: Vec<Item> = welcome.ops.split_off(2);
+    let mut joiner = Roster::from_welcome(&hood, &dave_id, &welcome).unwrap();
+    // Bob's latest arrives before the rest of his chain, then the operation past it.
+    sync_into(&mut joiner, std::slice::from_ref(chain.last().unwrap()));
+    sync_into(&mut joiner, std::slice::from_ref(&past));
+    assert!(joiner.contains_op(&past.op_id()), "taken while provisional");
+    let rest: Vec<Item> = history.into_iter().rev().collect();
+    sync_into(&mut joiner, &rest);
+    assert!(!joiner.is_provisional());
+    assert!(!joiner.contains_op(&past.op_id()));
+    let strays: Vec<_> = joiner.take_strays().iter().map(Item::op_id).collect();
+    assert_eq!(strays, vec![past.op_id()]);
+    let all: Vec<_> = h.roster.items().map(Item::op_id).collect();
+    assert_eq!(derived(&joiner, &all), derived(&h.roster, &all));
+    assert_eq!(
+        joiner.checkpoint_held(),
+        Some(true),
+        "the admitter's checkpoint was true"
+    );
+}
