@@ -172,9 +172,25 @@ impl Engine {
             engine.history_arrived()?;
             engine.forget_gone(listed)?;
         }
-        let removed: Vec<MemberId> = engine.roster.removed().copied().collect();
-        for member in removed {
-            engine.store.remove_items_by(&member)?;
+        // Items of anyone who is not a member: removed, or admitted by a join the fold
+        // voids. A stop between storing the operation that made them so and deleting
+        // their items (`apply_op_now`, `history_arrived`) must not keep them for good.
+        // One pass over the small expiry index.
+        let mut gone = Vec::new();
+        for entry in engine.store.live() {
+            let entry = entry?;
+            if !engine.roster.is_member(&entry.author) {
+                gone.push(entry.id);
+            }
+        }
+        for id in &gone {
+            engine.store.remove_item(id)?;
+        }
+        if !gone.is_empty() {
+            tracing::info!(
+                deleted = gone.len(),
+                "deleted the items of authors who are no longer members"
+            );
         }
         Ok(Some(engine))
     }
@@ -1106,6 +1122,57 @@ mod tests {
         assert_eq!(e.store().checkpoint().unwrap(), None);
         assert_eq!(e.roster().heads(), h.roster.heads());
         e.post(&h.report("now"), NOW, &mut rng).await.unwrap();
+    }
+
+    /// A node that stopped between storing an operation that voids someone's admission
+    /// and deleting their items (`apply_op_now`: the operation is put, then
+    /// `forget_gone`; likewise a checked checkpoint is forgotten before the items of
+    /// whoever it listed and the history does not admit go) kept those items for good:
+    /// a start deleted only removed members' items, and a voided joiner is not removed.
+    /// Their items then stayed in this node's sync set and digest, apart from everyone's.
+    #[tokio::test]
+    async fn a_start_deletes_the_items_of_anyone_who_is_no_member() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut h = TestHood::new(31);
+        let bob = h.join(0, 0);
+        let carol = h.join(0, 0);
+        h.rekey(0);
+        // Alice removes Carol before she hears that Carol admitted Erin: the removal
+        // voids Erin's admission.
+        let carol_id = h.members[carol].keys.id();
+        let removal = h
+            .roster
+            .clone()
+            .remove(&h.members[0].keys, carol_id, NOW)
+            .unwrap();
+        let erin = h.join(0, carol);
+        let erin_id = h.members[erin].keys.id();
+        let body = h.report("erin was here");
+        let report = h.seal(erin, &body);
+        let items: Vec<Item> = h.roster.items().cloned().collect();
+        let keys = h.members[bob].keys.clone();
+        {
+            let mut e = Engine::from_log(
+                Store::open(dir.path()).unwrap(),
+                keys.clone(),
+                &h.hood(),
+                &items,
+            )
+            .unwrap();
+            assert!(matches!(e.ingest(&report, NOW).unwrap(), Ingest::New(_)));
+            assert_eq!(e.store().item_count(), 1);
+            // The removal is stored; the node stops before deleting Erin's items.
+            e.store()
+                .put_op(&removal.op_id(), NOW, &removal.encode())
+                .unwrap();
+            e.store().flush().await.unwrap();
+        }
+        let e = Engine::load(Store::open(dir.path()).unwrap(), keys)
+            .unwrap()
+            .unwrap();
+        assert!(!e.roster().is_member(&erin_id));
+        assert!(!e.roster().is_removed(&erin_id));
+        assert_eq!(e.store().item_count(), 0, "a non-member's item was kept");
     }
 
     #[tokio::test]

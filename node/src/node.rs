@@ -2081,6 +2081,12 @@ impl EventLoop {
                 message_id,
                 message,
             } => {
+                // Judged before the message is taken: the operation that completes the
+                // history was still taken at the checkpoint's word.
+                let provisional = self
+                    .engine
+                    .as_ref()
+                    .is_some_and(|e| e.roster().is_provisional());
                 let acceptance = match self.ingest(&message.data) {
                     Ok(Ingest::New(accepted)) => {
                         tracing::debug!(item = %accepted.id, from = %propagation_source, "accepted");
@@ -2109,11 +2115,7 @@ impl EventLoop {
                 // the history is checked: it neither vouches for what it takes (no
                 // forwarding: a false checkpoint's "member" would get this node blamed by
                 // its neighbors) nor blames a peer for what it refuses.
-                let acceptance = if self
-                    .engine
-                    .as_ref()
-                    .is_some_and(|e| e.roster().is_provisional())
-                {
+                let acceptance = if provisional {
                     MessageAcceptance::Ignore
                 } else {
                     acceptance

@@ -1554,6 +1554,25 @@ mod tests {
         moved(&store, "an item expired", true);
         store.mark_seen(&ItemId([3; 32]), 500).unwrap();
         moved(&store, "an id marked seen", false);
+        // A stray operation deleted after a checkpoint's check, and a removed member's
+        // items.
+        store.remove_op(&OpId([9; 32]), 5).unwrap();
+        moved(&store, "an operation deleted", true);
+        assert!(
+            !store
+                .sync_elements()
+                .unwrap()
+                .iter()
+                .any(|(_, id)| *id == [9; 32])
+        );
+        store.remove_op(&OpId([9; 32]), 5).unwrap();
+        moved(&store, "a deleted operation deleted again", false);
+        // `record` is by member 7.
+        put(&store, &ItemId([4; 32]), &record(1000));
+        moved(&store, "carol's item stored", true);
+        assert_eq!(store.remove_items_by(&MemberId([7; 32])).unwrap(), 1);
+        moved(&store, "a member's items removed", true);
+        assert!(store.sync_elements().unwrap().is_empty());
     }
 
     /// Items are found by a prefix of their id's hex (any case, odd lengths, up to the

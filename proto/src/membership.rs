@@ -1082,7 +1082,11 @@ impl Roster {
                 self.strays.push(stray.item);
             }
         }
-        self.checkpoint_held = Some(claim_held && strays.is_empty());
+        // Only strays the checkpoint vouched for count against it: one it did not cover
+        // was taken on this node's own judgement (an operation past the per-member cap,
+        // its chain place computed while the history was missing), not the admitter's.
+        let vouched = strays.iter().any(|id| base.covered.contains(id));
+        self.checkpoint_held = Some(claim_held && !vouched);
         if !strays.is_empty() {
             self.rebuild_budget();
         }

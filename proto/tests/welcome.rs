@@ -317,12 +317,19 @@ fn a_thousand_members_after_a_thousand_rekeys_welcome_in_a_mebibyte() {
         roster.insert(&join).unwrap();
         (keys, join)
     };
+    let mut neighbors = Vec::new();
     for i in 1..MEMBERS - 1 {
-        let (_, join) = admit(&mut roster, &ring, &mut rng, &format!("Neighbor {i}"));
+        let (keys, join) = admit(&mut roster, &ring, &mut rng, &format!("Neighbor {i}"));
+        neighbors.push(keys);
         log.push(join);
     }
-    for _ in 0..REKEYS {
-        let (rekey, key, generation) = roster.rekey(&founder, NOW, &mut rng).unwrap();
+    // Two members share the rekeys: one member's chain holds at most
+    // `MAX_OPS_PER_MEMBER` operations, and the founder's 998 joins, 1000 rekeys and the
+    // newcomer's join would be 2001 with the genesis and the first rekey (the newcomer's
+    // join then past the cap: refused by every node, dropped by the joiner).
+    for i in 0..REKEYS {
+        let by = if i % 2 == 0 { &founder } else { &neighbors[0] };
+        let (rekey, key, generation) = roster.rekey(by, NOW, &mut rng).unwrap();
         roster.insert(&rekey).unwrap();
         ring.insert(generation, key);
         log.push(rekey);
@@ -382,4 +389,220 @@ fn a_thousand_members_after_a_thousand_rekeys_welcome_in_a_mebibyte() {
         joined.items().next().map(|i| i.body()),
         Some(Ok(Body::Membership(Op::Genesis(_))))
     ));
+}
+
+/// Everything public a roster derives from its set, to compare two rosters of one set.
+fn derived(roster: &Roster, ids: &[porchlight_proto::item::OpId]) -> String {
+    let heads = roster.heads();
+    let members: Vec<MemberId> = roster.members().map(|m| m.id).collect();
+    let mut out = format!(
+        "members {:?}\nremoved {:?}\nheads {heads:?}\nepochs {:?}\nsealing {:?} {}\ncausal {}\n",
+        roster.members().collect::<Vec<_>>(),
+        roster.removed().collect::<Vec<_>>(),
+        roster.epochs().collect::<Vec<_>>(),
+        roster.sealing_epoch(),
+        roster.needs_rekey(),
+        roster.causal_time(&heads),
+    );
+    for id in ids {
+        out += &format!(
+            "op {id:?}: held {} effect {} void {} denial {:?}\n",
+            roster.contains_op(id),
+            roster.took_effect(id),
+            roster.is_void(id),
+            roster.denial(id)
+        );
+    }
+    for m in &members {
+        out += &format!(
+            "member {m:?}: place {} ops {} budget {} forked {} known {}\n",
+            roster.chain_place(m, &heads),
+            roster.ops_by(m),
+            roster.budget_used(&roster.budget_owner(m)),
+            roster.has_forked(m),
+            roster.is_known(m)
+        );
+    }
+    out
+}
+
+/// A provisional roster folds what arrives on top of the checkpoint (incrementally when
+/// an operation names every head, as a rekey made after the checkpoint does). Once the
+/// history is whole it must hold exactly what a node that had the same operations all
+/// along holds: the same effects, voids, heads and caps' counts, also when a removal
+/// made concurrently with the checkpoint voids an admission the checkpoint took, and the
+/// history arrives children first (chain places and causal times computed without
+/// parents).
+#[test]
+fn a_provisional_roster_ends_where_a_full_fold_of_the_same_operations_does() {
+    let mut h = TestHood::new(23);
+    let bob = h.join(ALICE, ALICE);
+    let carol = h.join(ALICE, ALICE);
+    h.rekey(bob);
+    h.rekey(carol);
+    // Alice removes Carol before she hears that Carol admitted Erin: the removal voids
+    // that admission wherever both are held.
+    let before = h.roster.clone();
+    let carol_id = h.members[carol].keys.id();
+    let removal = before
+        .remove(&h.members[ALICE].keys, carol_id, NOW)
+        .unwrap();
+    let erin = h.join(ALICE, carol);
+    h.rekey(erin);
+    h.rekey(bob);
+    let dave = h.join(ALICE, ALICE);
+    let dave_id = h.members[dave].keys.id();
+    let mut welcome = welcome_for(&h, ALICE, dave);
+    let history: Vec<Item> = welcome.ops[2..].iter().rev().cloned().collect();
+    welcome.ops.truncate(2);
+    let mut joiner = Roster::from_welcome(&h.hood(), &dave_id, &welcome).unwrap();
+    assert!(joiner.is_provisional());
+    assert!(joiner.is_member(&h.members[erin].keys.id()));
+
+    // Everyone else: the checkpoint's set, the removal, then Bob's rekey after both.
+    let mut full = h.roster.clone();
+    full.insert(&removal).unwrap();
+    assert!(!full.is_member(&h.members[erin].keys.id()));
+    let mut rng = SeededRng::new(9);
+    let (rekey, _, _) = full.rekey(&h.members[bob].keys, NOW + 1, &mut rng).unwrap();
+    full.insert(&rekey).unwrap();
+
+    sync_into(&mut joiner, std::slice::from_ref(&removal));
+    // Bob's rekey names every head the joiner has: applied on top, not refolded.
+    let parents: BTreeSet<_> = match rekey.body().unwrap() {
+        Body::Membership(op) => op.parents().iter().copied().collect(),
+        _ => unreachable!(),
+    };
+    let joiner_heads: BTreeSet<_> = joiner.heads().into_iter().collect();
+    assert_eq!(parents, joiner_heads);
+    sync_into(&mut joiner, std::slice::from_ref(&rekey));
+    assert!(joiner.is_provisional());
+    sync_into(&mut joiner, &history);
+    assert!(!joiner.is_provisional());
+    assert_eq!(joiner.checkpoint_held(), Some(true));
+
+    let ids: Vec<_> = full.items().map(Item::op_id).collect();
+    assert_eq!(joiner.len(), full.len());
+    assert_eq!(derived(&joiner, &ids), derived(&full, &ids));
+    let rebuilt = Roster::from_items(&h.hood(), full.items()).unwrap();
+    assert_eq!(derived(&rebuilt, &ids), derived(&full, &ids));
+}
+
+/// A joiner that gives up on its checkpoint with part of the history missing holds what
+/// a roster built from its remaining operations holds (heads, who is known, chain
+/// places, effects), and once the missing operation and those it dropped arrive after
+/// all, exactly what everyone holds.
+#[test]
+fn giving_up_leaves_the_roster_a_fold_of_what_it_holds_and_late_history_is_taken() {
+    let mut h = TestHood::new(29);
+    let bob = h.join(ALICE, ALICE);
+    h.rekey(bob);
+    let carol = h.join(ALICE, bob);
+    h.rekey(carol);
+    h.rekey(bob);
+    let dave = h.join(ALICE, ALICE);
+    let dave_id = h.members[dave].keys.id();
+    let mut welcome = welcome_for(&h, ALICE, dave);
+    let history: Vec<Item> = welcome.ops.split_off(2);
+    // Carol's join never arrives: her rekey and all after it cannot be taken.
+    let carol_join = history
+        .iter()
+        .find(|i| {
+            matches!(i.body(), Ok(Body::Membership(Op::Join(j)))
+                if j.request.joiner == h.members[carol].keys.id())
+        })
+        .unwrap()
+        .clone();
+    let arrived: Vec<Item> = history
+        .iter()
+        .filter(|i| i.op_id() != carol_join.op_id())
+        .rev()
+        .cloned()
+        .collect();
+    let mut joiner = Roster::from_welcome(&h.hood(), &dave_id, &welcome).unwrap();
+    sync_into(&mut joiner, &arrived);
+    assert_eq!(joiner.history_missing(), 1);
+    joiner.give_up_checkpoint();
+    assert!(!joiner.is_provisional());
+    assert_eq!(joiner.checkpoint_held(), Some(false));
+    let strays = joiner.take_strays();
+    assert!(!strays.is_empty());
+
+    let all: Vec<_> = h.roster.items().map(Item::op_id).collect();
+    let rebuilt = Roster::from_items(&h.hood(), joiner.items()).unwrap();
+    assert_eq!(derived(&joiner, &all), derived(&rebuilt, &all));
+    assert!(!joiner.is_known(&h.members[carol].keys.id()));
+    // Dave's own join follows Carol's: without it, he is not admitted either.
+    assert!(!joiner.is_member(&dave_id));
+
+    // The rest arrives after all, by ordinary validation.
+    let mut late = vec![carol_join];
+    late.extend(strays);
+    sync_into(&mut joiner, &late);
+    assert_eq!(joiner.len(), h.roster.len());
+    assert_eq!(derived(&joiner, &all), derived(&h.roster, &all));
+    assert!(joiner.is_member(&dave_id));
+}
+
+/// While provisional a joiner judges the per-member cap on chain places computed without
+/// the covered history that has not arrived (too low), so it takes an operation past the
+/// cap that every other node refuses. Once the history is here the places are computed
+/// again, parents first, and that operation leaves as a stray: the joiner ends with the
+/// set everyone holds. It is not the admitter's doing, so the checkpoint still held.
+#[test]
+fn an_operation_past_the_cap_taken_while_provisional_leaves_and_the_checkpoint_held() {
+    use porchlight_proto::limits::MAX_OPS_PER_MEMBER;
+    use porchlight_proto::membership::Promote;
+    let mut h = TestHood::new(37);
+    let bob = h.join(ALICE, ALICE);
+    let hood = h.hood();
+    let alice_id = h.members[ALICE].keys.id();
+    let bob_keys = h.members[bob].keys.clone();
+    let chained = |parents: Vec<porchlight_proto::item::OpId>| {
+        Item::sign(
+            &bob_keys,
+            &hood,
+            &Body::Membership(Op::Promote(Promote {
+                parents,
+                created_at: NOW,
+                target: alice_id,
+            })),
+        )
+    };
+    // Bob's chain, up to the cap.
+    let mut last = h.roster.heads();
+    let mut chain = Vec::new();
+    for _ in 0..MAX_OPS_PER_MEMBER {
+        let op = chained(last);
+        h.roster.insert(&op).unwrap();
+        last = vec![op.op_id()];
+        chain.push(op);
+    }
+    let past = chained(last);
+    assert!(matches!(
+        validate_op(&past.encode(), &h.roster, NOW),
+        Err(Reason::TooManyOps)
+    ));
+    let dave = h.join(ALICE, ALICE);
+    let dave_id = h.members[dave].keys.id();
+    let mut welcome = welcome_for(&h, ALICE, dave);
+    let history: Vec<Item> = welcome.ops.split_off(2);
+    let mut joiner = Roster::from_welcome(&hood, &dave_id, &welcome).unwrap();
+    // Bob's latest arrives before the rest of his chain, then the operation past it.
+    sync_into(&mut joiner, std::slice::from_ref(chain.last().unwrap()));
+    sync_into(&mut joiner, std::slice::from_ref(&past));
+    assert!(joiner.contains_op(&past.op_id()), "taken while provisional");
+    let rest: Vec<Item> = history.into_iter().rev().collect();
+    sync_into(&mut joiner, &rest);
+    assert!(!joiner.is_provisional());
+    assert!(!joiner.contains_op(&past.op_id()));
+    let strays: Vec<_> = joiner.take_strays().iter().map(Item::op_id).collect();
+    assert_eq!(strays, vec![past.op_id()]);
+    let all: Vec<_> = h.roster.items().map(Item::op_id).collect();
+    assert_eq!(derived(&joiner, &all), derived(&h.roster, &all));
+    assert_eq!(
+        joiner.checkpoint_held(),
+        Some(true),
+        "the admitter's checkpoint was true"
+    );
 }
