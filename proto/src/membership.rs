@@ -624,6 +624,9 @@ struct Base {
     checkpoint: Checkpoint,
     covered: BTreeSet<OpId>,
     state: State,
+    /// How many covered operations are not in the set yet (kept, not counted per call:
+    /// catch-up asks after every operation).
+    missing: usize,
 }
 
 /// A new hood: the signed genesis, the founder's first rekey, its id and that epoch's key.
@@ -914,10 +917,12 @@ impl Roster {
         self.known.extend(state.members.keys().copied());
         self.known.extend(state.removed.iter().copied());
         self.state = state.clone();
+        let missing = covered.iter().filter(|c| !self.ops.contains_key(c)).count();
         self.base = Some(Box::new(Base {
             checkpoint,
             covered,
             state,
+            missing,
         }));
         self.refresh_verifiers();
         Ok(())
@@ -985,12 +990,7 @@ impl Roster {
 
     /// How many operations the checkpoint covers that are not here yet (0 if none).
     pub fn history_missing(&self) -> usize {
-        self.base.as_ref().map_or(0, |b| {
-            b.covered
-                .iter()
-                .filter(|c| !self.ops.contains_key(c))
-                .count()
-        })
+        self.base.as_ref().map_or(0, |b| b.missing)
     }
 
     /// The checkpoint a provisional roster starts from (to store it).
@@ -1023,6 +1023,7 @@ impl Roster {
         };
         let ops = &self.ops;
         base.covered.retain(|c| ops.contains_key(c));
+        base.missing = 0;
         self.finish();
         self.checkpoint_held = Some(false);
     }
@@ -1246,7 +1247,12 @@ impl Roster {
         if let Op::Join(j) = &verified.op {
             self.known.insert(j.request.joiner);
         }
-        self.ops.insert(id, verified);
+        if self.ops.insert(id, verified).is_none()
+            && let Some(base) = self.base.as_mut()
+            && base.covered.contains(&id)
+        {
+            base.missing = base.missing.saturating_sub(1);
+        }
         self.note_budget(id);
         Ok(())
     }
