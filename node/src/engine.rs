@@ -915,6 +915,36 @@ mod tests {
         .unwrap()
     }
 
+    /// Bob, admitted by `alice` through the engine's `admit` on ticket `n`: his keys,
+    /// and his engine over a store in `dir` made from the welcome.
+    async fn admit_bob(
+        alice: &mut Engine,
+        n: u8,
+        dir: &std::path::Path,
+        rng: &mut SeededRng,
+    ) -> (MemberKeys, Engine) {
+        let bob = MemberKeys::generate(rng);
+        let ticket = porchlight_proto::Ticket {
+            hood: alice.hood(),
+            hood_name: "Elm Street".into(),
+            inviter: alice.keys().id(),
+            id: porchlight_proto::TicketId([n; 16]),
+            expires_at: NOW + 60,
+            bootstrap: vec![],
+        };
+        let signed = porchlight_proto::invite::SignedTicket::issue(alice.keys(), &ticket).unwrap();
+        let request = JoinRequest::new(&bob, signed, &ticket, "Bob").unwrap();
+        let welcome = alice.admit(&request, NOW, rng).await.unwrap();
+        let engine = Engine::from_welcome(
+            Store::open(dir).unwrap(),
+            bob.clone(),
+            &alice.hood(),
+            &welcome,
+        )
+        .unwrap();
+        (bob, engine)
+    }
+
     #[tokio::test]
     async fn a_clock_behind_the_newest_item_refuses_to_post_and_says_why() {
         let dir = tempfile::tempdir().unwrap();
@@ -1333,26 +1363,8 @@ mod tests {
         let mut rng = SeededRng::new(9);
         let mut alice = engine(dir.path(), 3);
         // Bob joins through the engine's admit.
-        let bob = MemberKeys::generate(&mut rng);
-        let ticket = porchlight_proto::Ticket {
-            hood: alice.hood(),
-            hood_name: "Elm Street".into(),
-            inviter: alice.keys().id(),
-            id: porchlight_proto::TicketId([1; 16]),
-            expires_at: NOW + 60,
-            bootstrap: vec![],
-        };
-        let signed = porchlight_proto::invite::SignedTicket::issue(alice.keys(), &ticket).unwrap();
-        let request = JoinRequest::new(&bob, signed, &ticket, "Bob").unwrap();
-        let welcome = alice.admit(&request, NOW, &mut rng).await.unwrap();
         let bob_dir = tempfile::tempdir().unwrap();
-        let bob_engine = Engine::from_welcome(
-            Store::open(bob_dir.path()).unwrap(),
-            bob.clone(),
-            &alice.hood(),
-            &welcome,
-        )
-        .unwrap();
+        let (bob, bob_engine) = admit_bob(&mut alice, 1, bob_dir.path(), &mut rng).await;
         assert!(bob_engine.roster().is_member(&bob.id()));
         let before = alice.roster().sealing_epoch().unwrap();
         alice.remove(bob.id(), NOW, &mut rng).await.unwrap();
@@ -1386,26 +1398,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut rng = SeededRng::new(9);
         let mut alice = engine(dir.path(), 3);
-        let bob = MemberKeys::generate(&mut rng);
-        let ticket = porchlight_proto::Ticket {
-            hood: alice.hood(),
-            hood_name: "Elm Street".into(),
-            inviter: alice.keys().id(),
-            id: porchlight_proto::TicketId([2; 16]),
-            expires_at: NOW + 60,
-            bootstrap: vec![],
-        };
-        let signed = porchlight_proto::invite::SignedTicket::issue(alice.keys(), &ticket).unwrap();
-        let request = JoinRequest::new(&bob, signed, &ticket, "Bob").unwrap();
-        let welcome = alice.admit(&request, NOW, &mut rng).await.unwrap();
         let bob_dir = tempfile::tempdir().unwrap();
-        let mut bob_engine = Engine::from_welcome(
-            Store::open(bob_dir.path()).unwrap(),
-            bob.clone(),
-            &alice.hood(),
-            &welcome,
-        )
-        .unwrap();
+        let (bob, mut bob_engine) = admit_bob(&mut alice, 2, bob_dir.path(), &mut rng).await;
         assert!(!bob_engine.locked_out());
         // Alice's hostile rekey: Bob's wrap carries another key than the epoch's.
         let hood = alice.hood();
