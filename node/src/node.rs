@@ -11,8 +11,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, PublishError};
 use libp2p::multiaddr::Protocol;
-use libp2p::swarm::SwarmEvent;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::swarm::{ConnectionId, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, Swarm, identify, mdns, ping, request_response};
 use porchlight_proto::invite::{self, InviteError, SignedTicket, Ticket, TicketId};
 use porchlight_proto::item::{Body, Item};
@@ -513,6 +513,7 @@ impl Node {
             sync_retried: HashMap::new(),
             peers_asked: HashSet::new(),
             peer_requests: HashMap::new(),
+            peers_lost: HashMap::new(),
             links: Links::default(),
             renewing: HashMap::new(),
             renewed: HashMap::new(),
@@ -828,6 +829,10 @@ struct EventLoop {
     /// outstanding asks by request id.
     peers_asked: HashSet<PeerId>,
     peer_requests: HashMap<request_response::OutboundRequestId, PeerId>,
+    /// Peers whose ask went down with a connection that may be on its way out while a
+    /// newer one stays (a restarted member back before its old link is seen closing):
+    /// asked again on the newer one when that connection is seen closed.
+    peers_lost: HashMap<PeerId, ConnectionId>,
     /// Every open connection per peer, oldest first: tells a member that came back while
     /// its old connection lingered (`links`).
     links: Links,
@@ -1983,12 +1988,21 @@ impl EventLoop {
                 self.ignored.remove(&peer_id);
                 self.sync_retried.remove(&peer_id);
                 self.peers_asked.remove(&peer_id);
+                self.peers_lost.remove(&peer_id);
                 self.remote.remove(&peer_id);
             }
             // Another connection to the peer remains, and it may be newer than the ask (a
             // restarted peer's new connection can be up before its old one is seen
             // closing): ask on it.
-            SwarmEvent::ConnectionClosed { peer_id, .. } if self.peers_asked.remove(&peer_id) => {
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                connection_id,
+                ..
+            } if self.peers_asked.contains(&peer_id)
+                || self.peers_lost.get(&peer_id) == Some(&connection_id) =>
+            {
+                self.peers_asked.remove(&peer_id);
+                self.peers_lost.remove(&peer_id);
                 self.ask_peers(peer_id);
             }
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => self.on_gossip(event),
@@ -2408,9 +2422,9 @@ impl EventLoop {
             }
             request_response::Event::OutboundFailure {
                 peer,
+                connection_id,
                 request_id,
                 error,
-                ..
             } if self.peer_requests.remove(&request_id).is_some() => {
                 tracing::debug!(%peer, %error, "peer exchange request failed");
                 match error {
@@ -2429,8 +2443,14 @@ impl EventLoop {
                         self.peers_asked.remove(&peer);
                         self.ask_peers(peer);
                     }
+                    // The ask may have gone down with a connection that is closing
+                    // (its failure can come before the close is seen, and as an I/O
+                    // error): ask again on another if that connection closes.
                     _ => {
                         self.peers_asked.remove(&peer);
+                        if self.swarm.is_connected(&peer) {
+                            self.peers_lost.insert(peer, connection_id);
+                        }
                     }
                 }
             }
