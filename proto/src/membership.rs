@@ -434,6 +434,43 @@ impl State {
             .saturating_add(1)
     }
 
+    /// Whether `author` may admit on `ticket` in this state, its inviter being a member
+    /// (or, in the fold, a member removed outside the join's causal past) who is an
+    /// admin or not as `inviter_admin` says.
+    fn check_join(
+        &self,
+        policy: &Policy,
+        author: &MemberId,
+        join: &Join,
+        ticket: &Ticket,
+        inviter_admin: bool,
+    ) -> Result<(), Denied> {
+        // Both the ticket's inviter and the member who admits on it.
+        if !policy.invite.allows(inviter_admin) || !policy.invite.allows(self.is_admin(author)) {
+            return Err(Denied::PolicyForbidsInvite);
+        }
+        if join.created_at > ticket.expires_at {
+            return Err(Denied::TicketExpired);
+        }
+        let joiner = join.request.joiner;
+        if self.removed.contains(&joiner) {
+            return Err(Denied::JoinerRemoved);
+        }
+        if self.members.contains_key(&joiner) {
+            return Err(Denied::AlreadyMember);
+        }
+        if self.tickets.contains_key(&ticket.id) {
+            return Err(Denied::TicketReused);
+        }
+        for w in &join.wraps {
+            match self.epochs.get(&w.epoch) {
+                Some(e) if e.generation == w.generation => {}
+                _ => return Err(Denied::UnknownEpochWrap),
+            }
+        }
+        Ok(())
+    }
+
     /// Whether `author` may perform `op` in this state.
     fn check(
         &self,
@@ -449,36 +486,12 @@ impl State {
             Op::Genesis(_) => Err(Denied::SecondGenesis),
             Op::Join(join) => {
                 let ticket = ticket.ok_or(Denied::InviterNotMember)?;
-                let inviter = self
+                let inviter_admin = self
                     .members
                     .get(&ticket.inviter)
-                    .ok_or(Denied::InviterNotMember)?;
-                // Both the ticket's inviter and the member who admits on it.
-                if !policy.invite.allows(inviter.admin)
-                    || !policy.invite.allows(self.is_admin(author))
-                {
-                    return Err(Denied::PolicyForbidsInvite);
-                }
-                if join.created_at > ticket.expires_at {
-                    return Err(Denied::TicketExpired);
-                }
-                let joiner = join.request.joiner;
-                if self.removed.contains(&joiner) {
-                    return Err(Denied::JoinerRemoved);
-                }
-                if self.members.contains_key(&joiner) {
-                    return Err(Denied::AlreadyMember);
-                }
-                if self.tickets.contains_key(&ticket.id) {
-                    return Err(Denied::TicketReused);
-                }
-                for w in &join.wraps {
-                    match self.epochs.get(&w.epoch) {
-                        Some(e) if e.generation == w.generation => {}
-                        _ => return Err(Denied::UnknownEpochWrap),
-                    }
-                }
-                Ok(())
+                    .ok_or(Denied::InviterNotMember)?
+                    .admin;
+                self.check_join(policy, author, join, ticket, inviter_admin)
             }
             Op::Remove(r) => {
                 let target = self.members.get(&r.target).ok_or(Denied::TargetNotMember)?;
@@ -1310,8 +1323,10 @@ impl Roster {
         seen
     }
 
-    /// Applies one operation to `state`; returns whether it took effect.
-    fn step(&self, state: &mut State, id: &OpId) -> bool {
+    /// Applies one operation to `state`; returns whether it took effect. `position` is
+    /// each operation's place in the fold's order (none for an operation that follows
+    /// every other).
+    fn step(&self, state: &mut State, id: &OpId, position: Option<&BTreeMap<OpId, usize>>) -> bool {
         let stored = &self.ops[id];
         let author = stored.item.author;
         if let Op::Genesis(g) = &stored.op {
@@ -1334,20 +1349,79 @@ impl Roster {
             state.effective.insert(*id);
             return true;
         }
-        if let Err(why) = state
-            .check(
-                &self.genesis_op.policy,
-                &author,
-                &stored.op,
-                stored.ticket.as_ref(),
-            )
-            .and_then(|()| self.check_join_time(&stored.op, stored.ticket.as_ref()))
+        let policy = &self.genesis_op.policy;
+        let verdict = match (
+            state.check(policy, &author, &stored.op, stored.ticket.as_ref()),
+            &stored.op,
+            stored.ticket.as_ref(),
+            position,
+        ) {
+            // The inviter was removed, but not in the join's causal past: its admitter
+            // had not heard. The join stands on the inviter's standing before the
+            // removal, so a member cannot void the joins on their tickets by leaving
+            // with parents from before them (R6).
+            (Err(Denied::InviterNotMember), Op::Join(join), Some(ticket), Some(position))
+                if state.removed.contains(&ticket.inviter) =>
+            {
+                match self.unseen_removal(state, id, &ticket.inviter, position) {
+                    Some(was_admin) => state.check_join(policy, &author, join, ticket, was_admin),
+                    None => Err(Denied::InviterNotMember),
+                }
+            }
+            (verdict, ..) => verdict,
+        };
+        if let Err(why) =
+            verdict.and_then(|()| self.check_join_time(&stored.op, stored.ticket.as_ref()))
         {
             state.denied.insert(*id, why);
             return false;
         }
         state.apply(*id, author, &stored.op, stored.ticket.as_ref());
         true
+    }
+
+    /// For a join `id` whose inviter `member` the fold has removed: whether the member
+    /// was an admin when removed, if no removal of theirs that took effect is in the
+    /// join's causal past; `None` if one is (or cannot be told, as for a removal a
+    /// checkpoint covers). The search walks back from the join only through operations
+    /// after the removal in the fold's order, since every path from it runs through
+    /// such operations.
+    fn unseen_removal(
+        &self,
+        state: &State,
+        id: &OpId,
+        member: &MemberId,
+        position: &BTreeMap<OpId, usize>,
+    ) -> Option<bool> {
+        let mut removals = Vec::new();
+        let mut was_admin = *member == self.founder;
+        for op in &state.effective {
+            match self.ops.get(op).map(|stored| &stored.op) {
+                Some(Op::Remove(r)) if r.target == *member => removals.push(*op),
+                Some(Op::Promote(p)) if p.target == *member => was_admin = true,
+                _ => {}
+            }
+        }
+        let first = removals
+            .iter()
+            .map(|r| position.get(r).copied())
+            .collect::<Option<Vec<usize>>>()?
+            .into_iter()
+            .min()?;
+        let mut seen = BTreeSet::new();
+        let mut stack: Vec<OpId> = self.ops.get(id)?.op.parents().to_vec();
+        while let Some(next) = stack.pop() {
+            if removals.contains(&next) {
+                return None;
+            }
+            if position.get(&next).is_some_and(|p| *p > first)
+                && seen.insert(next)
+                && let Some(stored) = self.ops.get(&next)
+            {
+                stack.extend_from_slice(stored.op.parents());
+            }
+        }
+        Some(was_admin)
     }
 
     /// The operations a removal `id` of `target` voids: the target's operations outside
@@ -1395,7 +1469,7 @@ impl Roster {
                 state.denied.insert(*id, Denied::Voided);
                 continue;
             }
-            if !self.step(&mut state, id) {
+            if !self.step(&mut state, id, Some(&position)) {
                 continue;
             }
             let stored = &self.ops[id];
@@ -1450,7 +1524,7 @@ impl Roster {
     /// state belongs to a member who stays removed, so none is undone by it.
     fn apply_last(&mut self, id: OpId) {
         let mut state = std::mem::take(&mut self.state);
-        self.step(&mut state, &id);
+        self.step(&mut state, &id, None);
         self.state = state;
         self.refresh_verifiers();
     }
