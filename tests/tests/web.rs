@@ -676,8 +676,13 @@ async fn every_page_is_captured_at_phone_and_desktop_width() {
         "Bob's request reached Alice"
     );
     assert!(
-        eventually(|| async { alice.reports().await.len() == 3 }).await,
-        "Bob's reports reached Alice"
+        eventually(|| async {
+            let feed = alice.node.feed().await;
+            feed.iter().any(|i| matches!(i.body, Body::Resolve(_)))
+                && feed.iter().filter(|i| matches!(i.body, Body::Report(_))).count() == 3
+        })
+        .await,
+        "Bob's reports and all-clear reached Alice"
     );
 
     let (dir, _temp) = screenshot_dir();
@@ -705,7 +710,10 @@ async fn every_page_is_captured_at_phone_and_desktop_width() {
                 page.set("#where", "12 Elm St");
                 page.click("#post-form button[type=submit]");
                 assert!(page.wait_text("#where-error", "house number"));
-                page.run("window.scrollTo(0, 0);", json!([]));
+                page.run(
+                    "document.getElementById('behavior').scrollIntoView({block: 'start'});",
+                    json!([]),
+                );
             }
             assert!(
                 page.wait(|b| b.run("return !!document.querySelector(arguments[0]);", json!([ready]))
@@ -713,7 +721,12 @@ async fn every_page_is_captured_at_phone_and_desktop_width() {
                 "{page_name} at {width}px: {ready}"
             );
             if page_name == "feed" {
-                assert!(page.wait_text("#feed", "Miso is home"));
+                assert!(
+                    page.wait_text("#feed", "Miso is home"),
+                    "{:?} {}",
+                    page.text("#feed"),
+                    page.run_async("fetch('/v1/feed').then(r => r.text()).then(arguments[0]);", json!([]))
+                );
             }
             // The clock and the cursor settle.
             std::thread::sleep(Duration::from_millis(300));

@@ -107,10 +107,14 @@ pub async fn feed() -> Response {
         "Feed",
         html! {
             form #filters aria-label="Filter the feed" {
-                label for="filter-category" { "Category" }
-                select #filter-category name="category" { (category_options(true)) }
-                label for="filter-severity" { "Severity" }
-                select #filter-severity name="severity" { (severity_options(true)) }
+                div {
+                    label for="filter-category" { "Category" }
+                    select #filter-category name="category" { (category_options(true)) }
+                }
+                div {
+                    label for="filter-severity" { "Severity" }
+                    select #filter-severity name="severity" { (severity_options(true)) }
+                }
             }
             p #live role="status" { "Connecting…" }
             ol #feed aria-label="Reports, newest first" {}
@@ -190,7 +194,7 @@ pub async fn invite() -> Response {
             section #invite-result aria-label="The invite" hidden {
                 figure {
                     div #invite-qr {}
-                    figcaption { "Scan with the Porchlight app, or type the code below." }
+                    figcaption { "The QR code holds the code below: a phone's camera can read it and copy it." }
                 }
                 p { "Code: " code #invite-code {} }
                 p #invite-expiry {}

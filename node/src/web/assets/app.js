@@ -73,9 +73,10 @@
   }
 
   function span(secs) {
-    if (secs % 86400 === 0) return `${secs / 86400} days`;
-    if (secs % 3600 === 0) return `${secs / 3600} hours`;
-    return `${Math.round(secs / 60)} minutes`;
+    const count = (n, unit) => `${n} ${unit}${n === 1 ? '' : 's'}`;
+    if (secs % 86400 === 0) return count(secs / 86400, 'day');
+    if (secs % 3600 === 0) return count(secs / 3600, 'hour');
+    return count(Math.round(secs / 60), 'minute');
   }
 
   function size(n) {
@@ -170,6 +171,10 @@
     const severity = $('#filter-severity');
     const PAGE = 50;
     let reports = new Map();
+    // Updates and all-clears whose report has not come yet (a page or the network can
+    // bring them first), by report id; bounded.
+    let pending = new Map();
+    const MAX_PENDING = 500;
     let before = null;
     let source = null;
 
@@ -253,7 +258,8 @@
       } else {
         const after = [...list.children].find((n) => {
           const other = reports.get(n.dataset.id);
-          return other && other.item.created_at < r.item.created_at;
+          return other && (other.item.created_at < r.item.created_at
+            || (other.item.created_at === r.item.created_at && other.item.id < r.item.id));
         });
         list.insertBefore(fresh, after || null);
       }
@@ -266,15 +272,26 @@
           if (reports.has(item.id)) return;
           const r = { item, severity: item.severity, updates: [], resolved: null, node: null };
           reports.set(item.id, r);
-          if (live) place(r);
+          const early = pending.get(item.id) || [];
+          pending.delete(item.id);
+          for (const e of early) take(e, false);
+          if (live && reports.has(item.id)) place(r);
           return;
         }
         case 'update':
         case 'resolve': {
           const r = reports.get(item.report);
-          if (!r) return;
+          if (!r) {
+            if (pending.size < MAX_PENDING || pending.has(item.report)) {
+              const list = pending.get(item.report) || [];
+              if (list.length < 50) list.push(item);
+              pending.set(item.report, list);
+            }
+            return;
+          }
           if (item.kind === 'update') {
             r.updates.push(item);
+            r.updates.sort((a, b) => a.created_at - b.created_at);
             if (item.severity) r.severity = item.severity;
           } else {
             r.resolved = item;
@@ -284,6 +301,9 @@
         }
         case 'retract': {
           const r = reports.get(item.report);
+          if (!r && (pending.size < MAX_PENDING || pending.has(item.report))) {
+            pending.set(item.report, [...(pending.get(item.report) || []), item].slice(0, 50));
+          }
           if (r && r.node) r.node.remove();
           reports.delete(item.report);
           return;
@@ -298,7 +318,10 @@
       if (before) q.set('before', before);
       const items = await api('GET', `/v1/feed?${q}`);
       if (items.length) before = items[0].id;
-      for (const item of items) take(item, false);
+      // Reports first: an update or all-clear made in the same second may come before
+      // its report in the page.
+      for (const item of items) if (item.kind === 'report') take(item, false);
+      for (const item of items) if (item.kind !== 'report') take(item, false);
       for (const r of reports.values()) if (!r.node) place(r);
       older.hidden = items.length < PAGE;
       if (!list.children.length) notice('No reports yet.');
@@ -326,6 +349,7 @@
 
     async function reload() {
       reports = new Map();
+      pending = new Map();
       before = null;
       list.replaceChildren();
       connect();
