@@ -189,7 +189,10 @@ impl Browser {
     }
 
     pub fn url(&self) -> String {
-        self.cmd("GET", "/url", None).as_str().unwrap_or_default().to_owned()
+        self.cmd("GET", "/url", None)
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
     }
 
     /// Runs `script` (a function body; `arguments` are `args`) in the page.

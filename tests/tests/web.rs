@@ -61,12 +61,17 @@ impl Site {
         let auth = format!("Bearer {}", self.token);
         let mut response = tokio::task::block_in_place(|| match body {
             Some(b) => agent.post(&url).header("Authorization", &auth).send_json(b),
-            None if method == "POST" => agent.post(&url).header("Authorization", &auth).send_empty(),
+            None if method == "POST" => {
+                agent.post(&url).header("Authorization", &auth).send_empty()
+            }
             None => agent.get(&url).header("Authorization", &auth).call(),
         })
         .unwrap();
         let status = response.status().as_u16();
-        (status, response.body_mut().read_json().unwrap_or(Value::Null))
+        (
+            status,
+            response.body_mut().read_json().unwrap_or(Value::Null),
+        )
     }
 
     /// Signs `browser` in with a fresh link (as `porchlight open` gets one).
@@ -119,9 +124,17 @@ fn session_cookie(browser: &Browser) -> String {
     let cookies = browser.cookies();
     let c = cookies
         .iter()
-        .find(|c| c["name"].as_str().is_some_and(|n| n.starts_with("porchlight_")))
+        .find(|c| {
+            c["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("porchlight_"))
+        })
         .expect("a session cookie");
-    format!("{}={}", c["name"].as_str().unwrap(), c["value"].as_str().unwrap())
+    format!(
+        "{}={}",
+        c["name"].as_str().unwrap(),
+        c["value"].as_str().unwrap()
+    )
 }
 
 fn fixture_clip() -> PathBuf {
@@ -165,7 +178,10 @@ async fn the_link_from_porchlight_open_signs_in_once_and_a_wrong_or_reused_code_
             .unwrap()
     });
     assert!(output.status.success(), "{output:?}");
-    let link = String::from_utf8(output.stdout.clone()).unwrap().trim().to_owned();
+    let link = String::from_utf8(output.stdout.clone())
+        .unwrap()
+        .trim()
+        .to_owned();
     assert!(
         link.starts_with(&format!("http://{}/signin?code=", alice.addr)),
         "{link}"
@@ -197,7 +213,10 @@ async fn the_link_from_porchlight_open_signs_in_once_and_a_wrong_or_reused_code_
         json!(""),
         "the page's script cannot read the session"
     );
-    assert!(browser.wait_text("#hood", "Elm Street"), "the API answers the page");
+    assert!(
+        browser.wait_text("#hood", "Elm Street"),
+        "the API answers the page"
+    );
 
     // The same link in another browser: refused, it was used.
     let other = driver.browser(1280, 900);
@@ -237,7 +256,14 @@ async fn alices_report_appears_in_bobs_open_page_within_two_seconds() {
     let alice = Site::serve(alice_node).await;
     let bob = Site::serve(bob_node).await;
     assert!(
-        eventually(|| async { bob.node.node.status().await.is_ok_and(|s| !s.connected.is_empty()) }).await,
+        eventually(|| async {
+            bob.node
+                .node
+                .status()
+                .await
+                .is_ok_and(|s| !s.connected.is_empty())
+        })
+        .await,
         "Bob is connected to Alice"
     );
     let alice_page = driver.browser(1280, 900);
@@ -311,7 +337,15 @@ async fn each_rule_error_shows_inline_and_nothing_is_posted() {
     // (category, text, behavior, where, expires in hours, field, message)
     let cases = [
         ("package-theft", "", "", "", "", "text", "Say what happened"),
-        ("package-theft", long_text.as_str(), "", "", "", "text", "1002 bytes, at most 1000"),
+        (
+            "package-theft",
+            long_text.as_str(),
+            "",
+            "",
+            "",
+            "text",
+            "1002 bytes, at most 1000",
+        ),
         (
             "suspicious-activity",
             "Someone by the cars",
@@ -321,8 +355,24 @@ async fn each_rule_error_shows_inline_and_nothing_is_posted() {
             "behavior",
             "must say what the person did",
         ),
-        ("hazard", "Wire down", "", "412 Elm St", "", "where", "house number"),
-        ("hazard", "Wire down", "", "", "1000", "expires", "at most 30 days"),
+        (
+            "hazard",
+            "Wire down",
+            "",
+            "412 Elm St",
+            "",
+            "where",
+            "house number",
+        ),
+        (
+            "hazard",
+            "Wire down",
+            "",
+            "",
+            "1000",
+            "expires",
+            "at most 30 days",
+        ),
         ("hazard", "Wire down", "", "", "0", "expires", "at least 1"),
     ];
     for (category, text, behavior, place, expires, field, message) in cases {
@@ -425,7 +475,10 @@ async fn a_webhook_draft_approved_in_the_page_reaches_bob_who_fetches_and_plays_
     ) == json!(true)));
     assert!(bob_page.wait_text("#feed li.card .clip-state", "Fetched"));
     assert_eq!(
-        bob_page.run("return document.querySelector('#feed li.card progress').value;", json!([])),
+        bob_page.run(
+            "return document.querySelector('#feed li.card progress').value;",
+            json!([])
+        ),
         json!(100)
     );
     let played = plays(&bob_page, "#feed li.card video");
@@ -456,7 +509,9 @@ async fn a_foreign_origin_or_host_is_refused_and_the_page_loads_nothing_remote()
     let host = alice.addr.to_string();
     let post = |host: &str, origin: Option<&str>| {
         let body = r#"{"category":"hazard","text":"wire down"}"#;
-        let origin = origin.map(|o| format!("Origin: {o}\r\n")).unwrap_or_default();
+        let origin = origin
+            .map(|o| format!("Origin: {o}\r\n"))
+            .unwrap_or_default();
         raw(
             alice.addr,
             &format!(
@@ -476,12 +531,27 @@ async fn a_foreign_origin_or_host_is_refused_and_the_page_loads_nothing_remote()
     };
     // With the session cookie: a foreign Origin, a foreign Host, a cross-site fetch.
     assert_eq!(post(&host, Some("http://evil.test")), 403);
-    assert_eq!(post(&host, Some(&format!("http://localhost:{}", alice.addr.port()))), 403);
+    assert_eq!(
+        post(
+            &host,
+            Some(&format!("http://localhost:{}", alice.addr.port()))
+        ),
+        403
+    );
     assert_eq!(post("evil.test", Some("http://evil.test")), 403);
     assert_eq!(get("/v1/status", "evil.test", ""), 403);
-    assert_eq!(get("/", &format!("evil.test:{}", alice.addr.port()), ""), 403);
-    assert_eq!(get("/v1/status", &host, "Sec-Fetch-Site: cross-site\r\n"), 403);
-    assert_eq!(get("/v1/status", &host, "Sec-Fetch-Site: same-site\r\n"), 403);
+    assert_eq!(
+        get("/", &format!("evil.test:{}", alice.addr.port()), ""),
+        403
+    );
+    assert_eq!(
+        get("/v1/status", &host, "Sec-Fetch-Site: cross-site\r\n"),
+        403
+    );
+    assert_eq!(
+        get("/v1/status", &host, "Sec-Fetch-Site: same-site\r\n"),
+        403
+    );
     // The same requests from the page's own origin are let in.
     assert_eq!(get("/v1/status", &host, ""), 200);
     assert_eq!(get("/", &host, "Sec-Fetch-Site: same-origin\r\n"), 200);
@@ -548,18 +618,26 @@ async fn a_foreign_origin_or_host_is_refused_and_the_page_loads_nothing_remote()
         json!([format!("http://{}", alice.addr)]),
     );
     assert!(
-        tried["read"].as_str().unwrap_or_default().starts_with("blocked"),
+        tried["read"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("blocked"),
         "{tried}"
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(alice.reports().await.is_empty(), "the cross-site post was refused: {tried}");
+    assert!(
+        alice.reports().await.is_empty(),
+        "the cross-site post was refused: {tried}"
+    );
     let _ = server;
 
     // Every page: the strict CSP, and every resource it loaded is its own.
     let origin = format!("http://{}", alice.addr);
     for path in ["/", "/post", "/invite", "/members", "/hub", "/settings"] {
         page.goto(&alice.url(path));
-        assert!(page.wait(|b| b.run("return document.readyState;", json!([])) == json!("complete")));
+        assert!(
+            page.wait(|b| b.run("return document.readyState;", json!([])) == json!("complete"))
+        );
         let loaded = page.run(
             "return performance.getEntriesByType('resource').map(e => e.name);",
             json!([]),
@@ -588,8 +666,14 @@ async fn a_foreign_origin_or_host_is_refused_and_the_page_loads_nothing_remote()
         });
         assert_eq!(csp, porchlight_node::web::CSP, "{path}");
         assert!(csp.contains("default-src 'none'") && csp.contains("script-src 'self'"));
-        assert!(!html.contains("<script>") && !html.contains(" style="), "{path}: inline");
-        assert!(!html.contains("https://") && !html.contains("http://"), "{path}: a remote URL");
+        assert!(
+            !html.contains("<script>") && !html.contains(" style="),
+            "{path}: inline"
+        );
+        assert!(
+            !html.contains("https://") && !html.contains("http://"),
+            "{path}: a remote URL"
+        );
     }
 }
 
@@ -641,10 +725,12 @@ async fn every_page_is_captured_at_phone_and_desktop_width() {
     let (s, v) = bob.bearer(
         "POST",
         "/v1/reports",
-        Some(json!({"category": "suspicious-activity", "severity": "urgent",
+        Some(
+            json!({"category": "suspicious-activity", "severity": "urgent",
             "text": "Someone going car to car on Elm, trying door handles.",
             "behavior": "Tried the handles of three parked cars, then walked towards 5th.",
-            "where": "Elm St and 4th"})),
+            "where": "Elm St and 4th"}),
+        ),
     );
     assert_eq!(s, 201, "{v}");
     let (s, mine) = alice.bearer(
@@ -670,7 +756,11 @@ async fn every_page_is_captured_at_phone_and_desktop_width() {
     assert_eq!(s, 202, "{v}");
     assert!(
         eventually(|| async {
-            alice.bearer("GET", "/v1/clips/requests", None).1.as_array().is_some_and(|a| !a.is_empty())
+            alice
+                .bearer("GET", "/v1/clips/requests", None)
+                .1
+                .as_array()
+                .is_some_and(|a| !a.is_empty())
         })
         .await,
         "Bob's request reached Alice"
@@ -679,7 +769,11 @@ async fn every_page_is_captured_at_phone_and_desktop_width() {
         eventually(|| async {
             let feed = alice.node.feed().await;
             feed.iter().any(|i| matches!(i.body, Body::Resolve(_)))
-                && feed.iter().filter(|i| matches!(i.body, Body::Report(_))).count() == 3
+                && feed
+                    .iter()
+                    .filter(|i| matches!(i.body, Body::Report(_)))
+                    .count()
+                    == 3
         })
         .await,
         "Bob's reports and all-clear reached Alice"
@@ -716,8 +810,10 @@ async fn every_page_is_captured_at_phone_and_desktop_width() {
                 );
             }
             assert!(
-                page.wait(|b| b.run("return !!document.querySelector(arguments[0]);", json!([ready]))
-                    == json!(true)),
+                page.wait(|b| b.run(
+                    "return !!document.querySelector(arguments[0]);",
+                    json!([ready])
+                ) == json!(true)),
                 "{page_name} at {width}px: {ready}"
             );
             if page_name == "feed" {
@@ -725,7 +821,10 @@ async fn every_page_is_captured_at_phone_and_desktop_width() {
                     page.wait_text("#feed", "Miso is home"),
                     "{:?} {}",
                     page.text("#feed"),
-                    page.run_async("fetch('/v1/feed').then(r => r.text()).then(arguments[0]);", json!([]))
+                    page.run_async(
+                        "fetch('/v1/feed').then(r => r.text()).then(arguments[0]);",
+                        json!([])
+                    )
                 );
             }
             // The clock and the cursor settle.

@@ -178,8 +178,7 @@ pub async fn upload(State(web): State<Web>, request: Request) -> Response {
         Ok(0) => Err(error(StatusCode::BAD_REQUEST, "the clip is empty")),
         Ok(_) => {
             let (dir, file) = (web.data_dir.clone(), temp.clone());
-            match tokio::task::spawn_blocking(move || clips::import(&dir, &file, |_, _| {})).await
-            {
+            match tokio::task::spawn_blocking(move || clips::import(&dir, &file, |_, _| {})).await {
                 Ok(Ok(i)) => Ok(i),
                 Ok(Err(e)) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
                 Err(e) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),

@@ -84,7 +84,10 @@ impl WebError {
 
     /// The refusal as the API gives errors: JSON `{"error": …}`.
     pub fn json(&self) -> Response {
-        let mut response = (self.status(), axum::Json(json!({ "error": self.to_string() })))
+        let mut response = (
+            self.status(),
+            axum::Json(json!({ "error": self.to_string() })),
+        )
             .into_response();
         secure_headers(response.headers_mut());
         response
@@ -347,9 +350,8 @@ struct NewInvite {
 
 /// A one-time invite with its QR code as SVG: `{code, expires_at, svg}`.
 async fn invite(State(web): State<Web>, body: Bytes) -> Response {
-    let bad = |m: String| {
-        (StatusCode::BAD_REQUEST, axum::Json(json!({ "error": m }))).into_response()
-    };
+    let bad =
+        |m: String| (StatusCode::BAD_REQUEST, axum::Json(json!({ "error": m }))).into_response();
     let asked: NewInvite = match serde_json::from_slice(&body) {
         Ok(a) => a,
         Err(e) => return bad(format!("bad request: {e}")),
@@ -364,7 +366,10 @@ async fn invite(State(web): State<Web>, body: Bytes) -> Response {
     {
         Ok(c) => c,
         Err(e) => {
-            return (StatusCode::FORBIDDEN, axum::Json(json!({ "error": e.to_string() })))
+            return (
+                StatusCode::FORBIDDEN,
+                axum::Json(json!({ "error": e.to_string() })),
+            )
                 .into_response();
         }
     };

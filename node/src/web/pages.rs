@@ -5,9 +5,7 @@
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use maud::{DOCTYPE, Markup, html};
-use porchlight_proto::report::{
-    Category, MAX_BEHAVIOR_BYTES, MAX_LOCATION_BYTES, MAX_TEXT_BYTES,
-};
+use porchlight_proto::report::{Category, MAX_BEHAVIOR_BYTES, MAX_LOCATION_BYTES, MAX_TEXT_BYTES};
 
 const SCRIPT: &str = include_str!("assets/app.js");
 const STYLE: &str = include_str!("assets/style.css");

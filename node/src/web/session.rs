@@ -125,7 +125,10 @@ mod tests {
             .map(|i| s.new_code(now + Duration::from_millis(i)))
             .collect();
         assert!(s.codes.len() <= MAX_CODES);
-        assert!(s.redeem(&first, now).is_none(), "the oldest code was dropped");
+        assert!(
+            s.redeem(&first, now).is_none(),
+            "the oldest code was dropped"
+        );
         let oldest_session = s.redeem(&codes[0], now).expect("signs in");
         for i in 0..MAX_SESSIONS as u64 {
             let c = s.new_code(now + Duration::from_millis(100 + i));
