@@ -258,7 +258,9 @@ pub fn routes(web: Web) -> Router {
         .route("/web/clips/{sha256}", get(files::clip))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .merge(uploads)
-        .layer(middleware::from_fn_with_state(web.clone(), guard))
+        // Only on the page's own routes: any other path stays the API's (its auth, its
+        // JSON 404).
+        .route_layer(middleware::from_fn_with_state(web.clone(), guard))
         .with_state(web)
 }
 
