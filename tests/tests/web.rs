@@ -407,12 +407,29 @@ async fn each_rule_error_shows_inline_and_nothing_is_posted() {
     page.set("#behavior", "tried the handles of three parked cars");
     page.set("#where", "Elm St, 400 block");
     page.set("#expires", "48");
+    // With a clip, uploaded with a progress bar.
+    page.choose_file("#clip", &fixture_clip());
     page.click("#post-form button[type=submit]");
     assert!(page.wait_text("#notice", "Posted"));
     assert_eq!(page.text("#behavior-error").as_deref(), Some(""));
+    assert_eq!(
+        page.run(
+            "return document.getElementById('clip-progress').value;",
+            json!([])
+        ),
+        json!(100),
+        "the upload's progress reached 100 %"
+    );
     let reports = alice.reports().await;
     assert_eq!(reports.len(), 1);
     assert_eq!(reports[0].expires_at - reports[0].created_at, 48 * 3600);
+    let Body::Report(report) = &reports[0].body else {
+        unreachable!("reports() keeps reports")
+    };
+    let sha = porchlight_node::clips::hash_file(&fixture_clip()).unwrap();
+    assert_eq!(report.clips.len(), 1);
+    assert_eq!(report.clips[0].sha256, sha);
+    assert!(porchlight_node::clips::path(alice.node.dir.path(), &sha).is_file());
 }
 
 // ---------------------------------------------------------------- 4. hub

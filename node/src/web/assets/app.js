@@ -476,7 +476,6 @@
         }
         const posted = await api('POST', '/v1/reports', payload);
         form.reset();
-        $('#clip-progress').hidden = true;
         notice(`Posted (report ${posted.id.slice(0, 8)}). It is on its way to your neighbors.`);
       } catch (e) {
         $('#post-summary').textContent = `Not posted: ${e.message}`;
