@@ -859,3 +859,56 @@ async fn every_page_is_captured_at_phone_and_desktop_width() {
         }
     }
 }
+
+// ---------------------------------------------------------------- members, invite
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn removing_a_member_waits_for_a_confirmation_and_an_invite_carries_its_qr_code() {
+    let Some(driver) = Driver::start_or_skip("web members and invite") else {
+        return;
+    };
+    let alice_node = TestNode::found("alice").await;
+    let bob_node = alice_node.invite("bob").await;
+    let alice = Site::serve(alice_node).await;
+    let page = driver.browser(1280, 900);
+    alice.sign_in(&page);
+
+    page.goto(&alice.url("/members"));
+    assert!(page.wait_text("#members", "bob"));
+    let bob_card = format!("#members li[data-id='{}']", bob_node.node.member().to_hex());
+    page.click(&format!("{bob_card} button.danger"));
+    assert!(page.wait_text(&format!("{bob_card} .confirm"), "for good"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        alice.node.node.members().await.unwrap().len(),
+        2,
+        "nothing happens before the confirmation"
+    );
+    page.click(&format!("{bob_card} .confirm button.danger"));
+    assert!(
+        eventually(|| async { alice.node.node.members().await.is_ok_and(|m| m.len() == 1) }).await,
+        "confirmed, Bob is removed"
+    );
+    assert!(page.wait_text("#notice", "bob was removed"));
+
+    page.goto(&alice.url("/invite"));
+    assert!(page.wait_text("h1", "Invite"));
+    page.set("#invite-expires", "3600");
+    page.click("#invite-form button[type=submit]");
+    assert!(page.wait_text("#invite-code", "porchlight1"));
+    let code = page.text("#invite-code").unwrap();
+    let qr = page.run(
+        "const s = document.querySelector('#invite-qr svg');
+         return s ? [s.getAttribute('role'), s.getAttribute('aria-label'), s.querySelectorAll('path, rect').length] : null;",
+        json!([]),
+    );
+    assert_eq!(qr[0], json!("img"), "{qr}");
+    assert!(qr[2].as_u64().unwrap_or(0) > 0, "{qr}");
+    // The code works: a neighbor joins with it.
+    let carol = TestNode::join("carol", code.trim()).await;
+    assert!(
+        eventually(|| async { alice.node.node.members().await.is_ok_and(|m| m.len() == 2) }).await,
+        "Carol joined with the page's invite"
+    );
+    drop(carol);
+}

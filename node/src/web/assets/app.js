@@ -514,7 +514,9 @@
     const list = $('#members');
     const members = await api('GET', '/v1/members');
     list.replaceChildren(...members.map((m) => {
-      const mayRemove = me.admin || m.me;
+      // The hood's policy says who may remove (admins by default); anyone may leave.
+      const anyone = !!(status && status.policy && status.policy.remove === 'members');
+      const mayRemove = me.admin || m.me || anyone;
       const confirmRow = el('p', { hidden: true, class: 'confirm' },
         m.me ? 'Leave the hood for good? ' : `Remove ${m.name} from the hood for good? `,
         el('button', {
