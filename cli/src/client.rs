@@ -160,6 +160,7 @@ pub fn run(cli: &Cli, data_dir: &Path) -> Option<anyhow::Result<()>> {
         Command::Status => status(out, data_dir),
         Command::Clip(verb) => crate::clip_verbs::run(cli, out, data_dir, verb),
         Command::Drafts => crate::hub_verbs::drafts(out, data_dir),
+        Command::Open { print } => crate::open::open(out, data_dir, *print),
         Command::Approve(args) => crate::hub_verbs::approve(out, data_dir, args),
         Command::Discard { id } => crate::hub_verbs::discard(out, data_dir, id),
         _ => return None,

@@ -5,6 +5,7 @@ mod client;
 mod clip_verbs;
 mod format;
 mod hub_verbs;
+mod open;
 mod setup;
 
 use std::path::{Path, PathBuf};
@@ -224,6 +225,15 @@ enum Command {
     /// Doorbell clips: fetch a neighbor's, answer requests for yours.
     #[command(subcommand)]
     Clip(ClipCommand),
+    /// Sign in to the page the node serves: prints a one-time link (and opens it where a
+    /// desktop is present).
+    #[command(after_help = "Examples:\n  porchlight open\n  \
+                            porchlight open --print    # only print the link")]
+    Open {
+        /// Only print the link; do not start a browser.
+        #[arg(long)]
+        print: bool,
+    },
     /// Camera events (Frigate, the webhook) waiting for you to approve or discard.
     #[command(after_help = "Examples:\n  porchlight drafts\n  \
                             porchlight --json drafts    # one JSON object per line")]

@@ -91,6 +91,8 @@ struct Api {
     fetches: Arc<Mutex<HashMap<[u8; 32], FetchState>>>,
     /// The hood's policy (fixed in its genesis): report lifetimes, the rate limit.
     policy: Policy,
+    /// The page in the browser: its sign-in codes and sessions (docs/web.md).
+    web: crate::web::Web,
 }
 
 /// A running API: its address, and the files to remove when it stops.
@@ -160,7 +162,9 @@ pub async fn serve_with_hub(
         .ok()
         .and_then(|s| s.policy)
         .unwrap_or_default();
+    let web = crate::web::Web::new(node.clone(), bound, data_dir);
     let state = Api {
+        web: web.clone(),
         policy,
         node,
         token: token.clone(),
@@ -188,10 +192,13 @@ pub async fn serve_with_hub(
         .route("/v1/clips/{sha256}", get(clip_state))
         .route("/v1/clips/{sha256}/fetch", post(clip_fetch))
         .merge(crate::hub::api::routes(hub))
+        .merge(crate::web::api_routes(web.clone()))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::map_response(json_errors))
         .layer(middleware::from_fn_with_state(state.clone(), auth))
-        .with_state(state);
+        .with_state(state)
+        // The page: its own guard (Host, Origin, session) and headers.
+        .merge(crate::web::routes(web));
     let token_path = data_dir.join(TOKEN_FILE);
     let addr_path = data_dir.join(ADDR_FILE);
     write_private(&token_path, &token)?;
@@ -363,16 +370,23 @@ fn bearer_token(header: &str) -> Option<&str> {
         .then(|| token.trim_start())
 }
 
-async fn auth(State(api): State<Api>, request: Request, next: Next) -> Response {
+async fn auth(State(api): State<Api>, mut request: Request, next: Next) -> Response {
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(bearer_token);
-    match presented {
-        Some(token) if same(token.as_bytes(), api.token.as_bytes()) => next.run(request).await,
-        _ => error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token"),
-    }
+    let via = match presented {
+        Some(token) if same(token.as_bytes(), api.token.as_bytes()) => crate::web::Via::Bearer,
+        // The page's session cookie, from this node's own page (docs/web.md).
+        None if api.web.has_cookie(request.headers()) => match api.web.admit(request.headers()) {
+            Ok(()) => crate::web::Via::Session,
+            Err(e) => return e.json(),
+        },
+        _ => return error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token"),
+    };
+    request.extensions_mut().insert(via);
+    next.run(request).await
 }
 
 fn node_error(e: NodeError) -> Response {

@@ -15,6 +15,7 @@
 //! - [`notify`]: systemd's `READY=1` and watchdog notifications.
 //! - [`meter`]: each member's byte budget for our fetch answers and clip chunks.
 //! - [`api`]: the local HTTP API.
+//! - [`web`]: the page in the browser, on the local API's address (docs/web.md).
 //! - [`words`]: limits, times and field errors as a person reads them.
 //! - [`hub`]: doorbell and NVR hubs: Frigate over MQTT and a webhook make drafts that a
 //!   person approves; alerts go out to MQTT with Home Assistant discovery.
@@ -38,6 +39,7 @@ pub mod notify;
 pub mod quiet;
 pub mod sharing;
 pub mod store;
+pub mod web;
 pub mod words;
 
 /// The OS CSPRNG. A node cannot run without one; failing to read it is not an input

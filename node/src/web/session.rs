@@ -1,0 +1,142 @@
+//! Sign-in codes and sessions for the page: a code from `porchlight open` (through the
+//! bearer-token API) is good once, for [`CODE_TTL`]; redeeming it makes a session whose
+//! secret lives only in an HttpOnly cookie, good for [`SESSION_TTL`]. Both are bounded in
+//! number; only SHA-256 digests of the secrets are kept, so a lookup's timing says nothing
+//! about a secret.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use porchlight_proto::codec;
+use rand_core::Rng;
+use sha2::{Digest, Sha256};
+
+/// How long a sign-in link works.
+pub const CODE_TTL: Duration = Duration::from_secs(10 * 60);
+/// Sign-in codes waiting at once; a new one past this drops the oldest.
+pub const MAX_CODES: usize = 8;
+/// How long a session lasts from sign-in (then `porchlight open` again).
+pub const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
+/// Sessions at once (browsers, tabs share one); a new one past this ends the oldest.
+pub const MAX_SESSIONS: usize = 16;
+
+type Digest32 = [u8; 32];
+
+fn digest(secret: &str) -> Digest32 {
+    Sha256::digest(secret.as_bytes()).into()
+}
+
+fn secret() -> String {
+    let mut bytes = [0u8; 32];
+    crate::rng().fill_bytes(&mut bytes);
+    codec::hex(&bytes)
+}
+
+/// Codes and sessions, each by digest with its expiry.
+#[derive(Debug, Default)]
+pub struct Secrets {
+    codes: HashMap<Digest32, Instant>,
+    sessions: HashMap<Digest32, Instant>,
+}
+
+/// Drops expired entries, then the one expiring first while `map` is at `max`.
+fn make_room(map: &mut HashMap<Digest32, Instant>, max: usize, now: Instant) {
+    map.retain(|_, expires| *expires > now);
+    while map.len() >= max {
+        let Some(oldest) = map.iter().min_by_key(|(_, e)| **e).map(|(k, _)| *k) else {
+            break;
+        };
+        map.remove(&oldest);
+    }
+}
+
+impl Secrets {
+    /// A new one-time sign-in code.
+    pub fn new_code(&mut self, now: Instant) -> String {
+        make_room(&mut self.codes, MAX_CODES, now);
+        let code = secret();
+        self.codes.insert(digest(&code), now + CODE_TTL);
+        code
+    }
+
+    /// Spends `code` (whatever the answer, it is gone) and, if it was good, returns a
+    /// new session's secret.
+    pub fn redeem(&mut self, code: &str, now: Instant) -> Option<String> {
+        let expires = self.codes.remove(&digest(code))?;
+        if expires <= now {
+            return None;
+        }
+        make_room(&mut self.sessions, MAX_SESSIONS, now);
+        let session = secret();
+        self.sessions.insert(digest(&session), now + SESSION_TTL);
+        Some(session)
+    }
+
+    /// Whether `session` is a live session.
+    pub fn valid(&self, session: &str, now: Instant) -> bool {
+        self.sessions
+            .get(&digest(session))
+            .is_some_and(|expires| *expires > now)
+    }
+
+    /// Ends a session (sign out).
+    pub fn end(&mut self, session: &str) {
+        self.sessions.remove(&digest(session));
+    }
+
+    pub fn sessions(&self) -> usize {
+        self.sessions.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_code_is_good_once() {
+        let mut s = Secrets::default();
+        let now = Instant::now();
+        let code = s.new_code(now);
+        let session = s.redeem(&code, now).expect("a fresh code signs in");
+        assert!(s.valid(&session, now));
+        assert!(s.redeem(&code, now).is_none(), "a spent code is refused");
+        assert!(s.redeem("00", now).is_none());
+    }
+
+    #[test]
+    fn codes_and_sessions_expire() {
+        let mut s = Secrets::default();
+        let now = Instant::now();
+        let late = s.new_code(now);
+        assert!(s.redeem(&late, now + CODE_TTL).is_none());
+        let code = s.new_code(now);
+        let session = s.redeem(&code, now).expect("signs in");
+        assert!(s.valid(&session, now + SESSION_TTL - Duration::from_secs(1)));
+        assert!(!s.valid(&session, now + SESSION_TTL));
+    }
+
+    #[test]
+    fn codes_and_sessions_are_bounded_and_the_oldest_go_first() {
+        let mut s = Secrets::default();
+        let now = Instant::now();
+        let first = s.new_code(now);
+        let codes: Vec<String> = (1..=MAX_CODES as u64)
+            .map(|i| s.new_code(now + Duration::from_millis(i)))
+            .collect();
+        assert!(s.codes.len() <= MAX_CODES);
+        assert!(
+            s.redeem(&first, now).is_none(),
+            "the oldest code was dropped"
+        );
+        let oldest_session = s.redeem(&codes[0], now).expect("signs in");
+        for i in 0..MAX_SESSIONS as u64 {
+            let c = s.new_code(now + Duration::from_millis(100 + i));
+            s.redeem(&c, now + Duration::from_millis(100 + i))
+                .expect("signs in");
+        }
+        assert_eq!(s.sessions(), MAX_SESSIONS);
+        assert!(!s.valid(&oldest_session, now), "the oldest session ended");
+        s.end("nothing");
+    }
+}
