@@ -556,6 +556,15 @@ fn members(out: Out, data_dir: &Path) -> anyhow::Result<()> {
             m["joined_at"].as_u64().map(format::utc).unwrap_or_default(),
             seen
         );
+        // Under a quorum policy: pending votes to remove this member.
+        if let Some(votes) = m["votes_against"].as_u64().filter(|v| *v > 0) {
+            println!(
+                "  {votes} vote{} to remove; {} more remove{}",
+                if votes == 1 { "" } else { "s" },
+                m["votes_needed"].as_u64().unwrap_or(0),
+                if m["votes_needed"].as_u64() == Some(1) { "s" } else { "" },
+            );
+        }
     }
     Ok(())
 }
@@ -568,11 +577,21 @@ fn remove(out: Out, data_dir: &Path, member: &str) -> anyhow::Result<()> {
         Some(json!({ "member": member })),
     )?;
     out.object(v.clone(), || {
-        println!(
-            "removed {} ({}); the hood rekeys: they cannot read what is posted from now on",
-            v["name"].as_str().unwrap_or(""),
-            v["fingerprint"].as_str().unwrap_or("")
-        )
+        if let Some(needed) = v["votes_needed"].as_u64() {
+            println!(
+                "voted to remove {} ({}); {needed} more vote{} from other members remove{} them",
+                v["name"].as_str().unwrap_or(""),
+                v["fingerprint"].as_str().unwrap_or(""),
+                if needed == 1 { "" } else { "s" },
+                if needed == 1 { "s" } else { "" },
+            )
+        } else {
+            println!(
+                "removed {} ({}); the hood rekeys: they cannot read what is posted from now on",
+                v["name"].as_str().unwrap_or(""),
+                v["fingerprint"].as_str().unwrap_or("")
+            )
+        }
     });
     Ok(())
 }

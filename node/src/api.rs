@@ -1291,6 +1291,8 @@ async fn members(State(api): State<Api>) -> Response {
                         "connected": m.connected,
                         "last_seen": m.last_seen,
                         "me": m.member.id == api.node.member(),
+                        "votes_against": m.votes_against,
+                        "votes_needed": m.votes_needed,
                     })
                 })
                 .collect::<Vec<_>>(),
@@ -1366,7 +1368,15 @@ async fn remove(State(api): State<Api>, body: Bytes) -> Response {
         Err(r) => return *r,
     };
     match api.node.remove(target.id).await {
-        Ok(()) => axum::Json(member_answer("removed", &target)).into_response(),
+        Ok(crate::engine::Removal::Removed) => {
+            axum::Json(member_answer("removed", &target)).into_response()
+        }
+        // Under a quorum policy: a vote, and how many more remove them.
+        Ok(crate::engine::Removal::Voted { needed }) => {
+            let mut answer = member_answer("voted_against", &target);
+            answer["votes_needed"] = json!(needed);
+            axum::Json(answer).into_response()
+        }
         Err(e) => node_error(e),
     }
 }

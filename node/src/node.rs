@@ -287,6 +287,10 @@ pub struct MemberInfo {
     /// Unix seconds this node last had a connection to the member, or the newest
     /// creation time of the member's items it received or holds; `None` if neither.
     pub last_seen: Option<u64>,
+    /// Under a quorum policy: live votes to remove the member, and how many more remove
+    /// them (`None` without a quorum policy).
+    pub votes_against: usize,
+    pub votes_needed: Option<usize>,
 }
 
 /// What catch-up sync has done since start.
@@ -364,7 +368,7 @@ async fn acknowledge(store: Store, mut pending: mpsc::Receiver<PendingAck>) {
 enum Command {
     Post(Box<Body>, Reply<ItemId>),
     Invite(Duration, Reply<String>),
-    Remove(MemberId, Reply<()>),
+    Remove(MemberId, Reply<crate::engine::Removal>),
     Promote(MemberId, Reply<()>),
     Ingest(Vec<u8>, Reply<Ingest>),
     /// With the digest (`true`), or without it.
@@ -483,7 +487,7 @@ impl Node {
             let t = last_seen.entry(member).or_default();
             *t = (*t).max(at.min(now));
         }
-        let locked_out = engine.as_ref().is_some_and(Engine::locked_out);
+        let locked_out = engine.as_ref().is_some_and(Engine::keys_due);
         let mut event_loop = EventLoop {
             swarm,
             engine,
@@ -590,7 +594,7 @@ impl Node {
     }
 
     /// Removes a member and rekeys.
-    pub async fn remove(&self, member: MemberId) -> Result<(), NodeError> {
+    pub async fn remove(&self, member: MemberId) -> Result<crate::engine::Removal, NodeError> {
         self.ask(|r| Command::Remove(member, r)).await
     }
 
@@ -1259,7 +1263,7 @@ impl EventLoop {
 
     fn after_roster_change(&mut self, reconnect: bool) {
         let Some(engine) = &self.engine else { return };
-        self.keys_due |= engine.locked_out();
+        self.keys_due |= engine.keys_due();
         let members: Vec<PeerId> = engine
             .roster()
             .members()
@@ -1818,6 +1822,12 @@ impl EventLoop {
         // newest in memory (`status` asks for this; a pass over the expiry index held up
         // the event loop for milliseconds at 100,000 items).
         let latest = self.store.latest_by_author();
+        let pending: HashMap<MemberId, usize> = engine
+            .roster()
+            .pending_votes(now)
+            .into_iter()
+            .map(|p| (p.target, p.votes.len()))
+            .collect();
         Ok(engine
             .roster()
             .members()
@@ -1836,6 +1846,8 @@ impl EventLoop {
                     member: m.clone(),
                     connected,
                     last_seen,
+                    votes_against: pending.get(&m.id).copied().unwrap_or(0),
+                    votes_needed: engine.roster().votes_needed(&m.id, now),
                 }
             })
             .collect())
