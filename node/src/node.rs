@@ -123,6 +123,8 @@ pub enum NodeError {
     Stopped,
     #[error(transparent)]
     Sharing(#[from] SharingError),
+    #[error(transparent)]
+    Mute(#[from] crate::mute::MuteError),
     #[error("{0} is not reachable now: {1}")]
     Unreachable(String, String),
     #[error(
@@ -291,6 +293,8 @@ pub struct MemberInfo {
     /// them (`None` without a quorum policy).
     pub votes_against: usize,
     pub votes_needed: Option<usize>,
+    /// Muted on this node (`mute.rs`).
+    pub muted: bool,
 }
 
 /// What catch-up sync has done since start.
@@ -369,6 +373,8 @@ enum Command {
     Post(Box<Body>, Reply<ItemId>),
     Invite(Duration, Reply<String>),
     Remove(MemberId, Reply<crate::engine::Removal>),
+    /// Mutes (`true`) or unmutes a member on this node; answers whether it changed.
+    Mute(MemberId, bool, Reply<bool>),
     Promote(MemberId, Reply<()>),
     Ingest(Vec<u8>, Reply<Ingest>),
     /// With the digest (`true`), or without it.
@@ -488,6 +494,7 @@ impl Node {
             *t = (*t).max(at.min(now));
         }
         let locked_out = engine.as_ref().is_some_and(Engine::keys_due);
+        let muted = crate::mute::muted(&store)?;
         let mut event_loop = EventLoop {
             swarm,
             engine,
@@ -502,6 +509,7 @@ impl Node {
             store_check: None,
             // A node that stopped before it repaired a bad wrap repairs at start.
             keys_due: locked_out,
+            muted,
             history_watch: None,
             last_item_at,
             events: events.clone(),
@@ -596,6 +604,12 @@ impl Node {
     /// Removes a member and rekeys.
     pub async fn remove(&self, member: MemberId) -> Result<crate::engine::Removal, NodeError> {
         self.ask(|r| Command::Remove(member, r)).await
+    }
+
+    /// Mutes (`true`) or unmutes a member's reports on this node only (`mute.rs`);
+    /// returns whether anything changed.
+    pub async fn mute(&self, member: MemberId, mute: bool) -> Result<bool, NodeError> {
+        self.ask(|r| Command::Mute(member, mute, r)).await
     }
 
     /// Makes a member an admin.
@@ -804,6 +818,8 @@ struct EventLoop {
     /// Set when a roster change left this member without the key everyone seals under
     /// (a bad wrap): the event loop rekeys at once (`Engine::repair_keys`).
     keys_due: bool,
+    /// Members this node mutes (`mute.rs`): no feed events for their items.
+    muted: HashSet<MemberId>,
     /// While the roster starts from a checkpoint: how many covered operations were
     /// missing, since when, and how many sync sessions had started then.
     history_watch: Option<(usize, Instant, u64)>,
@@ -1409,7 +1425,9 @@ impl EventLoop {
             } else if let Some(item) =
                 Self::feed_item(engine, accepted.id, &accepted.item, accepted.body.clone())
             {
-                let _ = self.events.send(Event::Item(Box::new(item)));
+                if !self.muted.contains(&item.author) {
+                    let _ = self.events.send(Event::Item(Box::new(item)));
+                }
             }
             self.saw(accepted.item.author, accepted.created_at);
         }
@@ -1450,6 +1468,17 @@ impl EventLoop {
                 self.after_roster_change(false);
                 self.flush_outbox();
                 let _ = reply.send(result);
+            }
+            Command::Mute(member, mute, reply) => {
+                let result = crate::mute::set(&self.store, &member, mute).await;
+                if let Ok(true) = result {
+                    if mute {
+                        self.muted.insert(member);
+                    } else {
+                        self.muted.remove(&member);
+                    }
+                }
+                let _ = reply.send(result.map_err(NodeError::from));
             }
             Command::Promote(member, reply) => {
                 let result = match &mut self.engine {
@@ -1848,6 +1877,7 @@ impl EventLoop {
                     last_seen,
                     votes_against: pending.get(&m.id).copied().unwrap_or(0),
                     votes_needed: engine.roster().votes_needed(&m.id, now),
+                    muted: self.muted.contains(&m.id),
                 }
             })
             .collect())
@@ -1882,7 +1912,7 @@ impl EventLoop {
             .members()
             .map(|m| (m.id, m.name.clone()))
             .collect();
-        Ok(crate::feed::Reader::new(self.store.clone(), names))
+        Ok(crate::feed::Reader::new(self.store.clone(), names).muting(self.muted.clone()))
     }
 
     async fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {

@@ -2069,7 +2069,7 @@ impl Roster {
     }
 
     /// Whether an operation may take the room kept past [`MAX_OPS`]: a removal or a
-    /// rekey by a current admin.
+    /// rekey by a current admin, or a removal vote by a member (quorum policy).
     pub fn may_use_reserve(&self, author: &MemberId, op: &Op) -> bool {
         match op {
             Op::Remove(_) | Op::Rekey(_) => self.is_admin(author),
