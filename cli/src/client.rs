@@ -564,7 +564,11 @@ fn members(out: Out, data_dir: &Path) -> anyhow::Result<()> {
                 "  {votes} vote{} to remove; {} more remove{}",
                 if votes == 1 { "" } else { "s" },
                 m["votes_needed"].as_u64().unwrap_or(0),
-                if m["votes_needed"].as_u64() == Some(1) { "s" } else { "" },
+                if m["votes_needed"].as_u64() == Some(1) {
+                    "s"
+                } else {
+                    ""
+                },
             );
         }
     }
@@ -613,7 +617,9 @@ fn mute(out: Out, data_dir: &Path, member: &str, mute: bool) -> anyhow::Result<(
             v["fingerprint"].as_str().unwrap_or("")
         );
         match (mute, v["changed"].as_bool() == Some(true)) {
-            (true, true) => println!("muted {who} on this node: their reports are hidden here; nobody is told"),
+            (true, true) => {
+                println!("muted {who} on this node: their reports are hidden here; nobody is told")
+            }
             (true, false) => println!("{who} was already muted"),
             (false, true) => println!("unmuted {who}: their reports show again"),
             (false, false) => println!("{who} was not muted"),

@@ -407,6 +407,9 @@ fn node_error(e: NodeError) -> Response {
             error(StatusCode::BAD_REQUEST, m.to_string())
         }
         NodeError::NoHood => error(StatusCode::CONFLICT, e.to_string()),
+        NodeError::Mute(e @ crate::mute::MuteError::Full) => {
+            error(StatusCode::CONFLICT, e.to_string())
+        }
         NodeError::Busy => {
             let mut response = error(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
             response.headers_mut().insert(

@@ -68,7 +68,10 @@ mod tests {
         {
             let store = Store::open(&path).unwrap();
             assert!(set(&store, &a, true).await.unwrap());
-            assert!(!set(&store, &a, true).await.unwrap(), "twice changes nothing");
+            assert!(
+                !set(&store, &a, true).await.unwrap(),
+                "twice changes nothing"
+            );
             assert!(set(&store, &b, true).await.unwrap());
             assert!(set(&store, &b, false).await.unwrap());
             assert!(!set(&store, &b, false).await.unwrap());

@@ -123,14 +123,22 @@ async fn with_quorum_two_one_vote_and_the_targets_own_remove_nobody_and_a_second
     for n in [&alice, &bob, &carol] {
         let verdict = n.node.ingest(own.clone()).await.unwrap();
         assert!(
-            matches!(verdict, Ingest::New(_) | Ingest::NewOp(_) | Ingest::Duplicate),
+            matches!(
+                verdict,
+                Ingest::New(_) | Ingest::NewOp(_) | Ingest::Duplicate
+            ),
             "{} takes the well-formed vote into its log: {verdict:?}",
             n.name
         );
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     for n in [&alice, &bob, &carol] {
-        assert_eq!(member_count(n).await, 4, "{}: one vote removes nobody", n.name);
+        assert_eq!(
+            member_count(n).await,
+            4,
+            "{}: one vote removes nobody",
+            n.name
+        );
         assert_eq!(
             votes_against(n, dave_id).await,
             Some(1),
@@ -193,7 +201,12 @@ async fn concurrent_votes_in_a_partition_converge_after_healing_and_the_completi
     assert!(eventually(|| async { votes_against(&carol, erin_id).await == Some(1) }).await);
     tokio::time::sleep(Duration::from_secs(3)).await;
     for n in all {
-        assert_eq!(member_count(n).await, 5, "{}: one vote per side removes nobody", n.name);
+        assert_eq!(
+            member_count(n).await,
+            5,
+            "{}: one vote per side removes nobody",
+            n.name
+        );
     }
 
     // The split heals: two votes in the log, and Erin is removed everywhere.
@@ -255,7 +268,11 @@ async fn a_muted_members_reports_vanish_from_one_nodes_feed_only() {
     }
     let before = bob.post("before the mute").await;
     for n in [&alice, &carol] {
-        assert!(eventually(|| async { n.has(&before).await }).await, "{} reads it", n.name);
+        assert!(
+            eventually(|| async { n.has(&before).await }).await,
+            "{} reads it",
+            n.name
+        );
     }
     let mut carol_events = carol.node.events();
 
@@ -291,7 +308,10 @@ async fn a_muted_members_reports_vanish_from_one_nodes_feed_only() {
             announced.push(item.id);
         }
     }
-    assert!(announced.contains(&from_alice), "Carol's stream announces Alice's report");
+    assert!(
+        announced.contains(&from_alice),
+        "Carol's stream announces Alice's report"
+    );
     assert!(!announced.contains(&after), "and not Bob's");
 
     // Unmute: both show again.
