@@ -1424,10 +1424,9 @@ impl EventLoop {
                 self.after_roster_change(false);
             } else if let Some(item) =
                 Self::feed_item(engine, accepted.id, &accepted.item, accepted.body.clone())
+                && !self.muted.contains(&item.author)
             {
-                if !self.muted.contains(&item.author) {
-                    let _ = self.events.send(Event::Item(Box::new(item)));
-                }
+                let _ = self.events.send(Event::Item(Box::new(item)));
             }
             self.saw(accepted.item.author, accepted.created_at);
         }
