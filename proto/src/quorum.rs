@@ -201,8 +201,8 @@ impl Roster {
             .collect()
     }
 
-    /// How many more votes than those live now remove `target` (`None` unless the policy
-    /// is a quorum). A vote by `voter` is counted as already cast if it is live.
+    /// How many more votes than those live now (at `now`, or the latest time in the set
+    /// if later) remove `target` (`None` unless the policy is a quorum).
     pub fn votes_needed(&self, target: &MemberId, now: u64) -> Option<usize> {
         let k = self.policy().remove.quorum()?;
         let state = self.state();
