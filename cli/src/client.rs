@@ -157,6 +157,8 @@ pub fn run(cli: &Cli, data_dir: &Path) -> Option<anyhow::Result<()>> {
         Command::Members => members(out, data_dir),
         Command::Remove { member } => remove(out, data_dir, member),
         Command::Promote { member } => promote(out, data_dir, member),
+        Command::Mute { member } => mute(out, data_dir, member, true),
+        Command::Unmute { member } => mute(out, data_dir, member, false),
         Command::Status => status(out, data_dir),
         Command::Clip(verb) => crate::clip_verbs::run(cli, out, data_dir, verb),
         Command::Drafts => crate::hub_verbs::drafts(out, data_dir),
@@ -557,6 +559,19 @@ fn members(out: Out, data_dir: &Path) -> anyhow::Result<()> {
             m["joined_at"].as_u64().map(format::utc).unwrap_or_default(),
             seen
         );
+        // Under a quorum policy: pending votes to remove this member.
+        if let Some(votes) = m["votes_against"].as_u64().filter(|v| *v > 0) {
+            println!(
+                "  {votes} vote{} to remove; {} more remove{}",
+                if votes == 1 { "" } else { "s" },
+                m["votes_needed"].as_u64().unwrap_or(0),
+                if m["votes_needed"].as_u64() == Some(1) {
+                    "s"
+                } else {
+                    ""
+                },
+            );
+        }
     }
     Ok(())
 }
@@ -569,11 +584,47 @@ fn remove(out: Out, data_dir: &Path, member: &str) -> anyhow::Result<()> {
         Some(json!({ "member": member })),
     )?;
     out.object(v.clone(), || {
-        println!(
-            "removed {} ({}); the hood rekeys: they cannot read what is posted from now on",
+        if let Some(needed) = v["votes_needed"].as_u64() {
+            println!(
+                "voted to remove {} ({}); {needed} more vote{} from other members remove{} them",
+                v["name"].as_str().unwrap_or(""),
+                v["fingerprint"].as_str().unwrap_or(""),
+                if needed == 1 { "" } else { "s" },
+                if needed == 1 { "s" } else { "" },
+            )
+        } else {
+            println!(
+                "removed {} ({}); the hood rekeys: they cannot read what is posted from now on",
+                v["name"].as_str().unwrap_or(""),
+                v["fingerprint"].as_str().unwrap_or("")
+            )
+        }
+    });
+    Ok(())
+}
+
+fn mute(out: Out, data_dir: &Path, member: &str, mute: bool) -> anyhow::Result<()> {
+    let api = Api::find(data_dir)?;
+    let path = if mute {
+        "/v1/members/mute"
+    } else {
+        "/v1/members/unmute"
+    };
+    let v = api.call("POST", path, Some(json!({ "member": member })))?;
+    out.object(v.clone(), || {
+        let who = format!(
+            "{} ({})",
             v["name"].as_str().unwrap_or(""),
             v["fingerprint"].as_str().unwrap_or("")
-        )
+        );
+        match (mute, v["changed"].as_bool() == Some(true)) {
+            (true, true) => {
+                println!("muted {who} on this node: their reports are hidden here; nobody is told")
+            }
+            (true, false) => println!("{who} was already muted"),
+            (false, true) => println!("unmuted {who}: their reports show again"),
+            (false, false) => println!("{who} was not muted"),
+        }
     });
     Ok(())
 }

@@ -213,6 +213,18 @@ enum Command {
         /// A name, or the start of a member id.
         member: String,
     },
+    /// Hide a member's reports on this node only (nobody is told; `unmute` undoes it).
+    #[command(after_help = "Example:\n  porchlight mute Mallory")]
+    Mute {
+        /// A name, or the start of a member id.
+        member: String,
+    },
+    /// Show a muted member's reports again.
+    #[command(after_help = "Example:\n  porchlight unmute Mallory")]
+    Unmute {
+        /// A name, or the start of a member id.
+        member: String,
+    },
     /// Make a member an admin (admins only), e.g. before the only admin leaves.
     #[command(after_help = "Example:\n  porchlight promote Bob")]
     Promote {

@@ -26,6 +26,10 @@ pub struct PolicyArgs {
     /// Who may invite neighbors [default: members].
     #[arg(long, value_enum, value_name = "WHO")]
     pub invite: Option<WhoInvites>,
+    /// Who may remove members: `admins`, `members`, or `quorum:K` (K distinct members
+    /// must vote, 2 to 64; nobody removes anyone alone) [default: admins].
+    #[arg(long, value_name = "WHO", value_parser = parse_remove)]
+    pub remove: Option<Permission>,
     /// Most posts (reports, updates, all-clears) one member may make per hour
     /// [default: 30].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
@@ -48,6 +52,9 @@ impl PolicyArgs {
                 WhoInvites::Members => Permission::AnyMember,
                 WhoInvites::Admins => Permission::AdminsOnly,
             };
+        }
+        if let Some(who) = self.remove {
+            policy.remove = who;
         }
         if let Some(n) = self.posts_per_hour {
             policy.rate_limit.max_items = n;
@@ -80,6 +87,27 @@ impl PolicyArgs {
             .check()
             .map_err(|e| bad(format!("the hood's policy: {e}")))?;
         Ok(policy)
+    }
+}
+
+/// `admins`, `members` or `quorum:K`.
+fn parse_remove(s: &str) -> Result<Permission, String> {
+    use porchlight_proto::quorum::{MAX_QUORUM, MIN_QUORUM};
+    match s.trim().to_lowercase().as_str() {
+        "admins" => Ok(Permission::AdminsOnly),
+        "members" => Ok(Permission::AnyMember),
+        other => {
+            let k = other
+                .strip_prefix("quorum:")
+                .and_then(|k| k.parse::<u16>().ok())
+                .ok_or_else(|| format!("{s:?}: say admins, members or quorum:K"))?;
+            if !(MIN_QUORUM..=MAX_QUORUM).contains(&k) {
+                return Err(format!(
+                    "quorum:{k}: a removal quorum is {MIN_QUORUM} to {MAX_QUORUM} members"
+                ));
+            }
+            Ok(Permission::Quorum(k))
+        }
     }
 }
 

@@ -186,6 +186,8 @@ pub async fn serve_with_hub(
         .route("/v1/members", get(members))
         .route("/v1/members/remove", post(remove))
         .route("/v1/members/promote", post(promote))
+        .route("/v1/members/mute", post(mute))
+        .route("/v1/members/unmute", post(unmute))
         .route("/v1/clips/requests", get(clip_requests))
         .route("/v1/clips/requests/{id}/allow", post(clip_allow))
         .route("/v1/clips/requests/{id}/deny", post(clip_deny))
@@ -419,6 +421,9 @@ fn node_error(e: NodeError) -> Response {
             error(StatusCode::BAD_REQUEST, m.to_string())
         }
         NodeError::NoHood => error(StatusCode::CONFLICT, e.to_string()),
+        NodeError::Mute(e @ crate::mute::MuteError::Full) => {
+            error(StatusCode::CONFLICT, e.to_string())
+        }
         NodeError::Busy => {
             let mut response = error(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
             response.headers_mut().insert(
@@ -1305,6 +1310,9 @@ async fn members(State(api): State<Api>) -> Response {
                         "connected": m.connected,
                         "last_seen": m.last_seen,
                         "me": m.member.id == api.node.member(),
+                        "votes_against": m.votes_against,
+                        "votes_needed": m.votes_needed,
+                        "muted": m.muted,
                     })
                 })
                 .collect::<Vec<_>>(),
@@ -1380,7 +1388,42 @@ async fn remove(State(api): State<Api>, body: Bytes) -> Response {
         Err(r) => return *r,
     };
     match api.node.remove(target.id).await {
-        Ok(()) => axum::Json(member_answer("removed", &target)).into_response(),
+        Ok(crate::engine::Removal::Removed) => {
+            axum::Json(member_answer("removed", &target)).into_response()
+        }
+        // Under a quorum policy: a vote, and how many more remove them.
+        Ok(crate::engine::Removal::Voted { needed }) => {
+            let mut answer = member_answer("voted_against", &target);
+            answer["votes_needed"] = json!(needed);
+            axum::Json(answer).into_response()
+        }
+        Err(e) => node_error(e),
+    }
+}
+
+/// Hides a member's reports on this node only (`mute.rs`): nothing is sent.
+async fn mute(State(api): State<Api>, body: Bytes) -> Response {
+    set_mute(api, body, true).await
+}
+
+async fn unmute(State(api): State<Api>, body: Bytes) -> Response {
+    set_mute(api, body, false).await
+}
+
+async fn set_mute(api: Api, body: Bytes, mute: bool) -> Response {
+    let target = match named_member(&api, &body).await {
+        Ok(m) => m,
+        Err(r) => return *r,
+    };
+    if target.id == api.node.member() {
+        return error(StatusCode::BAD_REQUEST, "you cannot mute yourself");
+    }
+    match api.node.mute(target.id, mute).await {
+        Ok(changed) => {
+            let mut answer = member_answer(if mute { "muted" } else { "unmuted" }, &target);
+            answer["changed"] = json!(changed);
+            axum::Json(answer).into_response()
+        }
         Err(e) => node_error(e),
     }
 }

@@ -15,6 +15,16 @@ use rand_core::CryptoRng;
 
 use crate::store::{ItemRecord, Store, StoreError};
 
+/// What [`Engine::remove`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    /// The member is removed (or left), and the hood rekeyed.
+    Removed,
+    /// Under a quorum policy: this member's vote was cast, and `needed` more votes by
+    /// other members remove the target.
+    Voted { needed: usize },
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error(transparent)]
@@ -749,7 +759,15 @@ impl Engine {
                 .is_some_and(|e| !self.ring.contains(&e))
     }
 
-    /// Rekeys at once if this member is [locked out](Engine::locked_out): the new epoch
+    /// Whether the event loop should rekey now: this member is [locked
+    /// out](Engine::locked_out), or a vote of theirs completed a removal by quorum and the
+    /// removed member still holds the newest key (`Roster::owes_rekey`).
+    pub fn keys_due(&self) -> bool {
+        self.locked_out() || self.roster.owes_rekey(&self.keys.id())
+    }
+
+    /// Rekeys at once if this member is [locked out](Engine::locked_out), or owes the
+    /// rekey after a removal by quorum that their vote completed. The new epoch
     /// is one generation past the bad one and wrapped to every member, so every node
     /// seals under it and this member reads again. (Waiting for this member's next post,
     /// as before, left them reading nothing meanwhile.) Returns whether it rekeyed.
@@ -758,10 +776,13 @@ impl Engine {
         now: u64,
         rng: &mut impl CryptoRng,
     ) -> Result<bool, EngineError> {
-        if !self.locked_out() {
+        if self.roster.owes_rekey(&self.keys.id()) {
+            tracing::info!("our vote completed a removal by quorum; rekeying");
+        } else if self.locked_out() {
+            tracing::warn!("this member lacks the key everyone seals under; rekeying");
+        } else {
             return Ok(false);
         }
-        tracing::warn!("this member lacks the key everyone seals under; rekeying");
         self.rekey_if_needed(now, rng).await
     }
 
@@ -826,15 +847,28 @@ impl Engine {
         Ok(self.roster.welcome(&self.keys, &request.joiner)?)
     }
 
-    /// Removes a member and rekeys, so that they cannot read what comes next.
+    /// Removes a member and rekeys, so that they cannot read what comes next. Under a
+    /// quorum policy, casts this member's vote instead (`RemoveVote`), and rekeys if it was
+    /// the vote that removed them.
     pub async fn remove(
         &mut self,
         target: MemberId,
         now: u64,
         rng: &mut impl CryptoRng,
-    ) -> Result<(), EngineError> {
+    ) -> Result<Removal, EngineError> {
         self.ensure_member()?;
         self.ensure_settled()?;
+        if target != self.keys.id() && self.roster.policy().remove.quorum().is_some() {
+            // No last-admin check: a quorum exists to remove a rogue admin, even the last.
+            let op = self.roster.vote_remove(&self.keys, target, now)?;
+            self.submit_op(&op, now, rng).await?;
+            if self.roster.is_member(&target) {
+                let needed = self.roster.votes_needed(&target, now).unwrap_or(0);
+                return Ok(Removal::Voted { needed });
+            }
+            self.rekey_if_needed(now, rng).await?;
+            return Ok(Removal::Removed);
+        }
         self.check_admin_remains(&target)?;
         let op = self.roster.remove(&self.keys, target, now)?;
         self.submit_op(&op, now, rng).await?;
@@ -842,7 +876,7 @@ impl Engine {
         if target != self.keys.id() {
             self.rekey_if_needed(now, rng).await?;
         }
-        Ok(())
+        Ok(Removal::Removed)
     }
 
     pub async fn promote(

@@ -126,6 +126,8 @@ pub struct Query {
 pub struct Reader {
     store: Store,
     names: Arc<HashMap<MemberId, String>>,
+    /// Authors this node mutes (`mute.rs`): their items are not read out.
+    muted: Arc<std::collections::HashSet<MemberId>>,
 }
 
 impl Reader {
@@ -133,11 +135,21 @@ impl Reader {
         Reader {
             store,
             names: Arc::new(names),
+            muted: Arc::default(),
         }
+    }
+
+    /// This reader, hiding the items of `muted` authors.
+    pub(crate) fn muting(mut self, muted: std::collections::HashSet<MemberId>) -> Reader {
+        self.muted = Arc::new(muted);
+        self
     }
 
     fn item(&self, id: ItemId, record: &ItemRecord) -> Option<FeedItem> {
         let item = Item::decode(&record.item).ok()?;
+        if self.muted.contains(&item.author) {
+            return None;
+        }
         let body = item.body().ok()?;
         let (created_at, expires_at) = body.times();
         Some(FeedItem {

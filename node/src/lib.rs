@@ -33,6 +33,7 @@ pub mod links;
 pub mod local;
 pub mod logs;
 pub mod meter;
+pub mod mute;
 pub mod net;
 pub mod node;
 pub mod notify;

@@ -123,6 +123,8 @@ pub enum NodeError {
     Stopped,
     #[error(transparent)]
     Sharing(#[from] SharingError),
+    #[error(transparent)]
+    Mute(#[from] crate::mute::MuteError),
     #[error("{0} is not reachable now: {1}")]
     Unreachable(String, String),
     #[error(
@@ -287,6 +289,12 @@ pub struct MemberInfo {
     /// Unix seconds this node last had a connection to the member, or the newest
     /// creation time of the member's items it received or holds; `None` if neither.
     pub last_seen: Option<u64>,
+    /// Under a quorum policy: live votes to remove the member, and how many more remove
+    /// them (`None` without a quorum policy).
+    pub votes_against: usize,
+    pub votes_needed: Option<usize>,
+    /// Muted on this node (`mute.rs`).
+    pub muted: bool,
 }
 
 /// What catch-up sync has done since start.
@@ -364,7 +372,9 @@ async fn acknowledge(store: Store, mut pending: mpsc::Receiver<PendingAck>) {
 enum Command {
     Post(Box<Body>, Reply<ItemId>),
     Invite(Duration, Reply<String>),
-    Remove(MemberId, Reply<()>),
+    Remove(MemberId, Reply<crate::engine::Removal>),
+    /// Mutes (`true`) or unmutes a member on this node; answers whether it changed.
+    Mute(MemberId, bool, Reply<bool>),
     Promote(MemberId, Reply<()>),
     Ingest(Vec<u8>, Reply<Ingest>),
     /// With the digest (`true`), or without it.
@@ -483,7 +493,8 @@ impl Node {
             let t = last_seen.entry(member).or_default();
             *t = (*t).max(at.min(now));
         }
-        let locked_out = engine.as_ref().is_some_and(Engine::locked_out);
+        let locked_out = engine.as_ref().is_some_and(Engine::keys_due);
+        let muted = crate::mute::muted(&store)?;
         let mut event_loop = EventLoop {
             swarm,
             engine,
@@ -498,6 +509,7 @@ impl Node {
             store_check: None,
             // A node that stopped before it repaired a bad wrap repairs at start.
             keys_due: locked_out,
+            muted,
             history_watch: None,
             last_item_at,
             events: events.clone(),
@@ -590,8 +602,14 @@ impl Node {
     }
 
     /// Removes a member and rekeys.
-    pub async fn remove(&self, member: MemberId) -> Result<(), NodeError> {
+    pub async fn remove(&self, member: MemberId) -> Result<crate::engine::Removal, NodeError> {
         self.ask(|r| Command::Remove(member, r)).await
+    }
+
+    /// Mutes (`true`) or unmutes a member's reports on this node only (`mute.rs`);
+    /// returns whether anything changed.
+    pub async fn mute(&self, member: MemberId, mute: bool) -> Result<bool, NodeError> {
+        self.ask(|r| Command::Mute(member, mute, r)).await
     }
 
     /// Makes a member an admin.
@@ -800,6 +818,8 @@ struct EventLoop {
     /// Set when a roster change left this member without the key everyone seals under
     /// (a bad wrap): the event loop rekeys at once (`Engine::repair_keys`).
     keys_due: bool,
+    /// Members this node mutes (`mute.rs`): no feed events for their items.
+    muted: HashSet<MemberId>,
     /// While the roster starts from a checkpoint: how many covered operations were
     /// missing, since when, and how many sync sessions had started then.
     history_watch: Option<(usize, Instant, u64)>,
@@ -1259,7 +1279,7 @@ impl EventLoop {
 
     fn after_roster_change(&mut self, reconnect: bool) {
         let Some(engine) = &self.engine else { return };
-        self.keys_due |= engine.locked_out();
+        self.keys_due |= engine.keys_due();
         let members: Vec<PeerId> = engine
             .roster()
             .members()
@@ -1404,6 +1424,7 @@ impl EventLoop {
                 self.after_roster_change(false);
             } else if let Some(item) =
                 Self::feed_item(engine, accepted.id, &accepted.item, accepted.body.clone())
+                && !self.muted.contains(&item.author)
             {
                 let _ = self.events.send(Event::Item(Box::new(item)));
             }
@@ -1446,6 +1467,17 @@ impl EventLoop {
                 self.after_roster_change(false);
                 self.flush_outbox();
                 let _ = reply.send(result);
+            }
+            Command::Mute(member, mute, reply) => {
+                let result = crate::mute::set(&self.store, &member, mute).await;
+                if let Ok(true) = result {
+                    if mute {
+                        self.muted.insert(member);
+                    } else {
+                        self.muted.remove(&member);
+                    }
+                }
+                let _ = reply.send(result.map_err(NodeError::from));
             }
             Command::Promote(member, reply) => {
                 let result = match &mut self.engine {
@@ -1818,6 +1850,12 @@ impl EventLoop {
         // newest in memory (`status` asks for this; a pass over the expiry index held up
         // the event loop for milliseconds at 100,000 items).
         let latest = self.store.latest_by_author();
+        let pending: HashMap<MemberId, usize> = engine
+            .roster()
+            .pending_votes(now)
+            .into_iter()
+            .map(|p| (p.target, p.votes.len()))
+            .collect();
         Ok(engine
             .roster()
             .members()
@@ -1836,6 +1874,9 @@ impl EventLoop {
                     member: m.clone(),
                     connected,
                     last_seen,
+                    votes_against: pending.get(&m.id).copied().unwrap_or(0),
+                    votes_needed: engine.roster().votes_needed(&m.id, now),
+                    muted: self.muted.contains(&m.id),
                 }
             })
             .collect())
@@ -1870,7 +1911,7 @@ impl EventLoop {
             .members()
             .map(|m| (m.id, m.name.clone()))
             .collect();
-        Ok(crate::feed::Reader::new(self.store.clone(), names))
+        Ok(crate::feed::Reader::new(self.store.clone(), names).muting(self.muted.clone()))
     }
 
     async fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {

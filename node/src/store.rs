@@ -420,6 +420,11 @@ impl Store {
         Store::open_with_cache(path, CACHE_BYTES)
     }
 
+    /// A tree of its own for a subsystem that keeps a little local state (`mute.rs`).
+    pub(crate) fn open_tree(&self, name: &str) -> Result<sled::Tree, StoreError> {
+        Ok(self.db.open_tree(name)?)
+    }
+
     /// [`Store::open`] with another page cache size (for measuring what it costs).
     pub fn open_with_cache(path: &Path, cache_bytes: u64) -> Result<Store, StoreError> {
         let db = sled::Config::new()

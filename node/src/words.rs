@@ -78,10 +78,11 @@ pub fn field_error(e: &FieldError, name: impl Fn(&str) -> String) -> String {
 }
 
 /// Who a permission lets do a thing, as `members` and `status` say it.
-pub fn permission(p: Permission) -> &'static str {
+pub fn permission(p: Permission) -> String {
     match p {
-        Permission::AnyMember => "members",
-        Permission::AdminsOnly => "admins",
+        Permission::AnyMember => "members".to_owned(),
+        Permission::AdminsOnly => "admins".to_owned(),
+        Permission::Quorum(k) => format!("quorum:{k}"),
     }
 }
 

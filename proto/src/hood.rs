@@ -62,17 +62,33 @@ impl fmt::Debug for HoodId {
 }
 
 /// Who may do a thing.
+///
+/// Variants are only ever appended: postcard encodes the variant index, so geneses made
+/// before a variant existed still decode (and derive the same hood id).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Permission {
     AnyMember,
     AdminsOnly,
+    /// Nobody alone: it takes effect once this many distinct members voted for it
+    /// (`RemoveVote`, see [`crate::quorum`]). Only for `remove`.
+    Quorum(u16),
 }
 
 impl Permission {
+    /// Whether one member may do the thing alone (never under a quorum).
     pub fn allows(self, is_admin: bool) -> bool {
         match self {
             Permission::AnyMember => true,
             Permission::AdminsOnly => is_admin,
+            Permission::Quorum(_) => false,
+        }
+    }
+
+    /// The number of votes a quorum needs (`None` if this is not a quorum).
+    pub fn quorum(self) -> Option<usize> {
+        match self {
+            Permission::Quorum(k) => Some(usize::from(k)),
+            _ => None,
         }
     }
 }
@@ -129,6 +145,14 @@ impl Policy {
         }
         if self.default_ttl_secs == 0 || self.default_ttl_secs > self.max_ttl_secs {
             return invalid("default report lifetime must be between 1 s and the maximum");
+        }
+        if matches!(self.invite, Permission::Quorum(_)) {
+            return invalid("invitations cannot be by quorum");
+        }
+        if let Permission::Quorum(k) = self.remove
+            && !(crate::quorum::MIN_QUORUM..=crate::quorum::MAX_QUORUM).contains(&k)
+        {
+            return invalid("a removal quorum must be between 2 and 64 members");
         }
         Ok(())
     }

@@ -14,6 +14,7 @@
 //! - [`envelope`]: seal and open: padding, XChaCha20-Poly1305, item ids.
 //! - [`invite`]: one-time tickets and their `porchlight1…` text form.
 //! - [`membership`]: operations and the [`Roster`], a deterministic fold over their set.
+//! - [`quorum`]: removal by a quorum of members' votes (`RemoveVote`), its fold rules.
 //! - [`checkpoint`]: the state a fold reached, that a `Welcome` carries to a joiner.
 //! - [`validate`]: the one function that judges incoming envelope bytes.
 //! - [`sync`]: catch-up sync messages and the negentropy state machine.
@@ -32,6 +33,7 @@ pub mod invite;
 pub mod item;
 pub mod keys;
 pub mod membership;
+pub mod quorum;
 pub mod report;
 pub mod sync;
 pub mod validate;

@@ -171,6 +171,8 @@ pub enum Op {
     Remove(Remove),
     Promote(Promote),
     Rekey(Rekey),
+    /// A member's vote to remove another, under a quorum policy ([`crate::quorum`]).
+    RemoveVote(crate::quorum::RemoveVote),
 }
 
 impl Op {
@@ -181,6 +183,7 @@ impl Op {
             Op::Remove(o) => o.created_at,
             Op::Promote(o) => o.created_at,
             Op::Rekey(o) => o.created_at,
+            Op::RemoveVote(o) => o.created_at,
         }
     }
 
@@ -192,6 +195,7 @@ impl Op {
             Op::Remove(o) => &o.parents,
             Op::Promote(o) => &o.parents,
             Op::Rekey(o) => &o.parents,
+            Op::RemoveVote(o) => &o.parents,
         }
     }
 }
@@ -365,6 +369,10 @@ pub enum Denied {
     Voided,
     #[error("an admin can be removed only by someone admitted before them")]
     Outranked,
+    #[error("the hood's policy removes without votes")]
+    NotAQuorumHood,
+    #[error("a member's vote on their own removal does not count")]
+    OwnVote,
 }
 
 /// A member as the roster knows them.
@@ -416,6 +424,9 @@ pub(crate) struct State {
     /// How many operations took effect before `effective` began: those a checkpoint
     /// covers, for a roster that starts from one (0 otherwise).
     pub(crate) offset: usize,
+    /// Removal votes and the removals they completed (quorum policy; not in a
+    /// checkpoint, see `docs/protocol.md` § Removal by quorum).
+    pub(crate) tally: crate::quorum::Tally,
 }
 
 impl State {
@@ -539,6 +550,8 @@ impl State {
                 }
                 Ok(())
             }
+            // Quorum hook: the rules are in `quorum.rs`.
+            Op::RemoveVote(v) => crate::quorum::check_vote(self, policy, author, v),
         }
     }
 
@@ -593,6 +606,9 @@ impl State {
                     },
                 );
             }
+            // Applied by `Roster::step` through `quorum::apply_vote` (it needs the
+            // vote's causal time).
+            Op::RemoveVote(_) => {}
         }
         self.effective.insert(id);
     }
@@ -765,6 +781,7 @@ pub fn verify_op(hood: &HoodId, item: &Item) -> Result<VerifiedOp, MembershipErr
         }
         Op::Remove(r) => check_parents(&r.parents)?,
         Op::Promote(p) => check_parents(&p.parents)?,
+        Op::RemoveVote(v) => check_parents(&v.parents)?,
     }
     Ok(VerifiedOp {
         item: item.clone(),
@@ -1017,7 +1034,7 @@ impl Roster {
         self.checkpoint_held
     }
 
-    fn ensure_settled(&self) -> Result<(), MembershipError> {
+    pub(crate) fn ensure_settled(&self) -> Result<(), MembershipError> {
         match self.history_missing() {
             0 => Ok(()),
             missing => Err(MembershipError::Provisional { missing }),
@@ -1376,6 +1393,17 @@ impl Roster {
             state.denied.insert(*id, why);
             return false;
         }
+        // Quorum hook: a vote counts the live votes at its causal time.
+        if let Op::RemoveVote(vote) = &stored.op {
+            let at = self
+                .budget
+                .latest
+                .get(id)
+                .copied()
+                .unwrap_or(vote.created_at);
+            crate::quorum::apply_vote(state, &self.genesis_op.policy, *id, author, vote, at);
+            return true;
+        }
         state.apply(*id, author, &stored.op, stored.ticket.as_ref());
         true
     }
@@ -1443,7 +1471,7 @@ impl Roster {
         let past = ancestors.entry(*id).or_insert_with(|| self.ancestors(id));
         theirs
             .iter()
-            .filter(|o| !matches!(&self.ops[o].op, Op::Remove(_)))
+            .filter(|o| !matches!(&self.ops[o].op, Op::Remove(_) | Op::RemoveVote(_)))
             .filter(|o| *o != id && !past.contains(o))
             .copied()
             .collect()
@@ -1473,11 +1501,17 @@ impl Roster {
                 continue;
             }
             let stored = &self.ops[id];
-            let Op::Remove(r) = &stored.op else {
-                continue;
+            // A removal, or (quorum hook) the vote that completed one.
+            let target = match &stored.op {
+                Op::Remove(r) => r.target,
+                Op::RemoveVote(_) => match state.tally.completed_by(id) {
+                    Some(target) => target,
+                    None => continue,
+                },
+                _ => continue,
             };
             let voided: Vec<OpId> = self
-                .voided_by(id, r.target, ancestors)
+                .voided_by(id, target, ancestors)
                 .into_iter()
                 .filter(|o| position.contains_key(o) && !state.void.contains(o))
                 .collect();
@@ -1572,6 +1606,16 @@ impl Roster {
 
     pub fn genesis_id(&self) -> OpId {
         self.genesis
+    }
+
+    /// The fold's state, for the quorum rules (`quorum.rs`).
+    pub(crate) fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// The author of operation `id`, if it is in the set.
+    pub fn author_of(&self, id: &OpId) -> Option<MemberId> {
+        self.ops.get(id).map(|o| o.item.author)
     }
 
     /// Current members, in id order.
@@ -2099,9 +2143,14 @@ impl Roster {
     }
 
     /// Whether an operation may take the room kept past [`MAX_OPS`]: a removal or a
-    /// rekey by a current admin.
+    /// rekey by a current admin, or a removal vote by a member (quorum policy).
     pub fn may_use_reserve(&self, author: &MemberId, op: &Op) -> bool {
-        matches!(op, Op::Remove(_) | Op::Rekey(_)) && self.is_admin(author)
+        match op {
+            Op::Remove(_) | Op::Rekey(_) => self.is_admin(author),
+            // Under a quorum admins cannot remove alone: members' votes need the room.
+            Op::RemoveVote(_) => self.is_member(author),
+            _ => false,
+        }
     }
 
     /// Whether `author` signed operations that are not on one chain (neither in the

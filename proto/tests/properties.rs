@@ -131,7 +131,11 @@ fn kind() -> impl Strategy<Value = Kind> {
 }
 
 fn permission() -> impl Strategy<Value = Permission> {
-    prop_oneof![Just(Permission::AnyMember), Just(Permission::AdminsOnly)]
+    prop_oneof![
+        Just(Permission::AnyMember),
+        Just(Permission::AdminsOnly),
+        any::<u16>().prop_map(Permission::Quorum)
+    ]
 }
 
 prop_compose! {
@@ -307,6 +311,12 @@ prop_compose! {
 }
 
 prop_compose! {
+    fn any_remove_vote()(parents in any_parents(), created_at in any::<u64>(), target in member_id()) -> porchlight_proto::quorum::RemoveVote {
+        porchlight_proto::quorum::RemoveVote { parents, created_at, target }
+    }
+}
+
+prop_compose! {
     fn any_promote()(parents in any_parents(), created_at in any::<u64>(), target in member_id()) -> Promote {
         Promote { parents, created_at, target }
     }
@@ -382,8 +392,12 @@ fn valid_text() -> impl Strategy<Value = String> {
 
 fn valid_policy() -> impl Strategy<Value = Policy> {
     (
-        permission(),
-        permission(),
+        prop_oneof![Just(Permission::AnyMember), Just(Permission::AdminsOnly)],
+        prop_oneof![
+            Just(Permission::AnyMember),
+            Just(Permission::AdminsOnly),
+            (2..=64u16).prop_map(Permission::Quorum)
+        ],
         1..=u16::MAX,
         1..=7 * 24 * 3600u32,
         1..=MAX_TTL_SECS,
@@ -516,9 +530,13 @@ fn real_hood(
         .promote(&founder, joiner.id(), NOW)
         .expect("the founder may promote");
     roster.insert(&promote).expect("the promote is well formed");
-    let remove = roster
-        .remove(&founder, joiner.id(), NOW)
-        .expect("the founder may remove");
+    // Under a quorum policy the founder's removal is a vote.
+    let remove = if policy.remove.quorum().is_some() {
+        roster.vote_remove(&founder, joiner.id(), NOW)
+    } else {
+        roster.remove(&founder, joiner.id(), NOW)
+    }
+    .expect("the founder may remove (or vote to)");
     roster.insert(&remove).expect("the remove is well formed");
     let (rekey, _, _) = roster
         .rekey(&founder, NOW, &mut rng)
@@ -660,6 +678,11 @@ proptest! {
     }
 
     #[test]
+    fn remove_vote_body_round_trips(vote in any_remove_vote()) {
+        check_body_round_trip(&Body::Membership(Op::RemoveVote(vote)))?;
+    }
+
+    #[test]
     fn promote_body_round_trips(promote in any_promote()) {
         check_body_round_trip(&Body::Membership(Op::Promote(promote)))?;
     }
@@ -774,7 +797,10 @@ proptest! {
 
     #[test]
     fn remove_item_round_trips(hood in any_real_hood()) {
-        prop_assert!(matches!(hood.remove.body(), Ok(Body::Membership(Op::Remove(_)))));
+        prop_assert!(matches!(
+            hood.remove.body(),
+            Ok(Body::Membership(Op::Remove(_) | Op::RemoveVote(_)))
+        ));
         check_item_round_trip(&hood.remove)?;
     }
 

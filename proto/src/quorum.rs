@@ -1,0 +1,236 @@
+//! Removal by quorum: under a policy `remove = Quorum(k)`, nobody removes anyone alone.
+//! Each member's [`RemoveVote`] for a target is one vote; the removal takes effect in the
+//! fold when the vote that makes `k` live, counting votes for the same target is applied.
+//!
+//! The rules (`docs/protocol.md` § Removal by quorum has the reasoning):
+//! - A vote takes effect (is recorded) when its author is a member at its place in the
+//!   fold order, the hood's policy is a quorum, the target is a member, and the author is
+//!   not the target ([`Denied::OwnVote`]: leaving is a plain `Remove`, and needs no vote).
+//! - A vote is **cast at** its causal time: the latest `created_at` in its causal past,
+//!   itself included (`Roster::causal_time`). It counts for a later vote only while that
+//!   vote's causal time is at most [`VOTE_TTL_SECS`] past it. Time of receipt is never
+//!   used (nodes offline across the expiry would disagree), and a voter cannot make a
+//!   vote last longer than the 600 s of clock skew validation tolerates.
+//! - Only the votes of **current members** count, counted when a vote is applied: a
+//!   voter removed (or whose admission was voided) before that point counts for nothing.
+//!   One vote per voter and target: a newer vote by the same voter renews theirs.
+//! - The vote that completes the quorum removes the target exactly as a `Remove` does:
+//!   strong removal voids the target's operations outside that vote's causal past. Like a
+//!   removal, a vote is never voided (a completed removal is never undone).
+//! - Whoever signed the completing vote rekeys ([`Roster::owes_rekey`]); any member's
+//!   next post rekeys too if they do not.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::hood::Policy;
+use crate::identity::{MemberId, MemberKeys};
+use crate::item::{Body, Item, OpId};
+use crate::membership::{Denied, MembershipError, Op, Roster, State};
+
+/// The smallest quorum a policy may ask (1 would be any member alone: `AnyMember`).
+pub const MIN_QUORUM: u16 = 2;
+/// The largest quorum a policy may ask.
+pub const MAX_QUORUM: u16 = 64;
+/// How long a vote counts, in causal time: 7 days.
+pub const VOTE_TTL_SECS: u64 = 7 * 24 * 3600;
+
+/// A member's vote to remove `target` (membership operation variant 5).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoveVote {
+    pub parents: Vec<OpId>,
+    pub created_at: u64,
+    pub target: MemberId,
+}
+
+/// One recorded vote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Vote {
+    pub op: OpId,
+    pub voter: MemberId,
+    /// The vote's causal time.
+    pub cast_at: u64,
+}
+
+/// Votes for a target that has not been removed yet, as `members` shows them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    pub target: MemberId,
+    /// Live votes of current members, oldest first.
+    pub votes: Vec<Vote>,
+    /// How many more votes remove the target.
+    pub needed: usize,
+}
+
+/// What the fold derives from votes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Tally {
+    /// Per target, each voter's newest vote.
+    votes: BTreeMap<MemberId, BTreeMap<MemberId, Vote>>,
+    /// The vote that completed each removal by quorum, and its target.
+    removals: BTreeMap<OpId, MemberId>,
+}
+
+impl Tally {
+    /// The target whose removal vote `id` completed, if it did.
+    pub(crate) fn completed_by(&self, id: &OpId) -> Option<MemberId> {
+        self.removals.get(id).copied()
+    }
+
+    /// The votes for `target` that count at causal time `at`.
+    fn live<'a>(
+        &'a self,
+        state: &'a State,
+        target: &'a MemberId,
+        at: u64,
+    ) -> impl Iterator<Item = &'a Vote> + 'a {
+        self.votes.get(target).into_iter().flat_map(move |votes| {
+            votes.values().filter(move |v| {
+                v.voter != *target
+                    && state.members.contains_key(&v.voter)
+                    && at <= v.cast_at.saturating_add(VOTE_TTL_SECS)
+            })
+        })
+    }
+}
+
+/// Whether `author`, a member, may cast `vote` in `state` (the fold's check).
+pub(crate) fn check_vote(
+    state: &State,
+    policy: &Policy,
+    author: &MemberId,
+    vote: &RemoveVote,
+) -> Result<(), Denied> {
+    if policy.remove.quorum().is_none() {
+        return Err(Denied::NotAQuorumHood);
+    }
+    if !state.members.contains_key(&vote.target) {
+        return Err(Denied::TargetNotMember);
+    }
+    if *author == vote.target {
+        return Err(Denied::OwnVote);
+    }
+    Ok(())
+}
+
+/// Applies a vote [`check_vote`] allowed, cast at causal time `at`: records it and, if
+/// it makes the quorum, removes the target.
+pub(crate) fn apply_vote(
+    state: &mut State,
+    policy: &Policy,
+    id: OpId,
+    author: MemberId,
+    vote: &RemoveVote,
+    at: u64,
+) {
+    state.effective.insert(id);
+    let target = vote.target;
+    let theirs = state.tally.votes.entry(target).or_default();
+    // One vote per voter: the newest (a voter renews an old vote by voting again).
+    if theirs.get(&author).is_none_or(|old| old.cast_at < at) {
+        theirs.insert(
+            author,
+            Vote {
+                op: id,
+                voter: author,
+                cast_at: at,
+            },
+        );
+    }
+    let needed = policy.remove.quorum().unwrap_or(usize::MAX);
+    if state.tally.live(state, &target, at).count() >= needed {
+        state.members.remove(&target);
+        state.removed.insert(target);
+        state.tally.votes.remove(&target);
+        state.tally.removals.insert(id, target);
+    }
+}
+
+impl Roster {
+    /// Makes a `RemoveVote` against `target` (follow it with a `Rekey` if it removed
+    /// them: [`Roster::owes_rekey`]).
+    pub fn vote_remove(
+        &self,
+        keys: &MemberKeys,
+        target: MemberId,
+        now: u64,
+    ) -> Result<Item, MembershipError> {
+        self.ensure_settled()?;
+        let op = Op::RemoveVote(RemoveVote {
+            parents: self.parents_for(&keys.id()),
+            created_at: now,
+            target,
+        });
+        self.authorize(&keys.id(), &op, None)
+            .map_err(MembershipError::Denied)?;
+        Ok(Item::sign(keys, &self.hood(), &Body::Membership(op)))
+    }
+
+    /// The time a new operation made now would be cast at: `now`, or the latest time in
+    /// the set if that is later.
+    fn vote_time(&self, now: u64) -> u64 {
+        now.max(self.causal_time(&self.heads()))
+    }
+
+    /// Members with live votes against them, and how many more votes remove each.
+    /// Empty unless the policy is a quorum.
+    pub fn pending_votes(&self, now: u64) -> Vec<Pending> {
+        let Some(k) = self.policy().remove.quorum() else {
+            return Vec::new();
+        };
+        let state = self.state();
+        let at = self.vote_time(now);
+        state
+            .tally
+            .votes
+            .keys()
+            .filter(|t| state.members.contains_key(t))
+            .filter_map(|target| {
+                let mut votes: Vec<Vote> = state.tally.live(state, target, at).copied().collect();
+                if votes.is_empty() {
+                    return None;
+                }
+                votes.sort_by_key(|v| (v.cast_at, v.op));
+                Some(Pending {
+                    target: *target,
+                    needed: k.saturating_sub(votes.len()),
+                    votes,
+                })
+            })
+            .collect()
+    }
+
+    /// How many more votes than those live now (at `now`, or the latest time in the set
+    /// if later) remove `target` (`None` unless the policy is a quorum).
+    pub fn votes_needed(&self, target: &MemberId, now: u64) -> Option<usize> {
+        let k = self.policy().remove.quorum()?;
+        let state = self.state();
+        let live = state.tally.live(state, target, self.vote_time(now)).count();
+        Some(k.saturating_sub(live))
+    }
+
+    /// Removals by quorum: the vote that completed each, and its target.
+    pub fn quorum_removals(&self) -> impl Iterator<Item = (OpId, MemberId)> + '_ {
+        self.state()
+            .tally
+            .removals
+            .iter()
+            .map(|(op, target)| (*op, *target))
+    }
+
+    /// Whether `me` must rekey: a vote of mine completed a removal and the newest epoch
+    /// still went to the member it removed. One responsible member (the completing vote's
+    /// author, the same at every node), so the hood does not get a rekey from each voter.
+    pub fn owes_rekey(&self, me: &MemberId) -> bool {
+        if self.is_provisional() || !self.is_member(me) || !self.needs_rekey() {
+            return false;
+        }
+        let Some(newest) = self.epochs().max_by_key(|e| (e.generation, e.id)) else {
+            return false;
+        };
+        self.quorum_removals().any(|(op, target)| {
+            self.author_of(&op) == Some(*me) && newest.holders.contains(&target)
+        })
+    }
+}

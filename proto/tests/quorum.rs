@@ -1,0 +1,430 @@
+//! Removal by quorum (`quorum.rs`), through the real validation path (`validate_op`) and
+//! `Roster::insert`, with the testkit's real keys and operations: one vote removes
+//! nobody, the second does; the target's own vote never counts; a single hostile member
+//! cannot remove anyone alone however they try; votes expire in causal time; votes of a
+//! removed member do not count; the completing vote removes strongly; concurrent votes
+//! converge in any arrival order.
+
+#![allow(clippy::unwrap_used)]
+
+use porchlight_proto::hood::{Permission, Policy};
+use porchlight_proto::identity::{MemberId, MemberKeys};
+use porchlight_proto::item::{Body, Item};
+use porchlight_proto::membership::{Denied, MembershipError, Op, Remove, Roster};
+use porchlight_proto::quorum::{RemoveVote, VOTE_TTL_SECS};
+use porchlight_proto::testkit::{NOW, SeededRng, TestHood};
+use porchlight_proto::validate::{Reason, validate_op};
+
+const ALICE: usize = 0;
+const BOB: usize = 1;
+const CAROL: usize = 2;
+const DAVE: usize = 3;
+
+/// Alice (founder, admin), Bob, Carol and Dave, under `remove = quorum:2`.
+fn hood() -> TestHood {
+    let policy = Policy {
+        remove: Permission::Quorum(2),
+        ..Policy::default()
+    };
+    let mut h = TestHood::with_policy(22, policy);
+    h.join(ALICE, ALICE);
+    h.join(ALICE, ALICE);
+    h.join(ALICE, ALICE);
+    h
+}
+
+fn id(h: &TestHood, i: usize) -> MemberId {
+    h.members[i].keys.id()
+}
+
+fn sign(h: &TestHood, keys: &MemberKeys, op: Op) -> Item {
+    Item::sign(keys, &h.hood(), &Body::Membership(op))
+}
+
+/// A vote by `voter` against `target`, naming `parents`, dated `at`.
+fn vote(
+    h: &TestHood,
+    voter: usize,
+    target: usize,
+    parents: Vec<porchlight_proto::OpId>,
+    at: u64,
+) -> Item {
+    sign(
+        h,
+        &h.members[voter].keys,
+        Op::RemoveVote(RemoveVote {
+            parents,
+            created_at: at,
+            target: id(h, target),
+        }),
+    )
+}
+
+/// What a node does with an operation from the network: `validate_op`, then insert.
+fn deliver(roster: &mut Roster, item: &Item, now: u64) -> Result<(), Reason> {
+    validate_op(&item.encode(), roster, now)?;
+    roster.insert(item).unwrap();
+    Ok(())
+}
+
+/// Delivers `items` in the given order; an operation waiting for a parent is retried as
+/// more arrive (as a node's waiting set does).
+fn deliver_all(roster: &mut Roster, items: &[Item], now: u64) {
+    let mut waiting: Vec<&Item> = items.iter().collect();
+    for _ in 0..=items.len() {
+        let before = waiting.len();
+        waiting.retain(|item| match deliver(roster, item, now) {
+            Ok(()) | Err(Reason::DuplicateOp) => false,
+            Err(Reason::MissingParents | Reason::UnknownAuthor) => true,
+            Err(other) => panic!("validation refused an operation: {other}"),
+        });
+        if waiting.is_empty() || waiting.len() == before {
+            break;
+        }
+    }
+    assert!(
+        waiting.is_empty(),
+        "{} operations never delivered",
+        waiting.len()
+    );
+}
+
+#[test]
+fn one_vote_removes_nobody_and_a_second_from_another_member_removes() {
+    let mut h = hood();
+    let carol = id(&h, CAROL);
+    let first = h
+        .roster
+        .vote_remove(&h.members[ALICE].keys, carol, h.now)
+        .unwrap();
+    deliver(&mut h.roster, &first, NOW).unwrap();
+    assert!(h.roster.took_effect(&first.op_id()), "a vote is recorded");
+    assert!(h.roster.is_member(&carol), "one vote removes nobody");
+    assert_eq!(h.roster.votes_needed(&carol, NOW), Some(1));
+    let pending = h.roster.pending_votes(NOW);
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].target, carol);
+    assert_eq!(pending[0].votes[0].voter, id(&h, ALICE));
+
+    let second = h
+        .roster
+        .vote_remove(&h.members[BOB].keys, carol, h.now)
+        .unwrap();
+    deliver(&mut h.roster, &second, NOW).unwrap();
+    assert!(!h.roster.is_member(&carol), "the second vote removes");
+    assert!(h.roster.is_removed(&carol));
+    assert_eq!(
+        h.roster.quorum_removals().collect::<Vec<_>>(),
+        vec![(second.op_id(), carol)]
+    );
+    assert!(h.roster.pending_votes(NOW).is_empty());
+    // The completing vote's author owes the rekey; nobody else does.
+    assert!(h.roster.owes_rekey(&id(&h, BOB)));
+    assert!(!h.roster.owes_rekey(&id(&h, ALICE)));
+    assert!(!h.roster.owes_rekey(&id(&h, DAVE)));
+    h.rekey(BOB);
+    assert!(!h.roster.owes_rekey(&id(&h, BOB)), "the rekey settles it");
+    assert!(!h.roster.needs_rekey());
+}
+
+#[test]
+fn the_targets_own_vote_never_counts() {
+    let mut h = hood();
+    let carol = id(&h, CAROL);
+    // The builder refuses it, and says why.
+    assert_eq!(
+        h.roster
+            .vote_remove(&h.members[CAROL].keys, carol, h.now)
+            .unwrap_err(),
+        MembershipError::Denied(Denied::OwnVote)
+    );
+    // Signed by hand: validation takes it (it is well formed), the fold denies it.
+    let own = vote(&h, CAROL, CAROL, h.roster.parents_for(&carol), h.now);
+    deliver(&mut h.roster, &own, NOW).unwrap();
+    assert_eq!(h.roster.denial(&own.op_id()), Some(Denied::OwnVote));
+    let alice = h
+        .roster
+        .vote_remove(&h.members[ALICE].keys, carol, h.now)
+        .unwrap();
+    deliver(&mut h.roster, &alice, NOW).unwrap();
+    assert!(
+        h.roster.is_member(&carol),
+        "Alice's vote and Carol's own make one vote, not two"
+    );
+    assert_eq!(h.roster.votes_needed(&carol, NOW), Some(1));
+}
+
+#[test]
+fn a_single_member_cannot_remove_anyone_alone_under_quorum_two() {
+    let mut h = hood();
+    let alice_keys = h.members[ALICE].keys.clone();
+    let bob = id(&h, BOB);
+    // The founder and only admin: a plain removal is refused by the builder ...
+    assert_eq!(
+        h.roster.remove(&alice_keys, bob, h.now).unwrap_err(),
+        MembershipError::Denied(Denied::PolicyForbidsRemove)
+    );
+    // ... and, signed by hand, taken by validation and denied by the fold.
+    let remove = sign(
+        &h,
+        &alice_keys,
+        Op::Remove(Remove {
+            parents: h.roster.parents_for(&alice_keys.id()),
+            created_at: h.now,
+            target: bob,
+        }),
+    );
+    deliver(&mut h.roster, &remove, NOW).unwrap();
+    assert_eq!(
+        h.roster.denial(&remove.op_id()),
+        Some(Denied::PolicyForbidsRemove)
+    );
+    // Voting again and again, on one chain and concurrently (forking her own chain).
+    let start = h.roster.heads();
+    for i in 0..5 {
+        let again = h.roster.vote_remove(&alice_keys, bob, h.now + i).unwrap();
+        deliver(&mut h.roster, &again, NOW).unwrap();
+        let fork = vote(&h, ALICE, BOB, start.clone(), h.now + 100 + i);
+        deliver(&mut h.roster, &fork, NOW).unwrap();
+    }
+    assert!(h.roster.is_member(&bob), "one member's votes are one vote");
+    assert_eq!(h.roster.votes_needed(&bob, NOW), Some(1));
+}
+
+#[test]
+fn votes_expire_in_causal_time() {
+    let mut h = hood();
+    let carol = id(&h, CAROL);
+    let later = NOW + VOTE_TTL_SECS + 60;
+    let alice = h
+        .roster
+        .vote_remove(&h.members[ALICE].keys, carol, NOW)
+        .unwrap();
+    deliver(&mut h.roster, &alice, later).unwrap();
+    // Bob's vote follows Alice's and is made after her vote expired.
+    let bob = h
+        .roster
+        .vote_remove(&h.members[BOB].keys, carol, later)
+        .unwrap();
+    deliver(&mut h.roster, &bob, later).unwrap();
+    assert!(h.roster.took_effect(&bob.op_id()));
+    assert!(
+        h.roster.is_member(&carol),
+        "a vote older than {VOTE_TTL_SECS} s in the completing vote's causal time is void"
+    );
+    assert_eq!(h.roster.votes_needed(&carol, later), Some(1));
+    assert_eq!(h.roster.pending_votes(later)[0].votes.len(), 1);
+
+    // Bob's vote is dated by its own word ...
+    let dave_parents = h.roster.parents_for(&id(&h, DAVE));
+    // ... but Dave's, dated back to Alice's time, still follows Bob's (later) vote: its
+    // causal time is Bob's, so Alice's vote stays expired for it, and Bob's counts.
+    let dave = vote(&h, DAVE, CAROL, dave_parents, NOW);
+    deliver(&mut h.roster, &dave, later).unwrap();
+    assert!(!h.roster.is_member(&carol), "Bob's and Dave's votes remove");
+    assert_eq!(h.roster.quorum_removals().count(), 1);
+}
+
+#[test]
+fn a_backdated_vote_cannot_revive_an_expired_one_it_follows() {
+    let mut h = hood();
+    let carol = id(&h, CAROL);
+    let later = NOW + VOTE_TTL_SECS + 60;
+    let alice = h
+        .roster
+        .vote_remove(&h.members[ALICE].keys, carol, NOW)
+        .unwrap();
+    deliver(&mut h.roster, &alice, later).unwrap();
+    // Something happens later (Dave rekeys).
+    h.now = later;
+    h.rekey(DAVE);
+    // Bob dates his vote within Alice's week, but names the heads: its causal time is
+    // the rekey's, past her vote's expiry.
+    let backdated = vote(&h, BOB, CAROL, h.roster.parents_for(&id(&h, BOB)), NOW + 10);
+    deliver(&mut h.roster, &backdated, later).unwrap();
+    assert!(h.roster.is_member(&carol));
+}
+
+#[test]
+fn votes_of_a_member_removed_before_the_count_do_not_count() {
+    let mut h = hood();
+    let (bob, carol) = (id(&h, BOB), id(&h, CAROL));
+    // Bob votes against Carol; then Alice and Carol remove Bob.
+    let bob_vote = h
+        .roster
+        .vote_remove(&h.members[BOB].keys, carol, h.now)
+        .unwrap();
+    deliver(&mut h.roster, &bob_vote, NOW).unwrap();
+    for voter in [ALICE, CAROL] {
+        let v = h
+            .roster
+            .vote_remove(&h.members[voter].keys, bob, h.now)
+            .unwrap();
+        deliver(&mut h.roster, &v, NOW).unwrap();
+    }
+    assert!(h.roster.is_removed(&bob));
+    // Dave's vote against Carol would be the second, but Bob's no longer counts.
+    let dave = h
+        .roster
+        .vote_remove(&h.members[DAVE].keys, carol, h.now)
+        .unwrap();
+    deliver(&mut h.roster, &dave, NOW).unwrap();
+    assert!(h.roster.is_member(&carol));
+    assert_eq!(h.roster.votes_needed(&carol, NOW), Some(1));
+}
+
+#[test]
+fn the_completing_vote_voids_the_targets_concurrent_operations() {
+    let mut h = hood();
+    let carol = id(&h, CAROL);
+    let base = h.roster.heads();
+    // Carol, not yet knowing, rekeys and admits Erin concurrently with the votes.
+    let mut carol_side = h.clone();
+    carol_side.now = NOW + 5;
+    carol_side.rekey(CAROL);
+    let erin = carol_side.join(CAROL, CAROL);
+    let erin_id = id(&carol_side, erin);
+    let carol_ops: Vec<Item> = carol_side
+        .roster
+        .items()
+        .filter(|i| i.author == carol)
+        .cloned()
+        .collect();
+    assert_eq!(carol_ops.len(), 2);
+    let a = vote(&h, ALICE, CAROL, base.clone(), NOW + 1);
+    let b = vote(&h, BOB, CAROL, base, NOW + 2);
+    let mut all = carol_ops.clone();
+    all.extend([a, b]);
+    deliver_all(&mut h.roster, &all, NOW + 10);
+    assert!(h.roster.is_removed(&carol));
+    for op in &carol_ops {
+        assert!(
+            h.roster.is_void(&op.op_id()),
+            "Carol's concurrent op is void"
+        );
+    }
+    assert!(
+        !h.roster.is_member(&erin_id),
+        "whom only Carol admitted is not a member"
+    );
+}
+
+/// Two partitions vote concurrently (Alice and Bob against Carol on one side, Carol and
+/// Dave against Bob on the other), Carol also acts; every arrival order of the union
+/// gives the same roster.
+#[test]
+fn concurrent_votes_in_a_partition_converge_in_any_arrival_order() {
+    let h = hood();
+    let (bob, carol) = (id(&h, BOB), id(&h, CAROL));
+    let genesis_side: Vec<Item> = h.roster.items().cloned().collect();
+    let mut left = h.clone();
+    let mut right = h.clone();
+    left.now = NOW + 10;
+    right.now = NOW + 20;
+    for voter in [ALICE, BOB] {
+        let v = left
+            .roster
+            .vote_remove(&left.members[voter].keys, carol, left.now)
+            .unwrap();
+        left.apply(&v);
+    }
+    left.rekey(BOB);
+    for voter in [CAROL, DAVE] {
+        let v = right
+            .roster
+            .vote_remove(&right.members[voter].keys, bob, right.now)
+            .unwrap();
+        right.apply(&v);
+    }
+    right.rekey(DAVE);
+    assert!(left.roster.is_removed(&carol) && left.roster.is_member(&bob));
+    assert!(right.roster.is_removed(&bob) && right.roster.is_member(&carol));
+    let mut union: Vec<Item> = left.roster.items().cloned().collect();
+    union.extend(right.roster.items().cloned());
+    union.retain(|i| !genesis_side[..1].contains(i));
+
+    let mut results = Vec::new();
+    let mut rng = SeededRng::new(5);
+    for round in 0..12 {
+        let mut order = union.clone();
+        // A seeded shuffle (Fisher–Yates); the first round keeps the left side first,
+        // the second reverses it.
+        match round {
+            0 => {}
+            1 => order.reverse(),
+            _ => {
+                for i in (1..order.len()).rev() {
+                    let j = (u64::from_le_bytes(rng.bytes()) % (i as u64 + 1)) as usize;
+                    order.swap(i, j);
+                }
+            }
+        }
+        let mut roster = Roster::from_genesis(&genesis_side[0]).unwrap();
+        deliver_all(&mut roster, &order, NOW + 60);
+        let members: Vec<MemberId> = roster.members().map(|m| m.id).collect();
+        let removed: Vec<MemberId> = roster.removed().copied().collect();
+        let effective: Vec<bool> = union
+            .iter()
+            .map(|i| roster.took_effect(&i.op_id()))
+            .collect();
+        results.push((
+            members,
+            removed,
+            effective,
+            roster.sealing_epoch(),
+            roster.quorum_removals().collect::<Vec<_>>(),
+        ));
+    }
+    assert!(
+        results.windows(2).all(|w| w[0] == w[1]),
+        "every order gives one roster"
+    );
+    // Both quorums are in the union; which completes first in the fold decides whether
+    // the other still counts (a removed voter's vote does not): exactly one of Bob and
+    // Carol is removed, and the same one everywhere.
+    let (members, removed, ..) = &results[0];
+    assert_eq!(removed.len(), 1, "{removed:?}");
+    assert!(members.contains(&bob) ^ members.contains(&carol));
+    // And the same as the fold of the whole set at once.
+    let all: Vec<Item> = genesis_side[..1].iter().chain(&union).cloned().collect();
+    let folded = Roster::from_items(&h.hood(), &all).unwrap();
+    assert_eq!(folded.members().map(|m| m.id).collect::<Vec<_>>(), *members);
+}
+
+#[test]
+fn a_vote_in_a_hood_without_quorum_takes_no_effect() {
+    let mut h = TestHood::new(3);
+    h.join(ALICE, ALICE);
+    let bob = id(&h, BOB);
+    assert_eq!(
+        h.roster
+            .vote_remove(&h.members[ALICE].keys, bob, h.now)
+            .unwrap_err(),
+        MembershipError::Denied(Denied::NotAQuorumHood)
+    );
+    let v = vote(&h, ALICE, BOB, h.roster.parents_for(&id(&h, ALICE)), h.now);
+    deliver(&mut h.roster, &v, NOW).unwrap();
+    assert_eq!(h.roster.denial(&v.op_id()), Some(Denied::NotAQuorumHood));
+    assert!(h.roster.is_member(&bob));
+}
+
+#[test]
+fn quorum_policies_outside_two_to_sixty_four_and_invite_by_quorum_are_invalid() {
+    for k in [0, 1, 65] {
+        let p = Policy {
+            remove: Permission::Quorum(k),
+            ..Policy::default()
+        };
+        assert!(p.check().is_err(), "quorum:{k}");
+    }
+    let p = Policy {
+        invite: Permission::Quorum(2),
+        ..Policy::default()
+    };
+    assert!(p.check().is_err());
+    let p = Policy {
+        remove: Permission::Quorum(3),
+        ..Policy::default()
+    };
+    assert_eq!(p.check(), Ok(()));
+}
