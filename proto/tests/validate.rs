@@ -206,12 +206,14 @@ fn ciphertext_under_other_aad_is_rejected() {
     // this hood's header: the header is not what the sender authenticated.
     let other_hood = HoodId([9; 32]);
     let nonce = [7u8; 24];
-    let ciphertext = XChaCha20Poly1305::new(key.secret().into())
+    let window = porchlight_proto::keys::window_of(h.now);
+    let window_key = key.window_key(window).unwrap();
+    let ciphertext = XChaCha20Poly1305::new((&*window_key).into())
         .encrypt(
             &XNonce::from(nonce),
             Payload {
                 msg: &envelope::pad(&item.encode()),
-                aad: &envelope::aad(envelope::VERSION, &other_hood, &epoch),
+                aad: &envelope::aad(&other_hood, &epoch, window),
             },
         )
         .unwrap();
@@ -219,6 +221,7 @@ fn ciphertext_under_other_aad_is_rejected() {
         version: envelope::VERSION,
         hood: h.hood(),
         epoch,
+        window,
         nonce,
         ciphertext,
     };
@@ -698,7 +701,7 @@ fn join_request_with_stolen_ticket_but_wrong_proof_is_rejected() {
 fn rekey_wrapping_to_a_stranger_or_jumping_generations_takes_no_effect() {
     let mut h = hood();
     let mallory = h.outsider();
-    let key = EpochKey::generate(&h.hood(), &mut h.rng);
+    let key = EpochKey::generate(&h.hood(), 2, h.now, &mut h.rng);
     let mut wraps = Vec::new();
     for to in [&h.members[BOB].keys.clone(), &mallory] {
         wraps.push(
