@@ -837,11 +837,7 @@ impl Store {
     /// The raw bytes of every stored epoch key record, for tests that scan the store for
     /// key material.
     pub fn key_records(&self) -> Result<Vec<Vec<u8>>, StoreError> {
-        self.keys
-            .iter()
-            .values()
-            .map(|v| Ok(v?.to_vec()))
-            .collect()
+        self.keys.iter().values().map(|v| Ok(v?.to_vec())).collect()
     }
 
     /// Whether this envelope id was accepted before (a live item, or a tombstone that

@@ -203,11 +203,7 @@ pub fn seal(
     key: &EpochKey,
     nonce: [u8; 24],
 ) -> Result<Vec<u8>, SealError> {
-    let created_at = item
-        .body()
-        .map_err(|_| SealError::MalformedBody)?
-        .times()
-        .0;
+    let created_at = item.body().map_err(|_| SealError::MalformedBody)?.times().0;
     seal_in_window(item, hood, key, keys::window_of(created_at), nonce)
 }
 

@@ -195,7 +195,11 @@ enum KeyState {
     Legacy(Zeroizing<[u8; 32]>),
     /// The ratchet: `chain` is the chain value of window `window`; the epoch's windows
     /// run from `base` to `base + EPOCH_WINDOWS - 1`.
-    Ratchet { base: u64, window: u64, chain: Chain },
+    Ratchet {
+        base: u64,
+        window: u64,
+        chain: Chain,
+    },
 }
 
 /// What a member holds of one epoch: its id, generation, and either the ratchet state
@@ -211,7 +215,8 @@ pub struct EpochKey {
 impl fmt::Debug for EpochKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("EpochKey");
-        d.field("id", &self.id).field("generation", &self.generation);
+        d.field("id", &self.id)
+            .field("generation", &self.generation);
         if let KeyState::Ratchet { base, window, .. } = &self.state {
             d.field("base", base).field("window", window);
         }
@@ -362,9 +367,7 @@ impl EpochKey {
         match &self.state {
             KeyState::Legacy(_) => true,
             KeyState::Ratchet {
-                base,
-                window: held,
-                ..
+                base, window: held, ..
             } => window >= *held && window < base + EPOCH_WINDOWS,
         }
     }
@@ -764,8 +767,7 @@ mod tests {
         }
         // A legacy key is recognised by its own commitment.
         let legacy = EpochKey::legacy(&hood, 1, &[9; 32]);
-        let back =
-            EpochKey::from_handover(&hood, &legacy.id(), 1, NOW, base, &[9; 32]).unwrap();
+        let back = EpochKey::from_handover(&hood, &legacy.id(), 1, NOW, base, &[9; 32]).unwrap();
         assert!(back.is_legacy());
     }
 

@@ -6,7 +6,7 @@
 
 use porchlight_proto::envelope::{self, LegacyEnvelope};
 use porchlight_proto::item::{Body, Item};
-use porchlight_proto::keys::{self, EPOCH_WINDOWS, EpochWrap, KeyRing};
+use porchlight_proto::keys::{self, EpochWrap, KeyRing};
 use porchlight_proto::membership::{Join, Op};
 use porchlight_proto::testkit::{NOW, TestHood};
 use porchlight_proto::validate::{Reason, Verdict};
@@ -79,9 +79,15 @@ fn a_window_outside_the_epoch_or_in_the_future_is_refused() {
     assert!(envelope::seal_in_window(&item, &h.hood(), &key, last + 1, [1; 24]).is_err());
     let mut env = porchlight_proto::Envelope::decode(&sealed_in(&mut h, last)).unwrap();
     env.window = last + 1;
-    assert_eq!(reject(h.validate_as(ALICE, &env.encode())), Reason::BadWindow);
+    assert_eq!(
+        reject(h.validate_as(ALICE, &env.encode())),
+        Reason::BadWindow
+    );
     env.window = key.base_window().unwrap() - 1;
-    assert_eq!(reject(h.validate_as(ALICE, &env.encode())), Reason::BadWindow);
+    assert_eq!(
+        reject(h.validate_as(ALICE, &env.encode())),
+        Reason::BadWindow
+    );
     // A window inside the epoch but ahead of the item: the AEAD opens, the window is
     // not the item's.
     let ahead = keys::window_of(h.now) + 48;
@@ -100,7 +106,6 @@ fn a_window_outside_the_epoch_or_in_the_future_is_refused() {
         ignore(h.validate_as(ALICE, &bytes)),
         Reason::FutureTimestamp
     );
-    assert!(EPOCH_WINDOWS > 48);
 }
 
 #[test]
@@ -114,7 +119,10 @@ fn a_version_one_envelope_under_a_ratchet_epoch_is_rejected() {
         nonce: [3; 24],
         ciphertext: vec![0; 300],
     };
-    assert_eq!(reject(h.validate_as(ALICE, &env.encode())), Reason::BadWindow);
+    assert_eq!(
+        reject(h.validate_as(ALICE, &env.encode())),
+        Reason::BadWindow
+    );
 }
 
 /// A hostile admitter hands the joiner a made-up chain value for the epoch everyone

@@ -54,7 +54,10 @@ fn vectors() -> Vec<(&'static str, String)> {
     let base = new.epoch.base_window().expect("a new epoch has a ratchet");
     out.push(("epoch1.base_window", base.to_string()));
     out.push(("epoch1.chain0", hex(new.epoch.rekey_handover().as_ref())));
-    out.push(("epoch1.key0", hex(new.epoch.window_key(base).unwrap().as_ref())));
+    out.push((
+        "epoch1.key0",
+        hex(new.epoch.window_key(base).unwrap().as_ref()),
+    ));
     out.push(("epoch1.id", new.epoch.id().to_string()));
 
     let ticket = Ticket {
@@ -141,7 +144,10 @@ fn vectors() -> Vec<(&'static str, String)> {
     out.push(("schedule.chain0", hex(key.rekey_handover().as_ref())));
     out.push(("schedule.chain1", hex(chain1.as_ref())));
     out.push(("schedule.key0", hex(key.window_key(base).unwrap().as_ref())));
-    out.push(("schedule.key1", hex(key.window_key(base + 1).unwrap().as_ref())));
+    out.push((
+        "schedule.key1",
+        hex(key.window_key(base + 1).unwrap().as_ref()),
+    ));
     out.push(("schedule.epoch_id", key.id().to_string()));
     let mut ratcheted = key.clone();
     ratcheted.forget_before(base + 1);
@@ -207,11 +213,7 @@ fn hkdf_expand(prk: &[u8], info: &[&[u8]]) -> [u8; 32] {
 }
 
 fn parse(name: &str) -> String {
-    vectors()
-        .into_iter()
-        .find(|(n, _)| *n == name)
-        .unwrap()
-        .1
+    vectors().into_iter().find(|(n, _)| *n == name).unwrap().1
 }
 
 /// The schedule vectors follow the formulas `docs/protocol.md` § Key schedule states,

@@ -101,11 +101,18 @@ async fn a_window_key_past_the_longest_lifetime_is_gone_from_memory_store_and_re
 
     let posted_at = T0 + 60;
     let id = alice
-        .post(&report("parcel taken", posted_at, 72 * 3600), posted_at, &mut rng)
+        .post(
+            &report("parcel taken", posted_at, 72 * 3600),
+            posted_at,
+            &mut rng,
+        )
         .await
         .unwrap();
     let old = envelope_of(&alice, &id);
-    assert!(matches!(bob.ingest(&old, posted_at).unwrap(), Ingest::New(_)));
+    assert!(matches!(
+        bob.ingest(&old, posted_at).unwrap(),
+        Ingest::New(_)
+    ));
 
     // What a copy of Bob's device taken now holds: it opens the report.
     let seized: KeyRing = bob.ring().clone();
@@ -128,14 +135,7 @@ async fn a_window_key_past_the_longest_lifetime_is_gone_from_memory_store_and_re
         envelope::open(&old, &hood, bob.ring()).unwrap_err(),
         OpenError::WindowForgotten
     );
-    assert!(
-        bob.ring()
-            .get(&epoch)
-            .unwrap()
-            .oldest_window()
-            .unwrap()
-            > window
-    );
+    assert!(bob.ring().get(&epoch).unwrap().oldest_window().unwrap() > window);
     // Neither the window key nor any chain value it derives from is in the store.
     let records = bob.store().key_records().unwrap();
     assert!(!records.is_empty());
