@@ -199,7 +199,39 @@ enum KeyState {
         base: u64,
         window: u64,
         chain: Chain,
+        /// Chain values at `window + MARK_EVERY·i` (i ≥ 1), in memory only, so that a
+        /// window key costs at most `MARK_EVERY` steps, not up to `EPOCH_WINDOWS`. All
+        /// are at or after `window`: they derive nothing older.
+        marks: Vec<Chain>,
     },
+}
+
+/// Windows between two in-memory marks of a ratchet.
+const MARK_EVERY: u64 = 16;
+
+/// The marks of a ratchet held at `held` (see `KeyState::Ratchet`), up to `last`.
+fn marks_from(chain: &[u8; 32], held: u64, last: u64) -> Vec<Chain> {
+    let mut out = Vec::new();
+    let mut c = Zeroizing::new(*chain);
+    let mut w = held;
+    while w + MARK_EVERY <= last {
+        c = chain_at(&c, w, w + MARK_EVERY);
+        w += MARK_EVERY;
+        out.push(c.clone());
+    }
+    out
+}
+
+/// `chain[window]` from a ratchet held at `held` with its marks (`window >= held`).
+fn chain_from(chain: &[u8; 32], marks: &[Chain], held: u64, window: u64) -> Chain {
+    let k = (window - held) / MARK_EVERY;
+    match k
+        .checked_sub(1)
+        .and_then(|i| marks.get(usize::try_from(i).ok()?))
+    {
+        Some(mark) => chain_at(mark, held + k * MARK_EVERY, window),
+        None => chain_at(chain, held, window),
+    }
 }
 
 /// What a member holds of one epoch: its id, generation, and either the ratchet state
@@ -239,7 +271,9 @@ impl EpochKey {
     ) -> EpochKey {
         let base = first_window(created_at);
         let chain = chain_start(hood, secret, generation, base);
-        let last = chain_at(&chain, 0, EPOCH_WINDOWS - 1);
+        let last_window = base + EPOCH_WINDOWS - 1;
+        let marks = marks_from(&chain, base, last_window);
+        let last = chain_from(&chain, &marks, base, last_window);
         EpochKey {
             id: commitment(hood, generation, base, &last),
             generation,
@@ -247,6 +281,7 @@ impl EpochKey {
                 base,
                 window: base,
                 chain,
+                marks,
             },
         }
     }
@@ -301,7 +336,9 @@ impl EpochKey {
         bytes: &[u8; 32],
     ) -> Result<EpochKey, KeyError> {
         if (base..base.saturating_add(EPOCH_WINDOWS)).contains(&window) {
-            let last = chain_at(bytes, window, base + EPOCH_WINDOWS - 1);
+            let last_window = base + EPOCH_WINDOWS - 1;
+            let marks = marks_from(bytes, window, last_window);
+            let last = chain_from(bytes, &marks, window, last_window);
             if commitment(hood, generation, base, &last) == *epoch {
                 return Ok(EpochKey {
                     id: *epoch,
@@ -310,6 +347,7 @@ impl EpochKey {
                         base,
                         window,
                         chain: Zeroizing::new(*bytes),
+                        marks,
                     },
                 });
             }
@@ -379,6 +417,7 @@ impl EpochKey {
             base,
             window: held,
             chain,
+            marks,
         } = &self.state
         else {
             return Err(WindowError::Legacy);
@@ -389,7 +428,7 @@ impl EpochKey {
         if window < *held {
             return Err(WindowError::Deleted);
         }
-        let c = chain_at(chain, *held, window);
+        let c = chain_from(chain, marks, *held, window);
         Ok(expand(&c, &[domain::WINDOW_KEY]))
     }
 
@@ -403,11 +442,12 @@ impl EpochKey {
                 base,
                 window: held,
                 chain,
+                marks,
             } => {
                 if window < *held || window >= base + EPOCH_WINDOWS {
                     return None;
                 }
-                Some(chain_at(chain, *held, window))
+                Some(chain_from(chain, marks, *held, window))
             }
         }
     }
@@ -428,15 +468,18 @@ impl EpochKey {
             base,
             window: held,
             chain,
+            marks,
         } = &mut self.state
         else {
             return false;
         };
-        let to = window.min(*base + EPOCH_WINDOWS - 1);
+        let last = *base + EPOCH_WINDOWS - 1;
+        let to = window.min(last);
         if to <= *held {
             return false;
         }
-        *chain = chain_at(chain, *held, to);
+        *chain = chain_from(chain, marks, *held, to);
+        *marks = marks_from(chain, to, last);
         *held = to;
         true
     }
@@ -451,6 +494,7 @@ impl EpochKey {
                 base,
                 window,
                 chain,
+                ..
             } => {
                 out.extend_from_slice(chain.as_ref());
                 out.extend_from_slice(&base.to_be_bytes());
@@ -797,6 +841,20 @@ mod tests {
             Err(WindowError::OutOfRange)
         );
         assert!(!key.forget_before(base + 1));
+    }
+
+    #[test]
+    fn window_keys_through_the_marks_are_the_plain_ratchet() {
+        let mut rng = SeededRng::new(10);
+        let hood = HoodId([1; 32]);
+        let mut key = EpochKey::generate(&hood, 1, NOW, &mut rng);
+        let base = first_window(NOW);
+        key.forget_before(base + 5);
+        let start = key.handover(base + 5).unwrap();
+        for w in (base + 5..base + 60).chain([base + EPOCH_WINDOWS - 1]) {
+            let plain = expand(&chain_at(&start, base + 5, w), &[domain::WINDOW_KEY]);
+            assert_eq!(key.window_key(w).unwrap(), plain, "window {}", w - base);
+        }
     }
 
     #[test]
