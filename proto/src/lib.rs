@@ -95,8 +95,8 @@ pub mod limits {
     /// Past [`MAX_OPS`], room kept for removals and rekeys by admins, so that a full
     /// roster can still remove whoever filled it.
     pub const MAX_RESERVED_OPS: usize = 2_000;
-    /// Most epochs a join hands over, and a key ring keeps (a ring never evicts the
-    /// sealing epoch; the node retires keys by expiry long before this bound).
+    /// Most epochs a join hands over (the newest first). A key ring evicts nothing by
+    /// count: the node deletes keys by expiry (`keys::KeyRing::forget_before`).
     pub const MAX_EPOCHS: usize = 256;
     /// Most causal parents one membership operation names.
     pub const MAX_PARENTS: usize = 16;

@@ -170,3 +170,33 @@ fn a_joiner_handed_a_made_up_chain_value_refuses_it() {
     let carol = h.join(ALICE, ALICE);
     assert!(h.members[carol].ring.contains(&sealing));
 }
+
+/// Compatibility: a protocol-2 epoch key (raw, named by its SHA-256 hash) still seals
+/// and opens version-1 envelopes, and only those.
+#[test]
+fn a_legacy_epoch_opens_its_version_one_envelopes() {
+    let h = hood();
+    let legacy = keys::EpochKey::legacy(&h.hood(), 1, &[0x55; 32]);
+    let mut ring = KeyRing::new();
+    ring.insert(legacy.clone());
+    let item = Item::sign(&h.members[BOB].keys, &h.hood(), &h.report("old node"));
+    let bytes = envelope::seal(&item, &h.hood(), &legacy, [9; 24]).unwrap();
+    assert_eq!(bytes[0], envelope::LEGACY_VERSION);
+    let opened = envelope::open(&bytes, &h.hood(), &ring).unwrap();
+    assert_eq!(opened.item, item);
+    assert_eq!(opened.window, None);
+    // The same key named in a version-2 header does not open.
+    let v1 = LegacyEnvelope::decode(&bytes).unwrap();
+    let v2 = porchlight_proto::Envelope {
+        version: envelope::VERSION,
+        hood: v1.hood,
+        epoch: v1.epoch,
+        window: keys::window_of(h.now),
+        nonce: v1.nonce,
+        ciphertext: v1.ciphertext,
+    };
+    assert_eq!(
+        envelope::open(&v2.encode(), &h.hood(), &ring).unwrap_err(),
+        envelope::OpenError::BadWindow
+    );
+}
