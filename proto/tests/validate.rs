@@ -262,10 +262,10 @@ fn unknown_epoch_is_ignored_not_rejected() {
 fn unsupported_version_is_ignored() {
     let mut h = hood();
     let mut env = decode(&h.seal(BOB, &h.report("ok")));
-    env.version = 2;
+    env.version = 3;
     assert_eq!(
         ignore(h.validate_as(ALICE, &env.encode())),
-        Reason::UnsupportedVersion(2)
+        Reason::UnsupportedVersion(3)
     );
 }
 
@@ -399,6 +399,9 @@ fn suspicious_activity_without_behavior_is_rejected() {
 #[test]
 fn lifetime_beyond_policy_is_rejected_and_expired_is_ignored() {
     let mut h = hood();
+    // A day on, so that the expired report was made after the epoch began (nothing is
+    // sealed in an epoch before its first window).
+    h.now += 86_400;
     let mut body = h.report("long");
     let Body::Report(r) = &mut body else {
         unreachable!()
@@ -845,6 +848,8 @@ fn backdated_reports_cannot_exceed_a_days_worth_of_live_items() {
     };
     let mut h = TestHood::with_policy(6, policy);
     let bob = h.join(ALICE, ALICE);
+    // Two days on, so that every backdated report was made after the epoch began.
+    h.now += 2 * 86_400;
     let mut rate = RateLimiter::new();
     let cap = 2 * LIVE_WINDOWS as usize;
     let mut accepted_count = 0;
