@@ -222,3 +222,71 @@ async fn a_member_offline_for_the_longest_lifetime_less_a_day_and_a_late_joiner_
         assert!(matches!(verdict, Ingest::New(_)), "{verdict:?}");
     }
 }
+
+/// Upgrade from protocol 2: an epoch made by an old node (a raw key, named by its
+/// SHA-256) is learned as a legacy epoch, its version-1 envelopes are read, and the
+/// first post after it rekeys, so the hood seals version 2 from then on.
+#[tokio::test]
+async fn a_legacy_epoch_is_read_and_the_next_post_rekeys_to_the_ratchet() {
+    use porchlight_proto::membership::{Op, Rekey};
+    use porchlight_proto::{Item, keys::EpochKey};
+    let mut rng = SeededRng::new(3);
+    let alice_dir = tempfile::tempdir().unwrap();
+    let bob_dir = tempfile::tempdir().unwrap();
+    let mut alice = found(alice_dir.path(), &mut rng);
+    let (bob_keys, mut bob) = admit(&mut alice, 1, bob_dir.path(), T0, &mut rng).await;
+    let hood = alice.hood();
+    let now = T0 + 600;
+    // The rekey an old node would make: a raw key wrapped to both.
+    let legacy = EpochKey::legacy(&hood, 2, &[0x5a; 32]);
+    let roster = alice.roster();
+    let wraps = [alice.keys().clone(), bob_keys.clone()]
+        .iter()
+        .map(|m| keys::wrap(&legacy, &hood, m.id(), &m.exchange_key(), &mut rng).unwrap())
+        .collect();
+    let rekey = Item::sign(
+        alice.keys(),
+        &hood,
+        &Body::Membership(Op::Rekey(Rekey {
+            parents: roster.heads(),
+            created_at: now,
+            generation: 2,
+            epoch: legacy.id(),
+            wraps,
+        })),
+    );
+    for e in [&mut alice, &mut bob] {
+        assert!(matches!(
+            e.ingest_op(&rekey.encode(), now).unwrap(),
+            Ingest::NewOp(_)
+        ));
+        assert_eq!(e.roster().sealing_epoch(), Some(legacy.id()));
+        assert!(e.ring().get(&legacy.id()).unwrap().is_legacy());
+    }
+    // An old node's report, sealed as version 1, is read.
+    let item = Item::sign(alice.keys(), &hood, &report("from an old node", now, 3600));
+    let v1 = envelope::seal(&item, &hood, &legacy, rng.bytes()).unwrap();
+    assert_eq!(v1[0], envelope::LEGACY_VERSION);
+    assert!(matches!(bob.ingest(&v1, now).unwrap(), Ingest::New(_)));
+    // Bob's first post rekeys to a ratchet epoch and seals version 2; Alice reads it.
+    let id = bob
+        .post(
+            &report("after the upgrade", now + 60, 3600),
+            now + 60,
+            &mut rng,
+        )
+        .await
+        .unwrap();
+    let sealing = bob.roster().sealing_epoch().unwrap();
+    assert_ne!(sealing, legacy.id());
+    assert!(!bob.ring().get(&sealing).unwrap().is_legacy());
+    let v2 = envelope_of(&bob, &id);
+    assert_eq!(v2[0], envelope::VERSION);
+    for op in bob.roster().items() {
+        let _ = alice.ingest_op(&op.encode(), now + 60).unwrap();
+    }
+    assert!(matches!(
+        alice.ingest(&v2, now + 60).unwrap(),
+        Ingest::New(_)
+    ));
+}
