@@ -111,6 +111,9 @@ impl Lookup for StoreLookup<'_> {
     }
 }
 
+// Keys that expire (issue #20): the ratchet's deletion and when a spent epoch rekeys.
+mod keys_expire;
+
 /// Most membership operations held while their causal parents (or their author's join)
 /// are on their way. Past this the oldest is dropped; sync brings it again.
 pub const MAX_WAITING_OPS: usize = 1024;
@@ -324,14 +327,14 @@ impl Engine {
     }
 
     fn learn_keys(&mut self) -> Result<(), EngineError> {
-        let before: Vec<EpochId> = self.ring.iter().map(|(_, k)| k.id()).collect();
+        let before: Vec<EpochId> = self.ring.iter().map(|k| k.id()).collect();
         let (_, failed) = self.roster.learn_keys(&self.keys, &mut self.ring);
         if failed > 0 {
             tracing::warn!(failed, "key wraps addressed to us did not open");
         }
-        for (generation, key) in self.ring.iter() {
+        for key in self.ring.iter() {
             if !before.contains(&key.id()) {
-                self.store.put_key(generation, key)?;
+                self.store.put_key(key)?;
             }
         }
         Ok(())
@@ -739,7 +742,7 @@ impl Engine {
             .roster
             .sealing_epoch()
             .is_some_and(|e| !self.ring.contains(&e));
-        if !self.roster.needs_rekey() && !lacking {
+        if !self.roster.needs_rekey() && !lacking && !self.sealing_epoch_spent(now) {
             return Ok(false);
         }
         let (op, _, _) = self.roster.rekey(&self.keys, now, rng)?;
@@ -924,7 +927,7 @@ impl Engine {
             self.store.remove_key(&epoch)?;
             tracing::info!(%epoch, "epoch key retired: no live item can need it");
         }
-        Ok(())
+        self.forget_old_windows(now)
     }
 }
 
@@ -1437,10 +1440,10 @@ mod tests {
         assert!(!bob_engine.locked_out());
         // Alice's hostile rekey: Bob's wrap carries another key than the epoch's.
         let hood = alice.hood();
-        let key = porchlight_proto::keys::EpochKey::generate(&hood, &mut rng);
-        let other = porchlight_proto::keys::EpochKey::generate(&hood, &mut rng);
         let roster = alice.roster();
         let generation = roster.epochs().map(|e| e.generation).max().unwrap() + 1;
+        let key = porchlight_proto::keys::EpochKey::generate(&hood, generation, NOW, &mut rng);
+        let other = porchlight_proto::keys::EpochKey::generate(&hood, generation, NOW, &mut rng);
         let wrap_to =
             |k: &porchlight_proto::keys::EpochKey, m: &MemberKeys, rng: &mut SeededRng| {
                 porchlight_proto::keys::wrap(k, &hood, m.id(), &m.exchange_key(), rng).unwrap()

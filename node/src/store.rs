@@ -806,12 +806,11 @@ impl Store {
         self.ops.iter().values().map(|v| Ok(v?.to_vec())).collect()
     }
 
-    pub fn put_key(&self, generation: u64, key: &EpochKey) -> Result<(), StoreError> {
+    /// Stores an epoch key, or replaces its state after the ratchet moved on (the old
+    /// chain value is overwritten: see `docs/threat-model.md` on what sled's log keeps).
+    pub fn put_key(&self, key: &EpochKey) -> Result<(), StoreError> {
         self.write(|| -> Result<(), StoreError> {
-            let mut v = [0u8; 40];
-            v[..8].copy_from_slice(&generation.to_be_bytes());
-            v[8..].copy_from_slice(key.secret());
-            self.keys.insert(key.id().0, &v[..])?;
+            self.keys.insert(key.id().0, key.to_stored().as_slice())?;
             Ok(())
         })
     }
@@ -824,24 +823,26 @@ impl Store {
         })
     }
 
+    /// Every stored epoch key, each checked against its id.
     pub fn key_ring(&self, hood: &HoodId) -> Result<KeyRing, StoreError> {
         let mut ring = KeyRing::new();
         for entry in self.keys.iter() {
             let (k, v) = entry?;
-            if v.len() != 40 || k.len() != 32 {
-                return Err(StoreError::Corrupt("epoch key"));
-            }
-            let mut generation = [0u8; 8];
-            generation.copy_from_slice(&v[..8]);
-            let mut secret = [0u8; 32];
-            secret.copy_from_slice(&v[8..]);
-            let key = EpochKey::from_bytes(hood, &secret);
-            if key.id().0[..] != k[..] {
-                return Err(StoreError::Corrupt("epoch key id"));
-            }
-            ring.insert(u64::from_be_bytes(generation), key);
+            let id: [u8; 32] = k
+                .as_ref()
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("epoch key"))?;
+            let key = EpochKey::from_stored(hood, &EpochId(id), &v)
+                .map_err(|_| StoreError::Corrupt("epoch key"))?;
+            ring.insert(key);
         }
         Ok(ring)
+    }
+
+    /// The raw bytes of every stored epoch key record, for tests that scan the store for
+    /// key material.
+    pub fn key_records(&self) -> Result<Vec<Vec<u8>>, StoreError> {
+        self.keys.iter().values().map(|v| Ok(v?.to_vec())).collect()
     }
 
     /// Whether this envelope id was accepted before (a live item, or a tombstone that

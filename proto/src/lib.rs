@@ -65,6 +65,13 @@ pub mod domain {
     pub const FINGERPRINT: &[u8] = b"porchlight-v1-fingerprint\0";
     pub const TOPIC: &[u8] = b"porchlight-v1-topic\0";
     pub const CHECKPOINT: &[u8] = b"porchlight-v2-checkpoint\0";
+    /// HKDF labels of the key schedule (`keys`): the first chain value of an epoch's
+    /// ratchet, the step from one window's chain value to the next, the AEAD key of a
+    /// window, and the epoch id (a commitment to the last chain value).
+    pub const RATCHET_START: &[u8] = b"porchlight-v2-ratchet-start\0";
+    pub const RATCHET_NEXT: &[u8] = b"porchlight-v2-ratchet-next\0";
+    pub const WINDOW_KEY: &[u8] = b"porchlight-v2-window-key\0";
+    pub const EPOCH_COMMIT: &[u8] = b"porchlight-v2-epoch-id\0";
 }
 
 /// Protocol-wide bounds. Each is checked before the work it bounds.
@@ -90,8 +97,8 @@ pub mod limits {
     /// Past [`MAX_OPS`], room kept for removals and rekeys by admins, so that a full
     /// roster can still remove whoever filled it.
     pub const MAX_RESERVED_OPS: usize = 2_000;
-    /// Most epochs a join hands over, and a key ring keeps (a ring never evicts the
-    /// sealing epoch; the node retires keys by expiry long before this bound).
+    /// Most epochs a join hands over (the newest first). A key ring evicts nothing by
+    /// count: the node deletes keys by expiry (`keys::KeyRing::forget_before`).
     pub const MAX_EPOCHS: usize = 256;
     /// Most causal parents one membership operation names.
     pub const MAX_PARENTS: usize = 16;

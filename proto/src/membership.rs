@@ -1862,8 +1862,22 @@ impl Roster {
             let Some(key) = ring.get(&epoch.id) else {
                 continue;
             };
-            let wrap = keys::wrap(key, &self.hood, request.joiner, &request.exchange_key, rng)
-                .map_err(MembershipError::Key)?;
+            // From the oldest window a live item can be in, never earlier: the joiner
+            // reads what is live and nothing older. (An epoch this node has ratcheted
+            // past that window, its clock having run ahead, is not handed over.)
+            let window = join_window(epoch, now, self.policy().max_ttl_secs);
+            let Some(bytes) = key.handover(window) else {
+                continue;
+            };
+            let wrap = keys::wrap_bytes(
+                &bytes,
+                &epoch.id,
+                &self.hood,
+                request.joiner,
+                &request.exchange_key,
+                rng,
+            )
+            .map_err(MembershipError::Key)?;
             join.wraps.push(EpochWrap {
                 epoch: epoch.id,
                 generation: epoch.generation,
@@ -1893,7 +1907,8 @@ impl Roster {
         if !self.is_member(&keys.id()) {
             return Err(MembershipError::Denied(Denied::AuthorNotMember));
         }
-        let key = EpochKey::generate(&self.hood, rng);
+        let generation = self.state.next_generation();
+        let key = EpochKey::generate(&self.hood, generation, now, rng);
         let mut wraps = Vec::with_capacity(self.state.members.len());
         for member in self.state.members.values() {
             wraps.push(
@@ -1901,7 +1916,6 @@ impl Roster {
                     .map_err(MembershipError::Key)?,
             );
         }
-        let generation = self.state.next_generation();
         let op = Op::Rekey(Rekey {
             parents: self.parents_for(&keys.id()),
             created_at: now,
@@ -1970,28 +1984,45 @@ impl Roster {
             None => Vec::new(),
         };
         for id in self.state.effective.iter().chain(history) {
-            let wraps: Vec<(EpochId, &Wrap)> = match &self.ops[id].op {
+            let wraps: Vec<(EpochId, Option<u64>, &Wrap)> = match &self.ops[id].op {
                 Op::Rekey(r) => r
                     .wraps
                     .iter()
                     .filter(|w| w.to == my_id)
-                    .map(|w| (r.epoch, w))
+                    .map(|w| (r.epoch, None, w))
                     .collect(),
-                Op::Join(j) if j.request.joiner == my_id => {
-                    j.wraps.iter().map(|w| (w.epoch, &w.wrap)).collect()
-                }
+                Op::Join(j) if j.request.joiner == my_id => j
+                    .wraps
+                    .iter()
+                    .map(|w| (w.epoch, Some(j.created_at), &w.wrap))
+                    .collect(),
                 _ => Vec::new(),
             };
-            for (epoch, wrap) in wraps {
-                let Some(generation) = self.state.epochs.get(&epoch).map(|e| e.generation) else {
+            for (epoch, join_at, wrap) in wraps {
+                let Some(meta) = self.state.epochs.get(&epoch) else {
                     continue;
                 };
                 if ring.contains(&epoch) {
                     continue;
                 }
-                match keys::unwrap(wrap, &self.hood, &epoch, me) {
+                // A rekey hands the epoch from its first window; a join from the oldest
+                // window live at the join (see `Roster::admit`).
+                let window = match join_at {
+                    None => keys::first_window(meta.created_at),
+                    Some(at) => join_window(meta, at, self.policy().max_ttl_secs),
+                };
+                match keys::unwrap(wrap, &self.hood, &epoch, me).and_then(|bytes| {
+                    EpochKey::from_handover(
+                        &self.hood,
+                        &epoch,
+                        meta.generation,
+                        meta.created_at,
+                        window,
+                        &bytes,
+                    )
+                }) {
                     Ok(key) => {
-                        ring.insert(generation, key);
+                        ring.insert(key);
                         learned += 1;
                     }
                     Err(_) => failed += 1,
@@ -2000,6 +2031,12 @@ impl Roster {
         }
         (learned, failed)
     }
+}
+
+/// The window a `Join` made at `join_at` hands `epoch` from: the oldest a live item can
+/// be in then, or the epoch's first window if it is younger.
+fn join_window(epoch: &Epoch, join_at: u64, max_ttl_secs: u32) -> u64 {
+    keys::oldest_live_window(join_at, max_ttl_secs).max(keys::first_window(epoch.created_at))
 }
 
 /// What the operation caps count, kept beside the set (a function of it, like the

@@ -235,7 +235,18 @@ impl TestHood {
             .get(&epoch)
             .expect("test member holds the sealing epoch")
             .clone();
-        envelope::seal_random(item, &self.hood(), &key, &mut self.rng).expect("test item fits")
+        // In the window of the item's `created_at`, or of now if its body does not say
+        // (tests seal malformed bodies too).
+        let created_at = item.body().map_or(self.now, |b| b.times().0);
+        let nonce = self.rng.bytes();
+        envelope::seal_in_window(
+            item,
+            &self.hood(),
+            &key,
+            crate::keys::window_of(created_at),
+            nonce,
+        )
+        .expect("test item fits")
     }
 
     /// Runs `bytes` through validation as member `judge` would, and an accepted

@@ -9,7 +9,7 @@ use crate::hood::Policy;
 use crate::identity::MemberId;
 use crate::item::Kind;
 use crate::item::{Body, Item, OpId};
-use crate::keys::{EpochId, KeyRing};
+use crate::keys::{self, EpochId, KeyRing};
 use crate::limits::{
     MAX_CLOCK_SKEW_SECS, MAX_ITEM_BYTES, MAX_MEMBERS, MAX_OPS, MAX_OPS_PER_BUDGET,
     MAX_OPS_PER_MEMBER, MAX_RESERVED_OPS,
@@ -99,6 +99,10 @@ pub enum Reason {
     WrongHood,
     #[error("sealed under an unknown epoch")]
     UnknownEpoch,
+    #[error("sealed in a window outside its epoch's, or not the window the item was made in")]
+    BadWindow,
+    #[error("sealed in a window whose key this node deleted (nothing made then is live)")]
+    WindowForgotten,
     #[error("ciphertext does not authenticate")]
     DecryptFailed,
     #[error("bad padding")]
@@ -163,6 +167,7 @@ impl Reason {
             self,
             Reason::UnsupportedVersion(_)
                 | Reason::UnknownEpoch
+                | Reason::WindowForgotten
                 | Reason::Expired
                 | Reason::UnknownReport
                 | Reason::DuplicateOp
@@ -188,14 +193,24 @@ fn judge(bytes: &[u8], cx: &Context<'_>) -> Result<Accepted, Reason> {
         OpenError::UnsupportedVersion(v) => Reason::UnsupportedVersion(v),
         OpenError::WrongHood => Reason::WrongHood,
         OpenError::UnknownEpoch => Reason::UnknownEpoch,
+        OpenError::BadWindow => Reason::BadWindow,
+        OpenError::WindowForgotten => Reason::WindowForgotten,
         OpenError::Decrypt => Reason::DecryptFailed,
         OpenError::BadPadding => Reason::BadPadding,
         OpenError::MalformedItem(e) => Reason::MalformedItem(e),
     })?;
     let item = opened.item;
+    // The window is authenticated with the ciphertext; it must be the one the signed
+    // item was made in, so that a member cannot seal a fresh item under an old window's
+    // key (which others may have deleted, or which a seized device still holds).
+    let check_window = |created_at: u64| match opened.window {
+        Some(w) if w != keys::window_of(created_at) => Err(Reason::BadWindow),
+        _ => Ok(()),
+    };
     if item.kind == Kind::Membership {
         let verified = judge_op(&item, roster, cx.now)?;
         let created_at = verified.op.created_at();
+        check_window(created_at)?;
         return Ok(Accepted {
             id: opened.id,
             op_id: item.op_id(),
@@ -223,6 +238,7 @@ fn judge(bytes: &[u8], cx: &Context<'_>) -> Result<Accepted, Reason> {
     }
     let body = item.body().map_err(Reason::MalformedBody)?;
     let (created_at, expires_at) = body.times();
+    check_window(created_at)?;
     if created_at > cx.now.saturating_add(MAX_CLOCK_SKEW_SECS) {
         return Err(Reason::FutureTimestamp);
     }
@@ -451,14 +467,18 @@ mod tests {
         let bob = h.join(0, 0);
         let mut rate = RateLimiter::new();
         let cap = LIVE_WINDOWS as u64;
-        // One item per window, each living one hour, back over `cap` windows.
+        // One item per window, each living one hour, back over `cap` windows from `t`
+        // (all after the hood's first epoch began: nothing is sealed in an epoch before
+        // its first window).
+        let t = NOW + 3600 * cap;
+        h.now = t;
         for i in 0..cap {
             let mut body = h.report("x");
             let Body::Report(r) = &mut body else {
                 unreachable!()
             };
-            r.created_at = NOW - 3600 * i;
-            r.expires_at = NOW + 3600;
+            r.created_at = t - 3600 * i;
+            r.expires_at = t + 3600;
             let bytes = h.seal(bob, &body);
             let Verdict::Accept(a) = h.validate_with(0, &bytes, &rate) else {
                 panic!("item {i} refused")
@@ -466,9 +486,9 @@ mod tests {
             rate.record(h.roster.policy(), &a);
         }
         let author = h.members[bob].keys.id();
-        assert!(!rate.allows(&policy, &author, NOW - 3600 * cap, NOW));
+        assert!(!rate.allows(&policy, &author, t - 3600 * cap, t));
         // An hour later they have all expired: the member may post again.
-        rate.prune(&policy, NOW + 3600);
-        assert!(rate.allows(&policy, &author, NOW + 3600, NOW + 3600));
+        rate.prune(&policy, t + 3600);
+        assert!(rate.allows(&policy, &author, t + 3600, t + 3600));
     }
 }

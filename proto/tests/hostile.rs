@@ -63,7 +63,7 @@ fn second_join_for_a_member_with_made_up_epochs_cuts_nobody_off() {
     let request = TestHood::request(&carol, &signed, &ticket);
     let mut wraps = Vec::new();
     for i in 0..256u64 {
-        let key = EpochKey::generate(&h.hood(), &mut h.rng);
+        let key = EpochKey::generate(&h.hood(), u64::MAX - i, h.now, &mut h.rng);
         wraps.push(EpochWrap {
             epoch: key.id(),
             generation: u64::MAX - i,

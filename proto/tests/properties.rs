@@ -363,10 +363,11 @@ prop_compose! {
         version in any::<u8>(),
         hood in hood_id(),
         epoch in epoch_id(),
+        window in any::<u64>(),
         nonce in any::<[u8; 24]>(),
         ciphertext in vec(any::<u8>(), 0..600),
     ) -> Envelope {
-        Envelope { version, hood, epoch, nonce, ciphertext }
+        Envelope { version, hood, epoch, window, nonce, ciphertext }
     }
 }
 
@@ -764,8 +765,10 @@ proptest! {
 
     #[test]
     fn envelope_with_an_overlong_ciphertext_length_is_refused(envelope in any_envelope()) {
-        // version (1), hood (32), epoch (32), nonce (24), then the ciphertext's length.
-        let bytes = with_overlong_varint(&envelope.encode(), 89);
+        // version (1), hood (32), epoch (32), window (a varint), nonce (24), then the
+        // ciphertext's length.
+        let at = 65 + codec::encode(&envelope.window).len() + 24;
+        let bytes = with_overlong_varint(&envelope.encode(), at);
         prop_assert_eq!(Envelope::decode(&bytes), Err(CodecError::NonCanonical));
     }
 }
@@ -982,15 +985,18 @@ proptest! {
     #[test]
     fn validate_never_accepts_an_arbitrary_envelope_for_the_hood(
         version in prop_oneof![Just(envelope::VERSION), any::<u8>()],
+        window_offset in 0u64..2048,
         nonce in any::<[u8; 24]>(),
         ciphertext in vec(any::<u8>(), 0..600),
     ) {
-        // Right hood and a known epoch, so every check up to the AEAD passes.
+        // Right hood, a known epoch and (mostly) one of its windows, so every check up
+        // to the AEAD passes.
         let f = fixture();
         let envelope = Envelope {
             version,
             hood: f.roster.hood(),
             epoch: f.key.id(),
+            window: porchlight_proto::keys::window_of(NOW) + window_offset,
             nonce,
             ciphertext,
         };
@@ -1049,7 +1055,10 @@ proptest! {
         let hood = f.roster.hood();
         let signature = f.founder.sign(&[domain::ITEM, &hood.0, &[u8::from(kind)], &body]);
         let item = Item { author: f.founder.id(), kind, body, signature };
-        let bytes = envelope::seal(&item, &hood, &f.key, nonce).expect("a small item fits");
+        // In the window of now: the body may not decode to say when it was made.
+        let window = porchlight_proto::keys::window_of(NOW);
+        let bytes = envelope::seal_in_window(&item, &hood, &f.key, window, nonce)
+            .expect("a small item fits");
         if let Verdict::Accept(accepted) = judge(&bytes) {
             prop_assert_eq!(accepted.body.encode(), item.body);
         }
@@ -1080,7 +1089,7 @@ proptest! {
         let mut ring = KeyRing::new();
         roster.learn_keys(&founder, &mut ring);
         // A member rekeys at any generation: validate accepts it, so every node inserts it.
-        let key = EpochKey::generate(&roster.hood(), &mut rng);
+        let key = EpochKey::generate(&roster.hood(), generation, NOW, &mut rng);
         let wrap = keys::wrap(&key, &roster.hood(), founder.id(), &founder.exchange_key(), &mut rng)
             .expect("the founder's key is usable");
         let op = Op::Rekey(Rekey { parents: roster.heads(), created_at: NOW, generation, epoch: key.id(), wraps: vec![wrap] });

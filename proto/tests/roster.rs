@@ -107,7 +107,7 @@ fn rings(
         .map(|(id, k)| {
             let mut ring = KeyRing::new();
             roster.learn_keys(k, &mut ring);
-            (*id, ring.iter().map(|(_, key)| key.id()).collect())
+            (*id, ring.iter().map(|key| key.id()).collect())
         })
         .collect()
 }

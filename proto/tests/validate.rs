@@ -206,12 +206,14 @@ fn ciphertext_under_other_aad_is_rejected() {
     // this hood's header: the header is not what the sender authenticated.
     let other_hood = HoodId([9; 32]);
     let nonce = [7u8; 24];
-    let ciphertext = XChaCha20Poly1305::new(key.secret().into())
+    let window = porchlight_proto::keys::window_of(h.now);
+    let window_key = key.window_key(window).unwrap();
+    let ciphertext = XChaCha20Poly1305::new((&*window_key).into())
         .encrypt(
             &XNonce::from(nonce),
             Payload {
                 msg: &envelope::pad(&item.encode()),
-                aad: &envelope::aad(envelope::VERSION, &other_hood, &epoch),
+                aad: &envelope::aad(&other_hood, &epoch, window),
             },
         )
         .unwrap();
@@ -219,6 +221,7 @@ fn ciphertext_under_other_aad_is_rejected() {
         version: envelope::VERSION,
         hood: h.hood(),
         epoch,
+        window,
         nonce,
         ciphertext,
     };
@@ -259,10 +262,10 @@ fn unknown_epoch_is_ignored_not_rejected() {
 fn unsupported_version_is_ignored() {
     let mut h = hood();
     let mut env = decode(&h.seal(BOB, &h.report("ok")));
-    env.version = 2;
+    env.version = 3;
     assert_eq!(
         ignore(h.validate_as(ALICE, &env.encode())),
-        Reason::UnsupportedVersion(2)
+        Reason::UnsupportedVersion(3)
     );
 }
 
@@ -396,6 +399,9 @@ fn suspicious_activity_without_behavior_is_rejected() {
 #[test]
 fn lifetime_beyond_policy_is_rejected_and_expired_is_ignored() {
     let mut h = hood();
+    // A day on, so that the expired report was made after the epoch began (nothing is
+    // sealed in an epoch before its first window).
+    h.now += 86_400;
     let mut body = h.report("long");
     let Body::Report(r) = &mut body else {
         unreachable!()
@@ -698,7 +704,7 @@ fn join_request_with_stolen_ticket_but_wrong_proof_is_rejected() {
 fn rekey_wrapping_to_a_stranger_or_jumping_generations_takes_no_effect() {
     let mut h = hood();
     let mallory = h.outsider();
-    let key = EpochKey::generate(&h.hood(), &mut h.rng);
+    let key = EpochKey::generate(&h.hood(), 2, h.now, &mut h.rng);
     let mut wraps = Vec::new();
     for to in [&h.members[BOB].keys.clone(), &mallory] {
         wraps.push(
@@ -842,6 +848,8 @@ fn backdated_reports_cannot_exceed_a_days_worth_of_live_items() {
     };
     let mut h = TestHood::with_policy(6, policy);
     let bob = h.join(ALICE, ALICE);
+    // Two days on, so that every backdated report was made after the epoch began.
+    h.now += 2 * 86_400;
     let mut rate = RateLimiter::new();
     let cap = 2 * LIVE_WINDOWS as usize;
     let mut accepted_count = 0;

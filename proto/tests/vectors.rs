@@ -8,11 +8,11 @@ use porchlight_proto::codec::hex;
 use porchlight_proto::envelope::{self, ItemId};
 use porchlight_proto::invite::{self, SignedTicket, Ticket, TicketId};
 use porchlight_proto::item::{Body, Item};
-use porchlight_proto::keys::KeyRing;
+use porchlight_proto::keys::{self, EpochKey, EpochSecret, KeyRing};
 use porchlight_proto::membership::{self, JoinRequest};
 use porchlight_proto::report::{Category, ClipRef, Location, Report, Severity};
 use porchlight_proto::testkit::{NOW, SeededRng};
-use porchlight_proto::{MemberKeys, Policy};
+use porchlight_proto::{HoodId, MemberKeys, Policy};
 
 const DOC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/protocol.md");
 const BEGIN: &str = "```vectors\n";
@@ -51,7 +51,13 @@ fn vectors() -> Vec<(&'static str, String)> {
     out.push(("hood.topic", hood.topic()));
     out.push(("rekey1.item", hex(&new.rekey.encode())));
     out.push(("rekey1.op_id", new.rekey.op_id().to_string()));
-    out.push(("epoch1.key", hex(new.epoch.secret())));
+    let base = new.epoch.base_window().expect("a new epoch has a ratchet");
+    out.push(("epoch1.base_window", base.to_string()));
+    out.push(("epoch1.chain0", hex(new.epoch.rekey_handover().as_ref())));
+    out.push((
+        "epoch1.key0",
+        hex(new.epoch.window_key(base).unwrap().as_ref()),
+    ));
     out.push(("epoch1.id", new.epoch.id().to_string()));
 
     let ticket = Ticket {
@@ -117,6 +123,36 @@ fn vectors() -> Vec<(&'static str, String)> {
     let opened = envelope::open(&envelope, &hood, &ring).expect("vector opens");
     assert_eq!(opened.item, item);
 
+    // The key schedule from a fixed secret, recomputed below straight from RFC 5869
+    // HKDF-SHA256 (not through the crate's own functions).
+    let secret = [0x42u8; 32];
+    let schedule_hood = HoodId([0x01; 32]);
+    let created_at = NOW + 7200;
+    let key = EpochKey::new_epoch(
+        &schedule_hood,
+        &EpochSecret::from_bytes(secret),
+        3,
+        created_at,
+    );
+    let base = keys::first_window(created_at);
+    let chain1 = key.handover(base + 1).unwrap();
+    out.push(("schedule.secret", hex(&secret)));
+    out.push(("schedule.hood", schedule_hood.to_hex()));
+    out.push(("schedule.generation", "3".into()));
+    out.push(("schedule.created_at", created_at.to_string()));
+    out.push(("schedule.base_window", base.to_string()));
+    out.push(("schedule.chain0", hex(key.rekey_handover().as_ref())));
+    out.push(("schedule.chain1", hex(chain1.as_ref())));
+    out.push(("schedule.key0", hex(key.window_key(base).unwrap().as_ref())));
+    out.push((
+        "schedule.key1",
+        hex(key.window_key(base + 1).unwrap().as_ref()),
+    ));
+    out.push(("schedule.epoch_id", key.id().to_string()));
+    let mut ratcheted = key.clone();
+    ratcheted.forget_before(base + 1);
+    assert!(ratcheted.window_key(base).is_err());
+
     // Clip transfer: a request for the second chunk of a clip, and the answers.
     let request = clip::Request {
         sha256: [0xab; 32],
@@ -165,6 +201,67 @@ fn protocol_doc_vectors_match_the_code() {
              PORCHLIGHT_BLESS=1 cargo test -p porchlight-proto --test vectors\n\nThe code gives:\n{expected}"
         );
     }
+}
+
+fn hkdf_expand(prk: &[u8], info: &[&[u8]]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    hkdf::Hkdf::<sha2::Sha256>::from_prk(prk)
+        .unwrap()
+        .expand(&info.concat(), &mut out)
+        .unwrap();
+    out
+}
+
+fn parse(name: &str) -> String {
+    vectors().into_iter().find(|(n, _)| *n == name).unwrap().1
+}
+
+/// The schedule vectors follow the formulas `docs/protocol.md` § Key schedule states,
+/// recomputed here with the HKDF crate directly.
+#[test]
+fn key_schedule_vectors_follow_the_documented_formulas() {
+    let hex32 = |s: String| -> [u8; 32] { hex::decode(s).unwrap().try_into().unwrap() };
+    let secret = hex32(parse("schedule.secret"));
+    let hood = hex32(parse("schedule.hood"));
+    let generation: u64 = parse("schedule.generation").parse().unwrap();
+    let created_at: u64 = parse("schedule.created_at").parse().unwrap();
+    // The window of `created_at` less twice the 600 s clock skew.
+    let base = (created_at - 1200) / 3600;
+    assert_eq!(parse("schedule.base_window"), base.to_string());
+
+    let mut chain0 = [0u8; 32];
+    hkdf::Hkdf::<sha2::Sha256>::new(Some(&hood), &secret)
+        .expand(
+            &[
+                &b"porchlight-v2-ratchet-start\0"[..],
+                &generation.to_be_bytes(),
+                &base.to_be_bytes(),
+            ]
+            .concat(),
+            &mut chain0,
+        )
+        .unwrap();
+    assert_eq!(hex::encode(chain0), parse("schedule.chain0"));
+    let next = |c: &[u8; 32]| hkdf_expand(c, &[b"porchlight-v2-ratchet-next\0"]);
+    let key = |c: &[u8; 32]| hkdf_expand(c, &[b"porchlight-v2-window-key\0"]);
+    let chain1 = next(&chain0);
+    assert_eq!(hex::encode(chain1), parse("schedule.chain1"));
+    assert_eq!(hex::encode(key(&chain0)), parse("schedule.key0"));
+    assert_eq!(hex::encode(key(&chain1)), parse("schedule.key1"));
+    let mut last = chain0;
+    for _ in 1..1024 {
+        last = next(&last);
+    }
+    let id = hkdf_expand(
+        &last,
+        &[
+            b"porchlight-v2-epoch-id\0",
+            &hood,
+            &generation.to_be_bytes(),
+            &base.to_be_bytes(),
+        ],
+    );
+    assert_eq!(hex::encode(id), parse("schedule.epoch_id"));
 }
 
 #[test]

@@ -346,9 +346,9 @@ fn a_thousand_members_after_a_thousand_rekeys_welcome_in_a_mebibyte() {
     // join then past the cap: refused by every node, dropped by the joiner).
     for i in 0..REKEYS {
         let by = if i % 2 == 0 { &founder } else { &neighbors[0] };
-        let (rekey, key, generation) = roster.rekey(by, NOW, &mut rng).unwrap();
+        let (rekey, key, _) = roster.rekey(by, NOW, &mut rng).unwrap();
         roster.insert(&rekey).unwrap();
-        ring.insert(generation, key);
+        ring.insert(key);
         log.push(rekey);
     }
     let log_bytes: usize = log.iter().map(|i| i.encode().len()).sum();

@@ -362,6 +362,7 @@ fn invalid(
             version,
             hood,
             epoch,
+            window: porchlight_proto::keys::window_of(porchlight_node::now()),
             nonce: rng.bytes(),
             ciphertext: random_bytes(rng, len),
         }
@@ -372,8 +373,8 @@ fn invalid(
             let len = 64 + below(rng, 1100);
             random_bytes(rng, len)
         }
-        (Invalid::Rejected, 1) => sealed_like(1, HoodId(rng.bytes()), key.id(), rng),
-        (Invalid::Rejected, 2) => sealed_like(1, *hood, key.id(), rng),
+        (Invalid::Rejected, 1) => sealed_like(2, HoodId(rng.bytes()), key.id(), rng),
+        (Invalid::Rejected, 2) => sealed_like(2, *hood, key.id(), rng),
         (Invalid::Rejected, _) => {
             // Sealed right, but the signature is over another body.
             let now = porchlight_node::now();
@@ -381,8 +382,8 @@ fn invalid(
             item.body = report_at(&format!("sent {i}"), now).encode();
             envelope::seal(&item, hood, key, rng.bytes()).unwrap()
         }
-        (Invalid::Ignored, n) if n % 2 == 0 => sealed_like(2, *hood, key.id(), rng),
-        (Invalid::Ignored, _) => sealed_like(1, *hood, EpochId(rng.bytes()), rng),
+        (Invalid::Ignored, n) if n % 2 == 0 => sealed_like(3, *hood, key.id(), rng),
+        (Invalid::Ignored, _) => sealed_like(2, *hood, EpochId(rng.bytes()), rng),
     }
 }
 

@@ -62,8 +62,10 @@ async fn a_member_handed_a_bad_wrap_rekeys_at_once_and_reads_the_next_post() {
     // Mallory's rekey: a good wrap to Alice and to herself, and to Bob a wrap made for
     // another epoch, which does not open under this one.
     let mut rng = SeededRng::new(77);
-    let key = EpochKey::generate(&hood, &mut rng);
-    let other = EpochKey::generate(&hood, &mut rng);
+    let generation = roster.epochs().map(|e| e.generation).max().unwrap() + 1;
+    let created_at = porchlight_node::now();
+    let key = EpochKey::generate(&hood, generation, created_at, &mut rng);
+    let other = EpochKey::generate(&hood, generation, created_at, &mut rng);
     let mut wraps = Vec::new();
     for m in roster.members() {
         let k = if m.id == bob.node.member() {
@@ -73,13 +75,12 @@ async fn a_member_handed_a_bad_wrap_rekeys_at_once_and_reads_the_next_post() {
         };
         wraps.push(keys::wrap(k, &hood, m.id, &m.exchange_key, &mut rng).unwrap());
     }
-    let generation = roster.epochs().map(|e| e.generation).max().unwrap() + 1;
     let rekey = Item::sign(
         &keys,
         &hood,
         &Body::Membership(Op::Rekey(Rekey {
             parents: roster.heads(),
-            created_at: porchlight_node::now(),
+            created_at,
             generation,
             epoch: key.id(),
             wraps,

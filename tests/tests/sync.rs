@@ -456,7 +456,7 @@ async fn a_resealed_copy_is_the_same_item_and_nodes_holding_different_copies_agr
     let id = alice.post("parcel taken from porch").await;
     let original = alice.node.envelope(id).await.unwrap().unwrap();
     let mut ring = KeyRing::new();
-    ring.insert(1, key.clone());
+    ring.insert(key.clone());
     let item = envelope::open(&original, &hood, &ring).unwrap().item;
     let resealed = envelope::seal(&item, &hood, &key, SeededRng::new(11).bytes()).unwrap();
     assert_ne!(resealed, original);
