@@ -1426,6 +1426,10 @@ impl Roster {
         for op in &state.effective {
             match self.ops.get(op).map(|stored| &stored.op) {
                 Some(Op::Remove(r)) if r.target == *member => removals.push(*op),
+                // (quorum hook) The vote that completed a removal by quorum.
+                Some(Op::RemoveVote(_)) if state.tally.completed_by(op) == Some(*member) => {
+                    removals.push(*op)
+                }
                 Some(Op::Promote(p)) if p.target == *member => was_admin = true,
                 _ => {}
             }
