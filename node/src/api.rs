@@ -40,8 +40,8 @@ pub const ADDR_FILE: &str = "api.addr";
 pub const TOKEN_FILE: &str = "api.token";
 /// Largest request body the API reads.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
-/// Lifetime of a report when the request does not say: the design's default.
-pub const DEFAULT_TTL_SECS: u64 = 72 * 3600;
+pub use crate::feed::feed_json;
+pub use crate::node::DEFAULT_TTL_SECS;
 /// Lifetime of an invite when the request does not say.
 pub const DEFAULT_INVITE_SECS: u64 = 7 * 24 * 3600;
 /// The longest an invite may be valid.
@@ -503,44 +503,6 @@ fn parse_severity(name: Option<&str>) -> Result<Option<Severity>, Box<Response>>
             ))
         }),
     }
-}
-
-/// The JSON of a feed item: the shape of `GET /v1/feed`, the event stream and MQTT.
-pub fn feed_json(item: &FeedItem) -> Value {
-    let mut v = json!({
-        "id": item.id.to_hex(),
-        "author": item.author.to_hex(),
-        "author_fingerprint": item.author.fingerprint(),
-        "author_name": item.author_name,
-        "created_at": item.created_at,
-        "expires_at": item.expires_at,
-    });
-    let fields = match &item.body {
-        Body::Report(r) => json!({
-            "kind": "report",
-            "category": r.category.as_str(),
-            "severity": r.severity.as_str(),
-            "text": r.text,
-            "behavior": r.behavior,
-            "where": r.location.text,
-            "geohash": r.location.geohash,
-            "clips": r.clips.iter().map(|c| json!({
-                "sha256": codec::hex(&c.sha256),
-                "size": c.size,
-                "camera": c.camera,
-                "captured_at": c.captured_at,
-            })).collect::<Vec<_>>(),
-        }),
-        Body::Update(u) => json!({"kind": "update", "report": u.report.to_hex(), "text": u.text,
-            "severity": u.severity.map(|s| s.as_str())}),
-        Body::Resolve(r) => json!({"kind": "resolve", "report": r.report.to_hex(), "text": r.text}),
-        Body::Retract(r) => json!({"kind": "retract", "report": r.report.to_hex()}),
-        Body::Membership(_) => json!({"kind": "membership"}),
-    };
-    if let (Some(v), Value::Object(extra)) = (v.as_object_mut(), fields) {
-        v.extend(extra);
-    }
-    v
 }
 
 /// The hood's policy as `GET /v1/status` shows it.
