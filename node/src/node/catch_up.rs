@@ -191,7 +191,7 @@ impl EventLoop {
                 ..
             } => {
                 self.sync_stats.bytes_received += response.len() as u64;
-                if self.peer_requests.remove(&request_id).is_some() {
+                if self.peer_asks.answered(&request_id) {
                     self.on_peers_response(peer, &response);
                 } else if self.is_pending(&peer, request_id) {
                     self.on_sync_response(peer, &response).await;
@@ -204,7 +204,7 @@ impl EventLoop {
                 connection_id,
                 request_id,
                 error,
-            } if self.peer_requests.remove(&request_id).is_some() => {
+            } if self.peer_asks.answered(&request_id) => {
                 tracing::debug!(%peer, %error, "peer exchange request failed");
                 match error {
                     request_response::OutboundFailure::Io(e)
@@ -215,20 +215,20 @@ impl EventLoop {
                     // Nobody's fault: unless another ask is on its way, ask again on
                     // the peer's next connection, or at once if the request went down
                     // with a connection the peer has already replaced.
-                    _ if self.peer_requests.values().any(|p| *p == peer) => {}
+                    _ if self.peer_asks.is_outstanding(&peer) => {}
                     request_response::OutboundFailure::ConnectionClosed
                         if self.swarm.is_connected(&peer) =>
                     {
-                        self.peers_asked.remove(&peer);
+                        self.peer_asks.forget(&peer);
                         self.ask_peers(peer);
                     }
                     // The ask may have gone down with a connection that is closing
                     // (its failure can come before the close is seen, and as an I/O
                     // error): ask again on another if that connection closes.
                     _ => {
-                        self.peers_asked.remove(&peer);
+                        self.peer_asks.forget(&peer);
                         if self.swarm.is_connected(&peer) {
-                            self.peers_lost.insert(peer, connection_id);
+                            self.peer_asks.lost_with(peer, connection_id);
                         }
                     }
                 }

@@ -119,9 +119,7 @@ impl EventLoop {
         else {
             return;
         };
-        if self.outsiders.contains_key(&peer) {
-            self.joining_outsiders.insert(peer);
-        }
+        self.outsiders.asked_to_join(peer);
         let response = match self.admit(&peer, &request).await {
             Ok(welcome) => {
                 tracing::info!(%peer, "admitted a new member");

@@ -217,14 +217,13 @@ impl EventLoop {
     /// members it knew have moved (threat model D15).
     pub(super) fn ask_peers(&mut self, peer: PeerId) {
         if self.engine.is_none()
-            || self.peers_asked.contains(&peer)
+            || self.peer_asks.was_asked(&peer)
             || !self.swarm.behaviour().sync.serves(&peer)
         {
             return;
         }
-        self.peers_asked.insert(peer);
         let id = self.send_sync(&peer, &sync::Request::Peers);
-        self.peer_requests.insert(id, peer);
+        self.peer_asks.sent(peer, id);
     }
 
     /// What this node tells a member asking for peers: the members it is connected to

@@ -8,7 +8,9 @@
 //! - `handle`: the [`Node`] handle, [`Node::start`] and [`run`].
 //! - `router`: the event loop's run, tick and swarm events, routed to the parts below.
 //! - `commands`: the handle's commands as the event loop answers them.
-//! - `mesh`: peers and links, gossip verdicts, peer exchange, penalties.
+//! - `mesh`: peers and links, gossip verdicts, peer exchange, penalties;
+//!   `peer_exchange`: `PeerAsks`, what peer exchange remembers about its asks;
+//!   `outsiders`: `Outsiders`, connected non-members and their deadlines.
 //! - `catch_up`: catch-up sync sessions, as initiator and as responder.
 //! - `clip_requests`: clip transfer on the swarm, both sides.
 //! - `join`: joining with a ticket, and admitting those who present one.
@@ -21,8 +23,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, PublishError};
 use libp2p::multiaddr::Protocol;
+use libp2p::swarm::SwarmEvent;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
-use libp2p::swarm::{ConnectionId, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, Swarm, identify, mdns, ping, request_response};
 use porchlight_proto::invite::{self, InviteError, SignedTicket, Ticket, TicketId};
 use porchlight_proto::item::{Body, Item};
@@ -47,10 +49,14 @@ mod commands;
 mod handle;
 mod join;
 mod mesh;
+mod outsiders;
+mod peer_exchange;
 mod router;
 
 use handle::{Command, PendingAck};
 pub use handle::{Node, run};
+use outsiders::{Arrival, Outsiders};
+use peer_exchange::PeerAsks;
 
 /// Lifetime of a report when the request does not say: the design's default. The API
 /// and the hub both post with it.
@@ -385,10 +391,8 @@ struct EventLoop {
     /// Unix seconds the newest item arrived, for `health`.
     last_item_at: Option<u64>,
     events: broadcast::Sender<Event>,
-    /// Connected non-members and when they must be gone.
-    outsiders: HashMap<PeerId, Instant>,
-    /// Those of them that sent a join request: not idle, so never evicted for another.
-    joining_outsiders: HashSet<PeerId>,
+    /// Connected non-members, their deadlines, and which asked to join (`outsiders`).
+    outsiders: Outsiders,
     /// Log lines about refused join requests: anyone who reaches the port can send
     /// those, so a few a minute are logged and the rest counted.
     join_refusals: crate::logs::Budget,
@@ -404,14 +408,9 @@ struct EventLoop {
     sync_retry: HashSet<PeerId>,
     /// When each connected peer's session was last retried that way.
     sync_retried: HashMap<PeerId, Instant>,
-    /// Connected members asked for their peers (once per connection spell), and the
-    /// outstanding asks by request id.
-    peers_asked: HashSet<PeerId>,
-    peer_requests: HashMap<request_response::OutboundRequestId, PeerId>,
-    /// Peers whose ask went down with a connection that may be on its way out while a
-    /// newer one stays (a restarted member back before its old link is seen closing):
-    /// asked again on the newer one when that connection is seen closed.
-    peers_lost: HashMap<PeerId, ConnectionId>,
+    /// Peer exchange: who was asked, the asks outstanding, the asks lost with a
+    /// closing connection (`peer_exchange`).
+    peer_asks: PeerAsks,
     /// Every open connection per peer, oldest first: tells a member that came back while
     /// its old connection lingered (`links`).
     links: Links,

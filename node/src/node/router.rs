@@ -119,7 +119,7 @@ impl EventLoop {
         {
             self.sync_set = None;
         }
-        for peer in take_due(&mut self.outsiders, now) {
+        for peer in self.outsiders.due(now) {
             if self.is_member(&peer) && self.swarm.behaviour().gossipsub.serves(&peer) {
                 continue;
             }
@@ -241,7 +241,7 @@ impl EventLoop {
             .filter(|p| self.swarm.is_connected(p) && !self.swarm.behaviour().gossipsub.serves(p))
             .collect();
         for peer in stale {
-            self.outsiders.remove(&peer);
+            self.outsiders.forget(&peer);
             let addrs = self.addresses.get(&peer).cloned().unwrap_or_default();
             // Never cut a link we cannot make again.
             if addrs.is_empty() {
@@ -404,32 +404,21 @@ impl EventLoop {
                     }
                 }
                 if self.engine.is_some() && !self.is_member(&peer_id) {
-                    if !self.outsiders.contains_key(&peer_id)
-                        && self.outsiders.len() >= MAX_OUTSIDERS
-                    {
-                        // Non-members must not take the slots members need. One that has
-                        // sat idle (no join request) makes room for the newcomer, so
-                        // whoever fills the slots cannot keep a neighbor from joining.
-                        match idlest_outsider(
-                            &self.outsiders,
-                            &self.joining_outsiders,
-                            Instant::now(),
-                        ) {
-                            Some(idle) => {
-                                tracing::debug!(peer = %idle, "evicting an idle non-member for a new one");
-                                self.outsiders.remove(&idle);
-                                let _ = self.swarm.disconnect_peer_id(idle);
-                            }
-                            None => {
-                                tracing::debug!(peer = %peer_id, "too many non-members connected; closing");
-                                let _ = self.swarm.disconnect_peer_id(peer_id);
-                                return;
-                            }
+                    // Non-members must not take the slots members need. One that has sat
+                    // idle (no join request) makes room for the newcomer, so whoever
+                    // fills the slots cannot keep a neighbor from joining.
+                    match self.outsiders.arrived(peer_id, Instant::now()) {
+                        Arrival::Welcome => {}
+                        Arrival::Evict(idle) => {
+                            tracing::debug!(peer = %idle, "evicting an idle non-member for a new one");
+                            let _ = self.swarm.disconnect_peer_id(idle);
+                        }
+                        Arrival::Full => {
+                            tracing::debug!(peer = %peer_id, "too many non-members connected; closing");
+                            let _ = self.swarm.disconnect_peer_id(peer_id);
+                            return;
                         }
                     }
-                    self.outsiders
-                        .entry(peer_id)
-                        .or_insert(Instant::now() + OUTSIDER_GRACE);
                 }
                 if self.join.as_ref().is_some_and(|j| j.inviter == peer_id) {
                     self.send_join_request();
@@ -455,14 +444,12 @@ impl EventLoop {
                     self.saw(member, crate::now());
                     self.remember_seen(member);
                 }
-                self.outsiders.remove(&peer_id);
-                self.joining_outsiders.remove(&peer_id);
+                self.outsiders.disconnected(&peer_id);
                 self.addresses.remove(&peer_id);
                 self.reconciled.remove(&peer_id);
                 self.ignored.remove(&peer_id);
                 self.sync_retried.remove(&peer_id);
-                self.peers_asked.remove(&peer_id);
-                self.peers_lost.remove(&peer_id);
+                self.peer_asks.reset(&peer_id);
                 self.remote.remove(&peer_id);
             }
             // Another connection to the peer remains, and it may be newer than the ask (a
@@ -472,11 +459,8 @@ impl EventLoop {
                 peer_id,
                 connection_id,
                 ..
-            } if self.peers_asked.contains(&peer_id)
-                || self.peers_lost.get(&peer_id) == Some(&connection_id) =>
-            {
-                self.peers_asked.remove(&peer_id);
-                self.peers_lost.remove(&peer_id);
+            } if self.peer_asks.ask_again_after(&peer_id, &connection_id) => {
+                self.peer_asks.reset(&peer_id);
                 self.ask_peers(peer_id);
             }
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => self.on_gossip(event),

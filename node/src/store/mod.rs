@@ -353,10 +353,7 @@ impl Store {
     }
 
     /// Runs a write, recording a storage failure it meets.
-    fn write<T>(
-        &self,
-        f: impl FnOnce() -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
+    fn write<T>(&self, f: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
         self.noted(f())
     }
 
