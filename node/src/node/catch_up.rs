@@ -276,17 +276,8 @@ impl EventLoop {
 
     /// Counts one reconcile or peer-exchange request from `peer` in `reconciled`;
     /// whether it is over `MAX_RECONCILES_PER_WINDOW` in the current `RECONCILE_WINDOW`.
-    pub(super) fn over_reconcile_budget(
-        reconciled: &mut HashMap<PeerId, (Instant, u32)>,
-        peer: PeerId,
-    ) -> bool {
-        let now = Instant::now();
-        let (start, count) = reconciled.entry(peer).or_insert((now, 0));
-        if now.duration_since(*start) >= RECONCILE_WINDOW {
-            (*start, *count) = (now, 0);
-        }
-        *count += 1;
-        *count > MAX_RECONCILES_PER_WINDOW
+    pub(super) fn over_reconcile_budget(reconciled: &mut PeerWindows, peer: PeerId) -> bool {
+        reconciled.count(peer, Instant::now(), RECONCILE_WINDOW) > MAX_RECONCILES_PER_WINDOW
     }
 
     /// The responder's side: stateless per message.

@@ -199,17 +199,11 @@ impl EventLoop {
 
     /// Counts one ignored message relayed by `peer`; whether it is past the budget.
     pub(super) fn over_ignore_budget(&mut self, peer: PeerId) -> bool {
-        let now = Instant::now();
-        let (start, count) = self.ignored.entry(peer).or_insert((now, 0));
-        if now.duration_since(*start) >= IGNORE_WINDOW {
-            *start = now;
-            *count = 0;
-        }
-        *count = count.saturating_add(1);
-        if *count == IGNORE_BUDGET + 1 {
+        let count = self.ignored.count(peer, Instant::now(), IGNORE_WINDOW);
+        if count == IGNORE_BUDGET + 1 {
             tracing::info!(%peer, "peer relays too many messages this node cannot read; they now count as invalid");
         }
-        *count > IGNORE_BUDGET
+        count > IGNORE_BUDGET
     }
 
     /// Peer exchange: asks a member, once per connection spell, where it reaches the

@@ -10,7 +10,9 @@
 //! - `commands`: the handle's commands as the event loop answers them.
 //! - `mesh`: peers and links, gossip verdicts, peer exchange, penalties;
 //!   `peer_exchange`: `PeerAsks`, what peer exchange remembers about its asks;
-//!   `outsiders`: `Outsiders`, connected non-members and their deadlines.
+//!   `outsiders`: `Outsiders`, connected non-members and their deadlines;
+//!   `budgets`: `PeerWindows`, per-peer counts in windows (reconciles, ignored
+//!   messages).
 //! - `catch_up`: catch-up sync sessions, as initiator and as responder.
 //! - `clip_requests`: clip transfer on the swarm, both sides.
 //! - `join`: joining with a ticket, and admitting those who present one.
@@ -43,6 +45,7 @@ use crate::net::{self, Behaviour, BehaviourEvent, NetError};
 use crate::sharing::{ClipAsk, ClipPolicy, Sharing, SharingError};
 use crate::store::{Store, StoreError};
 
+mod budgets;
 mod catch_up;
 mod clip_requests;
 mod commands;
@@ -53,6 +56,7 @@ mod outsiders;
 mod peer_exchange;
 mod router;
 
+use budgets::PeerWindows;
 use handle::{Command, PendingAck};
 pub use handle::{Node, run};
 use outsiders::{Arrival, Outsiders};
@@ -426,10 +430,10 @@ struct EventLoop {
     bootstrap: Vec<Multiaddr>,
     sync_stats: SyncStats,
     /// Per connected peer: the start of its current window and its reconcile requests in it.
-    reconciled: HashMap<PeerId, (Instant, u32)>,
+    reconciled: PeerWindows,
     /// Per connected peer: the start of its ignore window and how many messages it
     /// relayed there that were ignored (`IGNORE_BUDGET`).
-    ignored: HashMap<PeerId, (Instant, u32)>,
+    ignored: PeerWindows,
     /// Removed members still connected, and when to cut them off (`REMOVAL_NOTICE`).
     cut_off: HashMap<PeerId, Instant>,
     /// Outbox entries gossipsub refused with full queues (bounded by `MAX_OUTBOX`).

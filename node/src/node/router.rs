@@ -446,8 +446,8 @@ impl EventLoop {
                 }
                 self.outsiders.disconnected(&peer_id);
                 self.addresses.remove(&peer_id);
-                self.reconciled.remove(&peer_id);
-                self.ignored.remove(&peer_id);
+                self.reconciled.forget(&peer_id);
+                self.ignored.forget(&peer_id);
                 self.sync_retried.remove(&peer_id);
                 self.peer_asks.reset(&peer_id);
                 self.remote.remove(&peer_id);
