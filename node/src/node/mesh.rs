@@ -117,11 +117,10 @@ impl EventLoop {
     /// all is alone until its own redial, at most `REDIAL_EVERY` seconds later.
     pub(super) fn renew(&mut self, peer: PeerId) -> bool {
         let now = Instant::now();
-        self.renewed
-            .retain(|_, at| now.duration_since(*at) < RENEW_EVERY);
+        self.renewals.expire(now);
         if !self.is_member(&peer)
             || self.swarm.behaviour().gate.refuses(&peer)
-            || self.renewed.contains_key(&peer)
+            || self.renewals.was_renewed(&peer)
         {
             return false;
         }
@@ -131,8 +130,7 @@ impl EventLoop {
             return false;
         }
         tracing::info!(%peer, "a member came back while its old connection lingered; renewing");
-        self.renewed.insert(peer, now);
-        self.renewing.insert(peer, addrs);
+        self.renewals.start(peer, now, addrs);
         let _ = self.swarm.disconnect_peer_id(peer);
         true
     }

@@ -12,7 +12,8 @@
 //!   `peer_exchange`: `PeerAsks`, what peer exchange remembers about its asks;
 //!   `outsiders`: `Outsiders`, connected non-members and their deadlines;
 //!   `budgets`: `PeerWindows`, per-peer counts in windows (reconciles, ignored
-//!   messages).
+//!   messages); `renewals`: `Renewals`, members whose replaced links are being made
+//!   again.
 //! - `catch_up`: catch-up sync sessions, as initiator and as responder.
 //! - `clip_requests`: clip transfer on the swarm, both sides.
 //! - `join`: joining with a ticket, and admitting those who present one.
@@ -54,6 +55,7 @@ mod join;
 mod mesh;
 mod outsiders;
 mod peer_exchange;
+mod renewals;
 mod router;
 
 use budgets::PeerWindows;
@@ -61,6 +63,7 @@ use handle::{Command, PendingAck};
 pub use handle::{Node, run};
 use outsiders::{Arrival, Outsiders};
 use peer_exchange::PeerAsks;
+use renewals::Renewals;
 
 /// Lifetime of a report when the request does not say: the design's default. The API
 /// and the hub both post with it.
@@ -418,11 +421,8 @@ struct EventLoop {
     /// Every open connection per peer, oldest first: tells a member that came back while
     /// its old connection lingered (`links`).
     links: Links,
-    /// Members whose connections are being closed to be made again (a replaced
-    /// connection, `links`), with the addresses to dial once the last one is closed.
-    renewing: HashMap<PeerId, Vec<Multiaddr>>,
-    /// When each member was last renewed, for the last `RENEW_EVERY`.
-    renewed: HashMap<PeerId, Instant>,
+    /// Members whose links are being renewed, and when each was last (`renewals`).
+    renewals: Renewals,
     /// The remote address of each connected peer's latest connection: what reach of
     /// addresses peer exchange may tell it (`net::Scope`).
     remote: HashMap<PeerId, Multiaddr>,

@@ -374,7 +374,7 @@ impl EventLoop {
                 tracing::debug!(peer = %peer_id, addr = %endpoint.get_remote_address(), "connected");
                 // Back before the renewal's last connection closed: this one is not a
                 // first either, and `links` will say so when the older ones close.
-                self.renewing.remove(&peer_id);
+                self.renewals.cancel(&peer_id);
                 let gossip = !self.swarm.behaviour().gossipsub.gates(connection_id);
                 self.links.established(
                     peer_id,
@@ -431,7 +431,7 @@ impl EventLoop {
                 num_established: 0,
                 ..
             } => {
-                if let Some(addrs) = self.renewing.remove(&peer_id) {
+                if let Some(addrs) = self.renewals.take_dial(&peer_id) {
                     tracing::debug!(peer = %peer_id, "dialing a renewed member");
                     let _ = self.swarm.dial(
                         DialOpts::peer_id(peer_id)
