@@ -8,8 +8,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde_json::{Value, json};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
+use porchlight_proto::codec;
 use porchlight_proto::item::{Body, Item};
 use porchlight_proto::report::Category;
 use porchlight_proto::{ItemId, MemberId};
@@ -251,6 +253,44 @@ impl Reader {
         out.sort_by_key(|f| (f.created_at, u8::from(f.body.kind()), f.id.0));
         Ok(out)
     }
+}
+
+/// The JSON of a feed item: the shape of `GET /v1/feed`, the event stream and MQTT.
+pub fn feed_json(item: &FeedItem) -> Value {
+    let mut v = json!({
+        "id": item.id.to_hex(),
+        "author": item.author.to_hex(),
+        "author_fingerprint": item.author.fingerprint(),
+        "author_name": item.author_name,
+        "created_at": item.created_at,
+        "expires_at": item.expires_at,
+    });
+    let fields = match &item.body {
+        Body::Report(r) => json!({
+            "kind": "report",
+            "category": r.category.as_str(),
+            "severity": r.severity.as_str(),
+            "text": r.text,
+            "behavior": r.behavior,
+            "where": r.location.text,
+            "geohash": r.location.geohash,
+            "clips": r.clips.iter().map(|c| json!({
+                "sha256": codec::hex(&c.sha256),
+                "size": c.size,
+                "camera": c.camera,
+                "captured_at": c.captured_at,
+            })).collect::<Vec<_>>(),
+        }),
+        Body::Update(u) => json!({"kind": "update", "report": u.report.to_hex(), "text": u.text,
+            "severity": u.severity.map(|s| s.as_str())}),
+        Body::Resolve(r) => json!({"kind": "resolve", "report": r.report.to_hex(), "text": r.text}),
+        Body::Retract(r) => json!({"kind": "retract", "report": r.report.to_hex()}),
+        Body::Membership(_) => json!({"kind": "membership"}),
+    };
+    if let (Some(v), Value::Object(extra)) = (v.as_object_mut(), fields) {
+        v.extend(extra);
+    }
+    v
 }
 
 #[cfg(test)]

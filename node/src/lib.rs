@@ -1,7 +1,7 @@
 //! `porchlight-node`: the running Porchlight node.
 //!
 //! # Layout
-//! - [`store`]: the one `Store` over sled.
+//! - [`store`]: the one `Store` over sled (`store/`: one file per tree or index).
 //! - [`engine`]: the hood engine: keys, roster, key ring and rate state over the store;
 //!   applies `porchlight_proto::validate` verdicts. No network.
 //! - [`identity`]: the member's key file.
@@ -11,10 +11,12 @@
 //! - [`sharing`]: clip sharing: the owner's policy and asks, the requester's fetch.
 //! - [`config`]: the settings file, `porchlight.toml`.
 //! - [`feed`]: reading the feed off the event loop, a page at a time.
-//! - [`net`], [`gate`], [`node`]: the libp2p swarm and the event loop.
+//! - [`net`], [`gate`]: the composed libp2p behaviour and the members-only gate.
+//! - [`node`]: the `Node` handle and the event loop (`node/`: handle, router, commands,
+//!   mesh, peer exchange, outsiders, catch-up sync, clip requests, join).
 //! - [`notify`]: systemd's `READY=1` and watchdog notifications.
 //! - [`meter`]: each member's byte budget for our fetch answers and clip chunks.
-//! - [`api`]: the local HTTP API.
+//! - [`api`]: the local HTTP API (`api/`: one file per resource).
 //! - [`web`]: the page in the browser, on the local API's address (docs/web.md).
 //! - [`words`]: limits, times and field errors as a person reads them.
 //! - [`hub`]: doorbell and NVR hubs: Frigate over MQTT and a webhook make drafts that a

@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::codec::{self, CodecError, check_text};
 use crate::identity::{ExchangeKey, MemberId};
+use crate::ids::OpId;
 use crate::invite::TicketId;
-use crate::item::OpId;
 use crate::keys::EpochId;
 use crate::limits::{MAX_MEMBERS, MAX_NAME_BYTES, MAX_OPS, MAX_WELCOME_BYTES};
 use crate::membership::{Epoch, Member, MembershipError, State};

@@ -6,20 +6,17 @@
 //! sealed under the raw epoch key with `aad = version ‖ hood ‖ epoch`; it still opens
 //! under a legacy epoch key and nothing else. The author is only inside the ciphertext.
 
-use std::fmt;
-
 use chacha20poly1305::aead::{Aead, Payload};
 use chacha20poly1305::{KeyInit, XChaCha20Poly1305, XNonce};
 use rand_core::CryptoRng;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::codec::{self, CodecError};
-use crate::domain;
 use crate::hood::HoodId;
-use crate::item::Item;
+pub use crate::ids::ItemId;
 use crate::keys::{self, EpochId, EpochKey, KeyRing, WindowError};
 use crate::limits::{MAX_ENVELOPE_BYTES, MAX_ITEM_BYTES};
+use crate::signed::Item;
 
 /// The envelope version sealed under a ratchet window key.
 pub const VERSION: u8 = 2;
@@ -71,52 +68,6 @@ impl LegacyEnvelope {
 
     pub fn encode(&self) -> Vec<u8> {
         codec::encode(self)
-    }
-}
-
-/// An item's id: `SHA-256(OP_ID ‖ inner item bytes)` ([`ItemId::of_item`]), the same for
-/// every envelope that carries the signed item, so a copy re-sealed by anyone holding the
-/// epoch key is the same item everywhere: in the store, in sync, and in the updates,
-/// resolves and retracts that name it. (Protocol 1 named items by envelope.)
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct ItemId(pub [u8; 32]);
-
-impl ItemId {
-    /// The id of the item whose exact encoded bytes are `item_bytes`.
-    pub fn of_item(item_bytes: &[u8]) -> ItemId {
-        ItemId(crate::item::OpId::of(item_bytes).0)
-    }
-
-    /// `SHA-256(ITEM_ID ‖ envelope bytes)`: the envelope's own hash, gossipsub's message
-    /// id (so the exact same bytes are not relayed twice). Not the item's id.
-    pub fn of_envelope(envelope_bytes: &[u8]) -> ItemId {
-        ItemId(
-            Sha256::new()
-                .chain_update(domain::ITEM_ID)
-                .chain_update(envelope_bytes)
-                .finalize()
-                .into(),
-        )
-    }
-
-    pub fn to_hex(&self) -> String {
-        codec::hex(&self.0)
-    }
-
-    pub fn from_hex(s: &str) -> Option<ItemId> {
-        codec::parse_hex(s).map(ItemId)
-    }
-}
-
-impl fmt::Display for ItemId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_hex())
-    }
-}
-
-impl fmt::Debug for ItemId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ItemId({})", &self.to_hex()[..12])
     }
 }
 

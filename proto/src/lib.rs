@@ -8,8 +8,10 @@
 //! - [`codec`]: postcard with size caps and no trailing bytes; hex helpers; field checks.
 //! - [`identity`]: member keys (ed25519 + X25519), [`MemberId`], fingerprints.
 //! - [`hood`]: [`HoodId`], [`Policy`], the gossip topic name.
+//! - [`ids`]: [`Kind`], [`OpId`] and [`ItemId`], which the modules below all name.
+//! - [`signed`]: the signed inner [`Item`] over its exact body bytes.
 //! - [`report`]: report, update, resolve and retract bodies and their rules.
-//! - [`item`]: the signed inner [`Item`] and its typed [`Body`].
+//! - [`item`]: an item's typed [`Body`]; [`Item::sign`] and [`Item::body`].
 //! - [`keys`]: epoch keys, HPKE key wraps, the [`KeyRing`].
 //! - [`envelope`]: seal and open: padding, XChaCha20-Poly1305, item ids.
 //! - [`invite`]: one-time tickets and their `porchlight1…` text form.
@@ -29,12 +31,14 @@ pub mod codec;
 pub mod envelope;
 pub mod hood;
 pub mod identity;
+pub mod ids;
 pub mod invite;
 pub mod item;
 pub mod keys;
 pub mod membership;
 pub mod quorum;
 pub mod report;
+pub mod signed;
 pub mod sync;
 pub mod validate;
 

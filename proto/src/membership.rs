@@ -40,13 +40,14 @@ use crate::codec::{self, CodecError, FieldError, check_len, check_text};
 use crate::domain;
 use crate::hood::{HoodId, Policy};
 use crate::identity::{ExchangeKey, MemberId, MemberKeys, Signature};
+use crate::ids::{Kind, OpId};
 use crate::invite::{InviteError, SignedTicket, Ticket, TicketId};
-use crate::item::{Body, Item, Kind, OpId};
 use crate::keys::{self, EpochId, EpochKey, EpochWrap, KeyError, KeyRing, Wrap};
 use crate::limits::{
-    MAX_EPOCHS, MAX_MEMBERS, MAX_NAME_BYTES, MAX_OPS, MAX_OPS_PER_MEMBER, MAX_PARENTS,
-    MAX_RESERVED_OPS, MAX_WELCOME_BYTES, WELCOME_TARGET_BYTES,
+    MAX_EPOCHS, MAX_ITEM_BYTES, MAX_MEMBERS, MAX_NAME_BYTES, MAX_OPS, MAX_OPS_PER_MEMBER,
+    MAX_PARENTS, MAX_RESERVED_OPS, MAX_WELCOME_BYTES, WELCOME_TARGET_BYTES,
 };
+use crate::signed::Item;
 
 /// Largest join request on the wire.
 pub const MAX_JOIN_REQUEST_BYTES: usize = 2048;
@@ -176,6 +177,21 @@ pub enum Op {
 }
 
 impl Op {
+    /// Signs this operation as a membership item of `hood` (the bytes
+    /// `Body::Membership(op)` encodes to: the operation itself).
+    pub fn sign(self, keys: &MemberKeys, hood: &HoodId) -> Item {
+        Item::sign_encoded(keys, hood, Kind::Membership, codec::encode(&self))
+    }
+
+    /// The operation a membership item carries; `None` for another kind of item or a
+    /// body that does not decode.
+    pub fn of_item(item: &Item) -> Option<Op> {
+        if item.kind != Kind::Membership {
+            return None;
+        }
+        codec::decode(&item.body, MAX_ITEM_BYTES).ok()
+    }
+
     pub fn created_at(&self) -> u64 {
         match self {
             Op::Genesis(o) => o.created_at,
@@ -696,9 +712,9 @@ pub fn found(
         policy,
     };
     check_genesis(&genesis)?;
-    let body = Body::Membership(Op::Genesis(genesis));
-    let hood = HoodId::derive(&keys.id(), &body.encode());
-    let genesis = Item::sign(keys, &hood, &body);
+    let op = Op::Genesis(genesis);
+    let hood = HoodId::derive(&keys.id(), &codec::encode(&op));
+    let genesis = op.sign(keys, &hood);
     let roster = Roster::from_genesis(&genesis)?;
     let (rekey, epoch, _) = roster.rekey(keys, created_at, rng)?;
     Ok(NewHood {
@@ -740,10 +756,7 @@ pub fn verify_op(hood: &HoodId, item: &Item) -> Result<VerifiedOp, MembershipErr
     if !item.verify(hood) {
         return Err(MembershipError::BadSignature);
     }
-    let op = match item.body().map_err(MembershipError::Malformed)? {
-        Body::Membership(op) => op,
-        _ => return Err(MembershipError::NotAnOp),
-    };
+    let op: Op = codec::decode(&item.body, MAX_ITEM_BYTES).map_err(MembershipError::Malformed)?;
     let mut ticket = None;
     match &op {
         Op::Genesis(g) => {
@@ -878,7 +891,7 @@ impl Roster {
         let admitter = pending
             .iter()
             .filter(|(_, item)| {
-                matches!(item.body(), Ok(Body::Membership(Op::Join(j))) if j.request.joiner == *joiner)
+                matches!(Op::of_item(item), Some(Op::Join(j)) if j.request.joiner == *joiner)
             })
             .find(|(id, item)| {
                 item.author.verify(
@@ -889,7 +902,7 @@ impl Roster {
             .map(|(_, item)| item.author);
         let Some(admitter) = admitter else {
             return Err(if pending.values().any(|item| {
-                matches!(item.body(), Ok(Body::Membership(Op::Join(j))) if j.request.joiner == *joiner)
+                matches!(Op::of_item(item), Some(Op::Join(j)) if j.request.joiner == *joiner)
             }) {
                 MembershipError::BadWelcomeSignature
             } else {
@@ -1893,11 +1906,7 @@ impl Roster {
         if self.causal_time(&join.parents) > ticket.expires_at {
             return Err(MembershipError::Denied(Denied::TicketExpired));
         }
-        Ok(Item::sign(
-            admitter,
-            &self.hood,
-            &Body::Membership(Op::Join(join)),
-        ))
+        Ok(Op::Join(join).sign(admitter, &self.hood))
     }
 
     /// Makes a `Rekey`: a fresh epoch key wrapped to every current member.
@@ -1927,11 +1936,7 @@ impl Roster {
             epoch: key.id(),
             wraps,
         });
-        Ok((
-            Item::sign(keys, &self.hood, &Body::Membership(op)),
-            key,
-            generation,
-        ))
+        Ok((op.sign(keys, &self.hood), key, generation))
     }
 
     /// Makes a `Remove` (follow it with a `Rekey` once inserted).
@@ -1949,7 +1954,7 @@ impl Roster {
         });
         self.authorize(&keys.id(), &op, None)
             .map_err(MembershipError::Denied)?;
-        Ok(Item::sign(keys, &self.hood, &Body::Membership(op)))
+        Ok(op.sign(keys, &self.hood))
     }
 
     /// Makes a `Promote`.
@@ -1967,7 +1972,7 @@ impl Roster {
         });
         self.authorize(&keys.id(), &op, None)
             .map_err(MembershipError::Denied)?;
-        Ok(Item::sign(keys, &self.hood, &Body::Membership(op)))
+        Ok(op.sign(keys, &self.hood))
     }
 
     /// Unwraps every epoch key addressed to `me` by an operation that took effect and

@@ -5,8 +5,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::codec::{FieldError, check_len, check_text};
-use crate::envelope::ItemId;
 use crate::hood::Policy;
+use crate::ids::ItemId;
 
 pub const MAX_TEXT_BYTES: usize = 1000;
 pub const MAX_BEHAVIOR_BYTES: usize = 500;

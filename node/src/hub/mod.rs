@@ -467,10 +467,10 @@ impl Hub {
     /// The hood's default report lifetime (the design's 72 h if the node cannot say).
     async fn default_ttl(&self) -> u64 {
         match self.inner.node.status().await {
-            Ok(status) => status.policy.map_or(crate::api::DEFAULT_TTL_SECS, |p| {
+            Ok(status) => status.policy.map_or(crate::node::DEFAULT_TTL_SECS, |p| {
                 u64::from(p.default_ttl_secs)
             }),
-            Err(_) => crate::api::DEFAULT_TTL_SECS,
+            Err(_) => crate::node::DEFAULT_TTL_SECS,
         }
     }
 

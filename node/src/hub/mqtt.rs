@@ -118,7 +118,7 @@ pub fn alert_json(item: &FeedItem) -> Option<Value> {
     let Body::Report(report) = &item.body else {
         return None;
     };
-    let mut value = crate::api::feed_json(item);
+    let mut value = crate::feed::feed_json(item);
     if let Some(map) = value.as_object_mut() {
         map.insert("event_type".into(), report.category.as_str().into());
     }

@@ -423,7 +423,7 @@ impl AutoPost {
             category: porchlight_proto::report::Category::Other,
         };
         rule.approval
-            .report(&probe, 0, crate::api::DEFAULT_TTL_SECS)
+            .report(&probe, 0, crate::node::DEFAULT_TTL_SECS)
             .map_err(|e| rule_err(e.to_string()))?;
         Ok(rule)
     }
