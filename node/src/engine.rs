@@ -332,8 +332,22 @@ impl Engine {
         if failed > 0 {
             tracing::warn!(failed, "key wraps addressed to us did not open");
         }
+        let new: Vec<EpochId> = self
+            .ring
+            .iter()
+            .map(|k| k.id())
+            .filter(|id| !before.contains(id))
+            .collect();
+        if new.is_empty() {
+            return Ok(());
+        }
+        // A key deleted for good (expired or retired) stays deleted, though the log
+        // still wraps it to us.
+        let forgotten = self.store.forgotten_keys()?;
+        self.ring
+            .retain(|id, _| !(new.contains(id) && forgotten.contains(id)));
         for key in self.ring.iter() {
-            if !before.contains(&key.id()) {
+            if new.contains(&key.id()) {
                 self.store.put_key(key)?;
             }
         }
@@ -722,8 +736,25 @@ impl Engine {
         now: u64,
         rng: &mut impl CryptoRng,
     ) -> Result<ItemId, EngineError> {
-        let epoch = self.newest_held_epoch().ok_or(EngineError::NoEpochKey)?;
-        self.submit(op, epoch, now, rng).await
+        let window = porchlight_proto::keys::window_of(now);
+        match self.newest_held_epoch() {
+            Some(epoch) if self.ring.get(&epoch).is_some_and(|k| k.can_seal_at(window)) => {
+                self.submit(op, epoch, now, rng).await
+            }
+            // No epoch this node holds can seal now: every one ran past its ratchet or
+            // was deleted (a hood where nobody posted or rekeyed for six weeks). The
+            // operation (typically the rekey that makes a fresh epoch) goes into the log
+            // as signed, and catch-up sync hands it on as an operation, as it does every
+            // operation; gossip does not carry it.
+            _ => match self.ingest_op(&op.encode(), now)? {
+                Ingest::NewOp(id) => {
+                    self.store.flush().await?;
+                    Ok(ItemId(id.0))
+                }
+                Ingest::Rejected(r) | Ingest::Ignored(r) => Err(EngineError::Refused(r)),
+                Ingest::Duplicate | Ingest::New(_) => Err(EngineError::AlreadyPosted),
+            },
+        }
     }
 
     /// Rekeys if the roster asks for it (after a removal, or when a member lacks the
@@ -924,7 +955,7 @@ impl Engine {
                     .is_none_or(|at| now < at.saturating_add(keep_for))
         });
         for epoch in retired {
-            self.store.remove_key(&epoch)?;
+            self.store.forget_key(&epoch)?;
             tracing::info!(%epoch, "epoch key retired: no live item can need it");
         }
         self.forget_old_windows(now)

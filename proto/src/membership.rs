@@ -1393,9 +1393,16 @@ impl Roster {
             (Err(Denied::InviterNotMember), Op::Join(join), Some(ticket), Some(position))
                 if state.removed.contains(&ticket.inviter) =>
             {
-                match self.unseen_removal(state, id, &ticket.inviter, position) {
-                    Some(was_admin) => state.check_join(policy, &author, join, ticket, was_admin),
-                    None => Err(Denied::InviterNotMember),
+                // The cheap checks first (a used ticket, a member already, ...): the
+                // search below is only for a join that would otherwise take effect.
+                match state.check_join(policy, &author, join, ticket, true) {
+                    Err(why) => Err(why),
+                    Ok(()) => match self.unseen_removal(state, id, &ticket.inviter, position) {
+                        Some(was_admin) => {
+                            state.check_join(policy, &author, join, ticket, was_admin)
+                        }
+                        None => Err(Denied::InviterNotMember),
+                    },
                 }
             }
             (verdict, ..) => verdict,

@@ -290,3 +290,66 @@ async fn a_legacy_epoch_is_read_and_the_next_post_rekeys_to_the_ratchet() {
         Ingest::New(_)
     ));
 }
+
+/// An epoch deleted for good stays deleted: its wrap to Bob is still in the membership
+/// log, and before, the next operation Bob applied (or his restart) unwrapped it again
+/// and wrote it back to the store (review finding: a member sending any operation kept
+/// every old epoch's key alive).
+#[tokio::test]
+async fn an_epoch_deleted_for_good_is_not_learned_again_from_the_log_nor_at_restart() {
+    let mut rng = SeededRng::new(4);
+    let alice_dir = tempfile::tempdir().unwrap();
+    let bob_dir = tempfile::tempdir().unwrap();
+    let mut alice = found(alice_dir.path(), &mut rng);
+    let (bob_keys, mut bob) = admit(&mut alice, 1, bob_dir.path(), T0, &mut rng).await;
+    let first = bob.roster().sealing_epoch().unwrap();
+    let key = bob.ring().get(&first).unwrap();
+    let held = key.handover(key.oldest_window().unwrap()).unwrap();
+
+    // Seventy-five days on, every window of the first epoch is older than any live item.
+    let later = T0 + 75 * DAY;
+    bob.expire(later).unwrap();
+    assert!(
+        bob.ring().get(&first).is_none(),
+        "the first epoch is deleted"
+    );
+
+    // Alice posts: her first epoch is spent too, so she rekeys first; Bob applies her
+    // operations, and among them the join that wraps the first epoch to him.
+    alice.expire(later).unwrap();
+    let fresh = alice
+        .post(&report("still here", later, 3600), later, &mut rng)
+        .await
+        .unwrap();
+    for op in alice.roster().items() {
+        let _ = bob.ingest_op(&op.encode(), later).unwrap();
+    }
+    assert_ne!(bob.roster().sealing_epoch(), Some(first));
+    let gone = |bob: &Engine| {
+        bob.ring().get(&first).is_none()
+            && bob
+                .store()
+                .key_records()
+                .unwrap()
+                .iter()
+                .all(|r| !contains(r, &held[..]))
+    };
+    assert!(gone(&bob), "an operation brought the deleted key back");
+    assert!(matches!(
+        bob.ingest(&envelope_of(&alice, &fresh), later).unwrap(),
+        Ingest::New(_)
+    ));
+
+    // Nor does a restart, which learns every key the log wraps to Bob.
+    bob.store().flush().await.unwrap();
+    drop(bob);
+    let bob = Engine::load(Store::open(bob_dir.path()).unwrap(), bob_keys)
+        .unwrap()
+        .unwrap();
+    assert!(gone(&bob), "a restart brought the deleted key back");
+    assert!(
+        bob.ring()
+            .get(&alice.roster().sealing_epoch().unwrap())
+            .is_some()
+    );
+}

@@ -23,7 +23,7 @@ impl Engine {
                     }
                 }
                 Forgot::Dropped => {
-                    self.store.remove_key(&epoch)?;
+                    self.store.forget_key(&epoch)?;
                     tracing::info!(%epoch, "epoch key deleted: all its windows are older than any live item");
                 }
             }
