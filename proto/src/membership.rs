@@ -1959,6 +1959,12 @@ impl Roster {
             created_at: now,
             target,
         });
+        self.sign_allowed(keys, op)
+    }
+
+    /// Signs `op` as `keys`' member once the roster as it stands allows it (what the
+    /// builders without a ticket share).
+    pub(crate) fn sign_allowed(&self, keys: &MemberKeys, op: Op) -> Result<Item, MembershipError> {
         self.authorize(&keys.id(), &op, None)
             .map_err(MembershipError::Denied)?;
         Ok(op.sign(keys, &self.hood))

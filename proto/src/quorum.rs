@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::hood::Policy;
 use crate::identity::{MemberId, MemberKeys};
-use crate::item::{Body, Item, OpId};
+use crate::item::{Item, OpId};
 use crate::membership::{Denied, MembershipError, Op, Roster, State};
 
 /// The smallest quorum a policy may ask (1 would be any member alone: `AnyMember`).
@@ -162,9 +162,7 @@ impl Roster {
             created_at: now,
             target,
         });
-        self.authorize(&keys.id(), &op, None)
-            .map_err(MembershipError::Denied)?;
-        Ok(Item::sign(keys, &self.hood(), &Body::Membership(op)))
+        self.sign_allowed(keys, op)
     }
 
     /// The time a new operation made now would be cast at: `now`, or the latest time in

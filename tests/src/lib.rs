@@ -159,9 +159,14 @@ pub fn report(text: &str) -> Body {
 
 /// A package-theft report created at `created_at`, as a node would post it.
 pub fn report_at(text: &str, created_at: u64) -> Body {
+    report_for(text, created_at, 72 * 3600)
+}
+
+/// A package-theft report created at `created_at` that lives `ttl` seconds.
+pub fn report_for(text: &str, created_at: u64, ttl: u64) -> Body {
     Body::Report(Report {
         created_at,
-        expires_at: created_at + 72 * 3600,
+        expires_at: created_at + ttl,
         category: Category::PackageTheft,
         severity: Severity::Warning,
         text: text.to_owned(),

@@ -13,10 +13,10 @@ use porchlight_node::store::Store;
 use porchlight_proto::envelope::{self, OpenError};
 use porchlight_proto::invite::SignedTicket;
 use porchlight_proto::keys::{self, KeyRing};
-use porchlight_proto::report::{Category, Location, Report, Severity};
 use porchlight_proto::testkit::SeededRng;
 use porchlight_proto::validate::Reason;
 use porchlight_proto::{Body, ItemId, JoinRequest, MemberKeys, Policy, Ticket, TicketId};
+use porchlight_tests::report_for;
 
 const T0: u64 = 1_800_000_000;
 const DAY: u64 = 86_400;
@@ -65,23 +65,6 @@ async fn admit(
     (keys, engine)
 }
 
-/// A report made at `created_at` that lives `ttl` seconds.
-fn report(text: &str, created_at: u64, ttl: u64) -> Body {
-    Body::Report(Report {
-        created_at,
-        expires_at: created_at + ttl,
-        category: Category::PackageTheft,
-        severity: Severity::Warning,
-        text: text.to_owned(),
-        behavior: None,
-        location: Location {
-            text: "Elm St, 400 block".into(),
-            geohash: None,
-        },
-        clips: vec![],
-    })
-}
-
 fn envelope_of(engine: &Engine, id: &ItemId) -> Vec<u8> {
     engine.store().item(id).unwrap().unwrap().envelope
 }
@@ -102,7 +85,7 @@ async fn a_window_key_past_the_longest_lifetime_is_gone_from_memory_store_and_re
     let posted_at = T0 + 60;
     let id = alice
         .post(
-            &report("parcel taken", posted_at, 72 * 3600),
+            &report_for("parcel taken", posted_at, 72 * 3600),
             posted_at,
             &mut rng,
         )
@@ -161,7 +144,7 @@ async fn a_window_key_past_the_longest_lifetime_is_gone_from_memory_store_and_re
     // The ratchet goes on forward: what Alice posts now, Bob reads.
     alice.expire(later).unwrap();
     let fresh = alice
-        .post(&report("all clear", later, 3600), later, &mut rng)
+        .post(&report_for("all clear", later, 3600), later, &mut rng)
         .await
         .unwrap();
     assert!(matches!(
@@ -194,7 +177,11 @@ async fn a_member_offline_for_the_longest_lifetime_less_a_day_and_a_late_joiner_
             alice.remove(target, now, &mut rng).await.unwrap();
         }
         let id = alice
-            .post(&report(&format!("day {day}"), now, max_ttl), now, &mut rng)
+            .post(
+                &report_for(&format!("day {day}"), now, max_ttl),
+                now,
+                &mut rng,
+            )
             .await
             .unwrap();
         ids.push(id);
@@ -264,14 +251,18 @@ async fn a_legacy_epoch_is_read_and_the_next_post_rekeys_to_the_ratchet() {
         assert!(e.ring().get(&legacy.id()).unwrap().is_legacy());
     }
     // An old node's report, sealed as version 1, is read.
-    let item = Item::sign(alice.keys(), &hood, &report("from an old node", now, 3600));
+    let item = Item::sign(
+        alice.keys(),
+        &hood,
+        &report_for("from an old node", now, 3600),
+    );
     let v1 = envelope::seal(&item, &hood, &legacy, rng.bytes()).unwrap();
     assert_eq!(v1[0], envelope::LEGACY_VERSION);
     assert!(matches!(bob.ingest(&v1, now).unwrap(), Ingest::New(_)));
     // Bob's first post rekeys to a ratchet epoch and seals version 2; Alice reads it.
     let id = bob
         .post(
-            &report("after the upgrade", now + 60, 3600),
+            &report_for("after the upgrade", now + 60, 3600),
             now + 60,
             &mut rng,
         )
@@ -318,7 +309,7 @@ async fn an_epoch_deleted_for_good_is_not_learned_again_from_the_log_nor_at_rest
     // operations, and among them the join that wraps the first epoch to him.
     alice.expire(later).unwrap();
     let fresh = alice
-        .post(&report("still here", later, 3600), later, &mut rng)
+        .post(&report_for("still here", later, 3600), later, &mut rng)
         .await
         .unwrap();
     for op in alice.roster().items() {
