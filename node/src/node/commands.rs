@@ -214,7 +214,7 @@ impl EventLoop {
                 .engine
                 .as_ref()
                 .and_then(|e| e.roster().sealing_epoch()),
-            sync: self.sync_stats,
+            sync: self.syncs.stats,
             gossip_scores: self
                 .swarm
                 .connected_peers()

@@ -317,12 +317,12 @@ impl EventLoop {
         if self.swarm.behaviour().gate.is_penalized(&peer) {
             // Already cut off: answers still in flight on its closing connection (a sync
             // round and a peer exchange at once) do not count again.
-            self.syncs.remove(&peer);
+            self.syncs.end(&peer);
             return;
         }
         tracing::warn!(%peer, why, "peer misbehaved in sync; cutting it off");
-        self.sync_stats.penalties += 1;
-        self.syncs.remove(&peer);
+        self.syncs.stats.penalties += 1;
+        self.syncs.end(&peer);
         let gate = &mut self.swarm.behaviour_mut().gate;
         gate.penalized
             .retain(|_, until| *until > std::time::Instant::now());

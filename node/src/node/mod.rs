@@ -57,6 +57,7 @@ mod outsiders;
 mod peer_exchange;
 mod renewals;
 mod router;
+mod syncs;
 
 use budgets::PeerWindows;
 use handle::{Command, PendingAck};
@@ -64,6 +65,7 @@ pub use handle::{Node, run};
 use outsiders::{Arrival, Outsiders};
 use peer_exchange::PeerAsks;
 use renewals::Renewals;
+use syncs::Syncs;
 
 /// Lifetime of a report when the request does not say: the design's default. The API
 /// and the hub both post with it.
@@ -393,8 +395,6 @@ struct EventLoop {
     acks: mpsc::Sender<PendingAck>,
     /// The `acknowledge` task: it holds the store open until it ends.
     acknowledger: tokio::task::JoinHandle<()>,
-    /// The flush after the last sync batch, if one was started.
-    sync_flush: Option<tokio::task::JoinHandle<()>>,
     /// The last periodic check of the store (`CHECK_STORE_EVERY`), if one was started.
     store_check: Option<tokio::task::JoinHandle<()>>,
     /// Set when a roster change left this member without the key everyone seals under
@@ -419,12 +419,8 @@ struct EventLoop {
     addresses: HashMap<PeerId, Vec<Multiaddr>>,
     join: Option<JoinState>,
     listen: Vec<Multiaddr>,
-    syncs: HashMap<PeerId, SyncSession>,
-    /// Peers whose session failed through no fault of theirs; retried on the next tick
-    /// if still connected (at most one try per peer a tick, so no hot loop).
-    sync_retry: HashSet<PeerId>,
-    /// When each connected peer's session was last retried that way.
-    sync_retried: HashMap<PeerId, Instant>,
+    /// Catch-up sync: sessions, retries, the kept sync set, reconcile budgets (`syncs`).
+    syncs: Syncs,
     /// Peer exchange: who was asked, the asks outstanding, the asks lost with a
     /// closing connection (`peer_exchange`).
     peer_asks: PeerAsks,
@@ -438,9 +434,6 @@ struct EventLoop {
     remote: HashMap<PeerId, Multiaddr>,
     /// The configured bootstrap addresses, dialed at start and when alone.
     bootstrap: Vec<Multiaddr>,
-    sync_stats: SyncStats,
-    /// Per connected peer: the start of its current window and its reconcile requests in it.
-    reconciled: PeerWindows,
     /// Per connected peer: the start of its ignore window and how many messages it
     /// relayed there that were ignored (`IGNORE_BUDGET`).
     ignored: PeerWindows,
@@ -451,10 +444,6 @@ struct EventLoop {
     data_dir: PathBuf,
     /// The owner's side of clip sharing.
     sharing: Sharing,
-    /// The sync set as last built, with the store's `sync_generation` it was built at
-    /// and when it was last used: a responder answers every reconcile message of a
-    /// session from it instead of reading and sorting the set each time.
-    sync_set: Option<(u64, Arc<negentropy::NegentropyStorageVector>, Instant)>,
     /// Each member's byte budget for our fetch answers and clip chunks.
     meter: crate::meter::Meter,
     /// How often to tell systemd's watchdog the loop runs, and when it was last told.
@@ -462,19 +451,6 @@ struct EventLoop {
     /// Outstanding clip requests we sent (bounded by the behaviour's timeout and by the
     /// API's concurrent fetches).
     clip_replies: HashMap<request_response::OutboundRequestId, Reply<clip::Response>>,
-}
-
-/// One catch-up session this node runs as initiator with one peer.
-struct SyncSession {
-    /// `None` once the sets are reconciled and only fetching is left.
-    initiator: Option<sync::Initiator>,
-    need: std::collections::VecDeque<[u8; 32]>,
-    requested: HashSet<[u8; 32]>,
-    started: Instant,
-    /// The request whose answer the session waits for: an answer or failure of any
-    /// other (one of a session that timed out, on a connection since replaced) is
-    /// stale and changes nothing.
-    pending: Option<request_response::OutboundRequestId>,
 }
 
 #[cfg(test)]

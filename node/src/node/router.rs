@@ -60,10 +60,10 @@ impl EventLoop {
         // The acknowledger answers what it holds and ends, and the last sync flush ends,
         // closing their handles on the store, before this node reports that it stopped
         // (a restart reopens the store).
+        let sync_flush = self.syncs.take_flush();
         let EventLoop {
             acks,
             acknowledger,
-            sync_flush,
             store_check,
             ..
         } = self;
@@ -112,13 +112,7 @@ impl EventLoop {
                 tracing::warn!(error = %e, "cannot notify systemd's watchdog");
             }
         }
-        if self
-            .sync_set
-            .as_ref()
-            .is_some_and(|(_, _, used)| now.duration_since(*used) >= SYNC_SET_IDLE)
-        {
-            self.sync_set = None;
-        }
+        self.syncs.tick(now);
         for peer in self.outsiders.due(now) {
             if self.is_member(&peer) && self.swarm.behaviour().gossipsub.serves(&peer) {
                 continue;
@@ -149,15 +143,13 @@ impl EventLoop {
                 let _ = store.flush().await;
             }));
         }
-        self.syncs
-            .retain(|_, s| s.started.elapsed() < SYNC_SESSION_TIMEOUT);
         for peer in take_due(&mut self.cut_off, now) {
             if self.swarm.is_connected(&peer) {
                 tracing::info!(%peer, "disconnecting a removed member");
                 let _ = self.swarm.disconnect_peer_id(peer);
             }
         }
-        for peer in std::mem::take(&mut self.sync_retry) {
+        for peer in self.syncs.take_retries() {
             if self.swarm.is_connected(&peer) {
                 self.start_sync(peer);
             }
@@ -447,9 +439,8 @@ impl EventLoop {
                 }
                 self.outsiders.disconnected(&peer_id);
                 self.addresses.remove(&peer_id);
-                self.reconciled.forget(&peer_id);
+                self.syncs.disconnected(&peer_id);
                 self.ignored.forget(&peer_id);
-                self.sync_retried.remove(&peer_id);
                 self.peer_asks.reset(&peer_id);
                 self.remote.remove(&peer_id);
             }
