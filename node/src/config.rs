@@ -5,8 +5,8 @@ use std::path::Path;
 use libp2p::Multiaddr;
 use serde::{Deserialize, Serialize};
 
+use crate::clips::sharing::ClipPolicy;
 use crate::node::Config;
-use crate::sharing::ClipPolicy;
 
 pub const FILE: &str = "porchlight.toml";
 /// Default port for TCP and QUIC.

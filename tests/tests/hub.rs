@@ -1531,7 +1531,7 @@ async fn approving_with_share_members_lets_a_neighbor_fetch_the_clip_without_ask
         let node = bob.node.clone();
         let dir = bob.dir.path().to_path_buf();
         async move {
-            porchlight_node::sharing::fetch(&node, &dir, sha, |_, _| {})
+            porchlight_node::clips::sharing::fetch(&node, &dir, sha, |_, _| {})
                 .await
                 .unwrap()
         }
@@ -1539,14 +1539,14 @@ async fn approving_with_share_members_lets_a_neighbor_fetch_the_clip_without_ask
     assert!(
         matches!(
             fetch(&shas[0]).await,
-            porchlight_node::sharing::Fetched::Waiting { .. }
+            porchlight_node::clips::sharing::Fetched::Waiting { .. }
         ),
         "the policy holds for a clip approved without share"
     );
     assert!(
         matches!(
             fetch(&shas[1]).await,
-            porchlight_node::sharing::Fetched::Done { .. }
+            porchlight_node::clips::sharing::Fetched::Done { .. }
         ),
         "share=members: no `clip allow` needed"
     );

@@ -38,9 +38,9 @@ use tokio::sync::{Semaphore, broadcast};
 use tracing::Instrument;
 
 use crate::clips::ClipError;
+use crate::clips::sharing::{self, ClipAsk, Fetched};
 use crate::engine::EngineError;
 use crate::node::{Event as NodeEvent, FeedItem, Node, NodeError};
-use crate::sharing::{self, ClipAsk, Fetched};
 
 mod clips;
 mod feed;

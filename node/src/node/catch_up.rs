@@ -250,13 +250,13 @@ impl EventLoop {
             Ok(sync::Request::Fetch(ids)) => {
                 let now = std::time::Instant::now();
                 match self.meter.check(peer, now) {
-                    crate::meter::Verdict::Serve => {}
-                    crate::meter::Verdict::SlowDown => {
+                    crate::mesh::meter::Verdict::Serve => {}
+                    crate::mesh::meter::Verdict::SlowDown => {
                         return sync::Response::refused(
                             "over this node's byte budget for your fetches; slow down",
                         );
                     }
-                    crate::meter::Verdict::Penalize => {
+                    crate::mesh::meter::Verdict::Penalize => {
                         self.penalize(peer, "kept fetching over its byte budget");
                         return sync::Response::refused("over the byte budget");
                     }

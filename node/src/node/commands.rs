@@ -238,7 +238,7 @@ impl EventLoop {
         let connected: std::collections::HashSet<MemberId> = self
             .swarm
             .connected_peers()
-            .filter_map(net::member_id)
+            .filter_map(mesh::member_id)
             .collect();
         // Items held are evidence too, across restarts: the store keeps each author's
         // newest in memory (`status` asks for this; a pass over the expiry index held up

@@ -137,7 +137,7 @@ impl Node {
             (None, None) => return Err(NodeError::NoHood),
         };
         let topic = IdentTopic::new(hood.topic());
-        let mut swarm = net::swarm(&keys, &topic.hash(), config.mdns)?;
+        let mut swarm = mesh::swarm(&keys, &topic.hash(), config.mdns)?;
         for addr in &config.listen {
             port_is_free(addr)?;
             swarm

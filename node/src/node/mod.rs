@@ -39,11 +39,11 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use crate::clips::sharing::{ClipAsk, ClipPolicy, Sharing, SharingError};
 use crate::engine::{Engine, EngineError, Ingest};
 use crate::identity::{self, IdentityError};
-use crate::links::Links;
-use crate::net::{self, Behaviour, BehaviourEvent, NetError};
-use crate::sharing::{ClipAsk, ClipPolicy, Sharing, SharingError};
+use crate::mesh::links::Links;
+use crate::mesh::{self, Behaviour, BehaviourEvent, NetError};
 use crate::store::{Store, StoreError};
 
 mod budgets;
@@ -52,9 +52,9 @@ mod clip_requests;
 mod commands;
 mod handle;
 mod join;
-mod mesh;
 mod outsiders;
 mod peer_exchange;
+mod peers;
 mod renewals;
 mod router;
 mod syncs;
@@ -293,7 +293,7 @@ pub struct Status {
     pub sealing_epoch: Option<porchlight_proto::EpochId>,
     pub sync: SyncStats,
     /// Gossipsub's score of each connected peer that has one. Below the graylist
-    /// threshold (`PeerScoreThresholds::default()`, see `net::gossipsub`) gossipsub drops
+    /// threshold (`PeerScoreThresholds::default()`, see `mesh::gossipsub`) gossipsub drops
     /// the peer's messages unread.
     pub gossip_scores: Vec<(PeerId, f64)>,
     /// This node's member was removed from the hood: it can no longer post or read
@@ -430,7 +430,7 @@ struct EventLoop {
     /// Members whose links are being renewed, and when each was last (`renewals`).
     renewals: Renewals,
     /// The remote address of each connected peer's latest connection: what reach of
-    /// addresses peer exchange may tell it (`net::Scope`).
+    /// addresses peer exchange may tell it (`mesh::Scope`).
     remote: HashMap<PeerId, Multiaddr>,
     /// The configured bootstrap addresses, dialed at start and when alone.
     bootstrap: Vec<Multiaddr>,
@@ -445,7 +445,7 @@ struct EventLoop {
     /// The owner's side of clip sharing.
     sharing: Sharing,
     /// Each member's byte budget for our fetch answers and clip chunks.
-    meter: crate::meter::Meter,
+    meter: crate::mesh::meter::Meter,
     /// How often to tell systemd's watchdog the loop runs, and when it was last told.
     watchdog: Option<(Duration, Instant)>,
     /// Outstanding clip requests we sent (bounded by the behaviour's timeout and by the
@@ -494,7 +494,7 @@ mod tests {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod dial_tests {
-    use super::mesh::start_dials;
+    use super::peers::start_dials;
     use super::*;
 
     /// Start-up dials the most recently seen members first, at most `MAX_START_DIALS`,

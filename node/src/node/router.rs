@@ -185,9 +185,13 @@ impl EventLoop {
         let members: Vec<PeerId> = engine
             .roster()
             .members()
-            .filter_map(|m| net::peer_id(&m.id))
+            .filter_map(|m| mesh::peer_id(&m.id))
             .collect();
-        let removed: Vec<PeerId> = engine.roster().removed().filter_map(net::peer_id).collect();
+        let removed: Vec<PeerId> = engine
+            .roster()
+            .removed()
+            .filter_map(mesh::peer_id)
+            .collect();
         let me_removed = engine.roster().is_removed(&self.keys.id());
         let behaviour = self.swarm.behaviour_mut();
         behaviour.gossipsub.set_members(members.iter().copied());
@@ -378,7 +382,7 @@ impl EventLoop {
                 );
                 self.remote
                     .insert(peer_id, endpoint.get_remote_address().clone());
-                if let Some(member) = net::member_id(&peer_id) {
+                if let Some(member) = mesh::member_id(&peer_id) {
                     self.saw(member, crate::now());
                     self.remember_seen(member);
                 }
@@ -433,7 +437,7 @@ impl EventLoop {
                             .build(),
                     );
                 }
-                if let Some(member) = net::member_id(&peer_id) {
+                if let Some(member) = mesh::member_id(&peer_id) {
                     self.saw(member, crate::now());
                     self.remember_seen(member);
                 }
