@@ -196,6 +196,7 @@ prop_compose! {
             behavior,
             location: Location { text: location_text, geohash },
             clips,
+            ask_seen: None,
         }
     }
 }
@@ -456,6 +457,7 @@ prop_compose! {
             behavior,
             location: Location { text: location_text, geohash },
             clips,
+            ask_seen: None,
         }
     }
 }
