@@ -8,6 +8,7 @@
 //! - [`instrument`]: process-wide byte and gossip counters for benchmarks.
 //! - [`local`]: what the CLI does to a data dir with no node running (init, found).
 //! - [`clips`]: the clip library under `<data dir>/clips`.
+//! - [`seen`]: "seen by": the author's asks and counts, the reader's acknowledged marks.
 //! - [`sharing`]: clip sharing: the owner's policy and asks, the requester's fetch.
 //! - [`config`]: the settings file, `porchlight.toml`.
 //! - [`feed`]: reading the feed off the event loop, a page at a time.
@@ -40,6 +41,7 @@ pub mod net;
 pub mod node;
 pub mod notify;
 pub mod quiet;
+pub mod seen;
 pub mod sharing;
 pub mod store;
 pub mod web;

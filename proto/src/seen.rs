@@ -144,11 +144,7 @@ pub fn acknowledge(
         enc: enc_bytes,
         sealed,
     };
-    Ok(Item::sign(
-        &once,
-        hood,
-        &crate::item::Body::Seen(body),
-    ))
+    Ok(Item::sign(&once, hood, &crate::item::Body::Seen(body)))
 }
 
 /// Who sent the ack `item` (whose body is `seen`), as the report's author finds with the

@@ -62,7 +62,11 @@ fn scene() -> Scene {
     let Verdict::Accept(a) = h.validate_as(BOB, &bytes) else {
         panic!("the asking report is accepted")
     };
-    assert_eq!(a.body, Body::Report(report.clone()), "the ask survives the wire");
+    assert_eq!(
+        a.body,
+        Body::Report(report.clone()),
+        "the ask survives the wire"
+    );
     let readers = [BOB, CAROL, DAVE]
         .iter()
         .map(|m| h.members[*m].keys.id())
@@ -141,7 +145,11 @@ fn an_ack_is_taken_by_every_member_and_only_the_author_learns_whose_it_is() {
     for judge in [ALICE, CAROL, DAVE] {
         let a = s.accepted(judge, &bytes);
         assert_eq!(a.item.kind, Kind::Seen);
-        assert_eq!(a.expires_at, Some(s.report.expires_at), "expires with the report");
+        assert_eq!(
+            a.expires_at,
+            Some(s.report.expires_at),
+            "expires with the report"
+        );
         // What every member holds names a one-time key, and nowhere Bob.
         assert_ne!(a.item.author, bob);
         let inner = a.item.encode();
@@ -172,7 +180,10 @@ fn a_tampered_ack_is_rejected() {
     let mut flipped = bytes.clone();
     let last = flipped.len() - 1;
     flipped[last] ^= 1;
-    assert_eq!(s.judge(CAROL, &flipped), Verdict::Reject(Reason::DecryptFailed));
+    assert_eq!(
+        s.judge(CAROL, &flipped),
+        Verdict::Reject(Reason::DecryptFailed)
+    );
     // By a member, who holds the epoch key and re-seals: the one-time signature.
     let Ok(Body::Seen(mut body)) = ack.body() else {
         unreachable!()
@@ -183,7 +194,10 @@ fn a_tampered_ack_is_rejected() {
         ..ack.clone()
     };
     let resealed = s.h.seal_item(CAROL, &altered);
-    assert_eq!(s.judge(ALICE, &resealed), Verdict::Reject(Reason::BadSignature));
+    assert_eq!(
+        s.judge(ALICE, &resealed),
+        Verdict::Reject(Reason::BadSignature)
+    );
     // Bob's sealed part moved under a one-time key of Carol's: it travels (nobody but the
     // author can tell), and the author finds it does not open (the key is bound in).
     body.sealed[0] ^= 1;
@@ -217,10 +231,16 @@ fn an_ack_of_a_report_that_did_not_ask_is_refused() {
     let ack = s.ack(BOB);
     let bytes = s.h.seal_item(BOB, &ack);
     s.held.ask = None;
-    assert_eq!(s.judge(CAROL, &bytes), Verdict::Reject(Reason::NotAskingSeen));
+    assert_eq!(
+        s.judge(CAROL, &bytes),
+        Verdict::Reject(Reason::NotAskingSeen)
+    );
     // Not known yet (on its way): nobody is blamed, sync brings it again.
     s.held.id = ItemId([9; 32]);
-    assert_eq!(s.judge(CAROL, &bytes), Verdict::Ignore(Reason::UnknownReport));
+    assert_eq!(
+        s.judge(CAROL, &bytes),
+        Verdict::Ignore(Reason::UnknownReport)
+    );
 }
 
 #[test]
