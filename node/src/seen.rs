@@ -257,3 +257,153 @@ impl Acks {
         self.by_report.is_empty()
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use porchlight_proto::item::{Body, Item};
+    use porchlight_proto::report::{Retract, Severity};
+    use porchlight_proto::seen::SeenAsk;
+    use porchlight_proto::testkit::{NOW, SeededRng, TestHood};
+    use porchlight_proto::{JoinRequest, MemberKeys, Policy, Ticket, TicketId};
+
+    use crate::engine::{Acked, Engine, EngineError, Ingest};
+    use crate::store::Store;
+
+    use super::*;
+
+    /// Alice's engine, and Bob's, admitted by her.
+    async fn alice_and_bob(a: &std::path::Path, b: &std::path::Path) -> (Engine, Engine) {
+        let mut rng = SeededRng::new(11);
+        let alice_keys = MemberKeys::generate(&mut rng);
+        let mut alice = Engine::found(
+            Store::open(a).unwrap(),
+            alice_keys,
+            "Elm Street",
+            "Alice",
+            Policy::default(),
+            NOW,
+            &mut rng,
+        )
+        .unwrap();
+        let bob = MemberKeys::generate(&mut rng);
+        let ticket = Ticket {
+            hood: alice.hood(),
+            hood_name: "Elm Street".into(),
+            inviter: alice.keys().id(),
+            id: TicketId([7; 16]),
+            expires_at: NOW + 60,
+            bootstrap: vec![],
+        };
+        let signed = porchlight_proto::invite::SignedTicket::issue(alice.keys(), &ticket).unwrap();
+        let request = JoinRequest::new(&bob, signed, &ticket, "Bob").unwrap();
+        let welcome = alice.admit(&request, NOW, &mut rng).await.unwrap();
+        let bob =
+            Engine::from_welcome(Store::open(b).unwrap(), bob, &alice.hood(), &welcome).unwrap();
+        (alice, bob)
+    }
+
+    fn asking_report() -> Body {
+        let Body::Report(mut r) = TestHood::new(1).report("smoke from the garage") else {
+            unreachable!()
+        };
+        r.severity = Severity::Urgent;
+        r.ask_seen = Some(SeenAsk::generate(&mut SeededRng::new(2)).0);
+        Body::Report(r)
+    }
+
+    fn envelope(e: &Engine, id: &ItemId) -> Vec<u8> {
+        e.store().item(id).unwrap().unwrap().envelope
+    }
+
+    /// Bob's ack reaches Alice: counted once (a replay, and Bob asking again, change
+    /// nothing), kept across Alice's restart, and deleted with the report when she takes
+    /// it back.
+    #[tokio::test]
+    async fn an_ack_is_counted_once_survives_a_restart_and_goes_with_its_report() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let mut rng = SeededRng::new(5);
+        let (mut alice, mut bob) = alice_and_bob(a.path(), b.path()).await;
+        let report = alice.post(&asking_report(), NOW, &mut rng).await.unwrap();
+        let bob_id = bob.keys().id();
+        assert_eq!(
+            count(alice.store(), &report).unwrap(),
+            Some(SeenCount { of: 1, by: vec![] })
+        );
+        // Alice cannot acknowledge her own report; Bob cannot before he has it.
+        assert!(matches!(
+            alice.acknowledge(report, NOW, &mut rng).await,
+            Err(EngineError::Seen(SeenError::OwnReport(_)))
+        ));
+        assert!(matches!(
+            bob.acknowledge(report, NOW, &mut rng).await,
+            Err(EngineError::Seen(SeenError::UnknownReport(_)))
+        ));
+        assert!(matches!(
+            bob.ingest(&envelope(&alice, &report), NOW).unwrap(),
+            Ingest::New(_)
+        ));
+        // Receiving it sent nothing.
+        assert_eq!(bob.store().outbox().unwrap().len(), 0);
+        let Acked::Sent(ack) = bob.acknowledge(report, NOW, &mut rng).await.unwrap() else {
+            panic!("the first ack is sent")
+        };
+        assert_eq!(bob.store().outbox().unwrap().len(), 1);
+        assert_eq!(
+            bob.acknowledge(report, NOW, &mut rng).await.unwrap(),
+            Acked::Already
+        );
+        assert_eq!(bob.store().outbox().unwrap().len(), 1, "answered once");
+        let bytes = envelope(&bob, &ack);
+        assert!(matches!(alice.ingest(&bytes, NOW).unwrap(), Ingest::New(_)));
+        assert_eq!(alice.ingest(&bytes, NOW).unwrap(), Ingest::Duplicate);
+        assert_eq!(
+            count(alice.store(), &report).unwrap(),
+            Some(SeenCount {
+                of: 1,
+                by: vec![bob_id]
+            })
+        );
+        // A restart keeps the ack (its author is no member, yet it is no stray item)
+        // and the count.
+        let keys = alice.keys().clone();
+        alice.store().flush().await.unwrap();
+        drop(alice);
+        let mut alice = Engine::load(Store::open(a.path()).unwrap(), keys)
+            .unwrap()
+            .unwrap();
+        assert!(alice.store().has_item(&ack).unwrap());
+        assert_eq!(
+            count(alice.store(), &report).unwrap().unwrap().by,
+            vec![bob_id]
+        );
+        // Alice takes the report back: the ack and the ask (its secret) go.
+        alice
+            .post(
+                &Body::Retract(Retract {
+                    created_at: NOW,
+                    expires_at: NOW + 3600,
+                    report,
+                }),
+                NOW,
+                &mut rng,
+            )
+            .await
+            .unwrap();
+        alice.expire(NOW + 1).unwrap();
+        assert!(!alice.store().has_item(&ack).unwrap());
+        assert_eq!(ask(alice.store(), &report).unwrap().map(|_| ()), None);
+        // Bob's mark goes when the report would have expired.
+        let expires_at = Item::decode(&bob.store().item(&report).unwrap().unwrap().item)
+            .unwrap()
+            .body()
+            .unwrap()
+            .times()
+            .1
+            .unwrap();
+        assert!(acked(bob.store(), &report).unwrap());
+        bob.expire(expires_at).unwrap();
+        assert!(!acked(bob.store(), &report).unwrap());
+        assert!(!bob.store().has_item(&ack).unwrap());
+    }
+}
