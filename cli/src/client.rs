@@ -461,7 +461,7 @@ fn seen(out: Out, data_dir: &Path, id: &str) -> anyhow::Result<()> {
     let v = api.call("POST", &format!("/v1/reports/{id}/seen"), None)?;
     out.object(v.clone(), || {
         let report = v["report"].as_str().unwrap_or("");
-        let short = &report[..report.len().min(8)];
+        let short = report.get(..8).unwrap_or(report);
         let author = v["author_name"].as_str().unwrap_or("its author");
         if v["already"] == Value::Bool(true) {
             println!("you had already told {author} you have seen {short}");
