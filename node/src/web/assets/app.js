@@ -427,7 +427,7 @@
   }
 
   function showErrors(form, errors) {
-    for (const field of ['text', 'behavior', 'where', 'expires', 'clip']) {
+    for (const field of ['text', 'behavior', 'where', 'expires', 'ask_seen', 'clip']) {
       const input = form.elements[field];
       const out = $(`#${field}-error`);
       const message = errors[field] || '';
@@ -440,7 +440,7 @@
       ? `Nothing was sent: ${count === 1 ? 'one field needs' : `${count} fields need`} a change.`
       : '';
     if (count) {
-      const first = ['text', 'behavior', 'where', 'expires', 'clip'].find((k) => errors[k]);
+      const first = ['text', 'behavior', 'where', 'expires', 'ask_seen', 'clip'].find((k) => errors[k]);
       form.elements[first].focus();
     }
   }
