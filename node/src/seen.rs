@@ -20,6 +20,8 @@ use zeroize::Zeroizing;
 use crate::store::{Store, StoreError};
 
 const ASKS: &str = "seen_asks";
+/// Largest stored ask: its secret and times, and two lists of at most `MAX_MEMBERS` ids.
+const MAX_ASK_BYTES: usize = 64 + 2 * (8 + 32 * porchlight_proto::limits::MAX_MEMBERS);
 const ACKED: &str = "seen_acked";
 
 #[derive(Debug, thiserror::Error)]
@@ -121,7 +123,7 @@ pub fn ask(store: &Store, report: &ItemId) -> Result<Option<AskRecord>, SeenErro
         return Ok(None);
     };
     let bytes = Zeroizing::new(bytes.to_vec());
-    porchlight_proto::codec::decode::<AskRecord>(&bytes, usize::MAX)
+    porchlight_proto::codec::decode::<AskRecord>(&bytes, MAX_ASK_BYTES)
         .map(Some)
         .map_err(corrupt)
 }
@@ -188,7 +190,7 @@ pub fn expire(store: &Store, now: u64) -> Result<usize, SeenError> {
     for entry in asks.iter() {
         let (key, value) = entry.map_err(StoreError::from)?;
         let value = Zeroizing::new(value.to_vec());
-        let expired = porchlight_proto::codec::decode::<AskRecord>(&value, usize::MAX)
+        let expired = porchlight_proto::codec::decode::<AskRecord>(&value, MAX_ASK_BYTES)
             .map_or(true, |r| r.expires_at <= now);
         let live = <[u8; 32]>::try_from(key.as_ref())
             .is_ok_and(|id| store.has_item(&ItemId(id)).unwrap_or(true));
@@ -369,9 +371,19 @@ mod tests {
         let keys = alice.keys().clone();
         alice.store().flush().await.unwrap();
         drop(alice);
-        let mut alice = Engine::load(Store::open(a.path()).unwrap(), keys)
-            .unwrap()
-            .unwrap();
+        // sled lets go of the lock from a background thread a moment after the handle.
+        let mut store = None;
+        for _ in 0..200 {
+            match Store::open(a.path()) {
+                Ok(s) => {
+                    store = Some(s);
+                    break;
+                }
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+            }
+        }
+        let store = store.expect("the store reopens within 10 s");
+        let mut alice = Engine::load(store, keys).unwrap().unwrap();
         assert!(alice.store().has_item(&ack).unwrap());
         assert_eq!(
             count(alice.store(), &report).unwrap().unwrap().by,
