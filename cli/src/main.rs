@@ -202,6 +202,13 @@ enum Command {
         /// The report's id (or its first 8 characters).
         id: String,
     },
+    /// Tell the author of an urgent report that asked that you have seen it (`feed`
+    /// tells them too, when it prints the report). Only the author learns it was you.
+    #[command(after_help = "Example:\n  porchlight seen 3f2a9c1b")]
+    Seen {
+        /// The report's id (or its first 8 characters).
+        id: String,
+    },
     /// The hood's members: name, fingerprint, role, joined, last seen.
     #[command(after_help = "Example:\n  porchlight members")]
     Members,
@@ -341,6 +348,10 @@ struct PostArgs {
     /// the hood's policy says less].
     #[arg(long, value_parser = format::parse_duration)]
     expires: Option<Duration>,
+    /// Ask neighbors to acknowledge that they have seen it (urgent reports only): your
+    /// feed then shows "seen by N of M", and only you see who.
+    #[arg(long)]
+    ask_seen: bool,
 }
 
 /// An error that is the user's to fix: exit code 2.

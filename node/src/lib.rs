@@ -8,6 +8,7 @@
 //! - [`local`]: what the CLI does to a data dir with no node running (init, found).
 //! - [`clips`]: the clip library under `<data dir>/clips`, and (`clips::sharing`) clip
 //!   sharing: the owner's policy and asks, the requester's fetch.
+//! - [`seen`]: "seen by": the author's asks and counts, the reader's acknowledged marks.
 //! - [`config`]: the settings file, `porchlight.toml`.
 //! - [`feed`]: reading the feed off the event loop, a page at a time.
 //! - [`mesh`]: the libp2p side: the composed behaviour and transports, the members-only
@@ -34,6 +35,7 @@ pub mod mesh;
 pub mod mute;
 pub mod node;
 pub mod notify;
+pub mod seen;
 pub mod store;
 pub mod web;
 pub mod words;

@@ -176,6 +176,7 @@ pub fn report_for(text: &str, created_at: u64, ttl: u64) -> Body {
             geohash: None,
         },
         clips: vec![],
+        ask_seen: None,
     })
 }
 

@@ -1684,6 +1684,7 @@ async fn home_assistants_own_mqtt_code_takes_every_discovery_config_and_alert() 
                 camera: "front_cam".into(),
                 captured_at: now - 60,
             }],
+            ask_seen: None,
         };
         alice.node.post(Body::Report(report)).await.unwrap();
     }

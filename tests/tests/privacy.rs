@@ -48,6 +48,7 @@ fn report(text: &str, now: u64) -> Body {
             geohash: Some(GEOHASH.into()),
         },
         clips: vec![],
+        ask_seen: None,
     })
 }
 

@@ -207,6 +207,7 @@ pub async fn serve_with_hub(
         .route("/v1/reports/{id}/update", post(update))
         .route("/v1/reports/{id}/resolve", post(resolve))
         .route("/v1/reports/{id}/retract", post(retract))
+        .route("/v1/reports/{id}/seen", post(seen))
         .route("/v1/invites", post(invite))
         .route("/v1/members", get(members))
         .route("/v1/members/remove", post(remove))

@@ -91,6 +91,12 @@ pub(super) fn node_error(e: NodeError) -> Response {
             | EngineError::LastAdmin(_)
             | EngineError::LastAdminLeaving),
         ) => error(StatusCode::FORBIDDEN, e.to_string()),
+        NodeError::Engine(EngineError::Seen(e @ crate::seen::SeenError::UnknownReport(_))) => {
+            error(StatusCode::NOT_FOUND, e.to_string())
+        }
+        NodeError::Engine(EngineError::Seen(
+            e @ (crate::seen::SeenError::NotAsking(_) | crate::seen::SeenError::OwnReport(_)),
+        )) => error(StatusCode::BAD_REQUEST, e.to_string()),
         NodeError::Engine(e @ EngineError::AlreadyAdmin(_)) => {
             error(StatusCode::CONFLICT, e.to_string())
         }

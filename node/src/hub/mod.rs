@@ -190,6 +190,7 @@ impl Approval {
                 })
                 .into_iter()
                 .collect(),
+            ask_seen: None,
         };
         report.check()?;
         Ok(report)

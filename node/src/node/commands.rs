@@ -50,6 +50,17 @@ impl EventLoop {
                 }
                 let _ = reply.send(result.map_err(NodeError::from));
             }
+            Command::Seen(report, reply) => {
+                let result = match &mut self.engine {
+                    None => Err(NodeError::NoHood),
+                    Some(engine) => engine
+                        .acknowledge(report, crate::now(), &mut crate::rng())
+                        .await
+                        .map_err(NodeError::from),
+                };
+                self.flush_outbox();
+                let _ = reply.send(result);
+            }
             Command::Promote(member, reply) => {
                 let result = match &mut self.engine {
                     None => Err(NodeError::NoHood),
@@ -284,6 +295,8 @@ impl EventLoop {
             .members()
             .map(|m| (m.id, m.name.clone()))
             .collect();
-        Ok(crate::feed::Reader::new(self.store.clone(), names).muting(self.muted.clone()))
+        Ok(crate::feed::Reader::new(self.store.clone(), names)
+            .muting(self.muted.clone())
+            .for_member(self.keys.id()))
     }
 }

@@ -43,6 +43,8 @@ pub(super) enum Command {
     /// Mutes (`true`) or unmutes a member on this node; answers whether it changed.
     Mute(MemberId, bool, Reply<bool>),
     Promote(MemberId, Reply<()>),
+    /// This node's person has seen a neighbor's report that asked (`seen`).
+    Seen(ItemId, Reply<crate::engine::Acked>),
     Ingest(Vec<u8>, Reply<Ingest>),
     /// With the digest (`true`), or without it.
     Status(bool, Reply<Status>),
@@ -267,6 +269,12 @@ impl Node {
     /// returns whether anything changed.
     pub async fn mute(&self, member: MemberId, mute: bool) -> Result<bool, NodeError> {
         self.ask(|r| Command::Mute(member, mute, r)).await
+    }
+
+    /// Acknowledges that this node's person has seen `report`, a neighbor's report that
+    /// asked who has seen it: sends the ack once (`seen`).
+    pub async fn seen(&self, report: ItemId) -> Result<crate::engine::Acked, NodeError> {
+        self.ask(|r| Command::Seen(report, r)).await
     }
 
     /// Makes a member an admin.

@@ -263,6 +263,11 @@ pub struct FeedItem {
     pub body: Body,
     pub created_at: u64,
     pub expires_at: u64,
+    /// Our own report that asked who has seen it: who has (`seen`). `None` for every
+    /// other item, and on the event stream.
+    pub seen: Option<crate::seen::SeenBy>,
+    /// A neighbor's report that asked who has seen it: whether this member said so.
+    pub acknowledged: bool,
 }
 
 #[derive(Debug, Clone)]

@@ -317,9 +317,20 @@ impl EventLoop {
             id,
             author: item.author,
             author_name,
-            body,
             created_at,
             expires_at: expires_at?,
+            // Our own report that asks: nobody has seen it yet when it is new.
+            seen: match &body {
+                Body::Report(r) if r.ask_seen.is_some() && item.author == engine.keys().id() => {
+                    Some(crate::seen::SeenBy {
+                        of: engine.roster().members().count().saturating_sub(1),
+                        by: vec![],
+                    })
+                }
+                _ => None,
+            },
+            acknowledged: false,
+            body,
         })
     }
 
@@ -333,6 +344,8 @@ impl EventLoop {
             self.last_item_at = Some(crate::now());
             if matches!(accepted.body, Body::Membership(_)) {
                 self.after_roster_change(false);
+            } else if matches!(accepted.body, Body::Seen(_)) {
+                // Acks are not feed items: the author's feed counts them.
             } else if let Some(item) =
                 Self::feed_item(engine, accepted.id, &accepted.item, accepted.body.clone())
                 && !self.muted.contains(&item.author)

@@ -163,6 +163,16 @@ pub async fn post() -> Response {
                     p #expires-error.error {}
                 }
                 div.field {
+                    label for="ask_seen" {
+                        input #ask_seen name="ask_seen" type="checkbox" aria-describedby="ask_seen-hint ask_seen-error";
+                        " Ask neighbors to say they have seen it"
+                    }
+                    p #ask_seen-hint.hint {
+                        "Urgent reports only. Your feed then shows “seen by N of M”; only you see who."
+                    }
+                    p #ask_seen-error.error {}
+                }
+                div.field {
                     label for="clip" { "Clip (optional video)" }
                     input #clip name="clip" type="file" accept="video/*" aria-describedby="clip-error";
                     progress #clip-progress max="100" value="0" hidden aria-label="Clip upload" {}

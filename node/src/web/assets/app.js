@@ -244,11 +244,29 @@
             r.updates.map((u) => el('li', {}, el('span', { class: 'k' }, 'Update '), timeEl(u.created_at), ': ', u.text)))
           : null,
         r.resolved ? el('p', { class: 'resolution' }, el('span', { class: 'k' }, 'All clear: '), r.resolved.text || '(no note)') : null,
+        it.seen
+          ? el('p', { class: 'seen' }, `Seen by ${it.seen.n} of ${it.seen.of}`,
+            it.seen.by.length ? `: ${it.seen.by.join(', ')}` : '')
+          : null,
+        it.ask_seen && !it.seen ? el('p', { class: 'seen' }, 'Its author asked who has seen it: opening it here tells them you have.') : null,
         (it.clips || []).map((c) => clipBox(c, own)),
         actions(r));
       li.hidden = !visible(r);
       return li;
     }
+
+    // "Seen by": a neighbor's report that asked is acknowledged once it is shown to a
+    // person: on the page, unfiltered, in a tab in front. Never on arrival alone.
+    function acknowledge(r) {
+      const it = r.item;
+      if (it.acknowledged !== false || !r.node || r.node.hidden) return;
+      if (document.visibilityState !== 'visible') return;
+      it.acknowledged = true;
+      api('POST', `/v1/reports/${it.id}/seen`).catch(() => { it.acknowledged = false; });
+    }
+    document.addEventListener('visibilitychange', () => {
+      for (const r of reports.values()) acknowledge(r);
+    });
 
     function place(r) {
       const fresh = card(r);
@@ -264,6 +282,7 @@
         list.insertBefore(fresh, after || null);
       }
       r.node = fresh;
+      acknowledge(r);
     }
 
     function take(item, live) {
@@ -401,11 +420,14 @@
       if (!Number.isInteger(n) || n < 1) errors.expires = 'Give a whole number of hours, at least 1.';
       else if (n * 3600 > max) errors.expires = `Too long: this hood's reports live at most ${span(max)} (${max / 3600} hours).`;
     }
+    if (f.ask_seen && f.ask_seen.checked && f.severity.value !== 'urgent') {
+      errors.ask_seen = 'Only an urgent report may ask who has seen it: set the severity to urgent.';
+    }
     return errors;
   }
 
   function showErrors(form, errors) {
-    for (const field of ['text', 'behavior', 'where', 'expires', 'clip']) {
+    for (const field of ['text', 'behavior', 'where', 'expires', 'ask_seen', 'clip']) {
       const input = form.elements[field];
       const out = $(`#${field}-error`);
       const message = errors[field] || '';
@@ -418,7 +440,7 @@
       ? `Nothing was sent: ${count === 1 ? 'one field needs' : `${count} fields need`} a change.`
       : '';
     if (count) {
-      const first = ['text', 'behavior', 'where', 'expires', 'clip'].find((k) => errors[k]);
+      const first = ['text', 'behavior', 'where', 'expires', 'ask_seen', 'clip'].find((k) => errors[k]);
       form.elements[first].focus();
     }
   }
@@ -467,6 +489,7 @@
         if (form.behavior.value.trim()) payload.behavior = form.behavior.value;
         if (form.where.value.trim()) payload.where = form.where.value;
         if (form.expires.value.trim()) payload.expires_in_secs = Number(form.expires.value) * 3600;
+        if (form.ask_seen.checked) payload.ask_seen = true;
         const file = form.clip.files[0];
         if (file) {
           const progress = $('#clip-progress');
