@@ -242,6 +242,33 @@ pub async fn settings() -> Response {
                 "Your name and who may fetch your clips (clip_policy) are set in "
                 code { "porchlight.toml" } " in the node's data dir; see docs/operations.md."
             }
+            section #lan aria-labelledby="lan-title" {
+                h2 #lan-title { "Phones on your home LAN" }
+                p #lan-state {}
+                div #lan-actions hidden {
+                    button #pair type="button" { "Pair a phone" }
+                    " "
+                    button #unpair.danger type="button" { "Unpair every phone" }
+                    p #unpair-confirm.confirm hidden {
+                        "Unpair every phone? Each must be paired again. "
+                        button #unpair-yes.danger type="button" { "Yes, unpair every phone" }
+                        " "
+                        button #unpair-no type="button" { "Cancel" }
+                    }
+                }
+                section #pairing aria-label="Pairing link" hidden {
+                    figure {
+                        div #pair-qr {}
+                        figcaption { "Scan it with the phone's camera, on your home Wi-Fi. The link works once, for 10 minutes." }
+                    }
+                    p { "Or open this link on the phone: " code #pair-url {} }
+                    p {
+                        "The phone's browser warns that the certificate is the node's own. "
+                        "Before going on, check in the certificate's details that its public key SHA-256 is "
+                        code #pair-fingerprint {}
+                    }
+                }
+            }
             form method="post" action="/signout" {
                 button type="submit" { "Sign out of this browser" }
             }

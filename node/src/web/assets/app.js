@@ -44,7 +44,9 @@
       value = null;
     }
     if (response.status === 401) {
-      notice('You are signed out: run `porchlight open` on the node\'s computer for a new link.');
+      notice(location.protocol === 'https:'
+        ? 'This phone is not paired any more: pair it again from the node\'s computer.'
+        : 'You are signed out: run `porchlight open` on the node\'s computer for a new link.');
     }
     if (!response.ok) {
       throw new Error((value && value.error) || `the node answered ${response.status}`);
@@ -638,6 +640,56 @@
         rows.push(['Posts per member', `${status.policy.posts_per_window} per ${span(status.policy.window_secs)}`]);
       }
       $('#settings').replaceChildren(...rows.flatMap(([k, v]) => [el('dt', {}, k), el('dd', {}, v)]));
+    });
+    lanSettings().catch((e) => notice(e.message));
+  }
+
+  // Phones on the home LAN: pairing happens on the node's own computer only.
+  async function lanSettings() {
+    const lan = await api('GET', '/web/pair');
+    const state = $('#lan-state');
+    if (!lan.enabled) {
+      state.replaceChildren('Off: the page is on this computer only. To use it from phones on your home Wi-Fi, set ',
+        el('code', {}, 'web_lan = "192.168.1.20:8443"'), ' (this computer\'s LAN address) in ',
+        el('code', {}, 'porchlight.toml'), ' and restart the node.');
+      return;
+    }
+    if (lan.here === 'lan') {
+      state.replaceChildren('This phone is paired. Phones are paired and unpaired on the node\'s computer; ',
+        '“Sign out of this browser” below unpairs this one.');
+      return;
+    }
+    const show = (paired) => state.replaceChildren('On at ', el('code', {}, lan.url), `. ${paired} of ${lan.max_paired} phones paired (each for ${lan.paired_days} days, or until the node restarts). Certificate's public key SHA-256: `,
+      el('code', { class: 'fingerprint' }, lan.fingerprint_hex));
+    show(lan.paired);
+    $('#lan-actions').hidden = false;
+    $('#pair').addEventListener('click', async () => {
+      try {
+        const p = await api('POST', '/web/pair');
+        const svg = new DOMParser().parseFromString(p.svg, 'image/svg+xml').documentElement;
+        svg.setAttribute('role', 'img');
+        svg.setAttribute('aria-label', 'QR code of the pairing link');
+        $('#pair-qr').replaceChildren(document.importNode(svg, true));
+        $('#pair-url').textContent = p.url;
+        $('#pair-fingerprint').textContent = p.fingerprint_hex;
+        $('#pairing').hidden = false;
+        notice('');
+      } catch (e) {
+        notice(`No pairing link: ${e.message}`);
+      }
+    });
+    $('#unpair').addEventListener('click', () => { $('#unpair-confirm').hidden = false; });
+    $('#unpair-no').addEventListener('click', () => { $('#unpair-confirm').hidden = true; });
+    $('#unpair-yes').addEventListener('click', async () => {
+      $('#unpair-confirm').hidden = true;
+      try {
+        const v = await api('POST', '/web/pair/end');
+        $('#pairing').hidden = true;
+        show(0);
+        notice(`Unpaired ${v.unpaired} phone(s).`);
+      } catch (e) {
+        notice(`Not unpaired: ${e.message}`);
+      }
     });
   }
 
