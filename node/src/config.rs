@@ -169,6 +169,13 @@ pub fn set_name(data_dir: &Path, name: &str) -> Result<(), ConfigError> {
     write_file(data_dir, &file)
 }
 
+/// Sets `clip_policy` in `porchlight.toml` (the page's settings), keeping every other key.
+pub fn set_clip_policy(data_dir: &Path, policy: ClipPolicy) -> Result<(), ConfigError> {
+    let mut file = read_file(data_dir)?;
+    file.clip_policy = policy;
+    write_file(data_dir, &file)
+}
+
 /// Reads `porchlight.toml` from `data_dir`, writing the defaults there on first run.
 pub fn load(data_dir: &Path) -> Result<Config, ConfigError> {
     let path = data_dir.join(FILE);
@@ -302,8 +309,10 @@ mod tests {
         assert_eq!(hub.frigate.unwrap().base(), "http://nvr.lan:5000");
         assert_eq!(hub.auto_post.len(), 1);
         set_name(dir.path(), "Alice").unwrap();
+        set_clip_policy(dir.path(), ClipPolicy::Never).unwrap();
         let again = load(dir.path()).unwrap();
         assert_eq!(again.name, "Alice");
+        assert_eq!(again.clip_policy, ClipPolicy::Never);
         assert_eq!(again.hub.auto_post.len(), 1);
         assert_eq!(again.hub.auto_post[0].label.as_deref(), Some("car"));
     }

@@ -48,6 +48,7 @@ mod invites;
 mod members;
 mod reports;
 mod request;
+mod settings;
 mod status;
 
 use self::clips::*;
@@ -58,6 +59,7 @@ use self::invites::*;
 use self::members::*;
 use self::reports::*;
 use self::request::*;
+use self::settings::*;
 pub use self::status::policy_json;
 use self::status::*;
 
@@ -295,6 +297,7 @@ fn router(state: Api, hub: crate::hub::Hub) -> Router {
         .route("/v1/members/promote", post(promote))
         .route("/v1/members/mute", post(mute))
         .route("/v1/members/unmute", post(unmute))
+        .route("/v1/settings", get(settings).post(change_settings))
         .route("/v1/clips/requests", get(clip_requests))
         .route("/v1/clips/requests/{id}/allow", post(clip_allow))
         .route("/v1/clips/requests/{id}/deny", post(clip_deny))

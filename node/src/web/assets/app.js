@@ -641,7 +641,34 @@
       }
       $('#settings').replaceChildren(...rows.flatMap(([k, v]) => [el('dt', {}, k), el('dd', {}, v)]));
     });
+    ownSettings().catch((e) => notice(e.message));
     lanSettings().catch((e) => notice(e.message));
+  }
+
+  // The settings the node lets the page change: the clip policy (the name is shown only).
+  async function ownSettings() {
+    const form = $('#settings-form');
+    const fill = (v) => {
+      form.name.value = v.name;
+      form.clip_policy.value = v.clip_policy;
+    };
+    fill(await api('GET', '/v1/settings'));
+    const error = $('#clip-policy-error');
+    form.addEventListener('submit', async (event) => {
+      event.preventDefault();
+      error.textContent = '';
+      form.clip_policy.removeAttribute('aria-invalid');
+      try {
+        const v = await api('POST', '/v1/settings', { clip_policy: form.clip_policy.value });
+        fill(v);
+        const chosen = form.clip_policy.selectedOptions[0];
+        notice(`Saved: clips — ${chosen ? chosen.textContent : v.clip_policy}.`);
+      } catch (e) {
+        error.textContent = e.message;
+        form.clip_policy.setAttribute('aria-invalid', 'true');
+        form.clip_policy.focus();
+      }
+    });
   }
 
   // Phones on the home LAN: pairing happens on the node's own computer only.
