@@ -300,6 +300,25 @@ impl Browser {
         assert_eq!(done, json!(true), "no element {css}");
     }
 
+    /// Presses keys on whatever has the focus, as a person at a keyboard
+    /// (WebDriver's key actions; `"\u{E004}"` is Tab, `"\u{E007}"` Enter).
+    pub fn press(&self, keys: &[&str]) {
+        let actions: Vec<Value> = keys
+            .iter()
+            .flat_map(|k| {
+                [
+                    json!({"type": "keyDown", "value": k}),
+                    json!({"type": "keyUp", "value": k}),
+                ]
+            })
+            .collect();
+        self.cmd(
+            "POST",
+            "/actions",
+            Some(json!({"actions": [{"type": "key", "id": "keyboard", "actions": actions}]})),
+        );
+    }
+
     /// Chooses a file for the file input `css`.
     pub fn choose_file(&self, css: &str, file: &Path) {
         let id = self.element(css);

@@ -628,7 +628,6 @@
     whoAmIDone.then(() => {
       if (!status) return;
       const rows = [
-        ['Your name', me.name],
         ['Your fingerprint', status.fingerprint],
         ['Hood', status.hood_name || '(none)'],
         ['Role', me.admin ? 'Admin' : 'Member'],
