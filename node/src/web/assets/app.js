@@ -193,6 +193,7 @@
         msg.textContent = '';
         try {
           await api('POST', `/v1/reports/${r.item.id}/${what}`, payload);
+          updateText.value = '';
           notice(what === 'retract' ? 'Report taken back.' : 'Sent to the hood.');
         } catch (e) {
           msg.textContent = e.message;
@@ -256,6 +257,10 @@
       const fresh = card(r);
       if (r.node && r.node.parentNode) {
         // Keep an open clip player or form as it is; only the text parts change.
+        for (const part of [':scope > .clip', ':scope > details.actions']) {
+          const old = r.node.querySelectorAll(part);
+          fresh.querySelectorAll(part).forEach((n, i) => { if (old[i]) n.replaceWith(old[i]); });
+        }
         r.node.replaceWith(fresh);
       } else {
         const after = [...list.children].find((n) => {
