@@ -160,15 +160,14 @@ async fn the_feed_filters_shows_older_pages_and_its_author_updates_and_retracts(
     if page.run("return document.getElementById('older').hidden;", json!([])) == json!(false) {
         page.click("#older");
     }
-    assert!(page.wait(|b| count(b, "#feed li.card") == 5));
-    assert_eq!(
-        page.run(
+    assert!(
+        page.wait(|b| b.run(
             "return document.querySelectorAll('#feed li.card').length;",
             json!([])
-        ),
-        json!(55),
-        "the others are there, hidden"
+        ) == json!(55)),
+        "all 55 loaded"
     );
+    assert_eq!(count(&page, "#feed li.card"), 5, "the others are hidden");
     // Severity is written out, not only a color.
     assert_eq!(
         page.run(

@@ -622,9 +622,9 @@
     if (!asks.length) requests.replaceChildren(el('li', { class: 'empty' }, 'No requests waiting.'));
     else requests.replaceChildren(...asks.map((a) => el('li', { class: 'card' },
       el('p', {}, el('strong', {}, a.requester_name || 'A neighbor'), ` (${a.requester_fingerprint}) asks for clip ${a.sha256.slice(0, 12)}… `, timeEl(a.asked_at)),
-      el('button', { type: 'button', onclick: () => api('POST', `/v1/clips/requests/${a.id}/allow`).then(hubPage, (e) => notice(e.message)) }, 'Allow'),
+      el('button', { type: 'button', 'aria-label': `Allow ${a.requester_name || 'the neighbor'} to fetch clip ${a.sha256.slice(0, 12)}`, onclick: () => api('POST', `/v1/clips/requests/${a.id}/allow`).then(hubPage, (e) => notice(e.message)) }, 'Allow'),
       ' ',
-      el('button', { type: 'button', class: 'danger', onclick: () => api('POST', `/v1/clips/requests/${a.id}/deny`).then(hubPage, (e) => notice(e.message)) }, 'Deny'))));
+      el('button', { type: 'button', class: 'danger', 'aria-label': `Deny ${a.requester_name || 'the neighbor'} clip ${a.sha256.slice(0, 12)}`, onclick: () => api('POST', `/v1/clips/requests/${a.id}/deny`).then(hubPage, (e) => notice(e.message)) }, 'Deny'))));
   }
 
   // ---------------------------------------------------------------- settings
