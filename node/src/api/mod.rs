@@ -455,16 +455,18 @@ pub enum Endpoint {
     Invite,
     RemoveMember,
     Webhook,
+    Settings,
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 6] = [
+    pub const ALL: [Endpoint; 7] = [
         Endpoint::Report,
         Endpoint::Update,
         Endpoint::Resolve,
         Endpoint::Invite,
         Endpoint::RemoveMember,
         Endpoint::Webhook,
+        Endpoint::Settings,
     ];
 }
 
@@ -482,6 +484,7 @@ pub fn judge_body(endpoint: Endpoint, body: &[u8], now: u64) -> Result<(), Statu
         Endpoint::Webhook => crate::hub::api::webhook_candidate(body, now)
             .map(drop)
             .map_err(|r| r.status()),
+        Endpoint::Settings => settings_request(body).map(drop).map_err(status),
     }
 }
 
