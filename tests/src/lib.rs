@@ -2,6 +2,7 @@
 //! [`bench`] holds what the benchmark binaries in `src/bin` share.
 
 pub mod bench;
+pub mod binary;
 pub mod browser;
 
 use std::time::Duration;

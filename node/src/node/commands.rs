@@ -143,6 +143,10 @@ impl EventLoop {
                 };
                 let _ = reply.send(result);
             }
+            Command::SetClipPolicy(policy, reply) => {
+                self.sharing.policy = policy;
+                let _ = reply.send(Ok(policy));
+            }
             Command::Health(reply) => {
                 let members_connected = self
                     .swarm

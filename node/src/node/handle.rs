@@ -58,6 +58,8 @@ pub(super) enum Command {
     ClipAsks(Reply<Vec<ClipAsk>>),
     ClipDecide(String, bool, Reply<ClipAsk>),
     ClipShare(Option<([u8; 32], ClipPolicy)>, Reply<ClipPolicy>),
+    /// Sets the owner's clip policy from now on (the caller saved it to the config).
+    SetClipPolicy(ClipPolicy, Reply<ClipPolicy>),
     Health(Reply<Health>),
     Shutdown,
 }
@@ -382,6 +384,12 @@ impl Node {
     /// The owner's clip policy (`clip_policy` in porchlight.toml).
     pub async fn clip_policy(&self) -> Result<ClipPolicy, NodeError> {
         self.ask(|r| Command::ClipShare(None, r)).await
+    }
+
+    /// Sets the owner's clip policy for the running node (the page's settings; the
+    /// caller writes it to porchlight.toml for the next start).
+    pub async fn set_clip_policy(&self, policy: ClipPolicy) -> Result<ClipPolicy, NodeError> {
+        self.ask(|r| Command::SetClipPolicy(policy, r)).await
     }
 
     /// Whether the store takes writes, members connected, the last item's arrival.

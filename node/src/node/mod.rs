@@ -206,6 +206,9 @@ pub struct Config {
     pub api: Option<std::net::SocketAddr>,
     /// Who may fetch this member's clips.
     pub clip_policy: ClipPolicy,
+    /// Where the page is served to phones on the home LAN, over TLS (`None`: nowhere,
+    /// the default). The binary starts it with the API.
+    pub web_lan: Option<std::net::SocketAddr>,
     /// The hub bridge (MQTT, Frigate, auto-post rules). The binary starts it.
     pub hub: crate::hub::Settings,
 }
@@ -226,6 +229,7 @@ impl Config {
             name: name.to_owned(),
             api: None,
             clip_policy: ClipPolicy::default(),
+            web_lan: None,
             hub: crate::hub::Settings::default(),
         }
     }
