@@ -4,7 +4,7 @@
 
 use super::*;
 
-use crate::sharing::ClipPolicy;
+use crate::clips::sharing::ClipPolicy;
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
