@@ -78,18 +78,43 @@ impl Tally {
         self.removals.get(id).copied()
     }
 
-    /// The votes for `target` that count at causal time `at`.
+    /// Records that vote `id` completed the removal of `target`.
+    pub(crate) fn completed(&mut self, id: OpId, target: MemberId) {
+        self.removals.insert(id, target);
+    }
+
+    /// Records `voter`'s vote `id` against `target`, cast at `at`: one vote per voter
+    /// and target, the newest (a voter renews an old vote by voting again).
+    fn record(&mut self, id: OpId, voter: MemberId, target: MemberId, at: u64) {
+        let theirs = self.votes.entry(target).or_default();
+        if theirs.get(&voter).is_none_or(|old| old.cast_at < at) {
+            theirs.insert(
+                voter,
+                Vote {
+                    op: id,
+                    voter,
+                    cast_at: at,
+                },
+            );
+        }
+    }
+
+    /// The votes for `target` that count at causal time `at`: those of current members
+    /// and of members `unseen` says were removed outside the counting vote's causal
+    /// past, other than the target, cast at most [`VOTE_TTL_SECS`] before `at`.
     fn live<'a>(
         &'a self,
         state: &'a State,
         target: &'a MemberId,
         at: u64,
+        unseen: &'a dyn Fn(&MemberId) -> bool,
     ) -> impl Iterator<Item = &'a Vote> + 'a {
         self.votes.get(target).into_iter().flat_map(move |votes| {
             votes.values().filter(move |v| {
                 v.voter != *target
-                    && state.members.contains_key(&v.voter)
                     && at <= v.cast_at.saturating_add(VOTE_TTL_SECS)
+                    && (state.members.contains_key(&v.voter)
+                        || (state.removed.contains(&v.voter) && unseen(&v.voter)))
             })
         })
     }
@@ -114,36 +139,29 @@ pub(crate) fn check_vote(
     Ok(())
 }
 
-/// Applies a vote [`check_vote`] allowed, cast at causal time `at`: records it and, if
-/// it makes the quorum, removes the target.
-pub(crate) fn apply_vote(
-    state: &mut State,
-    policy: &Policy,
-    id: OpId,
-    author: MemberId,
-    vote: &RemoveVote,
-    at: u64,
-) {
-    state.effective.insert(id);
-    let target = vote.target;
-    let theirs = state.tally.votes.entry(target).or_default();
-    // One vote per voter: the newest (a voter renews an old vote by voting again).
-    if theirs.get(&author).is_none_or(|old| old.cast_at < at) {
-        theirs.insert(
-            author,
-            Vote {
-                op: id,
-                voter: author,
-                cast_at: at,
-            },
-        );
-    }
-    let needed = policy.remove.quorum().unwrap_or(usize::MAX);
-    if state.tally.live(state, &target, at).count() >= needed {
-        state.members.remove(&target);
-        state.removed.insert(target);
-        state.tally.votes.remove(&target);
-        state.tally.removals.insert(id, target);
+impl Roster {
+    /// Records a vote [`check_vote`] allowed and returns whether it makes the quorum:
+    /// the fold's step then removes the target. A voter counts if they are a member,
+    /// or were removed outside this vote's causal past (its author had not heard:
+    /// `position` is the fold's order, `None` for a vote that follows every other), so
+    /// a voter who leaves with old parents does not withdraw a vote that completed.
+    pub(crate) fn count_vote(
+        &self,
+        state: &mut State,
+        id: &OpId,
+        author: MemberId,
+        vote: &RemoveVote,
+        position: Option<&BTreeMap<OpId, usize>>,
+    ) -> bool {
+        let at = self
+            .time_and_place(id)
+            .map_or(vote.created_at, |(at, _)| at);
+        state.tally.record(*id, author, vote.target, at);
+        let needed = self.policy().remove.quorum().unwrap_or(usize::MAX);
+        let unseen = |voter: &MemberId| {
+            position.is_some_and(|position| self.removal_unseen(state, id, voter, position))
+        };
+        state.tally.live(state, &vote.target, at, &unseen).count() >= needed
     }
 }
 
@@ -185,7 +203,11 @@ impl Roster {
             .keys()
             .filter(|t| state.members.contains_key(t))
             .filter_map(|target| {
-                let mut votes: Vec<Vote> = state.tally.live(state, target, at).copied().collect();
+                let mut votes: Vec<Vote> = state
+                    .tally
+                    .live(state, target, at, &|_| false)
+                    .copied()
+                    .collect();
                 if votes.is_empty() {
                     return None;
                 }
@@ -204,7 +226,10 @@ impl Roster {
     pub fn votes_needed(&self, target: &MemberId, now: u64) -> Option<usize> {
         let k = self.policy().remove.quorum()?;
         let state = self.state();
-        let live = state.tally.live(state, target, self.vote_time(now)).count();
+        let live = state
+            .tally
+            .live(state, target, self.vote_time(now), &|_| false)
+            .count();
         Some(k.saturating_sub(live))
     }
 

@@ -41,8 +41,9 @@ fn deliver(roster: &mut Roster, item: &Item) -> Result<(), Reason> {
 }
 
 /// Admin Bob removes Carol and, concurrently, leaves, with the removal first in the
-/// order (he grinds `created_at`); then Carol, still a member, rekeys on top of both.
-fn sticky_history() -> (TestHood, Roster, Item) {
+/// order or the leave first (he grinds `created_at`: `removal_first`); then Alice, a
+/// member, rekeys on top of both.
+fn sticky_history(removal_first: bool) -> (TestHood, Roster, Item) {
     let mut h = hood();
     let promote = h
         .roster
@@ -71,7 +72,7 @@ fn sticky_history() -> (TestHood, Roster, Item) {
                 target: bob.id(),
             }),
         );
-        if leave.op_id() > removal.op_id() {
+        if (leave.op_id() > removal.op_id()) == removal_first {
             break leave;
         }
         t += 1;
@@ -80,9 +81,12 @@ fn sticky_history() -> (TestHood, Roster, Item) {
     deliver(&mut r, &removal).unwrap();
     deliver(&mut r, &leave).unwrap();
     assert!(r.is_removed(&bob.id()));
-    // A removal is never voided: Bob's removal of Carol stands though he left
-    // concurrently.
-    assert!(r.is_removed(&id(&h, CAROL)));
+    // A removal is never voided, and is judged on what its author had seen: Bob's
+    // removal of Carol stands though he left concurrently, whichever sorts first.
+    assert!(
+        r.is_removed(&id(&h, CAROL)),
+        "removal first in the order: {removal_first}"
+    );
     assert!(r.took_effect(&removal.op_id()));
     // Alice, a member who has seen everything, rekeys (as needs_rekey tells her to).
     assert!(r.needs_rekey());
@@ -94,19 +98,24 @@ fn sticky_history() -> (TestHood, Roster, Item) {
 
 /// R1: a removal voided by its author's concurrent leave left its target a member
 /// whose every later operation was void. Now the removal stands, and every operation of
-/// a member who remains takes effect.
+/// a member who remains takes effect. Both orders of the removal and the leave: with the
+/// leave first, Bob was no longer a member at his removal's place, so Carol stayed (the
+/// hostile review of 2026-12-07; this test tried only the removal first before).
 #[test]
 fn review_voided_removal_leaves_victim_ops_void_forever() {
-    let (h, r, rekey) = sticky_history();
-    // Alice's rekey names every head, so `insert` took the incremental path; a full
-    // fold of the same set agrees.
-    let refolded = Roster::from_items(&h.hood(), r.items()).unwrap();
-    assert!(refolded.is_member(&id(&h, ALICE)));
-    assert!(
-        refolded.took_effect(&rekey.op_id()),
-        "a member's rekey after all removals is void: {:?}",
-        refolded.denial(&rekey.op_id())
-    );
+    for removal_first in [true, false] {
+        let (h, r, rekey) = sticky_history(removal_first);
+        // Alice's rekey names every head, so `insert` took the incremental path; a full
+        // fold of the same set agrees.
+        let refolded = Roster::from_items(&h.hood(), r.items()).unwrap();
+        assert!(refolded.is_member(&id(&h, ALICE)));
+        assert!(refolded.is_removed(&id(&h, CAROL)));
+        assert!(
+            refolded.took_effect(&rekey.op_id()),
+            "a member's rekey after all removals is void: {:?}",
+            refolded.denial(&rekey.op_id())
+        );
+    }
 }
 
 /// R1b, same history: `apply_last` (the incremental path of `insert`) and a full
@@ -114,14 +123,16 @@ fn review_voided_removal_leaves_victim_ops_void_forever() {
 /// roster depends on delivery order and on whether the node restarted.
 #[test]
 fn review_apply_last_differs_from_refold() {
-    let (h, r, rekey) = sticky_history();
-    let refolded = Roster::from_items(&h.hood(), r.items()).unwrap();
-    assert_eq!(
-        r.took_effect(&rekey.op_id()),
-        refolded.took_effect(&rekey.op_id()),
-        "incremental insert and full fold disagree"
-    );
-    assert_eq!(r.sealing_epoch(), refolded.sealing_epoch());
+    for removal_first in [true, false] {
+        let (h, r, rekey) = sticky_history(removal_first);
+        let refolded = Roster::from_items(&h.hood(), r.items()).unwrap();
+        assert_eq!(
+            r.took_effect(&rekey.op_id()),
+            refolded.took_effect(&rekey.op_id()),
+            "incremental insert and full fold disagree"
+        );
+        assert_eq!(r.sealing_epoch(), refolded.sealing_epoch());
+    }
 }
 
 /// R4. Counter-removal with a made-up "concurrency": parents are the author's
