@@ -2248,6 +2248,15 @@ impl Roster {
         Some((*self.budget.latest.get(id)?, *self.budget.place.get(id)?))
     }
 
+    /// `author`'s operations in the set.
+    pub(crate) fn authored_by(&self, author: &MemberId) -> impl Iterator<Item = (&OpId, &Op)> {
+        self.authored
+            .get(author)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| Some((id, &self.ops.get(id)?.op)))
+    }
+
     /// A join takes no effect if its causal past holds an operation created after its
     /// ticket expired: expiry is judged against the latest time the join provably
     /// follows, not only the time its author claims (M4 in docs/threat-model.md). A

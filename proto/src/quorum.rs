@@ -242,9 +242,14 @@ impl Roster {
             .map(|(op, target)| (*op, *target))
     }
 
-    /// Whether `me` must rekey: a vote of mine completed a removal and the newest epoch
-    /// still went to the member it removed. One responsible member (the completing vote's
-    /// author, the same at every node), so the hood does not get a rekey from each voter.
+    /// Whether `me` must rekey: a vote of mine completed a removal, the newest epoch
+    /// still went to the member it removed, and no rekey of mine that took effect
+    /// follows that vote. One responsible member (the completing vote's author, the
+    /// same at every node), so the hood does not get a rekey from each voter; and one
+    /// rekey per removal, so a member who keeps making epochs that go to the removed
+    /// member cannot spend the voter's chain (needs-rekey then falls to any member's
+    /// next post). "Follows" is judged by chain place: `me`'s own operations form one
+    /// chain, so a rekey of mine at a higher place than the vote has it in its past.
     pub fn owes_rekey(&self, me: &MemberId) -> bool {
         if self.is_provisional() || !self.is_member(me) || !self.needs_rekey() {
             return false;
@@ -252,8 +257,21 @@ impl Roster {
         let Some(newest) = self.epochs().max_by_key(|e| (e.generation, e.id)) else {
             return false;
         };
+        let place = |id: &OpId| self.time_and_place(id).map(|(_, place)| place);
+        let rekeyed_after = |vote: &OpId| {
+            let Some(vote_place) = place(vote) else {
+                return false;
+            };
+            self.authored_by(me).any(|(id, op)| {
+                matches!(op, Op::Rekey(_))
+                    && self.took_effect(id)
+                    && place(id).is_some_and(|p| p > vote_place)
+            })
+        };
         self.quorum_removals().any(|(op, target)| {
-            self.author_of(&op) == Some(*me) && newest.holders.contains(&target)
+            self.author_of(&op) == Some(*me)
+                && newest.holders.contains(&target)
+                && !rekeyed_after(&op)
         })
     }
 }

@@ -606,3 +606,48 @@ fn a_voter_cannot_undo_a_completed_removal_by_leaving_with_old_parents() {
         "(seed, leave sorts first, round) where Alice's leave undid Dave's removal"
     );
 }
+
+/// Hostile review 2026-12-07, third finding. Bob's vote completes Dave's removal and he
+/// rekeys, as he owes. Then Carol, a member, keeps making epochs that also go to Dave
+/// (a wrap to a removed member is taken: it is honest when made concurrently). Before,
+/// Bob owed a rekey again after each (`owes_rekey` asked only whether the newest
+/// epoch's holders include the target), so Carol could burn Bob's chain one operation
+/// of hers for one of his. Now the completing voter owes one rekey per removal: once a
+/// rekey of his follows his vote, the hood's needs-rekey rule (any member's next post)
+/// takes over.
+#[test]
+fn the_completing_voter_owes_one_rekey_per_removal_however_many_epochs_go_to_the_target() {
+    let mut h = hood();
+    let (bob, dave) = (id(&h, BOB), id(&h, DAVE));
+    for voter in [ALICE, BOB] {
+        let v = h
+            .roster
+            .vote_remove(&h.members[voter].keys, dave, h.now)
+            .unwrap();
+        deliver(&mut h.roster, &v, NOW).unwrap();
+    }
+    assert!(h.roster.is_removed(&dave));
+    assert!(h.roster.owes_rekey(&bob));
+    h.rekey(BOB);
+    assert!(!h.roster.owes_rekey(&bob));
+    let mut owed = 0;
+    for round in 0..5 {
+        let carol = h.members[CAROL].keys.clone();
+        let (honest, _, _) = h.roster.rekey(&carol, h.now + round, &mut h.rng).unwrap();
+        let Some(Op::Rekey(mut rekey)) = Op::of_item(&honest) else {
+            panic!("a rekey");
+        };
+        let mut to_dave = rekey.wraps[0].clone();
+        to_dave.to = dave;
+        rekey.wraps.push(to_dave);
+        let hostile = sign(&h, &carol, Op::Rekey(rekey));
+        deliver(&mut h.roster, &hostile, NOW + 60).unwrap();
+        assert!(h.roster.took_effect(&hostile.op_id()));
+        assert!(h.roster.needs_rekey(), "the newest epoch went to Dave");
+        if h.roster.owes_rekey(&bob) {
+            owed += 1;
+            h.rekey(BOB);
+        }
+    }
+    assert_eq!(owed, 0, "rekeys Carol's epochs made Bob owe");
+}
