@@ -1385,7 +1385,7 @@ impl Roster {
     }
 
     /// Every operation `id` causally follows.
-    fn ancestors(&self, id: &OpId) -> BTreeSet<OpId> {
+    pub(crate) fn ancestors(&self, id: &OpId) -> BTreeSet<OpId> {
         let mut seen = BTreeSet::new();
         let mut stack: Vec<OpId> = self.ops[id].op.parents().to_vec();
         while let Some(next) = stack.pop() {
@@ -1465,9 +1465,9 @@ impl Roster {
                 Op::Remove(_) | Op::RemoveVote(_),
                 _,
                 Some(position),
-            ) if self.removal_unseen(state, id, &author, position) => {
-                state.as_if_members(&[author], |s| s.check(policy, &author, &stored.op, None))
-            }
+            ) if self.removal_unseen(state, id, &author, position) => state
+                .as_if_members(&[author], |s| s.check(policy, &author, &stored.op, None))
+                .and_then(|()| self.target_seen(id, &stored.op)),
             (verdict, ..) => verdict,
         };
         let verdict =
@@ -1528,6 +1528,26 @@ impl Roster {
             }
         }
         true
+    }
+
+    /// For a removal or vote judged as its (since removed) author's act before their
+    /// removal: its target must have been admitted in its causal past, or a removed
+    /// member could remove, with old parents and an op id that places it late, anyone
+    /// who joined after him.
+    fn target_seen(&self, id: &OpId, op: &Op) -> Result<(), Denied> {
+        let target = match op {
+            Op::Remove(r) => r.target,
+            Op::RemoveVote(v) => v.target,
+            _ => return Ok(()),
+        };
+        if target == self.founder {
+            return Ok(());
+        }
+        let past = self.ancestors(id);
+        match self.budget.joins.get(&target) {
+            Some(joins) if joins.iter().any(|j| past.contains(j)) => Ok(()),
+            _ => Err(Denied::TargetNotMember),
+        }
     }
 
     /// A removal (or a vote that would complete one) of a member the fold has already

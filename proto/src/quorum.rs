@@ -161,7 +161,16 @@ impl Roster {
         let unseen = |voter: &MemberId| {
             position.is_some_and(|position| self.removal_unseen(state, id, voter, position))
         };
-        state.tally.live(state, &vote.target, at, &unseen).count() >= needed
+        let live = state.tally.live(state, &vote.target, at, &unseen);
+        if state.members.contains_key(&author) {
+            return live.count() >= needed;
+        }
+        // The author was removed outside this vote's causal past, and the vote is judged
+        // as their act before the removal: it counts only the votes they had seen (its
+        // causal past), or a removed member could ground a high op id, be placed after
+        // every later vote, and complete any pending quorum at any time.
+        let past = self.ancestors(id);
+        live.filter(|v| v.op == *id || past.contains(&v.op)).count() >= needed
     }
 }
 

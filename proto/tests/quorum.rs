@@ -651,3 +651,50 @@ fn the_completing_voter_owes_one_rekey_per_removal_however_many_epochs_go_to_the
     }
     assert_eq!(owed, 0, "rekeys Carol's epochs made Bob owe");
 }
+
+/// The other side of the rule that closed the first finding (a removal or vote is
+/// judged on what its author had seen): a removed member's vote, judged as his act
+/// before his removal, counts only the votes in its causal past. Dave, voted out, signs
+/// a vote against Bob naming parents from before his removal, dated now and ground to an
+/// op id above every later operation's (so the fold places it after them, Carol's
+/// pending vote against Bob included). It does not complete Carol's vote: he had not
+/// seen it. (Without the causal-past count, such a vote completed any pending quorum
+/// at any time.)
+#[test]
+fn a_removed_members_late_placed_vote_does_not_complete_a_quorum_he_never_saw() {
+    for seed in 0..12 {
+        let mut h = hood_seeded(seed);
+        let (bob, dave) = (id(&h, BOB), id(&h, DAVE));
+        let before = h.roster.heads();
+        let base = h.roster.clone();
+        let mut ops = Vec::new();
+        for voter in [ALICE, BOB] {
+            let v = h
+                .roster
+                .vote_remove(&h.members[voter].keys, dave, h.now + 1)
+                .unwrap();
+            h.apply(&v);
+            ops.push(v);
+        }
+        let carol = h
+            .roster
+            .vote_remove(&h.members[CAROL].keys, bob, h.now + 2)
+            .unwrap();
+        h.apply(&carol);
+        ops.push(carol);
+        assert!(h.roster.is_removed(&dave) && h.roster.is_member(&bob));
+        let highest = ops.iter().map(Item::op_id).max().unwrap();
+        let late = (h.now + 3..h.now + 100_000)
+            .map(|t| vote(&h, DAVE, BOB, before.clone(), t))
+            .find(|v| v.op_id() > highest)
+            .unwrap();
+        ops.push(late.clone());
+        for round in 0..4 {
+            // Delivered once the clock has passed the vote's date.
+            let r = shuffled(&base, &ops, round, NOW + 100_000);
+            assert!(r.is_removed(&dave), "seed {seed}");
+            assert!(r.is_member(&bob), "seed {seed}, round {round}");
+            assert_eq!(r.votes_needed(&bob, NOW + 100_000), Some(1), "seed {seed}");
+        }
+    }
+}

@@ -317,3 +317,50 @@ fn a_join_on_the_ticket_of_a_member_its_admitter_saw_leave_takes_no_effect() {
         );
     }
 }
+
+/// A removal judged as its removed author's act before the removal (so that whether it
+/// counts does not depend on op ids: the 2026-12-07 review) reaches only members
+/// admitted in its causal past. Admin Bob is removed by Alice, who then admits Dave.
+/// Bob signs a removal of Dave naming parents from before his own removal, ground to an
+/// op id that places it after Dave's join: Dave stays, over many seeds.
+#[test]
+fn a_removed_admin_cannot_remove_someone_who_joined_after_him_with_old_parents() {
+    for seed in 0..12 {
+        let mut h = TestHood::new(seed);
+        h.join(ALICE, ALICE);
+        h.join(BOB, ALICE);
+        let promote = h
+            .roster
+            .promote(&h.members[ALICE].keys, id(&h, BOB), h.now)
+            .unwrap();
+        h.apply(&promote);
+        let before = h.roster.heads();
+        let from = h.roster.len();
+        h.remove(ALICE, BOB);
+        let dave = h.join(ALICE, ALICE);
+        let highest = h.roster.items().skip(from).map(Item::op_id).max().unwrap();
+        let bob = h.members[BOB].keys.clone();
+        let late = (h.now..h.now + 500)
+            .map(|t| {
+                sign(
+                    &h,
+                    &bob,
+                    Op::Remove(Remove {
+                        parents: before.clone(),
+                        created_at: t,
+                        target: id(&h, dave),
+                    }),
+                )
+            })
+            .find(|r| r.op_id() > highest)
+            .expect("an id above a handful of others within 500 tries");
+        let mut r = h.roster.clone();
+        deliver(&mut r, &late).unwrap();
+        assert!(r.is_member(&id(&h, dave)), "seed {seed}");
+        assert_eq!(
+            r.denial(&late.op_id()),
+            Some(Denied::TargetNotMember),
+            "seed {seed}"
+        );
+    }
+}
