@@ -364,3 +364,79 @@ fn a_removed_admin_cannot_remove_someone_who_joined_after_him_with_old_parents()
         );
     }
 }
+
+/// Found attacking removals as one member (threat model, "removals, what was tried"):
+/// Alice and Bob (admins) remove Xavier concurrently; only the first in the fold's order
+/// takes effect, the other finds him removed already. Carol, who had seen only Bob's
+/// removal, admits Yuri on Xavier's ticket. Before, whether the join counted depended
+/// on which removal had the lower op id (with Alice's first, Bob's was "not a removal"
+/// and the join stood on a removed inviter): a later removal that finds its target
+/// removed already still tells whoever follows it. Both orders, many seeds.
+#[test]
+fn a_join_after_either_of_two_concurrent_removals_of_its_inviter_takes_no_effect() {
+    let mut admitted = Vec::new();
+    for seed in 0..16 {
+        let mut h = hood();
+        let mut h2 = TestHood::new(seed + 100);
+        std::mem::swap(&mut h.rng, &mut h2.rng);
+        let xavier = h.join(ALICE, ALICE);
+        let promote = h
+            .roster
+            .promote(&h.members[ALICE].keys, id(&h, BOB), h.now)
+            .unwrap();
+        h.apply(&promote);
+        let (signed, ticket) = h.ticket(xavier);
+        let parents = h.roster.heads();
+        let by_bob = sign(
+            &h,
+            &h.members[BOB].keys,
+            Op::Remove(Remove {
+                parents: parents.clone(),
+                created_at: h.now,
+                target: id(&h, xavier),
+            }),
+        );
+        let yuri = h.outsider();
+        let join = sign(
+            &h,
+            &h.members[CAROL].keys,
+            Op::Join(Join {
+                parents: vec![by_bob.op_id()],
+                created_at: h.now,
+                request: TestHood::request(&yuri, &signed, &ticket),
+                wraps: vec![],
+            }),
+        );
+        for alice_first in [true, false] {
+            let by_alice = (h.now..h.now + 500)
+                .map(|t| {
+                    sign(
+                        &h,
+                        &h.members[ALICE].keys,
+                        Op::Remove(Remove {
+                            parents: parents.clone(),
+                            created_at: t,
+                            target: id(&h, xavier),
+                        }),
+                    )
+                })
+                .find(|r| (r.op_id() < by_bob.op_id()) == alice_first)
+                .unwrap();
+            for order in [[&by_alice, &by_bob, &join], [&by_bob, &join, &by_alice]] {
+                let mut r = h.roster.clone();
+                for item in order {
+                    deliver(&mut r, item).unwrap();
+                }
+                assert!(r.is_removed(&id(&h, xavier)));
+                if r.is_member(&yuri.id()) {
+                    admitted.push((seed, alice_first));
+                }
+            }
+        }
+    }
+    assert_eq!(
+        admitted,
+        Vec::<(u64, bool)>::new(),
+        "(seed, Alice's removal first) where Yuri was admitted"
+    );
+}
