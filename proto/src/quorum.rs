@@ -12,13 +12,19 @@
 //!   used (nodes offline across the expiry would disagree), and a voter cannot make a
 //!   vote last longer than the 600 s of clock skew validation tolerates.
 //! - Only the votes of **current members** count, counted when a vote is applied: a
-//!   voter removed (or whose admission was voided) before that point counts for nothing.
-//!   One vote per voter and target: a newer vote by the same voter renews theirs.
+//!   voter removed (or whose admission was voided) before that point counts for nothing,
+//!   unless no removal of theirs is in the applied vote's causal past (its author had
+//!   not heard: leaving does not withdraw a vote from a removal that completed without
+//!   hearing of it). One vote per voter and target: a newer vote renews theirs.
+//! - A vote whose author was removed outside its causal past is judged as their act
+//!   before the removal (`docs/protocol.md` § Concurrent removals): it counts only the
+//!   votes in its causal past, against a target admitted in it. Whether a vote counts
+//!   never depends on op ids, so concurrent removals both stand.
 //! - The vote that completes the quorum removes the target exactly as a `Remove` does:
 //!   strong removal voids the target's operations outside that vote's causal past. Like a
 //!   removal, a vote is never voided (a completed removal is never undone).
-//! - Whoever signed the completing vote rekeys ([`Roster::owes_rekey`]); any member's
-//!   next post rekeys too if they do not.
+//! - Whoever signed the completing vote rekeys, once ([`Roster::owes_rekey`]); any
+//!   member's next post rekeys too if they do not.
 
 use std::collections::BTreeMap;
 
