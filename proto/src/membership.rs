@@ -1385,7 +1385,7 @@ impl Roster {
     }
 
     /// Every operation `id` causally follows.
-    pub(crate) fn ancestors(&self, id: &OpId) -> BTreeSet<OpId> {
+    fn ancestors(&self, id: &OpId) -> BTreeSet<OpId> {
         let mut seen = BTreeSet::new();
         let mut stack: Vec<OpId> = self.ops[id].op.parents().to_vec();
         while let Some(next) = stack.pop() {
@@ -1458,8 +1458,8 @@ impl Roster {
             // depend on which of two concurrent operations has the lower op id (their
             // authors choose both ids and parents): so a removed member cannot undo
             // their removal with a vote that sorts first, and a voter or remover cannot
-            // undo a removal by leaving with old parents (docs/protocol.md § Removal by
-            // quorum, "Concurrent removals").
+            // undo a removal by leaving with old parents (docs/protocol.md § Concurrent
+            // removals).
             (
                 Err(Denied::AuthorNotMember),
                 Op::Remove(_) | Op::RemoveVote(_),
@@ -1467,7 +1467,7 @@ impl Roster {
                 Some(position),
             ) if self.removal_unseen(state, id, &author, position) => state
                 .as_if_members(&[author], |s| s.check(policy, &author, &stored.op, None))
-                .and_then(|()| self.target_seen(id, &stored.op)),
+                .and_then(|()| self.target_seen(id, &stored.op, position)),
             (verdict, ..) => verdict,
         };
         let verdict =
@@ -1495,9 +1495,7 @@ impl Roster {
     /// Whether `member`, whom the fold has removed, was removed outside `id`'s causal
     /// past: no removal of theirs (`Gone::by`) is in it. `false` for anyone the fold did
     /// not remove here (a member, someone never admitted, or a removal a checkpoint
-    /// covers, which cannot be told). The removals are looked up, not searched for, and
-    /// the search walks back from `id` only through operations after the first of them
-    /// in the fold's order, since every path from it runs through such operations.
+    /// covers, which cannot be told). The removals are looked up, not searched for.
     pub(crate) fn removal_unseen(
         &self,
         state: &State,
@@ -1505,36 +1503,64 @@ impl Roster {
         member: &MemberId,
         position: &BTreeMap<OpId, usize>,
     ) -> bool {
-        let Some(gone) = state.gone.get(member) else {
-            return false;
-        };
-        let Some(first) = gone.by.iter().filter_map(|r| position.get(r)).min() else {
-            return false;
+        match state.gone.get(member) {
+            Some(gone) => {
+                let by: BTreeSet<OpId> = gone.by.iter().copied().collect();
+                by.iter().any(|r| position.contains_key(r))
+                    && self.in_past(id, &by, position).is_empty()
+            }
+            None => false,
+        }
+    }
+
+    /// Which of `wanted` are in `id`'s causal past. The search walks back from `id`
+    /// only through operations placed after the first of `wanted` in the fold's order
+    /// (every path from one of them to `id` runs through such operations), so it costs
+    /// what was placed between them, not the whole past.
+    pub(crate) fn in_past(
+        &self,
+        id: &OpId,
+        wanted: &BTreeSet<OpId>,
+        position: &BTreeMap<OpId, usize>,
+    ) -> BTreeSet<OpId> {
+        let mut found = BTreeSet::new();
+        let Some(first) = wanted.iter().filter_map(|w| position.get(w)).min() else {
+            return found;
         };
         let mut seen = BTreeSet::new();
         let mut stack: Vec<OpId> = match self.ops.get(id) {
             Some(stored) => stored.op.parents().to_vec(),
-            None => return false,
+            None => return found,
         };
         while let Some(next) = stack.pop() {
-            if gone.by.contains(&next) {
-                return false;
+            if !seen.insert(next) {
+                continue;
+            }
+            if wanted.contains(&next) {
+                found.insert(next);
+                if found.len() == wanted.len() {
+                    break;
+                }
             }
             if position.get(&next).is_some_and(|p| p > first)
-                && seen.insert(next)
                 && let Some(stored) = self.ops.get(&next)
             {
                 stack.extend_from_slice(stored.op.parents());
             }
         }
-        true
+        found
     }
 
     /// For a removal or vote judged as its (since removed) author's act before their
     /// removal: its target must have been admitted in its causal past, or a removed
     /// member could remove, with old parents and an op id that places it late, anyone
     /// who joined after him.
-    fn target_seen(&self, id: &OpId, op: &Op) -> Result<(), Denied> {
+    fn target_seen(
+        &self,
+        id: &OpId,
+        op: &Op,
+        position: &BTreeMap<OpId, usize>,
+    ) -> Result<(), Denied> {
         let target = match op {
             Op::Remove(r) => r.target,
             Op::RemoveVote(v) => v.target,
@@ -1543,9 +1569,8 @@ impl Roster {
         if target == self.founder {
             return Ok(());
         }
-        let past = self.ancestors(id);
         match self.budget.joins.get(&target) {
-            Some(joins) if joins.iter().any(|j| past.contains(j)) => Ok(()),
+            Some(joins) if !self.in_past(id, joins, position).is_empty() => Ok(()),
             _ => Err(Denied::TargetNotMember),
         }
     }

@@ -26,7 +26,7 @@
 //! - Whoever signed the completing vote rekeys, once ([`Roster::owes_rekey`]); any
 //!   member's next post rekeys too if they do not.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -175,8 +175,18 @@ impl Roster {
         // as their act before the removal: it counts only the votes they had seen (its
         // causal past), or a removed member could ground a high op id, be placed after
         // every later vote, and complete any pending quorum at any time.
-        let past = self.ancestors(id);
-        live.filter(|v| v.op == *id || past.contains(&v.op)).count() >= needed
+        let Some(position) = position else {
+            // Not reached: the fold judges a removed author's vote only at its place.
+            return false;
+        };
+        let votes: BTreeSet<OpId> = live.map(|v| v.op).collect();
+        let others: BTreeSet<OpId> = votes.iter().filter(|op| *op != id).copied().collect();
+        let seen = self.in_past(id, &others, position);
+        votes
+            .iter()
+            .filter(|op| *op == id || seen.contains(op))
+            .count()
+            >= needed
     }
 }
 
