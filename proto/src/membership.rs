@@ -443,9 +443,57 @@ pub(crate) struct State {
     /// Removal votes and the removals they completed (quorum policy; not in a
     /// checkpoint, see `docs/protocol.md` § Removal by quorum).
     pub(crate) tally: crate::quorum::Tally,
+    /// Members this fold removed, with their record and the removals that name them (not
+    /// in a checkpoint: a roster that starts from one cannot tell when a member it
+    /// covers was removed, and judges them as removed everywhere).
+    pub(crate) gone: BTreeMap<MemberId, Gone>,
+}
+
+/// A member the fold removed (see `Roster::removal_unseen`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Gone {
+    /// Their record when removed (admin status, for their acts judged as a member's).
+    pub(crate) member: Member,
+    /// The removal that took effect (a `Remove`, or the vote that completed a quorum),
+    /// then every later one in the fold's order that found them removed already and
+    /// would otherwise have been allowed: whoever saw any of these heard of the removal.
+    pub(crate) by: Vec<OpId>,
 }
 
 impl State {
+    /// Removes `target` for good, by the removal (or completing vote) `by`.
+    pub(crate) fn remove_member(&mut self, target: MemberId, by: OpId) {
+        if let Some(member) = self.members.remove(&target) {
+            self.gone.insert(
+                target,
+                Gone {
+                    member,
+                    by: vec![by],
+                },
+            );
+        }
+        self.removed.insert(target);
+    }
+
+    /// `f` on this state with the removed members `who` counted members again, with the
+    /// standing each had when removed (anyone else in `who` is left as they are).
+    fn as_if_members<T>(&mut self, who: &[MemberId], f: impl FnOnce(&State) -> T) -> T {
+        let back: Vec<Member> = who
+            .iter()
+            .filter(|m| !self.members.contains_key(m))
+            .filter_map(|m| self.gone.get(m))
+            .map(|gone| gone.member.clone())
+            .collect();
+        for member in &back {
+            self.members.insert(member.id, member.clone());
+        }
+        let out = f(self);
+        for member in &back {
+            self.members.remove(&member.id);
+        }
+        out
+    }
+
     fn is_admin(&self, id: &MemberId) -> bool {
         self.members.get(id).is_some_and(|m| m.admin)
     }
@@ -601,10 +649,7 @@ impl State {
                     }
                 }
             }
-            Op::Remove(r) => {
-                self.members.remove(&r.target);
-                self.removed.insert(r.target);
-            }
+            Op::Remove(r) => self.remove_member(r.target, id),
             Op::Promote(p) => {
                 if let Some(m) = self.members.get_mut(&p.target) {
                     m.admin = true;
@@ -622,7 +667,7 @@ impl State {
                     },
                 );
             }
-            // Applied by `Roster::step` through `quorum::apply_vote` (it needs the
+            // Counted by `Roster::step` through `Roster::count_vote` (it needs the
             // vote's causal time).
             Op::RemoveVote(_) => {}
         }
@@ -1397,83 +1442,180 @@ impl Roster {
                 // search below is only for a join that would otherwise take effect.
                 match state.check_join(policy, &author, join, ticket, true) {
                     Err(why) => Err(why),
-                    Ok(()) => match self.unseen_removal(state, id, &ticket.inviter, position) {
-                        Some(was_admin) => {
-                            state.check_join(policy, &author, join, ticket, was_admin)
-                        }
-                        None => Err(Denied::InviterNotMember),
-                    },
+                    Ok(()) if self.removal_unseen(state, id, &ticket.inviter, position) => {
+                        let was_admin = state
+                            .gone
+                            .get(&ticket.inviter)
+                            .is_some_and(|g| g.member.admin);
+                        state.check_join(policy, &author, join, ticket, was_admin)
+                    }
+                    Ok(()) => Err(Denied::InviterNotMember),
                 }
             }
+            // A removal or a vote whose author the fold removed earlier in its order,
+            // but not in this operation's causal past: the author had not heard, and
+            // it is judged as their act before the removal. Whether it counts must not
+            // depend on which of two concurrent operations has the lower op id (their
+            // authors choose both ids and parents): so a removed member cannot undo
+            // their removal with a vote that sorts first, and a voter or remover cannot
+            // undo a removal by leaving with old parents (docs/protocol.md § Concurrent
+            // removals).
+            (
+                Err(Denied::AuthorNotMember),
+                Op::Remove(_) | Op::RemoveVote(_),
+                _,
+                Some(position),
+            ) if self.removal_unseen(state, id, &author, position) => state
+                .as_if_members(&[author], |s| s.check(policy, &author, &stored.op, None))
+                .and_then(|()| self.target_seen(id, &stored.op, position)),
             (verdict, ..) => verdict,
         };
-        if let Err(why) =
-            verdict.and_then(|()| self.check_join_time(&stored.op, stored.ticket.as_ref()))
-        {
+        let verdict =
+            verdict.and_then(|()| self.check_join_time(&stored.op, stored.ticket.as_ref()));
+        if let Err(why) = verdict {
+            if why == Denied::TargetNotMember {
+                self.note_late_removal(state, id, position);
+            }
             state.denied.insert(*id, why);
             return false;
         }
         // Quorum hook: a vote counts the live votes at its causal time.
         if let Op::RemoveVote(vote) = &stored.op {
-            let at = self
-                .budget
-                .latest
-                .get(id)
-                .copied()
-                .unwrap_or(vote.created_at);
-            crate::quorum::apply_vote(state, &self.genesis_op.policy, *id, author, vote, at);
+            state.effective.insert(*id);
+            if self.count_vote(state, id, author, vote, position) {
+                state.remove_member(vote.target, *id);
+                state.tally.completed(*id, vote.target);
+            }
             return true;
         }
         state.apply(*id, author, &stored.op, stored.ticket.as_ref());
         true
     }
 
-    /// For a join `id` whose inviter `member` the fold has removed: whether the member
-    /// was an admin when removed, if no removal of theirs that took effect is in the
-    /// join's causal past; `None` if one is (or cannot be told, as for a removal a
-    /// checkpoint covers). The search walks back from the join only through operations
-    /// after the removal in the fold's order, since every path from it runs through
-    /// such operations.
-    fn unseen_removal(
+    /// Whether `member`, whom the fold has removed, was removed outside `id`'s causal
+    /// past: no removal of theirs (`Gone::by`) is in it. `false` for anyone the fold did
+    /// not remove here (a member, someone never admitted, or a removal a checkpoint
+    /// covers, which cannot be told). The removals are looked up, not searched for.
+    pub(crate) fn removal_unseen(
         &self,
         state: &State,
         id: &OpId,
         member: &MemberId,
         position: &BTreeMap<OpId, usize>,
-    ) -> Option<bool> {
-        let mut removals = Vec::new();
-        let mut was_admin = *member == self.founder;
-        for op in &state.effective {
-            match self.ops.get(op).map(|stored| &stored.op) {
-                Some(Op::Remove(r)) if r.target == *member => removals.push(*op),
-                // (quorum hook) The vote that completed a removal by quorum.
-                Some(Op::RemoveVote(_)) if state.tally.completed_by(op) == Some(*member) => {
-                    removals.push(*op)
-                }
-                Some(Op::Promote(p)) if p.target == *member => was_admin = true,
-                _ => {}
+    ) -> bool {
+        match state.gone.get(member) {
+            Some(gone) => {
+                let by: BTreeSet<OpId> = gone.by.iter().copied().collect();
+                by.iter().any(|r| position.contains_key(r))
+                    && self.in_past(id, &by, position).is_empty()
             }
+            None => false,
         }
-        let first = removals
-            .iter()
-            .map(|r| position.get(r).copied())
-            .collect::<Option<Vec<usize>>>()?
-            .into_iter()
-            .min()?;
+    }
+
+    /// Which of `wanted` are in `id`'s causal past. The search walks back from `id`
+    /// only through operations placed after the first of `wanted` in the fold's order
+    /// (every path from one of them to `id` runs through such operations), so it costs
+    /// what was placed between them, not the whole past.
+    pub(crate) fn in_past(
+        &self,
+        id: &OpId,
+        wanted: &BTreeSet<OpId>,
+        position: &BTreeMap<OpId, usize>,
+    ) -> BTreeSet<OpId> {
+        let mut found = BTreeSet::new();
+        let Some(first) = wanted.iter().filter_map(|w| position.get(w)).min() else {
+            return found;
+        };
         let mut seen = BTreeSet::new();
-        let mut stack: Vec<OpId> = self.ops.get(id)?.op.parents().to_vec();
+        let mut stack: Vec<OpId> = match self.ops.get(id) {
+            Some(stored) => stored.op.parents().to_vec(),
+            None => return found,
+        };
         while let Some(next) = stack.pop() {
-            if removals.contains(&next) {
-                return None;
+            if !seen.insert(next) {
+                continue;
             }
-            if position.get(&next).is_some_and(|p| *p > first)
-                && seen.insert(next)
+            if wanted.contains(&next) {
+                found.insert(next);
+                if found.len() == wanted.len() {
+                    break;
+                }
+            }
+            if position.get(&next).is_some_and(|p| p > first)
                 && let Some(stored) = self.ops.get(&next)
             {
                 stack.extend_from_slice(stored.op.parents());
             }
         }
-        Some(was_admin)
+        found
+    }
+
+    /// For a removal or vote judged as its (since removed) author's act before their
+    /// removal: its target must have been admitted in its causal past, or a removed
+    /// member could remove, with old parents and an op id that places it late, anyone
+    /// who joined after him.
+    fn target_seen(
+        &self,
+        id: &OpId,
+        op: &Op,
+        position: &BTreeMap<OpId, usize>,
+    ) -> Result<(), Denied> {
+        let target = match op {
+            Op::Remove(r) => r.target,
+            Op::RemoveVote(v) => v.target,
+            _ => return Ok(()),
+        };
+        if target == self.founder {
+            return Ok(());
+        }
+        match self.budget.joins.get(&target) {
+            Some(joins) if !self.in_past(id, joins, position).is_empty() => Ok(()),
+            _ => Err(Denied::TargetNotMember),
+        }
+    }
+
+    /// A removal (or a vote that would complete one) of a member the fold has already
+    /// removed, that would have been allowed were they a member: it takes no effect, but
+    /// whoever follows it has heard of the removal, whichever of the two came first in
+    /// the order (`removal_unseen`).
+    fn note_late_removal(
+        &self,
+        state: &mut State,
+        id: &OpId,
+        position: Option<&BTreeMap<OpId, usize>>,
+    ) {
+        let Some(position) = position else {
+            return;
+        };
+        let stored = &self.ops[id];
+        let author = stored.item.author;
+        let target = match &stored.op {
+            Op::Remove(r) => r.target,
+            Op::RemoveVote(v) => v.target,
+            _ => return,
+        };
+        if !state.gone.contains_key(&target)
+            || !(state.members.contains_key(&author)
+                || self.removal_unseen(state, id, &author, position))
+        {
+            return;
+        }
+        let policy = &self.genesis_op.policy;
+        let allowed = state
+            .as_if_members(&[author, target], |s| {
+                s.check(policy, &author, &stored.op, None)
+            })
+            .is_ok();
+        let late = match &stored.op {
+            Op::RemoveVote(vote) if allowed => {
+                self.count_vote(state, id, author, vote, Some(position))
+            }
+            _ => allowed,
+        };
+        if late && let Some(gone) = state.gone.get_mut(&target) {
+            gone.by.push(*id);
+        }
     }
 
     /// The operations a removal `id` of `target` voids: the target's operations outside
@@ -2143,6 +2285,21 @@ impl Roster {
             .copied()
             .max()
             .unwrap_or(0)
+    }
+
+    /// The latest `created_at` in `id`'s causal past, itself included (a vote's cast
+    /// time), and `id`'s place in its author's chain.
+    pub(crate) fn time_and_place(&self, id: &OpId) -> Option<(u64, u32)> {
+        Some((*self.budget.latest.get(id)?, *self.budget.place.get(id)?))
+    }
+
+    /// `author`'s operations in the set.
+    pub(crate) fn authored_by(&self, author: &MemberId) -> impl Iterator<Item = (&OpId, &Op)> {
+        self.authored
+            .get(author)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| Some((id, &self.ops.get(id)?.op)))
     }
 
     /// A join takes no effect if its causal past holds an operation created after its

@@ -12,15 +12,21 @@
 //!   used (nodes offline across the expiry would disagree), and a voter cannot make a
 //!   vote last longer than the 600 s of clock skew validation tolerates.
 //! - Only the votes of **current members** count, counted when a vote is applied: a
-//!   voter removed (or whose admission was voided) before that point counts for nothing.
-//!   One vote per voter and target: a newer vote by the same voter renews theirs.
+//!   voter removed (or whose admission was voided) before that point counts for nothing,
+//!   unless no removal of theirs is in the applied vote's causal past (its author had
+//!   not heard: leaving does not withdraw a vote from a removal that completed without
+//!   hearing of it). One vote per voter and target: a newer vote renews theirs.
+//! - A vote whose author was removed outside its causal past is judged as their act
+//!   before the removal (`docs/protocol.md` § Concurrent removals): it counts only the
+//!   votes in its causal past, against a target admitted in it. Whether a vote counts
+//!   never depends on op ids, so concurrent removals both stand.
 //! - The vote that completes the quorum removes the target exactly as a `Remove` does:
 //!   strong removal voids the target's operations outside that vote's causal past. Like a
 //!   removal, a vote is never voided (a completed removal is never undone).
-//! - Whoever signed the completing vote rekeys ([`Roster::owes_rekey`]); any member's
-//!   next post rekeys too if they do not.
+//! - Whoever signed the completing vote rekeys, once ([`Roster::owes_rekey`]); any
+//!   member's next post rekeys too if they do not.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -78,18 +84,43 @@ impl Tally {
         self.removals.get(id).copied()
     }
 
-    /// The votes for `target` that count at causal time `at`.
+    /// Records that vote `id` completed the removal of `target`.
+    pub(crate) fn completed(&mut self, id: OpId, target: MemberId) {
+        self.removals.insert(id, target);
+    }
+
+    /// Records `voter`'s vote `id` against `target`, cast at `at`: one vote per voter
+    /// and target, the newest (a voter renews an old vote by voting again).
+    fn record(&mut self, id: OpId, voter: MemberId, target: MemberId, at: u64) {
+        let theirs = self.votes.entry(target).or_default();
+        if theirs.get(&voter).is_none_or(|old| old.cast_at < at) {
+            theirs.insert(
+                voter,
+                Vote {
+                    op: id,
+                    voter,
+                    cast_at: at,
+                },
+            );
+        }
+    }
+
+    /// The votes for `target` that count at causal time `at`: those of current members
+    /// and of members `unseen` says were removed outside the counting vote's causal
+    /// past, other than the target, cast at most [`VOTE_TTL_SECS`] before `at`.
     fn live<'a>(
         &'a self,
         state: &'a State,
         target: &'a MemberId,
         at: u64,
+        unseen: &'a dyn Fn(&MemberId) -> bool,
     ) -> impl Iterator<Item = &'a Vote> + 'a {
         self.votes.get(target).into_iter().flat_map(move |votes| {
             votes.values().filter(move |v| {
                 v.voter != *target
-                    && state.members.contains_key(&v.voter)
                     && at <= v.cast_at.saturating_add(VOTE_TTL_SECS)
+                    && (state.members.contains_key(&v.voter)
+                        || (state.removed.contains(&v.voter) && unseen(&v.voter)))
             })
         })
     }
@@ -114,36 +145,48 @@ pub(crate) fn check_vote(
     Ok(())
 }
 
-/// Applies a vote [`check_vote`] allowed, cast at causal time `at`: records it and, if
-/// it makes the quorum, removes the target.
-pub(crate) fn apply_vote(
-    state: &mut State,
-    policy: &Policy,
-    id: OpId,
-    author: MemberId,
-    vote: &RemoveVote,
-    at: u64,
-) {
-    state.effective.insert(id);
-    let target = vote.target;
-    let theirs = state.tally.votes.entry(target).or_default();
-    // One vote per voter: the newest (a voter renews an old vote by voting again).
-    if theirs.get(&author).is_none_or(|old| old.cast_at < at) {
-        theirs.insert(
-            author,
-            Vote {
-                op: id,
-                voter: author,
-                cast_at: at,
-            },
-        );
-    }
-    let needed = policy.remove.quorum().unwrap_or(usize::MAX);
-    if state.tally.live(state, &target, at).count() >= needed {
-        state.members.remove(&target);
-        state.removed.insert(target);
-        state.tally.votes.remove(&target);
-        state.tally.removals.insert(id, target);
+impl Roster {
+    /// Records a vote [`check_vote`] allowed and returns whether it makes the quorum:
+    /// the fold's step then removes the target. A voter counts if they are a member,
+    /// or were removed outside this vote's causal past (its author had not heard:
+    /// `position` is the fold's order, `None` for a vote that follows every other), so
+    /// a voter who leaves with old parents does not withdraw a vote that completed.
+    pub(crate) fn count_vote(
+        &self,
+        state: &mut State,
+        id: &OpId,
+        author: MemberId,
+        vote: &RemoveVote,
+        position: Option<&BTreeMap<OpId, usize>>,
+    ) -> bool {
+        let at = self
+            .time_and_place(id)
+            .map_or(vote.created_at, |(at, _)| at);
+        state.tally.record(*id, author, vote.target, at);
+        let needed = self.policy().remove.quorum().unwrap_or(usize::MAX);
+        let unseen = |voter: &MemberId| {
+            position.is_some_and(|position| self.removal_unseen(state, id, voter, position))
+        };
+        let live = state.tally.live(state, &vote.target, at, &unseen);
+        if state.members.contains_key(&author) {
+            return live.count() >= needed;
+        }
+        // The author was removed outside this vote's causal past, and the vote is judged
+        // as their act before the removal: it counts only the votes they had seen (its
+        // causal past), or a removed member could ground a high op id, be placed after
+        // every later vote, and complete any pending quorum at any time.
+        let Some(position) = position else {
+            // Not reached: the fold judges a removed author's vote only at its place.
+            return false;
+        };
+        let votes: BTreeSet<OpId> = live.map(|v| v.op).collect();
+        let others: BTreeSet<OpId> = votes.iter().filter(|op| *op != id).copied().collect();
+        let seen = self.in_past(id, &others, position);
+        votes
+            .iter()
+            .filter(|op| *op == id || seen.contains(op))
+            .count()
+            >= needed
     }
 }
 
@@ -185,7 +228,11 @@ impl Roster {
             .keys()
             .filter(|t| state.members.contains_key(t))
             .filter_map(|target| {
-                let mut votes: Vec<Vote> = state.tally.live(state, target, at).copied().collect();
+                let mut votes: Vec<Vote> = state
+                    .tally
+                    .live(state, target, at, &|_| false)
+                    .copied()
+                    .collect();
                 if votes.is_empty() {
                     return None;
                 }
@@ -204,7 +251,10 @@ impl Roster {
     pub fn votes_needed(&self, target: &MemberId, now: u64) -> Option<usize> {
         let k = self.policy().remove.quorum()?;
         let state = self.state();
-        let live = state.tally.live(state, target, self.vote_time(now)).count();
+        let live = state
+            .tally
+            .live(state, target, self.vote_time(now), &|_| false)
+            .count();
         Some(k.saturating_sub(live))
     }
 
@@ -217,9 +267,14 @@ impl Roster {
             .map(|(op, target)| (*op, *target))
     }
 
-    /// Whether `me` must rekey: a vote of mine completed a removal and the newest epoch
-    /// still went to the member it removed. One responsible member (the completing vote's
-    /// author, the same at every node), so the hood does not get a rekey from each voter.
+    /// Whether `me` must rekey: a vote of mine completed a removal, the newest epoch
+    /// still went to the member it removed, and no rekey of mine that took effect
+    /// follows that vote. One responsible member (the completing vote's author, the
+    /// same at every node), so the hood does not get a rekey from each voter; and one
+    /// rekey per removal, so a member who keeps making epochs that go to the removed
+    /// member cannot spend the voter's chain (needs-rekey then falls to any member's
+    /// next post). "Follows" is judged by chain place: `me`'s own operations form one
+    /// chain, so a rekey of mine at a higher place than the vote has it in its past.
     pub fn owes_rekey(&self, me: &MemberId) -> bool {
         if self.is_provisional() || !self.is_member(me) || !self.needs_rekey() {
             return false;
@@ -227,8 +282,21 @@ impl Roster {
         let Some(newest) = self.epochs().max_by_key(|e| (e.generation, e.id)) else {
             return false;
         };
+        let place = |id: &OpId| self.time_and_place(id).map(|(_, place)| place);
+        let rekeyed_after = |vote: &OpId| {
+            let Some(vote_place) = place(vote) else {
+                return false;
+            };
+            self.authored_by(me).any(|(id, op)| {
+                matches!(op, Op::Rekey(_))
+                    && self.took_effect(id)
+                    && place(id).is_some_and(|p| p > vote_place)
+            })
+        };
         self.quorum_removals().any(|(op, target)| {
-            self.author_of(&op) == Some(*me) && newest.holders.contains(&target)
+            self.author_of(&op) == Some(*me)
+                && newest.holders.contains(&target)
+                && !rekeyed_after(&op)
         })
     }
 }

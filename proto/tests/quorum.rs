@@ -311,7 +311,7 @@ fn the_completing_vote_voids_the_targets_concurrent_operations() {
 
 /// Two partitions vote concurrently (Alice and Bob against Carol on one side, Carol and
 /// Dave against Bob on the other), Carol also acts; every arrival order of the union
-/// gives the same roster.
+/// gives the same roster, in which both removals stand.
 #[test]
 fn concurrent_votes_in_a_partition_converge_in_any_arrival_order() {
     let h = hood();
@@ -379,12 +379,13 @@ fn concurrent_votes_in_a_partition_converge_in_any_arrival_order() {
         results.windows(2).all(|w| w[0] == w[1]),
         "every order gives one roster"
     );
-    // Both quorums are in the union; which completes first in the fold decides whether
-    // the other still counts (a removed voter's vote does not): exactly one of Bob and
-    // Carol is removed, and the same one everywhere.
+    // Both quorums are in the union, each completed by a vote whose author had not heard
+    // of the other: both removals stand, everywhere. (Before, the one whose completing
+    // vote had the lower op id won and the other's removed voter no longer counted:
+    // op ids are their authors' choice, so the better grinder won.)
     let (members, removed, ..) = &results[0];
-    assert_eq!(removed.len(), 1, "{removed:?}");
-    assert!(members.contains(&bob) ^ members.contains(&carol));
+    assert_eq!(removed.len(), 2, "{removed:?}");
+    assert!(!members.contains(&bob) && !members.contains(&carol));
     // And the same as the fold of the whole set at once.
     let all: Vec<Item> = genesis_side[..1].iter().chain(&union).cloned().collect();
     let folded = Roster::from_items(&h.hood(), &all).unwrap();
@@ -427,4 +428,273 @@ fn quorum_policies_outside_two_to_sixty_four_and_invite_by_quorum_are_invalid() 
         ..Policy::default()
     };
     assert_eq!(p.check(), Ok(()));
+}
+
+/// The hood of `hood()` on another seed (so other keys, so other op ids).
+fn hood_seeded(seed: u64) -> TestHood {
+    let policy = Policy {
+        remove: Permission::Quorum(2),
+        ..Policy::default()
+    };
+    let mut h = TestHood::with_policy(seed, policy);
+    h.join(ALICE, ALICE);
+    h.join(ALICE, ALICE);
+    h.join(ALICE, ALICE);
+    h
+}
+
+/// `make(t)` for `t` = `from`, `from + 1`, ... until its op id sorts before `other`'s
+/// (`before`) or after it: the grinding an author does for free.
+fn ground(other: &Item, before: bool, from: u64, make: impl Fn(u64) -> Item) -> Item {
+    (from..from + 10_000)
+        .map(make)
+        .find(|item| (item.op_id() < other.op_id()) == before)
+        .expect("one in two ids sorts either way")
+}
+
+/// What the test compares across orders: members, removed, and which operations of
+/// `ops` took effect.
+fn outcome(r: &Roster, ops: &[Item]) -> (Vec<MemberId>, Vec<MemberId>, Vec<bool>) {
+    (
+        r.members().map(|m| m.id).collect(),
+        r.removed().copied().collect(),
+        ops.iter().map(|i| r.took_effect(&i.op_id())).collect(),
+    )
+}
+
+/// Delivers `ops` on top of `base` in a seeded shuffled order (and, for round 0, as
+/// given; round 1 reversed); returns the roster.
+fn shuffled(base: &Roster, ops: &[Item], round: u64, now: u64) -> Roster {
+    let mut order = ops.to_vec();
+    match round {
+        0 => {}
+        1 => order.reverse(),
+        _ => {
+            let mut rng = SeededRng::new(round);
+            for i in (1..order.len()).rev() {
+                let j = (u64::from_le_bytes(rng.bytes()) % (i as u64 + 1)) as usize;
+                order.swap(i, j);
+            }
+        }
+    }
+    let mut r = base.clone();
+    deliver_all(&mut r, &order, now);
+    r
+}
+
+/// Hostile review 2026-12-07, first finding. Dave is voted out by Alice and Bob (Bob's
+/// vote completes). Dave then signs a vote against Bob naming Carol's older vote
+/// against Bob as parent, ground so that its op id sorts before Bob's completing vote
+/// (and, as a control, after it). Before, with Dave's vote first in the fold's order it
+/// removed Bob, so Bob's completing vote was denied and Dave stayed. Now the removal of
+/// Dave stands in both orders, over many seeds and delivery orders, and every node
+/// agrees with a full refold: concurrent removals both stand (Dave's vote, made before
+/// he heard of his removal as far as anyone can tell, still counts against Bob).
+#[test]
+fn a_removed_member_cannot_undo_his_quorum_removal_with_a_vote_that_sorts_first() {
+    let mut stayed = Vec::new();
+    for seed in 0..24 {
+        let mut h = hood_seeded(seed);
+        let (bob, dave) = (id(&h, BOB), id(&h, DAVE));
+        let carol_vote = h
+            .roster
+            .vote_remove(&h.members[CAROL].keys, bob, h.now)
+            .unwrap();
+        h.apply(&carol_vote);
+        let base = h.roster.clone();
+        let a = h
+            .roster
+            .vote_remove(&h.members[ALICE].keys, dave, h.now + 1)
+            .unwrap();
+        h.apply(&a);
+        let b = h
+            .roster
+            .vote_remove(&h.members[BOB].keys, dave, h.now + 2)
+            .unwrap();
+        h.apply(&b);
+        assert!(h.roster.is_removed(&dave));
+        for before in [true, false] {
+            let undo = ground(&b, before, h.now + 3, |t| {
+                vote(&h, DAVE, BOB, vec![carol_vote.op_id()], t)
+            });
+            let ops = vec![a.clone(), b.clone(), undo.clone()];
+            let mut seen = Vec::new();
+            for round in 0..6 {
+                let r = shuffled(&base, &ops, round, NOW + 60);
+                if !r.is_removed(&dave) {
+                    stayed.push((seed, before, round));
+                }
+                seen.push(outcome(&r, &ops));
+            }
+            let all: Vec<Item> = base.items().cloned().chain(ops.clone()).collect();
+            let refolded = Roster::from_items(&h.hood(), &all).unwrap();
+            seen.push(outcome(&refolded, &ops));
+            assert!(
+                seen.windows(2).all(|w| w[0] == w[1]),
+                "seed {seed}, undo sorts first: {before}: orders disagree"
+            );
+            // Both removals stand: Dave's (completed by Bob) and Bob's (completed by
+            // Dave's vote, concurrent with his removal, with Carol's).
+            assert!(refolded.is_removed(&bob), "seed {seed}");
+            assert!(refolded.took_effect(&b.op_id()), "seed {seed}");
+        }
+    }
+    assert_eq!(
+        stayed,
+        Vec::<(u64, bool, u64)>::new(),
+        "(seed, undo sorts first, round) where Dave undid his removal"
+    );
+}
+
+/// Hostile review 2026-12-07, second finding. Alice and Bob vote Dave out (Bob's vote
+/// completes); Alice leaves naming only her vote as parent (so the leave is concurrent
+/// with Bob's completing vote), ground to sort before it (and after). Before, with the
+/// leave first, Alice was no longer a member when Bob's vote was counted, so Dave
+/// stayed. Now a vote counts for a completing vote whose author had not heard of its
+/// voter's removal: Dave is removed in both orders.
+#[test]
+fn a_voter_cannot_undo_a_completed_removal_by_leaving_with_old_parents() {
+    let mut stayed = Vec::new();
+    for seed in 0..24 {
+        let mut h = hood_seeded(seed);
+        let (alice, dave) = (id(&h, ALICE), id(&h, DAVE));
+        let base = h.roster.clone();
+        let a = h
+            .roster
+            .vote_remove(&h.members[ALICE].keys, dave, h.now + 1)
+            .unwrap();
+        h.apply(&a);
+        let b = h
+            .roster
+            .vote_remove(&h.members[BOB].keys, dave, h.now + 2)
+            .unwrap();
+        h.apply(&b);
+        assert!(h.roster.is_removed(&dave));
+        for before in [true, false] {
+            let leave = ground(&b, before, h.now + 3, |t| {
+                sign(
+                    &h,
+                    &h.members[ALICE].keys,
+                    Op::Remove(Remove {
+                        parents: vec![a.op_id()],
+                        created_at: t,
+                        target: alice,
+                    }),
+                )
+            });
+            let ops = vec![a.clone(), b.clone(), leave.clone()];
+            let mut seen = Vec::new();
+            for round in 0..6 {
+                let r = shuffled(&base, &ops, round, NOW + 60);
+                if !r.is_removed(&dave) {
+                    stayed.push((seed, before, round));
+                }
+                assert!(r.is_removed(&alice), "she left");
+                seen.push(outcome(&r, &ops));
+            }
+            let all: Vec<Item> = base.items().cloned().chain(ops.clone()).collect();
+            seen.push(outcome(&Roster::from_items(&h.hood(), &all).unwrap(), &ops));
+            assert!(
+                seen.windows(2).all(|w| w[0] == w[1]),
+                "seed {seed}, leave sorts first: {before}: orders disagree"
+            );
+        }
+    }
+    assert_eq!(
+        stayed,
+        Vec::<(u64, bool, u64)>::new(),
+        "(seed, leave sorts first, round) where Alice's leave undid Dave's removal"
+    );
+}
+
+/// Hostile review 2026-12-07, third finding. Bob's vote completes Dave's removal and he
+/// rekeys, as he owes. Then Carol, a member, keeps making epochs that also go to Dave
+/// (a wrap to a removed member is taken: it is honest when made concurrently). Before,
+/// Bob owed a rekey again after each (`owes_rekey` asked only whether the newest
+/// epoch's holders include the target), so Carol could burn Bob's chain one operation
+/// of hers for one of his. Now the completing voter owes one rekey per removal: once a
+/// rekey of his follows his vote, the hood's needs-rekey rule (any member's next post)
+/// takes over.
+#[test]
+fn the_completing_voter_owes_one_rekey_per_removal_however_many_epochs_go_to_the_target() {
+    let mut h = hood();
+    let (bob, dave) = (id(&h, BOB), id(&h, DAVE));
+    for voter in [ALICE, BOB] {
+        let v = h
+            .roster
+            .vote_remove(&h.members[voter].keys, dave, h.now)
+            .unwrap();
+        deliver(&mut h.roster, &v, NOW).unwrap();
+    }
+    assert!(h.roster.is_removed(&dave));
+    assert!(h.roster.owes_rekey(&bob));
+    h.rekey(BOB);
+    assert!(!h.roster.owes_rekey(&bob));
+    let mut owed = 0;
+    for round in 0..5 {
+        let carol = h.members[CAROL].keys.clone();
+        let (honest, _, _) = h.roster.rekey(&carol, h.now + round, &mut h.rng).unwrap();
+        let Some(Op::Rekey(mut rekey)) = Op::of_item(&honest) else {
+            panic!("a rekey");
+        };
+        let mut to_dave = rekey.wraps[0].clone();
+        to_dave.to = dave;
+        rekey.wraps.push(to_dave);
+        let hostile = sign(&h, &carol, Op::Rekey(rekey));
+        deliver(&mut h.roster, &hostile, NOW + 60).unwrap();
+        assert!(h.roster.took_effect(&hostile.op_id()));
+        assert!(h.roster.needs_rekey(), "the newest epoch went to Dave");
+        if h.roster.owes_rekey(&bob) {
+            owed += 1;
+            h.rekey(BOB);
+        }
+    }
+    assert_eq!(owed, 0, "rekeys Carol's epochs made Bob owe");
+}
+
+/// The other side of the rule that closed the first finding (a removal or vote is
+/// judged on what its author had seen): a removed member's vote, judged as his act
+/// before his removal, counts only the votes in its causal past. Dave, voted out, signs
+/// a vote against Bob naming parents from before his removal, dated now and ground to an
+/// op id above every later operation's (so the fold places it after them, Carol's
+/// pending vote against Bob included). It does not complete Carol's vote: he had not
+/// seen it. (Without the causal-past count, such a vote completed any pending quorum
+/// at any time.)
+#[test]
+fn a_removed_members_late_placed_vote_does_not_complete_a_quorum_he_never_saw() {
+    for seed in 0..12 {
+        let mut h = hood_seeded(seed);
+        let (bob, dave) = (id(&h, BOB), id(&h, DAVE));
+        let before = h.roster.heads();
+        let base = h.roster.clone();
+        let mut ops = Vec::new();
+        for voter in [ALICE, BOB] {
+            let v = h
+                .roster
+                .vote_remove(&h.members[voter].keys, dave, h.now + 1)
+                .unwrap();
+            h.apply(&v);
+            ops.push(v);
+        }
+        let carol = h
+            .roster
+            .vote_remove(&h.members[CAROL].keys, bob, h.now + 2)
+            .unwrap();
+        h.apply(&carol);
+        ops.push(carol);
+        assert!(h.roster.is_removed(&dave) && h.roster.is_member(&bob));
+        let highest = ops.iter().map(Item::op_id).max().unwrap();
+        let late = (h.now + 3..h.now + 100_000)
+            .map(|t| vote(&h, DAVE, BOB, before.clone(), t))
+            .find(|v| v.op_id() > highest)
+            .unwrap();
+        ops.push(late.clone());
+        for round in 0..4 {
+            // Delivered once the clock has passed the vote's date.
+            let r = shuffled(&base, &ops, round, NOW + 100_000);
+            assert!(r.is_removed(&dave), "seed {seed}");
+            assert!(r.is_member(&bob), "seed {seed}, round {round}");
+            assert_eq!(r.votes_needed(&bob, NOW + 100_000), Some(1), "seed {seed}");
+        }
+    }
 }

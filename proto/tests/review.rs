@@ -41,8 +41,9 @@ fn deliver(roster: &mut Roster, item: &Item) -> Result<(), Reason> {
 }
 
 /// Admin Bob removes Carol and, concurrently, leaves, with the removal first in the
-/// order (he grinds `created_at`); then Carol, still a member, rekeys on top of both.
-fn sticky_history() -> (TestHood, Roster, Item) {
+/// order or the leave first (he grinds `created_at`: `removal_first`); then Alice, a
+/// member, rekeys on top of both.
+fn sticky_history(removal_first: bool) -> (TestHood, Roster, Item) {
     let mut h = hood();
     let promote = h
         .roster
@@ -71,7 +72,7 @@ fn sticky_history() -> (TestHood, Roster, Item) {
                 target: bob.id(),
             }),
         );
-        if leave.op_id() > removal.op_id() {
+        if (leave.op_id() > removal.op_id()) == removal_first {
             break leave;
         }
         t += 1;
@@ -80,9 +81,12 @@ fn sticky_history() -> (TestHood, Roster, Item) {
     deliver(&mut r, &removal).unwrap();
     deliver(&mut r, &leave).unwrap();
     assert!(r.is_removed(&bob.id()));
-    // A removal is never voided: Bob's removal of Carol stands though he left
-    // concurrently.
-    assert!(r.is_removed(&id(&h, CAROL)));
+    // A removal is never voided, and is judged on what its author had seen: Bob's
+    // removal of Carol stands though he left concurrently, whichever sorts first.
+    assert!(
+        r.is_removed(&id(&h, CAROL)),
+        "removal first in the order: {removal_first}"
+    );
     assert!(r.took_effect(&removal.op_id()));
     // Alice, a member who has seen everything, rekeys (as needs_rekey tells her to).
     assert!(r.needs_rekey());
@@ -94,19 +98,24 @@ fn sticky_history() -> (TestHood, Roster, Item) {
 
 /// R1: a removal voided by its author's concurrent leave left its target a member
 /// whose every later operation was void. Now the removal stands, and every operation of
-/// a member who remains takes effect.
+/// a member who remains takes effect. Both orders of the removal and the leave: with the
+/// leave first, Bob was no longer a member at his removal's place, so Carol stayed (the
+/// hostile review of 2026-12-07; this test tried only the removal first before).
 #[test]
 fn review_voided_removal_leaves_victim_ops_void_forever() {
-    let (h, r, rekey) = sticky_history();
-    // Alice's rekey names every head, so `insert` took the incremental path; a full
-    // fold of the same set agrees.
-    let refolded = Roster::from_items(&h.hood(), r.items()).unwrap();
-    assert!(refolded.is_member(&id(&h, ALICE)));
-    assert!(
-        refolded.took_effect(&rekey.op_id()),
-        "a member's rekey after all removals is void: {:?}",
-        refolded.denial(&rekey.op_id())
-    );
+    for removal_first in [true, false] {
+        let (h, r, rekey) = sticky_history(removal_first);
+        // Alice's rekey names every head, so `insert` took the incremental path; a full
+        // fold of the same set agrees.
+        let refolded = Roster::from_items(&h.hood(), r.items()).unwrap();
+        assert!(refolded.is_member(&id(&h, ALICE)));
+        assert!(refolded.is_removed(&id(&h, CAROL)));
+        assert!(
+            refolded.took_effect(&rekey.op_id()),
+            "a member's rekey after all removals is void: {:?}",
+            refolded.denial(&rekey.op_id())
+        );
+    }
 }
 
 /// R1b, same history: `apply_last` (the incremental path of `insert`) and a full
@@ -114,14 +123,16 @@ fn review_voided_removal_leaves_victim_ops_void_forever() {
 /// roster depends on delivery order and on whether the node restarted.
 #[test]
 fn review_apply_last_differs_from_refold() {
-    let (h, r, rekey) = sticky_history();
-    let refolded = Roster::from_items(&h.hood(), r.items()).unwrap();
-    assert_eq!(
-        r.took_effect(&rekey.op_id()),
-        refolded.took_effect(&rekey.op_id()),
-        "incremental insert and full fold disagree"
-    );
-    assert_eq!(r.sealing_epoch(), refolded.sealing_epoch());
+    for removal_first in [true, false] {
+        let (h, r, rekey) = sticky_history(removal_first);
+        let refolded = Roster::from_items(&h.hood(), r.items()).unwrap();
+        assert_eq!(
+            r.took_effect(&rekey.op_id()),
+            refolded.took_effect(&rekey.op_id()),
+            "incremental insert and full fold disagree"
+        );
+        assert_eq!(r.sealing_epoch(), refolded.sealing_epoch());
+    }
 }
 
 /// R4. Counter-removal with a made-up "concurrency": parents are the author's
@@ -305,4 +316,127 @@ fn a_join_on_the_ticket_of_a_member_its_admitter_saw_leave_takes_no_effect() {
             "seed {seed}, refolded"
         );
     }
+}
+
+/// A removal judged as its removed author's act before the removal (so that whether it
+/// counts does not depend on op ids: the 2026-12-07 review) reaches only members
+/// admitted in its causal past. Admin Bob is removed by Alice, who then admits Dave.
+/// Bob signs a removal of Dave naming parents from before his own removal, ground to an
+/// op id that places it after Dave's join: Dave stays, over many seeds.
+#[test]
+fn a_removed_admin_cannot_remove_someone_who_joined_after_him_with_old_parents() {
+    for seed in 0..12 {
+        let mut h = TestHood::new(seed);
+        h.join(ALICE, ALICE);
+        h.join(BOB, ALICE);
+        let promote = h
+            .roster
+            .promote(&h.members[ALICE].keys, id(&h, BOB), h.now)
+            .unwrap();
+        h.apply(&promote);
+        let before = h.roster.heads();
+        let from = h.roster.len();
+        h.remove(ALICE, BOB);
+        let dave = h.join(ALICE, ALICE);
+        let highest = h.roster.items().skip(from).map(Item::op_id).max().unwrap();
+        let bob = h.members[BOB].keys.clone();
+        let late = (h.now..h.now + 500)
+            .map(|t| {
+                sign(
+                    &h,
+                    &bob,
+                    Op::Remove(Remove {
+                        parents: before.clone(),
+                        created_at: t,
+                        target: id(&h, dave),
+                    }),
+                )
+            })
+            .find(|r| r.op_id() > highest)
+            .expect("an id above a handful of others within 500 tries");
+        let mut r = h.roster.clone();
+        deliver(&mut r, &late).unwrap();
+        assert!(r.is_member(&id(&h, dave)), "seed {seed}");
+        assert_eq!(
+            r.denial(&late.op_id()),
+            Some(Denied::TargetNotMember),
+            "seed {seed}"
+        );
+    }
+}
+
+/// Found attacking removals as one member (threat model, "removals, what was tried"):
+/// Alice and Bob (admins) remove Xavier concurrently; only the first in the fold's order
+/// takes effect, the other finds him removed already. Carol, who had seen only Bob's
+/// removal, admits Yuri on Xavier's ticket. Before, whether the join counted depended
+/// on which removal had the lower op id (with Alice's first, Bob's was "not a removal"
+/// and the join stood on a removed inviter): a later removal that finds its target
+/// removed already still tells whoever follows it. Both orders, many seeds.
+#[test]
+fn a_join_after_either_of_two_concurrent_removals_of_its_inviter_takes_no_effect() {
+    let mut admitted = Vec::new();
+    for seed in 0..16 {
+        let mut h = hood();
+        let mut h2 = TestHood::new(seed + 100);
+        std::mem::swap(&mut h.rng, &mut h2.rng);
+        let xavier = h.join(ALICE, ALICE);
+        let promote = h
+            .roster
+            .promote(&h.members[ALICE].keys, id(&h, BOB), h.now)
+            .unwrap();
+        h.apply(&promote);
+        let (signed, ticket) = h.ticket(xavier);
+        let parents = h.roster.heads();
+        let by_bob = sign(
+            &h,
+            &h.members[BOB].keys,
+            Op::Remove(Remove {
+                parents: parents.clone(),
+                created_at: h.now,
+                target: id(&h, xavier),
+            }),
+        );
+        let yuri = h.outsider();
+        let join = sign(
+            &h,
+            &h.members[CAROL].keys,
+            Op::Join(Join {
+                parents: vec![by_bob.op_id()],
+                created_at: h.now,
+                request: TestHood::request(&yuri, &signed, &ticket),
+                wraps: vec![],
+            }),
+        );
+        for alice_first in [true, false] {
+            let by_alice = (h.now..h.now + 500)
+                .map(|t| {
+                    sign(
+                        &h,
+                        &h.members[ALICE].keys,
+                        Op::Remove(Remove {
+                            parents: parents.clone(),
+                            created_at: t,
+                            target: id(&h, xavier),
+                        }),
+                    )
+                })
+                .find(|r| (r.op_id() < by_bob.op_id()) == alice_first)
+                .unwrap();
+            for order in [[&by_alice, &by_bob, &join], [&by_bob, &join, &by_alice]] {
+                let mut r = h.roster.clone();
+                for item in order {
+                    deliver(&mut r, item).unwrap();
+                }
+                assert!(r.is_removed(&id(&h, xavier)));
+                if r.is_member(&yuri.id()) {
+                    admitted.push((seed, alice_first));
+                }
+            }
+        }
+    }
+    assert_eq!(
+        admitted,
+        Vec::<(u64, bool)>::new(),
+        "(seed, Alice's removal first) where Yuri was admitted"
+    );
 }
