@@ -1203,7 +1203,6 @@ fn summary_json(s: &Summary) -> serde_json::Value {
         "cpu_s": s.cpu_s,
         "peers_per_node": s.peers,
         "mesh_peers_per_node": s.mesh,
-        "rss_per_node_mib": s.rss_per_node_mib,
         "idle_bytes_sent_per_node_per_hour": s.idle_bytes_per_node_hour,
         "latency_samples": s.latency_samples,
     })
@@ -1288,20 +1287,24 @@ async fn main() {
     row("CPU seconds", all(|s| s.cpu_s), 2);
     row("connected peers per node", all(|s| s.peers), 2);
     row("mesh peers per node", all(|s| s.mesh), 2);
-    row(
-        "resident memory per node (MiB)",
-        all(|s| s.rss_per_node_mib),
-        2,
+    // Only the first phase's growth is its own: later phases reuse what the allocator
+    // kept from the phases before them.
+    println!(
+        "| resident memory per node (MiB) | {:.2} | | | | | | | |",
+        p.rss_per_node_mib
     );
     if let (Some(pi), Some(bi)) = (p.idle_bytes_per_node_hour, b.idle_bytes_per_node_hour) {
-        println!(
-            "| bytes sent per node per idle hour | {pi:.0} | | | {bi:.0} | {:.2} | | | |",
-            ratio(pi, bi)
-        );
+        // Bare gossipsub sends nothing at all while no message is new.
+        let r = if bi > 0.0 {
+            format!("{:.2}", pi / bi)
+        } else {
+            "n/a".into()
+        };
+        println!("| bytes sent per node per idle hour | {pi:.0} | | | {bi:.0} | {r} | | | |");
     }
     println!();
     println!(
-        "links: {} ms one way{}; memory: this process's resident size after the publish phase less before the phase's nodes started, per node (the nodes share one process, its runtime and its code)",
+        "links: {} ms one way{}; memory: this process's resident size after porchlight's publish phase less before its nodes started, per node (the nodes share one process, its runtime and its code; the later phases reuse the allocator's pages, so theirs is not shown)",
         args.link_delay.as_millis(),
         if args.link_jitter.is_zero() {
             String::new()
@@ -1355,6 +1358,7 @@ async fn main() {
             "interval_ms": args.interval.as_millis() as u64,
             "link_delay_ms": args.link_delay.as_millis() as u64,
             "link_jitter_ms": args.link_jitter.as_millis() as u64,
+            "porchlight_rss_per_node_mib": p.rss_per_node_mib,
             "churn_pct": args.churn,
             "churn_down_ms": args.churn_down.as_millis() as u64,
             "idle_secs": args.idle.as_secs(),
