@@ -480,14 +480,25 @@ mod tests {
     fn jittered_delays_stay_within_the_bounds_and_never_reorder() {
         let delay = std::time::Duration::from_millis(10);
         let jitter = std::time::Duration::from_millis(5);
-        let mut link = Counted::with_link(Trickle { data: vec![], at: 0 }, delay, jitter, 42);
+        let mut link = Counted::with_link(
+            Trickle {
+                data: vec![],
+                at: 0,
+            },
+            delay,
+            jitter,
+            42,
+        );
         let d = link.delayed.as_mut().unwrap();
         let now = tokio::time::Instant::now();
         let mut last = now;
         let mut distinct = HashSet::new();
         for _ in 0..10_000 {
             let due = d.due(now);
-            assert!(due >= last, "a chunk was due before the one read ahead of it");
+            assert!(
+                due >= last,
+                "a chunk was due before the one read ahead of it"
+            );
             assert!(due >= now + delay - jitter && due <= now + delay + jitter);
             distinct.insert(due);
             last = due;
