@@ -105,9 +105,15 @@ impl TestHood {
     }
 
     pub fn with_policy(seed: u64, policy: Policy) -> TestHood {
+        TestHood::founded_at(seed, policy, NOW)
+    }
+
+    /// A hood founded at `now` (benchmarks run real nodes on the real clock: a hood
+    /// founded at `NOW`, years before, holds only keys that expired long ago).
+    pub fn founded_at(seed: u64, policy: Policy, now: u64) -> TestHood {
         let mut rng = SeededRng::new(seed);
         let keys = MemberKeys::generate(&mut rng);
-        let new = membership::found(&keys, "Elm Street", "Alice", policy, NOW, &mut rng)
+        let new = membership::found(&keys, "Elm Street", "Alice", policy, now, &mut rng)
             .expect("a valid test policy founds a hood");
         let roster = new.roster().expect("a fresh hood is valid");
         let mut ring = KeyRing::new();
@@ -116,7 +122,7 @@ impl TestHood {
             rng,
             roster,
             members: vec![TestMember { keys, ring }],
-            now: NOW,
+            now,
         }
     }
 

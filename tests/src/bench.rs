@@ -19,8 +19,7 @@ pub const DB_DIR: &str = "db";
 pub fn hood(members: usize, seed: u64) -> TestHood {
     let mut policy = Policy::default();
     policy.rate_limit.max_items = u16::MAX;
-    let mut h = TestHood::with_policy(seed, policy);
-    h.now = porchlight_node::now();
+    let mut h = TestHood::founded_at(seed, policy, porchlight_node::now());
     for _ in 1..members {
         h.join(0, 0);
     }

@@ -5,8 +5,9 @@
 //!
 //! TCP counting is always on: one relaxed atomic add per socket read or write. A
 //! benchmark can also give every TCP connection made afterwards an emulated one-way
-//! latency ([`set_link_delay`]: what a socket reads is handed on that much later), to
-//! measure propagation as it would be between homes rather than on loopback. Gossipsub
+//! latency ([`set_link_delay`]: what a socket reads is handed on that much later, with
+//! [`set_link_jitter`] more or less, in the order it was read), to measure propagation as
+//! it would be between homes rather than on loopback. Gossipsub
 //! metrics cost memory per node, so they are off unless [`enable_gossip_metrics`] was
 //! called before the nodes started. A capture of the bytes themselves
 //! ([`start_capture`], for the traffic-privacy test) is off unless started: one relaxed
@@ -43,6 +44,9 @@ pub fn traffic() -> Traffic {
 }
 
 static LINK_DELAY_US: AtomicU64 = AtomicU64::new(0);
+static LINK_JITTER_US: AtomicU64 = AtomicU64::new(0);
+/// Seeds each delayed connection's jitter differently (a counter, mixed).
+static LINK_SEED: AtomicU64 = AtomicU64::new(0x9e37_79b9_7f4a_7c15);
 
 /// For benchmarks: every TCP connection made from now on in this process hands on what
 /// it reads `delay` after the socket delivered it (an emulated one-way link latency,
@@ -51,6 +55,18 @@ static LINK_DELAY_US: AtomicU64 = AtomicU64::new(0);
 pub fn set_link_delay(delay: std::time::Duration) {
     LINK_DELAY_US.store(
         u64::try_from(delay.as_micros()).unwrap_or(u64::MAX),
+        Ordering::SeqCst,
+    );
+}
+
+/// For benchmarks: every delayed connection made from now on (see [`set_link_delay`])
+/// hands on each chunk it reads after the delay plus or minus up to `jitter` (uniform),
+/// but never before the chunk read before it: the link's order is kept, as on one TCP
+/// path, so a chunk that drew a short delay waits for the one ahead of it. Zero (the
+/// default) turns jitter off; it is capped at the delay (no negative latency).
+pub fn set_link_jitter(jitter: std::time::Duration) {
+    LINK_JITTER_US.store(
+        u64::try_from(jitter.as_micros()).unwrap_or(u64::MAX),
         Ordering::SeqCst,
     );
 }
@@ -72,6 +88,12 @@ pub struct Counted<S> {
 #[derive(Debug)]
 struct Delayed {
     delay: std::time::Duration,
+    /// Each chunk's delay is `delay` ± up to this (at most `delay`).
+    jitter: std::time::Duration,
+    /// xorshift64 state for the jitter (benchmark randomness, not a secret).
+    rng: u64,
+    /// When the chunk read last may be handed on: no later chunk goes before it.
+    last_due: Option<tokio::time::Instant>,
     chunks: std::collections::VecDeque<(tokio::time::Instant, Vec<u8>)>,
     /// Bytes of the front chunk already handed on.
     offset: usize,
@@ -84,12 +106,33 @@ struct Delayed {
 impl<S> Counted<S> {
     pub fn new(inner: S) -> Counted<S> {
         let us = LINK_DELAY_US.load(Ordering::Relaxed);
-        Counted::with_delay(inner, std::time::Duration::from_micros(us))
+        let jitter_us = LINK_JITTER_US.load(Ordering::Relaxed);
+        let seed = LINK_SEED.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed);
+        Counted::with_link(
+            inner,
+            std::time::Duration::from_micros(us),
+            std::time::Duration::from_micros(jitter_us),
+            seed,
+        )
     }
 
+    #[cfg(test)]
     fn with_delay(inner: S, delay: std::time::Duration) -> Counted<S> {
+        Counted::with_link(inner, delay, std::time::Duration::ZERO, 1)
+    }
+
+    fn with_link(
+        inner: S,
+        delay: std::time::Duration,
+        jitter: std::time::Duration,
+        seed: u64,
+    ) -> Counted<S> {
         let delayed = (!delay.is_zero()).then(|| Delayed {
             delay,
+            jitter: jitter.min(delay),
+            // xorshift needs a non-zero state; mix the seed so that neighbors differ.
+            rng: (seed ^ 0xd1b5_4a32_d192_ed03).wrapping_mul(0x2545_f491_4f6c_dd1d) | 1,
+            last_due: None,
             chunks: Default::default(),
             offset: 0,
             held: 0,
@@ -97,6 +140,29 @@ impl<S> Counted<S> {
             end: None,
         });
         Counted { inner, delayed }
+    }
+}
+
+impl Delayed {
+    /// When a chunk read at `now` may be handed on: `delay` ± `jitter`, not before the
+    /// chunk ahead of it.
+    fn due(&mut self, now: tokio::time::Instant) -> tokio::time::Instant {
+        let mut due = now + self.delay;
+        let jitter_us = u64::try_from(self.jitter.as_micros()).unwrap_or(u64::MAX);
+        if jitter_us > 0 {
+            self.rng ^= self.rng << 13;
+            self.rng ^= self.rng >> 7;
+            self.rng ^= self.rng << 17;
+            // Uniform in [-jitter, +jitter] (the modulo's bias is far below a microsecond).
+            let offset = self.rng % (2 * jitter_us + 1);
+            due = due + std::time::Duration::from_micros(offset)
+                - std::time::Duration::from_micros(jitter_us);
+        }
+        if let Some(last) = self.last_due {
+            due = due.max(last);
+        }
+        self.last_due = Some(due);
+        due
     }
 }
 
@@ -119,8 +185,8 @@ impl<S: AsyncRead + Unpin> Counted<S> {
                     chunk.truncate(n);
                     capture([&chunk[..]], n);
                     d.held += n;
-                    d.chunks
-                        .push_back((tokio::time::Instant::now() + d.delay, chunk));
+                    let due = d.due(tokio::time::Instant::now());
+                    d.chunks.push_back((due, chunk));
                 }
                 Poll::Ready(Err(e)) => d.end = Some(Err(e)),
                 Poll::Pending => break,
@@ -362,6 +428,7 @@ pub fn gossip_counters() -> Option<GossipCounters> {
 mod tests {
     use super::*;
     use futures::AsyncReadExt;
+    use std::collections::HashSet;
 
     #[tokio::test]
     async fn a_delayed_stream_hands_on_every_byte_in_order_after_the_delay() {
@@ -386,6 +453,85 @@ mod tests {
         );
         let mut all = Vec::new();
         plain.read_to_end(&mut all).await.unwrap();
+        assert_eq!(all, data);
+    }
+
+    /// Hands out `data` one small read at a time, so that each read is its own chunk.
+    struct Trickle {
+        data: Vec<u8>,
+        at: usize,
+    }
+
+    impl AsyncRead for Trickle {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+            buf: &mut [u8],
+        ) -> Poll<io::Result<usize>> {
+            let n = 7.min(buf.len()).min(self.data.len() - self.at);
+            let at = self.at;
+            buf[..n].copy_from_slice(&self.data[at..at + n]);
+            self.at += n;
+            Poll::Ready(Ok(n))
+        }
+    }
+
+    #[test]
+    fn jittered_delays_stay_within_the_bounds_and_never_reorder() {
+        let delay = std::time::Duration::from_millis(10);
+        let jitter = std::time::Duration::from_millis(5);
+        let mut link = Counted::with_link(
+            Trickle {
+                data: vec![],
+                at: 0,
+            },
+            delay,
+            jitter,
+            42,
+        );
+        let d = link.delayed.as_mut().unwrap();
+        let now = tokio::time::Instant::now();
+        let mut last = now;
+        let mut distinct = HashSet::new();
+        for _ in 0..10_000 {
+            let due = d.due(now);
+            assert!(
+                due >= last,
+                "a chunk was due before the one read ahead of it"
+            );
+            assert!(due >= now + delay - jitter && due <= now + delay + jitter);
+            distinct.insert(due);
+            last = due;
+        }
+        // Read at one instant, chunks can only climb: the order rule is what held them.
+        assert!(distinct.len() > 1, "no jitter was drawn");
+        // Chunks read far apart each get their own draw, below the delay as well as above.
+        let mut below = false;
+        let mut above = false;
+        for i in 0..1_000u64 {
+            let at = now + std::time::Duration::from_secs(i);
+            let due = d.due(at) - at;
+            below |= due < delay;
+            above |= due > delay;
+            assert!(due >= delay - jitter && due <= delay + jitter);
+        }
+        assert!(below && above, "jitter went one way only");
+    }
+
+    #[tokio::test]
+    async fn a_jittered_stream_hands_on_every_byte_in_order() {
+        let data: Vec<u8> = (0..2_000u32).map(|i| (i % 251) as u8).collect();
+        let mut stream = Counted::with_link(
+            Trickle {
+                data: data.clone(),
+                at: 0,
+            },
+            std::time::Duration::from_millis(2),
+            std::time::Duration::from_millis(2),
+            7,
+        );
+        let mut all = Vec::new();
+        stream.read_to_end(&mut all).await.unwrap();
         assert_eq!(all, data);
     }
 }

@@ -23,7 +23,18 @@
 //! `--interval-ms T` (one publish every T ms; default 50), `--seed S`, `--link-delay-ms L`
 //! (every TCP connection of every phase hands on what it reads L ms late: an emulated
 //! one-way latency between homes, `instrument::set_link_delay`; default 0, plain
-//! loopback).
+//! loopback), `--link-jitter-ms J` (each chunk a connection reads waits L ± J ms, uniform,
+//! but never overtakes the one read before it: `instrument::set_link_jitter`),
+//! `--churn PCT` (that share of the Porchlight nodes, each once, at a random time of the
+//! publish phase, is stopped and started again `--churn-down-ms` later (default 1000) from
+//! its own data dir on the same address; the phase then checks that every acknowledged
+//! report is in the store of every node that is up at the end; the comparison phases
+//! run without churn: bare gossipsub keeps nothing and never catches up),
+//! `--idle-secs S` (after the publish phase, Porchlight's and plain gossipsub's bytes
+//! sent over S idle seconds, per node and hour: heartbeats, pings, sync).
+//!
+//! - Memory: the process's resident size after the publish phase less before the
+//!   phase's nodes started, per node (the nodes share the process, runtime and code).
 //!
 //! - Latency: from the publish call (`Node::post` / the command to the swarm's task) to
 //!   the receiving node's `Event::Item` / gossipsub message event, both read by a
@@ -69,11 +80,18 @@ struct Args {
     seed: u64,
     json: bool,
     link_delay: Duration,
+    link_jitter: Duration,
+    /// Per cent of the Porchlight nodes restarted during the publish phase.
+    churn: u64,
+    /// How long a churned node stays down.
+    churn_down: Duration,
+    /// Idle window measured after the publish phase (zero: none).
+    idle: Duration,
 }
 
 fn usage() -> ! {
     eprintln!(
-        "usage: meshbench --nodes N --reports M [--degree D] [--interval-ms T] [--seed S] [--link-delay-ms L] [--json]"
+        "usage: meshbench --nodes N --reports M [--degree D] [--interval-ms T] [--seed S] [--link-delay-ms L] [--link-jitter-ms J] [--churn PCT] [--churn-down-ms T] [--idle-secs S] [--json]"
     );
     std::process::exit(2)
 }
@@ -87,6 +105,10 @@ fn parse_args() -> Args {
         seed: 1,
         json: false,
         link_delay: Duration::ZERO,
+        link_jitter: Duration::ZERO,
+        churn: 0,
+        churn_down: Duration::from_secs(1),
+        idle: Duration::ZERO,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -103,6 +125,10 @@ fn parse_args() -> Args {
             "--seed" => args.seed = value(),
             "--json" => args.json = true,
             "--link-delay-ms" => args.link_delay = Duration::from_millis(value()),
+            "--link-jitter-ms" => args.link_jitter = Duration::from_millis(value()),
+            "--churn" => args.churn = value(),
+            "--churn-down-ms" => args.churn_down = Duration::from_millis(value()),
+            "--idle-secs" => args.idle = Duration::from_secs(value()),
             _ => usage(),
         }
     }
@@ -111,6 +137,11 @@ fn parse_args() -> Args {
         || args.reports == 0
         || args.reports > 100_000
         || args.link_delay > Duration::from_secs(1)
+        // Jitter is around the delay, and no delay is negative.
+        || args.link_jitter > args.link_delay
+        || args.churn > 100
+        || args.churn_down > Duration::from_secs(60)
+        || args.idle > Duration::from_secs(3600)
     {
         usage();
     }
@@ -168,6 +199,28 @@ struct Phase {
     /// Mean connected peers and mesh peers per node when publishing starts.
     peers: f64,
     mesh: f64,
+    /// What churn did (Porchlight with `--churn`).
+    churn: Option<Churn>,
+    /// The process's resident memory after the publish phase, less before the phase's
+    /// nodes started, per node.
+    rss_per_node_kib: f64,
+    /// Bytes sent per node per hour while idle (`--idle-secs`).
+    idle: Option<f64>,
+}
+
+/// Porchlight under `--churn`.
+#[derive(Debug, Default, Clone, Copy)]
+struct Churn {
+    /// Nodes stopped and started again from their data dir.
+    restarted: usize,
+    /// Churned nodes that did not come back (left out of the expected deliveries).
+    down_at_end: usize,
+    posted: usize,
+    /// Posts the node acknowledged (a post to a node that is stopping is not).
+    acknowledged: usize,
+    /// `(node up at the end, acknowledged report of another node)` pairs whose report
+    /// was not in that node's store `WAIT` after the last post.
+    missing: usize,
 }
 
 struct Summary {
@@ -181,6 +234,9 @@ struct Summary {
     cpu_s: f64,
     peers: f64,
     mesh: f64,
+    rss_per_node_mib: f64,
+    idle_bytes_per_node_hour: Option<f64>,
+    latency_samples: usize,
 }
 
 impl Phase {
@@ -198,6 +254,9 @@ impl Phase {
             cpu_s: self.cpu_s,
             peers: self.peers,
             mesh: self.mesh,
+            rss_per_node_mib: self.rss_per_node_kib / 1024.0,
+            idle_bytes_per_node_hour: self.idle,
+            latency_samples: l.len(),
         }
     }
 }
@@ -275,10 +334,20 @@ fn latencies(deliveries: &Deliveries, sent: &[Option<Instant>]) -> (usize, Vec<f
 // ---------------------------------------------------------------------------------------
 // Porchlight
 
+/// One Porchlight node of the phase. Churn replaces its handle and task when it restarts
+/// the node from its own data dir.
 struct Running {
-    node: Node,
-    task: JoinHandle<Result<(), NodeError>>,
+    node: Mutex<Node>,
+    task: tokio::sync::Mutex<Option<JoinHandle<Result<(), NodeError>>>>,
+    /// How it was started, listening on the port it got (a restart takes the same one).
+    config: Config,
     _dir: tempfile::TempDir,
+}
+
+impl Running {
+    fn node(&self) -> Node {
+        self.node.lock().expect("node lock").clone()
+    }
 }
 
 /// Reads a node's events; records measured reports that another node posted.
@@ -318,7 +387,7 @@ async fn porchlight_ready(nodes: &[Running], deg: &[usize]) -> bool {
     while Instant::now() < deadline {
         let mut ready = true;
         for (i, n) in nodes.iter().enumerate() {
-            let status = n.node.status().await.expect("status");
+            let status = n.node().status().await.expect("status");
             if status.connected.len() < deg[i] || status.mesh_peers == 0 {
                 ready = false;
                 break;
@@ -330,7 +399,7 @@ async fn porchlight_ready(nodes: &[Running], deg: &[usize]) -> bool {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     for (i, n) in nodes.iter().enumerate() {
-        if let Ok(status) = n.node.status().await {
+        if let Ok(status) = n.node().status().await {
             eprintln!(
                 "node {i}: {} of {} connected, {} in mesh",
                 status.connected.len(),
@@ -345,9 +414,100 @@ async fn porchlight_ready(nodes: &[Running], deg: &[usize]) -> bool {
 async fn sync_bytes(nodes: &[Running]) -> u64 {
     let mut total = 0;
     for n in nodes {
-        total += n.node.status().await.map_or(0, |s| s.sync.bytes_sent);
+        total += n.node().status().await.map_or(0, |s| s.sync.bytes_sent);
     }
     total
+}
+
+/// Which nodes churn restarts, and when (from the start of the publish phase): `pct` %
+/// of the `n` nodes (rounded), distinct, each once, at a uniform time in `window`.
+fn churn_plan(n: usize, pct: u64, window: Duration, rng: &mut SeededRng) -> Vec<(usize, Duration)> {
+    let count = (n as u64 * pct.min(100)).div_ceil(100) as usize;
+    let mut order: Vec<usize> = (0..n).collect();
+    for j in 0..count.min(n) {
+        let k = j + (rng.next_u64() as usize) % (n - j);
+        order.swap(j, k);
+    }
+    let window_us = u64::try_from(window.as_micros()).unwrap_or(u64::MAX).max(1);
+    order
+        .into_iter()
+        .take(count)
+        .map(|i| (i, Duration::from_micros(rng.next_u64() % window_us)))
+        .collect()
+}
+
+/// Stops node `i` and starts it again from its own data dir after `down`, on the same
+/// address; a new collector reads the new node's events. Returns that collector, or
+/// `None` if the node did not come back (it is then down at the end, and counted so).
+async fn restart(
+    i: usize,
+    nodes: Arc<Vec<Running>>,
+    down: Duration,
+    collect: impl FnOnce(broadcast::Receiver<Event>) -> JoinHandle<()>,
+) -> Option<JoinHandle<()>> {
+    let slot = &nodes[i];
+    slot.node().shutdown().await;
+    if let Some(task) = slot.task.lock().await.take() {
+        match tokio::time::timeout(WAIT, task).await {
+            Ok(Ok(Ok(()))) => {}
+            other => eprintln!("warning: churned node {i} did not stop cleanly: {other:?}"),
+        }
+    }
+    tokio::time::sleep(down).await;
+    // sled lets go of the dir's lock a moment after the last handle drops; a port just
+    // closed may take a moment too.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (node, task) = loop {
+        match Node::start(slot.config.clone(), Setup::Existing).await {
+            Ok(started) => break started,
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => {
+                eprintln!("warning: churned node {i} did not restart: {e}");
+                return None;
+            }
+        }
+    };
+    let collector = collect(node.events());
+    *slot.node.lock().expect("node lock") = node;
+    *slot.task.lock().await = Some(task);
+    Some(collector)
+}
+
+/// Under churn: waits (at most `WAIT`) until every node's store holds every acknowledged
+/// report that another node posted; returns the `(node, report)` pairs still missing.
+async fn missing_reports(
+    nodes: &[Running],
+    authors: &[usize],
+    acked: &[Option<porchlight_proto::ItemId>],
+    down: &HashSet<usize>,
+) -> Vec<(usize, usize)> {
+    let mut missing: Vec<(usize, usize)> = Vec::new();
+    for (k, id) in acked.iter().enumerate() {
+        if id.is_some() {
+            missing.extend(
+                (0..nodes.len())
+                    .filter(|i| *i != authors[k] && !down.contains(i))
+                    .map(|i| (i, k)),
+            );
+        }
+    }
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let mut still = Vec::new();
+        for &(i, k) in &missing {
+            let Some(id) = acked[k] else { continue };
+            if !matches!(nodes[i].node().envelope(id).await, Ok(Some(_))) {
+                still.push((i, k));
+            }
+        }
+        missing = still;
+        if missing.is_empty() || Instant::now() >= deadline {
+            return missing;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 /// Runs the Porchlight phase; returns it and each report's envelope size.
@@ -358,6 +518,7 @@ async fn porchlight(
 ) -> (Phase, Vec<usize>) {
     let n = args.nodes;
     let t = Instant::now();
+    let rss_before = rss_kib();
     let h = bench::hood(n, args.seed);
     let mut nodes: Vec<Running> = Vec::with_capacity(n);
     let mut addrs: Vec<Multiaddr> = Vec::with_capacity(n);
@@ -367,14 +528,12 @@ async fn porchlight(
         let mut config = Config::loopback(dir.path(), &format!("node {i}"));
         config.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().expect("multiaddr")];
         config.bootstrap = out.iter().map(|&j| addrs[j].clone()).collect();
-        let (node, task) = bench::start_node(config, Setup::Existing).await;
+        let (node, task) = bench::start_node(config.clone(), Setup::Existing).await;
         let listen = node.status().await.expect("status").listen;
-        let addr = listen
-            .first()
-            .expect("the node listens")
-            .clone()
-            .with(libp2p::multiaddr::Protocol::P2p(node.peer_id()));
-        addrs.push(addr);
+        let listen = listen.first().expect("the node listens").clone();
+        // A restart (churn) listens where the node did, as a home's node would.
+        config.listen = vec![listen.clone()];
+        addrs.push(listen.with(libp2p::multiaddr::Protocol::P2p(node.peer_id())));
         // Each node joins a settled network, in every phase alike (see `settle`).
         settle(
             || async { node.status().await.map_or(0, |s| s.connected.len()) },
@@ -382,11 +541,13 @@ async fn porchlight(
         )
         .await;
         nodes.push(Running {
-            node,
-            task,
+            node: Mutex::new(node),
+            task: tokio::sync::Mutex::new(Some(task)),
+            config,
             _dir: dir,
         });
     }
+    let nodes = Arc::new(nodes);
     let deg = degrees(dials);
     if !porchlight_ready(&nodes, &deg).await {
         eprintln!("warning: porchlight meshes not complete after {WAIT:?}; measuring anyway");
@@ -398,22 +559,20 @@ async fn porchlight(
 
     let sink: Deliveries = Arc::new(Mutex::new(Vec::new()));
     let lagged = Arc::new(AtomicU64::new(0));
-    let collectors: Vec<JoinHandle<()>> = nodes
+    let collector = {
+        let (authors, sink, lagged) = (authors.clone(), sink.clone(), lagged.clone());
+        move |i: usize, events| {
+            porchlight_collector(i, events, authors.clone(), sink.clone(), lagged.clone())
+        }
+    };
+    let mut collectors: Vec<JoinHandle<()>> = nodes
         .iter()
         .enumerate()
-        .map(|(i, r)| {
-            porchlight_collector(
-                i,
-                r.node.events(),
-                authors.clone(),
-                sink.clone(),
-                lagged.clone(),
-            )
-        })
+        .map(|(i, r)| collector(i, r.node().events()))
         .collect();
 
     for w in 0..WARMUP {
-        let node = &nodes[authors[w % authors.len()]].node;
+        let node = nodes[authors[w % authors.len()]].node();
         node.post(porchlight_tests::report(&format!("warmup {w}")))
             .await
             .expect("warm-up post");
@@ -423,62 +582,143 @@ async fn porchlight(
 
     let sync_before = sync_bytes(&nodes).await;
     let (mut peers, mut mesh) = (0, 0);
-    for r in &nodes {
-        let status = r.node.status().await.expect("status");
+    for r in nodes.iter() {
+        let status = r.node().status().await.expect("status");
         peers += status.connected.len();
         mesh += status.mesh_peers;
     }
     let start = Snapshot::take();
+    let mut churn_rng = SeededRng::new(args.seed ^ 0xc4u64);
+    let plan = churn_plan(
+        n,
+        args.churn,
+        args.interval * args.reports as u32,
+        &mut churn_rng,
+    );
+    let churned: Vec<usize> = plan.iter().map(|(i, _)| *i).collect();
+    let restarts: Vec<JoinHandle<Option<JoinHandle<()>>>> = plan
+        .into_iter()
+        .map(|(i, at)| {
+            let nodes = nodes.clone();
+            let collector = collector.clone();
+            let down = args.churn_down;
+            tokio::spawn(async move {
+                tokio::time::sleep_until((start.at + at).into()).await;
+                restart(i, nodes, down, move |events| collector(i, events)).await
+            })
+        })
+        .collect();
     let mut posts = Vec::with_capacity(args.reports);
     for (k, &a) in authors.iter().enumerate() {
         tokio::time::sleep_until((start.at + args.interval * k as u32).into()).await;
-        let node = nodes[a].node.clone();
+        let node = nodes[a].node();
         posts.push(tokio::spawn(async move {
             let t0 = Instant::now();
-            let id = node
+            // Under churn a post to a node that is stopping fails: not acknowledged.
+            let id = match node
                 .post(porchlight_tests::report(&format!("meshbench {k}")))
                 .await
-                .expect("post");
+            {
+                Ok(id) => id,
+                Err(NodeError::Stopped) => return None,
+                Err(e) => {
+                    eprintln!("warning: post {k} failed: {e}");
+                    return None;
+                }
+            };
             let size = node
                 .envelope(id)
                 .await
-                .expect("envelope")
+                .ok()
+                .flatten()
                 .map_or(0, |e| e.len());
-            (t0, size)
+            Some((t0, size, id))
         }));
     }
-    let expected = args.reports * (n - 1);
-    wait_for(&sink, expected).await;
-    let end = Snapshot::take();
-    let unfinished = posts.iter().filter(|p| !p.is_finished()).count();
-    if unfinished > 0 || count(&sink) < expected {
-        eprintln!(
-            "warning: {unfinished} posts unfinished, {} of {expected} delivered",
-            count(&sink)
-        );
+    let mut down = HashSet::new();
+    for (i, r) in churned.iter().zip(restarts) {
+        match tokio::time::timeout(WAIT, r).await {
+            Ok(Ok(Some(c))) => collectors.push(c),
+            _ => {
+                down.insert(*i);
+            }
+        }
     }
     let mut sent = Vec::with_capacity(args.reports);
     let mut sizes = Vec::with_capacity(args.reports);
+    let mut acked = Vec::with_capacity(args.reports);
     for post in posts {
-        let (t0, size) = post.await.expect("post task");
-        sent.push(Some(t0));
-        sizes.push(size);
+        match tokio::time::timeout(WAIT, post).await {
+            Ok(Ok(Some((t0, size, id)))) => {
+                sent.push(Some(t0));
+                sizes.push(size);
+                acked.push(Some(id));
+            }
+            _ => {
+                sent.push(None);
+                sizes.push(0);
+                acked.push(None);
+            }
+        }
+    }
+    // Reports not acknowledged take a typical size in the comparison phases.
+    let typical = sizes.iter().copied().find(|s| *s > 0).unwrap_or(0);
+    for s in sizes.iter_mut().filter(|s| **s == 0) {
+        *s = typical;
+    }
+    let acknowledged = acked.iter().filter(|a| a.is_some()).count();
+    let expected = acknowledged * (n - 1 - down.len())
+        + acked
+            .iter()
+            .enumerate()
+            .filter(|(k, a)| a.is_some() && down.contains(&authors[*k]))
+            .count();
+    let mut missing = Vec::new();
+    if args.churn == 0 {
+        wait_for(&sink, expected).await;
+    } else {
+        // Whether each node holds each report is the verdict; its events may have gone
+        // out before the collector of a restarted node subscribed.
+        missing = missing_reports(&nodes, authors, &acked, &down).await;
+        // Events still in flight.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let end = Snapshot::take();
+    if args.churn == 0 && count(&sink) < expected {
+        eprintln!("warning: {} of {expected} delivered", count(&sink));
     }
     let mut phase = start.into_phase(end);
     phase.sync_bytes = sync_bytes(&nodes).await - sync_before;
     phase.peers = peers as f64 / n as f64;
     phase.mesh = mesh as f64 / n as f64;
     let (delivered, latencies) = latencies(&sink, &sent);
-    phase.delivered = delivered;
+    phase.delivered = if args.churn == 0 {
+        delivered
+    } else {
+        expected - missing.len()
+    };
     phase.expected = expected;
     phase.latencies_ms = latencies;
     phase.lagged = lagged.load(Ordering::Relaxed);
+    phase.churn = Some(Churn {
+        restarted: churned.len() - down.len(),
+        down_at_end: down.len(),
+        posted: args.reports,
+        acknowledged,
+        missing: missing.len(),
+    })
+    .filter(|_| args.churn > 0);
+    phase.rss_per_node_kib = rss_kib().saturating_sub(rss_before) as f64 / n as f64;
+    phase.idle = idle(args, n).await;
 
-    for r in &nodes {
-        r.node.shutdown().await;
+    for r in nodes.iter() {
+        r.node().shutdown().await;
     }
-    for r in nodes {
-        match tokio::time::timeout(WAIT, r.task).await {
+    for r in nodes.iter() {
+        let Some(task) = r.task.lock().await.take() else {
+            continue;
+        };
+        match tokio::time::timeout(WAIT, task).await {
             Ok(Ok(Ok(()))) => {}
             other => eprintln!("warning: a node did not stop cleanly: {other:?}"),
         }
@@ -487,6 +727,25 @@ async fn porchlight(
         c.abort();
     }
     (phase, sizes)
+}
+
+/// Bytes every node sent over an idle window of `--idle-secs` (no reports posted),
+/// scaled to one node and one hour; `None` if not asked for. Waits a few heartbeats
+/// first, so that the publish phase's gossip (IHAVE of recent messages) is over.
+async fn idle(args: &Args, n: usize) -> Option<f64> {
+    if args.idle.is_zero() {
+        return None;
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let before = instrument::traffic().sent;
+    tokio::time::sleep(args.idle).await;
+    let sent = instrument::traffic().sent - before;
+    Some(sent as f64 / n as f64 * 3600.0 / args.idle.as_secs_f64())
+}
+
+/// This process's resident memory, KiB.
+fn rss_kib() -> u64 {
+    bench::memory_kib(std::process::id()).map_or(0, |(rss, _)| rss)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -784,6 +1043,7 @@ async fn gossip_phase(
         Kind::Engine => "engine floor",
     };
     let t = Instant::now();
+    let rss_before = rss_kib();
     let h = bench::hood(if kind == Kind::Plain { 1 } else { n }, args.seed);
     let table: Arc<Vec<VerifyingKey>> = Arc::new(
         h.members
@@ -907,6 +1167,11 @@ async fn gossip_phase(
     phase.lagged = lagged.load(Ordering::Relaxed);
     phase.peers = peers as f64 / n as f64;
     phase.mesh = mesh as f64 / n as f64;
+    phase.rss_per_node_kib = rss_kib().saturating_sub(rss_before) as f64 / n as f64;
+    // Idle traffic is the same gossipsub's in every comparison phase: measured once.
+    if kind == Kind::Plain {
+        phase.idle = idle(args, n).await;
+    }
     for p in &nodes {
         let _ = p.commands.send(Command::Stop).await;
     }
@@ -938,6 +1203,8 @@ fn summary_json(s: &Summary) -> serde_json::Value {
         "cpu_s": s.cpu_s,
         "peers_per_node": s.peers,
         "mesh_peers_per_node": s.mesh,
+        "idle_bytes_sent_per_node_per_hour": s.idle_bytes_per_node_hour,
+        "latency_samples": s.latency_samples,
     })
 }
 
@@ -953,6 +1220,7 @@ async fn main() {
     }
     instrument::enable_gossip_metrics();
     instrument::set_link_delay(args.link_delay);
+    instrument::set_link_jitter(args.link_jitter);
     let mut rng = SeededRng::new(args.seed);
     let dials = topology(args.nodes, args.degree, &mut rng);
     let authors: Arc<Vec<usize>> = Arc::new(
@@ -1019,7 +1287,49 @@ async fn main() {
     row("CPU seconds", all(|s| s.cpu_s), 2);
     row("connected peers per node", all(|s| s.peers), 2);
     row("mesh peers per node", all(|s| s.mesh), 2);
+    // Only the first phase's growth is its own: later phases reuse what the allocator
+    // kept from the phases before them.
+    println!(
+        "| resident memory per node (MiB) | {:.2} | | | | | | | |",
+        p.rss_per_node_mib
+    );
+    if let (Some(pi), Some(bi)) = (p.idle_bytes_per_node_hour, b.idle_bytes_per_node_hour) {
+        // Bare gossipsub sends nothing at all while no message is new.
+        let r = if bi > 0.0 {
+            format!("{:.2}", pi / bi)
+        } else {
+            "n/a".into()
+        };
+        println!("| bytes sent per node per idle hour | {pi:.0} | | | {bi:.0} | {r} | | | |");
+    }
     println!();
+    println!(
+        "links: {} ms one way{}; memory: this process's resident size after porchlight's publish phase less before its nodes started, per node (the nodes share one process, its runtime and its code; the later phases reuse the allocator's pages, so theirs is not shown)",
+        args.link_delay.as_millis(),
+        if args.link_jitter.is_zero() {
+            String::new()
+        } else {
+            format!(
+                " ± {} ms (uniform, each link's order kept)",
+                args.link_jitter.as_millis()
+            )
+        }
+    );
+    if let Some(c) = &pl.churn {
+        println!(
+            "churn: {} of {} porchlight nodes restarted from their data dirs during the publish phase ({} ms down each; {} did not come back); {} of {} posts acknowledged; every acknowledged report in the store of every node up at the end: {} ({} node-report pairs missing); latency samples {} of {} deliveries (a restarted node's events before its collector subscribed are not timed); plain gossipsub and the floors ran without churn (no store, no catch-up: a restarted gossipsub node never gets what it missed)",
+            c.restarted,
+            args.nodes,
+            args.churn_down.as_millis(),
+            c.down_at_end,
+            c.acknowledged,
+            c.posted,
+            if c.missing == 0 { "yes" } else { "NO" },
+            c.missing,
+            p.latency_samples,
+            pl.delivered,
+        );
+    }
     println!(
         "deliveries: porchlight {}/{} in {:.1} s, engine floor {}/{} in {:.1} s, signature floor {}/{} in {:.1} s, baseline {}/{} in {:.1} s; missed events: {} / {} / {} / {}; porchlight catch-up sync sent {} B of its total",
         pl.delivered,
@@ -1047,6 +1357,19 @@ async fn main() {
             "degree": args.degree,
             "interval_ms": args.interval.as_millis() as u64,
             "link_delay_ms": args.link_delay.as_millis() as u64,
+            "link_jitter_ms": args.link_jitter.as_millis() as u64,
+            "porchlight_rss_per_node_mib": p.rss_per_node_mib,
+            "churn_pct": args.churn,
+            "churn_down_ms": args.churn_down.as_millis() as u64,
+            "idle_secs": args.idle.as_secs(),
+            "churn": pl.churn.map(|c| serde_json::json!({
+                "restarted": c.restarted,
+                "down_at_end": c.down_at_end,
+                "posted": c.posted,
+                "acknowledged": c.acknowledged,
+                "missing": c.missing,
+                "every_acknowledged_report_everywhere": c.missing == 0,
+            })),
             "envelope_bytes_mean": mean_size,
             "porchlight": summary_json(&p),
             "baseline": summary_json(&b),
@@ -1064,5 +1387,25 @@ async fn main() {
             "ratio_cpu_over_engine_floor": ratio(p.cpu_s, e.cpu_s),
         });
         println!("{json}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn churn_restarts_the_share_asked_each_once_within_the_publish_phase() {
+        let window = Duration::from_secs(10);
+        let mut rng = SeededRng::new(3);
+        let plan = churn_plan(200, 10, window, &mut rng);
+        assert_eq!(plan.len(), 20);
+        let distinct: HashSet<usize> = plan.iter().map(|(i, _)| *i).collect();
+        assert_eq!(distinct.len(), 20, "a node was restarted twice");
+        assert!(plan.iter().all(|(i, at)| *i < 200 && *at < window));
+        // A share rounds up, so that any churn restarts someone; none restarts no one.
+        assert_eq!(churn_plan(20, 1, window, &mut rng).len(), 1);
+        assert!(churn_plan(20, 0, window, &mut rng).is_empty());
+        assert_eq!(churn_plan(5, 100, window, &mut rng).len(), 5);
     }
 }
