@@ -662,25 +662,6 @@ impl Engine {
         Ok(h.finalize().into())
     }
 
-    /// The epoch membership operations are sealed under: the newest one that this node
-    /// and every current member hold, so that all of them can open it (a `Rekey` cannot
-    /// travel under its own new key, and a rekey that skipped someone must not lock them
-    /// out of the operations that repair it). The newest this node holds if there is none.
-    fn newest_held_epoch(&self) -> Option<EpochId> {
-        let held: Vec<&porchlight_proto::membership::Epoch> = self
-            .roster
-            .epochs()
-            .filter(|e| self.ring.contains(&e.id))
-            .collect();
-        let common = held
-            .iter()
-            .filter(|e| self.roster.members().all(|m| e.holders.contains(&m.id)))
-            .max_by_key(|e| (e.generation, e.id));
-        common
-            .or_else(|| held.iter().max_by_key(|e| (e.generation, e.id)))
-            .map(|e| e.id)
-    }
-
     fn seal(
         &self,
         item: &Item,
@@ -736,11 +717,8 @@ impl Engine {
         now: u64,
         rng: &mut impl CryptoRng,
     ) -> Result<ItemId, EngineError> {
-        let window = porchlight_proto::keys::window_of(now);
-        match self.newest_held_epoch() {
-            Some(epoch) if self.ring.get(&epoch).is_some_and(|k| k.can_seal_at(window)) => {
-                self.submit(op, epoch, now, rng).await
-            }
+        match self.newest_held_epoch(now) {
+            Some(epoch) => self.submit(op, epoch, now, rng).await,
             // No epoch this node holds can seal now: every one ran past its ratchet or
             // was deleted (a hood where nobody posted or rekeyed for six weeks). The
             // operation (typically the rekey that makes a fresh epoch) goes into the log
@@ -948,8 +926,17 @@ impl Engine {
         let keep_for = u64::from(self.roster.policy().max_ttl_secs)
             + 2 * porchlight_proto::limits::MAX_CLOCK_SKEW_SECS;
         let roster = &self.roster;
+        // Only legacy epochs retire by their successor's date: a ratchet epoch's windows
+        // go as they age (`forget_old_windows`), whatever a successor claims.
+        let legacy: std::collections::BTreeSet<EpochId> = self
+            .ring
+            .iter()
+            .filter(|k| k.is_legacy())
+            .map(|k| k.id())
+            .collect();
         let retired = self.ring.retain(|id, _| {
             Some(*id) == sealing
+                || !legacy.contains(id)
                 || roster
                     .epoch_retired_at(id)
                     .is_none_or(|at| now < at.saturating_add(keep_for))

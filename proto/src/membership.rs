@@ -389,6 +389,8 @@ pub enum Denied {
     NotAQuorumHood,
     #[error("a member's vote on their own removal does not count")]
     OwnVote,
+    #[error("a rekey is dated earlier than operations it follows (less the clock skew allowed)")]
+    RekeyBackdated,
 }
 
 /// A member as the roster knows them.
@@ -1408,7 +1410,7 @@ impl Roster {
             (verdict, ..) => verdict,
         };
         if let Err(why) =
-            verdict.and_then(|()| self.check_join_time(&stored.op, stored.ticket.as_ref()))
+            verdict.and_then(|()| self.check_op_time(&stored.op, stored.ticket.as_ref()))
         {
             state.denied.insert(*id, why);
             return false;
@@ -1928,6 +1930,10 @@ impl Roster {
             return Err(MembershipError::Denied(Denied::AuthorNotMember));
         }
         let generation = self.state.next_generation();
+        let parents = self.parents_for(&keys.id());
+        // Never dated before what it follows (a clock behind the hood's), or it would
+        // take no effect.
+        let now = now.max(self.earliest_rekey_time(&parents));
         let key = EpochKey::generate(&self.hood, generation, now, rng);
         let mut wraps = Vec::with_capacity(self.state.members.len());
         for member in self.state.members.values() {
@@ -1937,7 +1943,7 @@ impl Roster {
             );
         }
         let op = Op::Rekey(Rekey {
-            parents: self.parents_for(&keys.id()),
+            parents,
             created_at: now,
             generation,
             epoch: key.id(),
@@ -2158,6 +2164,44 @@ impl Roster {
             }
             _ => Ok(()),
         }
+    }
+
+    /// The time checks of the fold, judged on an operation's causal past: a join's
+    /// ticket expiry ([`Roster::check_join_time`]) and a rekey's date
+    /// ([`Roster::check_rekey_time`]).
+    fn check_op_time(&self, op: &Op, ticket: Option<&Ticket>) -> Result<(), Denied> {
+        self.check_join_time(op, ticket)?;
+        self.check_rekey_time(op)
+    }
+
+    /// A rekey takes no effect if it is dated more than twice the clock skew allowed
+    /// before the latest operation in its causal past: its author had seen that
+    /// operation, so it was made after it. Without this a member could name the current
+    /// heads and date an epoch weeks back, so that its ratchet has all but run out when
+    /// it becomes the newest (the backdated-rekey finding, `docs/threat-model.md` § 5).
+    /// A function of the operation and its causal past, so the same at every node. A
+    /// rekey that names old parents to pass this is handled where keys are used: the
+    /// node seals only under epochs that can seal now, and does not retire a ratchet
+    /// epoch by its successor's claimed date (`docs/protocol.md` § Key schedule).
+    fn check_rekey_time(&self, op: &Op) -> Result<(), Denied> {
+        match op {
+            Op::Rekey(r)
+                if r.created_at
+                    .saturating_add(2 * crate::limits::MAX_CLOCK_SKEW_SECS)
+                    < self.causal_time(&r.parents) =>
+            {
+                Err(Denied::RekeyBackdated)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The earliest date a rekey naming `parents` may carry and take effect (see
+    /// [`Roster::check_rekey_time`]): a node whose clock is behind the hood's dates its
+    /// rekey no earlier than this.
+    pub fn earliest_rekey_time(&self, parents: &[OpId]) -> u64 {
+        self.causal_time(parents)
+            .saturating_sub(2 * crate::limits::MAX_CLOCK_SKEW_SECS)
     }
 
     /// Whether `id`'s admission took effect: a member, or a member since removed. Anyone
