@@ -113,6 +113,9 @@ impl Lookup for StoreLookup<'_> {
 
 // Keys that expire (issue #20): the ratchet's deletion and when a spent epoch rekeys.
 mod keys_expire;
+// Rotating exchange keys and healing rekeys (issue #20).
+mod rotation;
+pub use rotation::EXCHANGE_GRACE;
 
 /// Most membership operations held while their causal parents (or their author's join)
 /// are on their way. Past this the oldest is dropped; sync brings it again.
@@ -128,6 +131,8 @@ pub struct Engine {
     /// Operations that arrived before a parent or their author's join, by op id, as
     /// signed item bytes: applied as soon as what they wait for is.
     waiting: std::collections::BTreeMap<OpId, Vec<u8>>,
+    /// The member's exchange secrets, oldest first (`engine/rotation.rs`).
+    exchange: Vec<crate::store::ExchangeRecord>,
 }
 
 impl Engine {
@@ -169,7 +174,9 @@ impl Engine {
             ring,
             rate,
             waiting: Default::default(),
+            exchange: Vec::new(),
         };
+        engine.load_exchange()?;
         // Finish what a crash may have interrupted: keys the log carries for us, and the
         // items of members the log removed.
         engine.learn_keys()?;
@@ -281,7 +288,9 @@ impl Engine {
             ring: KeyRing::new(),
             rate: RateLimiter::new(),
             waiting: Default::default(),
+            exchange: Vec::new(),
         };
+        engine.load_exchange()?;
         engine.learn_keys()?;
         if engine.ring.is_empty() {
             return Err(EngineError::NoEpochKey);
@@ -328,7 +337,9 @@ impl Engine {
 
     fn learn_keys(&mut self) -> Result<(), EngineError> {
         let before: Vec<EpochId> = self.ring.iter().map(|k| k.id()).collect();
-        let (_, failed) = self.roster.learn_keys(&self.keys, &mut self.ring);
+        let (_, failed) =
+            self.roster
+                .learn_keys_with(&self.keys.id(), &self.exchange_secrets(), &mut self.ring);
         if failed > 0 {
             tracing::warn!(failed, "key wraps addressed to us did not open");
         }
@@ -793,7 +804,8 @@ impl Engine {
         } else if self.locked_out() {
             tracing::warn!("this member lacks the key everyone seals under; rekeying");
         } else {
-            return Ok(false);
+            // Else the day's healing rekey, or a rotation (`engine/rotation.rs`).
+            return self.upkeep(now, rng).await;
         }
         self.rekey_if_needed(now, rng).await
     }
@@ -914,6 +926,7 @@ impl Engine {
     pub fn expire(&mut self, now: u64) -> Result<usize, EngineError> {
         self.rate.prune(self.roster.policy(), now);
         self.retire_keys(now)?;
+        self.retire_exchange(now)?;
         Ok(self.store.expire(now)?)
     }
 

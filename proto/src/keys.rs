@@ -40,7 +40,7 @@ use zeroize::Zeroizing;
 use crate::codec::{self, fixed};
 use crate::domain;
 use crate::hood::HoodId;
-use crate::identity::{ExchangeKey, MemberId, MemberKeys};
+use crate::identity::{ExchangeKey, ExchangeSecret, MemberId, MemberKeys};
 use crate::limits::MAX_CLOCK_SKEW_SECS;
 
 type Kem = X25519HkdfSha256;
@@ -627,12 +627,22 @@ pub fn unwrap(
     epoch: &EpochId,
     me: &MemberKeys,
 ) -> Result<Zeroizing<[u8; 32]>, KeyError> {
-    if w.to != me.id() {
+    unwrap_with(w, hood, epoch, &me.id(), &me.first_exchange_secret())
+}
+
+/// [`unwrap`] with one of `me`'s exchange secrets (a rotated one: [`crate::rotation`]).
+pub fn unwrap_with(
+    w: &Wrap,
+    hood: &HoodId,
+    epoch: &EpochId,
+    me: &MemberId,
+    secret: &ExchangeSecret,
+) -> Result<Zeroizing<[u8; 32]>, KeyError> {
+    if w.to != *me {
         return Err(KeyError::NotForMe);
     }
-    let secret = me.exchange_secret();
-    let private = <Kem as hpke::Kem>::PrivateKey::from_bytes(secret.as_ref())
-        .map_err(|_| KeyError::Unwrap)?;
+    let private =
+        <Kem as hpke::Kem>::PrivateKey::from_bytes(secret.bytes()).map_err(|_| KeyError::Unwrap)?;
     let enc = <Kem as hpke::Kem>::EncappedKey::from_bytes(&w.enc).map_err(|_| KeyError::Unwrap)?;
     let plain = Zeroizing::new(
         hpke::single_shot_open::<HpkeAead, HkdfSha256, Kem>(

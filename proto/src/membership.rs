@@ -174,6 +174,8 @@ pub enum Op {
     Rekey(Rekey),
     /// A member's vote to remove another, under a quorum policy ([`crate::quorum`]).
     RemoveVote(crate::quorum::RemoveVote),
+    /// A member's new exchange key ([`crate::rotation`]).
+    Rotate(crate::rotation::Rotate),
 }
 
 impl Op {
@@ -200,6 +202,7 @@ impl Op {
             Op::Promote(o) => o.created_at,
             Op::Rekey(o) => o.created_at,
             Op::RemoveVote(o) => o.created_at,
+            Op::Rotate(o) => o.created_at,
         }
     }
 
@@ -212,6 +215,7 @@ impl Op {
             Op::Promote(o) => &o.parents,
             Op::Rekey(o) => &o.parents,
             Op::RemoveVote(o) => &o.parents,
+            Op::Rotate(o) => &o.parents,
         }
     }
 }
@@ -391,6 +395,8 @@ pub enum Denied {
     OwnVote,
     #[error("a rekey is dated earlier than operations it follows (less the clock skew allowed)")]
     RekeyBackdated,
+    #[error("the exchange key is another member's")]
+    ExchangeKeyTaken,
 }
 
 /// A member as the roster knows them.
@@ -570,6 +576,7 @@ impl State {
             }
             // Quorum hook: the rules are in `quorum.rs`.
             Op::RemoveVote(v) => crate::quorum::check_vote(self, policy, author, v),
+            Op::Rotate(r) => crate::rotation::check(self, author, r),
         }
     }
 
@@ -627,6 +634,7 @@ impl State {
             // Applied by `Roster::step` through `quorum::apply_vote` (it needs the
             // vote's causal time).
             Op::RemoveVote(_) => {}
+            Op::Rotate(r) => crate::rotation::apply(self, &author, r),
         }
         self.effective.insert(id);
     }
@@ -797,6 +805,10 @@ pub fn verify_op(hood: &HoodId, item: &Item) -> Result<VerifiedOp, MembershipErr
         Op::Remove(r) => check_parents(&r.parents)?,
         Op::Promote(p) => check_parents(&p.parents)?,
         Op::RemoveVote(v) => check_parents(&v.parents)?,
+        Op::Rotate(r) => {
+            check_parents(&r.parents)?;
+            crate::rotation::verify(r)?;
+        }
     }
     Ok(VerifiedOp {
         item: item.clone(),
@@ -1999,7 +2011,18 @@ impl Roster {
     /// wrap claims). Returns how many keys were learned and how many wraps to `me`
     /// failed to open (a sign of a misbehaving member).
     pub fn learn_keys(&self, me: &MemberKeys, ring: &mut KeyRing) -> (usize, usize) {
-        let my_id = me.id();
+        self.learn_keys_with(&me.id(), &[me.first_exchange_secret()], ring)
+    }
+
+    /// [`Roster::learn_keys`] with every exchange secret `me` holds (after rotations:
+    /// [`crate::rotation`]); each wrap is tried with each, the newest first.
+    pub fn learn_keys_with(
+        &self,
+        me: &MemberId,
+        secrets: &[crate::identity::ExchangeSecret],
+        ring: &mut KeyRing,
+    ) -> (usize, usize) {
+        let my_id = *me;
         let (mut learned, mut failed) = (0, 0);
         // A provisional roster also takes what arrived of the covered history (our own
         // join is among it) at the checkpoint's word.
@@ -2039,16 +2062,21 @@ impl Roster {
                     None => keys::first_window(meta.created_at),
                     Some(at) => join_window(meta, at, self.policy().max_ttl_secs),
                 };
-                match keys::unwrap(wrap, &self.hood, &epoch, me).and_then(|bytes| {
-                    EpochKey::from_handover(
-                        &self.hood,
-                        &epoch,
-                        meta.generation,
-                        meta.created_at,
-                        window,
-                        &bytes,
-                    )
-                }) {
+                let opened = secrets.iter().rev().find_map(|secret| {
+                    keys::unwrap_with(wrap, &self.hood, &epoch, me, secret)
+                        .and_then(|bytes| {
+                            EpochKey::from_handover(
+                                &self.hood,
+                                &epoch,
+                                meta.generation,
+                                meta.created_at,
+                                window,
+                                &bytes,
+                            )
+                        })
+                        .ok()
+                });
+                match opened.ok_or(KeyError::Unwrap) {
                     Ok(key) => {
                         ring.insert(key);
                         learned += 1;

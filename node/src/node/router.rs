@@ -184,6 +184,8 @@ impl EventLoop {
                 Ok(n) => tracing::info!(deleted = n, "expired items deleted"),
                 Err(e) => tracing::warn!(error = %e, "expiry failed"),
             }
+            // The day's healing rekey or a rotation (done by `repair_keys`).
+            self.keys_due |= engine.upkeep_due(crate::now());
         }
     }
 
