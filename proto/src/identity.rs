@@ -192,6 +192,21 @@ impl MemberKeys {
         Signature(self.signing.sign(&parts.concat()).to_bytes())
     }
 
+    /// These keys without the identity's first exchange secret (all zeros in its
+    /// place), once a rotation superseded it and nothing wrapped to it is needed
+    /// ([`crate::rotation`]): a copy of the identity taken later does not hold it.
+    pub fn without_exchange(&self) -> MemberKeys {
+        MemberKeys {
+            signing: self.signing.clone(),
+            exchange: StaticSecret::from([0u8; 32]),
+        }
+    }
+
+    /// Whether these keys still hold the identity's first exchange secret.
+    pub fn has_exchange(&self) -> bool {
+        self.exchange.to_bytes() != [0u8; 32]
+    }
+
     /// The identity's own exchange secret, as an [`ExchangeSecret`].
     pub fn first_exchange_secret(&self) -> ExchangeSecret {
         ExchangeSecret(self.exchange_secret())

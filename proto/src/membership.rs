@@ -84,6 +84,11 @@ impl JoinRequest {
         name: &str,
     ) -> Result<JoinRequest, MembershipError> {
         check_text("name", name, MAX_NAME_BYTES, false).map_err(MembershipError::Field)?;
+        // Keys whose first exchange secret was scrubbed after a rotation
+        // (`MemberKeys::without_exchange`) cannot ask to join with it.
+        if !keys.has_exchange() {
+            return Err(MembershipError::BadExchangeKey);
+        }
         let exchange_key = keys.exchange_key();
         let proof = keys.sign(&Self::proof_parts(opened, &exchange_key, name));
         Ok(JoinRequest {

@@ -148,8 +148,15 @@ async fn a_copied_device_is_locked_out_by_healing_and_the_live_one_keeps_nothing
     let max_ttl = u64::from(Policy::default().max_ttl_secs);
     let mut posts: Vec<(u64, Vec<u8>)> = Vec::new();
     let mut healings = Vec::new();
+    // Day 0 is the founding day (08:00 UTC); day d ≥ 1 starts a minute after the d-th
+    // midnight (UTC) after it, when only the day's first healer is due.
+    let midnight = T0 - T0 % DAY + DAY;
+    let mut bob_rotated = None;
     for day in 0..=31u64 {
-        let now = T0 + day * DAY + 60;
+        let now = match day {
+            0 => T0 + 60,
+            d => midnight + (d - 1) * DAY + 60,
+        };
         for i in 0..hood_engines.len() {
             hood_engines[i].expire(now).unwrap();
             let before = hood_engines[i].roster().epochs().count();
@@ -158,6 +165,14 @@ async fn a_copied_device_is_locked_out_by_healing_and_the_live_one_keeps_nothing
                 healings.push((day, i));
             }
             sync_all(&mut hood_engines, now);
+        }
+        let key = hood_engines[0]
+            .roster()
+            .member(&bob_keys.id())
+            .unwrap()
+            .exchange_key;
+        if key != copied_exchange && bob_rotated.is_none() {
+            bob_rotated = Some(day);
         }
         let posted_at = now + 60;
         let id = hood_engines[0]
@@ -173,9 +188,15 @@ async fn a_copied_device_is_locked_out_by_healing_and_the_live_one_keeps_nothing
         sync_all(&mut hood_engines, posted_at);
     }
     // One healing rekey a day from day 1 (the hood's first epoch is from day 0), never
-    // two on one day.
+    // two on one day, and not always by the same member.
     let days: Vec<u64> = healings.iter().map(|(d, _)| *d).collect();
     assert_eq!(days, (1..=31).collect::<Vec<_>>(), "{healings:?}");
+    let healers: std::collections::BTreeSet<usize> = healings.iter().map(|(_, i)| *i).collect();
+    assert_eq!(healers.len(), 3, "{healings:?}");
+    // Bob's first rotation is due a day after he joined: on day 2 (day 1 starts 16
+    // hours after he joined).
+    let bob_rotated = bob_rotated.unwrap();
+    assert!(bob_rotated <= 2);
     // Bob rotated: the roster no longer gives him the copied key.
     let bob = &hood_engines[1];
     assert_ne!(
@@ -185,9 +206,9 @@ async fn a_copied_device_is_locked_out_by_healing_and_the_live_one_keeps_nothing
     let envelopes: Vec<Vec<u8>> = posts.iter().map(|(_, e)| e.clone()).collect();
 
     // The copy, handed every operation of the log, opens with what it can unwrap only
-    // what was posted before the second day's healing: day 1's healing rekey was made
-    // before Bob's first rotation reached the healer, or after it (then it opens only
-    // day 0's report).
+    // what was posted before the first healing rekey made after Bob's first rotation:
+    // the healing of the day he rotated, or of the next day (when the healer rekeyed
+    // before his rotation reached it).
     let mut copy = Engine::load(Store::open(seized_dir.path()).unwrap(), bob_keys.clone())
         .unwrap()
         .unwrap();
@@ -200,9 +221,15 @@ async fn a_copied_device_is_locked_out_by_healing_and_the_live_one_keeps_nothing
         .filter(|(_, e)| envelope::open(e, &hood, copy.ring()).is_ok())
         .map(|(i, _)| i)
         .collect();
-    eprintln!("healings {healings:?}; the copy opens the reports of days {opened:?}");
+    eprintln!(
+        "healings {healings:?}; Bob rotated on day {bob_rotated}; \
+         the copy opens the reports of days {opened:?}"
+    );
     assert!(opened.contains(&0), "{opened:?}");
-    assert!(opened.iter().all(|&d| d <= 1), "the copy opened {opened:?}");
+    assert!(
+        opened.iter().all(|&d| d as u64 <= bob_rotated),
+        "the copy opened {opened:?}; Bob rotated on day {bob_rotated}"
+    );
 
     // Bob's live node on day 31 (two hours on, so that day 0's and day 1's reports are
     // older than the longest lifetime plus the ratchet's margin): it opens every report

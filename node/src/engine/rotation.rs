@@ -41,6 +41,23 @@ impl Engine {
         Ok(())
     }
 
+    /// Whether the identity's first exchange secret is still held by these keys though
+    /// the store's exchange secrets no longer include it (a rotation superseded it and
+    /// it was deleted): the node then scrubs it from the key file
+    /// (`identity::retire_exchange`) and from memory ([`Engine::forget_first_exchange`]).
+    pub fn first_exchange_retired(&self) -> bool {
+        let first = self.keys.first_exchange_secret().public();
+        self.keys.has_exchange()
+            && !self.exchange.is_empty()
+            && self.exchange.iter().all(|r| r.secret.public() != first)
+    }
+
+    /// Drops the identity's first exchange secret from memory (see
+    /// [`Engine::first_exchange_retired`]).
+    pub fn forget_first_exchange(&mut self) {
+        self.keys = self.keys.without_exchange();
+    }
+
     /// The secrets wraps to us are tried with, oldest first.
     pub(super) fn exchange_secrets(&self) -> Vec<ExchangeSecret> {
         self.exchange.iter().map(|r| r.secret.clone()).collect()
