@@ -1413,16 +1413,21 @@ mod tests {
         e.submit_op(&op, NOW + 10, &mut rng).await.unwrap();
         assert_eq!(e.roster().sealing_epoch(), Some(key.id()));
         let max_ttl = u64::from(e.roster().policy().max_ttl_secs);
-        // While an item sealed under the first epoch could still be live, it stays.
-        e.expire(NOW + 10 + max_ttl).unwrap();
-        assert!(e.ring().contains(&first));
-        // Past that it goes, from memory and from disk; the sealing epoch stays.
+        // A ratchet epoch is not retired by its successor's claimed date (a backdated
+        // rekey could claim any): past the longest lifetime its old windows are gone,
+        // the rest of it stays while an item sealed under it late could be live.
+        let base = porchlight_proto::keys::first_window(NOW);
         e.expire(NOW + 10 + max_ttl + 1201).unwrap();
+        let held = e.ring().get(&first).unwrap();
+        assert!(held.oldest_window().unwrap() > base);
+        // Once its last window is older than any live item, it goes, from memory and
+        // from disk.
+        let last = held.last_window().unwrap();
+        let gone = (last + 1) * porchlight_proto::keys::WINDOW_SECS + max_ttl + 1201;
+        e.expire(gone).unwrap();
         assert!(!e.ring().contains(&first));
-        assert!(e.ring().contains(&key.id()));
         let stored = e.store().key_ring(&e.hood()).unwrap();
         assert!(!stored.contains(&first));
-        assert!(stored.contains(&key.id()));
     }
 
     #[tokio::test]

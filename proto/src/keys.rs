@@ -211,7 +211,10 @@ const MARK_EVERY: u64 = 16;
 
 /// The marks of a ratchet held at `held` (see `KeyState::Ratchet`), up to `last`.
 fn marks_from(chain: &[u8; 32], held: u64, last: u64) -> Vec<Chain> {
-    let mut out = Vec::new();
+    // Reserved at its final size: a Vec that grows moves its elements and frees the old
+    // buffer without zeroizing it, which would leave copies of chain values behind.
+    let count = usize::try_from(last.saturating_sub(held) / MARK_EVERY).unwrap_or(0);
+    let mut out = Vec::with_capacity(count);
     let mut c = Zeroizing::new(*chain);
     let mut w = held;
     while w + MARK_EVERY <= last {
