@@ -44,7 +44,8 @@ fn a_healing_rekey_costs_one_message_of_about_115_bytes_a_member() {
         assert!(item_bytes < 200 + 120 * members, "{item_bytes}");
         assert!(item_bytes > 112 * members);
         assert!(sealed >= item_bytes);
-        assert_eq!(rotation, envelope::BUCKETS[0]);
+        // The smallest padding bucket and the envelope around it.
+        assert!(rotation < envelope::BUCKETS[1], "{rotation}");
         // The rekey was the day's healing: nobody else is due that day.
         let due = h
             .members
