@@ -1,8 +1,9 @@
 //! The cost of keeping keys fresh (issue #20, must-show 4): the bytes of one healing
 //! rekey and of one exchange-key rotation, sealed as they travel, at 20, 100 and 500
 //! members, and the number of messages a day of upkeep takes. Run with
-//! `cargo test -p porchlight-proto --release --test heal_cost -- --nocapture` to print
-//! the table `docs/performance.md` quotes; the assertions bound it.
+//! `cargo test -p porchlight-proto --test heal_cost -- --nocapture` to print the table
+//! `docs/performance.md` quotes (sizes do not depend on the build profile); the
+//! assertions bound it.
 
 #![allow(clippy::unwrap_used)]
 
