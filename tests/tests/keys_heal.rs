@@ -353,3 +353,70 @@ async fn nobody_publishes_an_exchange_key_for_someone_else_or_a_low_order_one() 
         new_key
     );
 }
+
+/// Late readers with healing (must-show 3): Dave is offline for the longest lifetime
+/// less a day while the others heal daily and rotate; when the day's first healer is
+/// Dave, the next member heals an hour later. Back, Dave catches up by sync and reads
+/// every live report.
+#[tokio::test]
+async fn a_member_offline_for_the_longest_lifetime_less_a_day_reads_every_live_item_after_daily_healing()
+ {
+    let mut rng = SeededRng::new(22);
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut alice = found(dirs[0].path(), &mut rng);
+    let (_, bob) = admit(&mut alice, 1, dirs[1].path(), T0, &mut rng).await;
+    let (dave_keys, mut dave) = admit(&mut alice, 2, dirs[2].path(), T0, &mut rng).await;
+    let max_ttl = u64::from(Policy::default().max_ttl_secs);
+    let midnight = T0 - T0 % DAY + DAY;
+    let mut online = vec![alice, bob];
+    let mut posts = Vec::new();
+    let mut fallbacks = 0;
+    // Dave goes offline after day 0; the others run for 29 days.
+    for day in 1..=29u64 {
+        let day_start = midnight + (day - 1) * DAY;
+        let mut healed = false;
+        // Each member's upkeep runs every minute; here at the start of each rank's hour.
+        for rank in 0..3u64 {
+            let now = day_start + rank * porchlight_proto::healing::HEAL_GRACE + 60;
+            for i in 0..online.len() {
+                online[i].expire(now).unwrap();
+                let before = online[i].roster().epochs().count();
+                online[i].repair_keys(now, &mut rng).await.unwrap();
+                if online[i].roster().epochs().count() > before {
+                    assert!(!healed, "two healing rekeys on day {day}");
+                    healed = true;
+                    fallbacks += usize::from(rank > 0);
+                }
+                sync_all(&mut online, now);
+            }
+        }
+        assert!(healed, "nobody healed on day {day}");
+        let posted_at = day_start + 3 * 3600;
+        let id = online[0]
+            .post(
+                &report_for(&format!("day {day}"), posted_at, max_ttl),
+                posted_at,
+                &mut rng,
+            )
+            .await
+            .unwrap();
+        posts.push(envelope_of(&online[0], &id));
+        sync_all(&mut online, posted_at);
+    }
+    // Dave was the day's first healer on some days: the next member healed an hour on.
+    assert!(fallbacks > 0);
+    assert!(online[0].roster().epochs().count() >= 30);
+    // Day 30, 29 days after Dave left: he starts, expires, catches up and reads all.
+    let now = midnight + 29 * DAY + 60;
+    dave.expire(now).unwrap();
+    sync_ops(&online[0], &mut dave, now);
+    assert!(dave.roster().is_member(&dave_keys.id()));
+    for (day, envelope) in posts.iter().enumerate() {
+        let verdict = dave.ingest(envelope, now).unwrap();
+        assert!(
+            matches!(verdict, Ingest::New(_)),
+            "day {}: {verdict:?}",
+            day + 1
+        );
+    }
+}
