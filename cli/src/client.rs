@@ -154,6 +154,7 @@ pub fn run(cli: &Cli, data_dir: &Path) -> Option<anyhow::Result<()>> {
             lifecycle(out, data_dir, id, "resolve", json!({ "text": text }))
         }
         Command::Retract { id } => lifecycle(out, data_dir, id, "retract", json!({})),
+        Command::Seen { id } => seen(out, data_dir, id),
         Command::Members => members(out, data_dir),
         Command::Remove { member } => remove(out, data_dir, member),
         Command::Promote { member } => promote(out, data_dir, member),
@@ -162,7 +163,9 @@ pub fn run(cli: &Cli, data_dir: &Path) -> Option<anyhow::Result<()>> {
         Command::Status => status(out, data_dir),
         Command::Clip(verb) => crate::clip_verbs::run(cli, out, data_dir, verb),
         Command::Drafts => crate::hub_verbs::drafts(out, data_dir),
-        Command::Open { print } => crate::open::open(out, data_dir, *print),
+        Command::Open { pair: true, .. } => crate::open::pair(out, data_dir),
+        Command::Open { unpair: true, .. } => crate::open::unpair(out, data_dir),
+        Command::Open { print, .. } => crate::open::open(out, data_dir, *print),
         Command::Approve(args) => crate::hub_verbs::approve(out, data_dir, args),
         Command::Discard { id } => crate::hub_verbs::discard(out, data_dir, id),
         _ => return None,
@@ -246,6 +249,11 @@ fn precheck(args: &PostArgs) -> anyhow::Result<()> {
             ))
         })?,
     };
+    if args.ask_seen && severity != Severity::Urgent {
+        return Err(bad(
+            "--ask-seen: only an urgent report may ask who has seen it (add --severity urgent)",
+        ));
+    }
     let report = Report {
         created_at: 0,
         expires_at: 1,
@@ -258,6 +266,7 @@ fn precheck(args: &PostArgs) -> anyhow::Result<()> {
             geohash: args.geohash.clone(),
         },
         clips: vec![],
+        ask_seen: None,
     };
     report
         .check()
@@ -330,6 +339,7 @@ fn post(cli: &Cli, out: Out, data_dir: &Path, args: &PostArgs) -> anyhow::Result
             "severity": args.severity,
             "expires_in_secs": args.expires.map(|d| d.as_secs()),
             "clips": clip_refs,
+            "ask_seen": args.ask_seen,
         })),
     );
     let v = match result {
@@ -422,12 +432,46 @@ fn all_pages(api: &Api, query: &str) -> anyhow::Result<Vec<Value>> {
     Ok(pages.into_iter().rev().flatten().collect())
 }
 
-fn print_item(out: Out, item: &Value) {
+/// Prints a feed item. A neighbor's report that asks who has seen it, printed for a
+/// person (not as JSON, which a program may be reading), tells its author this person
+/// has: once (`porchlight seen`).
+fn print_item(out: Out, api: &Api, item: &Value) {
     if out.json {
         println!("{item}");
-    } else {
-        println!("{}", format::item_line(item, porchlight_node::now()));
+        return;
     }
+    println!("{}", format::item_line(item, porchlight_node::now()));
+    if item["acknowledged"] == Value::Bool(false)
+        && let Some(id) = item["id"].as_str()
+        && let Err(e) = api.call("POST", &format!("/v1/reports/{id}/seen"), None)
+    {
+        eprintln!(
+            "(could not tell its author you have seen {}: {e})",
+            &id[..id.len().min(8)]
+        );
+    }
+}
+
+/// `porchlight seen ID`: tells the author of a report that asked that this person has
+/// seen it.
+fn seen(out: Out, data_dir: &Path, id: &str) -> anyhow::Result<()> {
+    let api = Api::find(data_dir)?;
+    let id: String = id.trim().to_owned();
+    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(bad(format!("{id:?} is not a report id (hex digits)")));
+    }
+    let v = api.call("POST", &format!("/v1/reports/{id}/seen"), None)?;
+    out.object(v.clone(), || {
+        let report = v["report"].as_str().unwrap_or("");
+        let short = report.get(..8).unwrap_or(report);
+        let author = v["author_name"].as_str().unwrap_or("its author");
+        if v["already"] == Value::Bool(true) {
+            println!("you had already told {author} you have seen {short}");
+        } else {
+            println!("told {author} you have seen {short} (only {author} learns it was you)");
+        }
+    });
+    Ok(())
 }
 
 fn feed(
@@ -467,7 +511,7 @@ fn feed(
         if let Some(id) = item["id"].as_str() {
             shown.insert(id.to_owned());
         }
-        print_item(out, item);
+        print_item(out, &api, item);
     }
     let Some(stream) = stream else { return Ok(()) };
     let _ = std::io::stdout().flush();
@@ -494,7 +538,7 @@ fn feed(
             {
                 let id = item["id"].as_str().unwrap_or_default().to_owned();
                 if shown.insert(id) {
-                    print_item(out, &item);
+                    print_item(out, &api, &item);
                     let _ = std::io::stdout().flush();
                 }
                 // Bounded: the ids only dedupe the listing against the first events.

@@ -146,6 +146,12 @@ pub fn item_line(item: &Value, now: u64) -> String {
                 ));
             }
             line.push_str(&format!(" — {who}"));
+            // Our own report that asked who has seen it.
+            if let (Some(n), Some(of)) = (item["seen"]["n"].as_u64(), item["seen"]["of"].as_u64()) {
+                line.push_str(&format!(" — seen by {n} of {of}"));
+            } else if item["ask_seen"] == Value::Bool(true) {
+                line.push_str(" (asks who has seen it)");
+            }
             line
         }
         "update" => format!(

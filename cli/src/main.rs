@@ -74,6 +74,10 @@ struct NetArgs {
     /// Serve the local API on this address instead of the config's (127.0.0.1:8484).
     #[arg(long, value_name = "ADDR")]
     api: Option<String>,
+    /// Also serve the page to phones on the home LAN, over TLS, on this address (the
+    /// node's LAN address and a port: 192.168.1.20:8443); see docs/web.md.
+    #[arg(long, value_name = "ADDR")]
+    web_lan: Option<String>,
     /// Do not look for neighbors on the local network (mDNS).
     #[arg(long)]
     no_mdns: bool,
@@ -202,6 +206,13 @@ enum Command {
         /// The report's id (or its first 8 characters).
         id: String,
     },
+    /// Tell the author of an urgent report that asked that you have seen it (`feed`
+    /// tells them too, when it prints the report). Only the author learns it was you.
+    #[command(after_help = "Example:\n  porchlight seen 3f2a9c1b")]
+    Seen {
+        /// The report's id (or its first 8 characters).
+        id: String,
+    },
     /// The hood's members: name, fingerprint, role, joined, last seen.
     #[command(after_help = "Example:\n  porchlight members")]
     Members,
@@ -240,11 +251,20 @@ enum Command {
     /// Sign in to the page the node serves: prints a one-time link (and opens it where a
     /// desktop is present).
     #[command(after_help = "Examples:\n  porchlight open\n  \
-                            porchlight open --print    # only print the link")]
+                            porchlight open --print    # only print the link\n  \
+                            porchlight open --pair     # pair a phone on the home LAN (web_lan)\n  \
+                            porchlight open --unpair   # sign every paired phone out")]
     Open {
         /// Only print the link; do not start a browser.
         #[arg(long)]
         print: bool,
+        /// A one-time pairing link for a phone on the home LAN (needs `web_lan`), with
+        /// the fingerprint of the page's certificate.
+        #[arg(long, conflicts_with_all = ["print", "unpair"])]
+        pair: bool,
+        /// Unpair every phone paired on the home LAN.
+        #[arg(long, conflicts_with = "print")]
+        unpair: bool,
     },
     /// Camera events (Frigate, the webhook) waiting for you to approve or discard.
     #[command(after_help = "Examples:\n  porchlight drafts\n  \
@@ -341,6 +361,10 @@ struct PostArgs {
     /// the hood's policy says less].
     #[arg(long, value_parser = format::parse_duration)]
     expires: Option<Duration>,
+    /// Ask neighbors to acknowledge that they have seen it (urgent reports only): your
+    /// feed then shows "seen by N of M", and only you see who.
+    #[arg(long)]
+    ask_seen: bool,
 }
 
 /// An error that is the user's to fix: exit code 2.
@@ -527,6 +551,13 @@ fn apply_net(config: &mut porchlight_node::node::Config, net: &NetArgs) -> anyho
     if net.no_mdns {
         config.mdns = false;
     }
+    if let Some(lan) = &net.web_lan {
+        config.web_lan = Some(lan.parse().map_err(|_| {
+            bad(format!(
+                "--web-lan {lan:?} is not an address like 192.168.1.20:8443"
+            ))
+        })?);
+    }
     Ok(())
 }
 
@@ -694,6 +725,7 @@ async fn join(
     let net = NetArgs {
         listen: net.listen.clone(),
         api: None,
+        web_lan: None,
         no_mdns: net.no_mdns,
     };
     // A join that fails (refused, nobody reachable) leaves the data dir as it was; once
@@ -766,6 +798,7 @@ async fn serve(
         tracing::debug!(limit, "open-files limit");
     }
     let api_addr = config.api;
+    let web_lan = config.web_lan;
     let hub_settings = config.hub.clone();
     if let (Some(before), Some(addr)) = (&up, api_addr)
         && addr.port() != 0
@@ -790,7 +823,7 @@ async fn serve(
         let (hub, bridge) = hub_verbs::start(&node, data_dir, &hub_settings).await?;
         let api = match api_addr {
             Some(addr) => Some(
-                porchlight_node::api::serve_with_hub(node.clone(), addr, data_dir, hub)
+                porchlight_node::api::serve_with_lan(node.clone(), addr, data_dir, hub, web_lan)
                     .await
                     .context("starting the local API")?,
             ),
@@ -817,6 +850,10 @@ async fn serve(
     };
     let hood_name = status.hood_name.as_deref().unwrap_or("?");
     let api_url = api.as_ref().map(|a| format!("http://{}", a.addr));
+    let lan_url = api
+        .as_ref()
+        .and_then(|a| a.lan)
+        .map(|a| format!("https://{a}/"));
     if interactive {
         let out = format::Out::new(cli.json);
         out.object(
@@ -829,6 +866,7 @@ async fn serve(
                 "members": status.members,
                 "listen": status.listen.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
                 "api": api_url,
+                "web_lan": lan_url,
                 "invite": invite,
             }),
             || {
@@ -841,6 +879,9 @@ async fn serve(
                 }
                 if let Some(url) = &api_url {
                     println!("api:         {url}");
+                }
+                if let Some(url) = &lan_url {
+                    println!("home LAN:    {url} (pair a phone: `porchlight open --pair`)");
                 }
                 if let Some(code) = &invite {
                     println!("invite (one neighbor, valid 24 h):\n{code}");
@@ -855,6 +896,7 @@ async fn serve(
             peer_id = %status.peer_id,
             members = status.members,
             api = api_url.as_deref().unwrap_or("off"),
+            web_lan = lan_url.as_deref().unwrap_or("off"),
             "ready"
         );
     }

@@ -1,5 +1,7 @@
 //! `porchlight open`: a one-time sign-in link to the page the node serves
 //! (docs/web.md), printed, and opened in a browser where a desktop session is present.
+//! `--pair`: a one-time pairing link for a phone on the home LAN; `--unpair`: sign every
+//! paired phone out.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -25,6 +27,45 @@ pub fn open(out: Out, data_dir: &Path, print_only: bool) -> anyhow::Result<()> {
                  minutes."
             );
         }
+    });
+    Ok(())
+}
+
+/// A pairing link for a phone on the home LAN, with the certificate's fingerprint.
+/// Never opened here: opening it on this computer would pair the computer.
+pub fn pair(out: Out, data_dir: &Path) -> anyhow::Result<()> {
+    let api = Api::find(data_dir)?;
+    let v = api.call("POST", "/v1/web/pair", None)?;
+    let minutes = v["expires_in_secs"].as_u64().unwrap_or(0) / 60;
+    let mut answer = v.clone();
+    if let Some(o) = answer.as_object_mut() {
+        o.remove("svg");
+    }
+    out.object(answer, || {
+        println!("{}", v["url"].as_str().unwrap_or_default());
+        eprintln!(
+            "Open this link on the phone (or show its QR code: Settings in the page on this \
+             computer). It works once, for {minutes} minutes."
+        );
+        eprintln!(
+            "The phone's browser warns that the certificate is self-signed: before going on, \
+             check that its public key SHA-256 is\n  {}\n(base64: {})",
+            v["fingerprint_hex"].as_str().unwrap_or_default(),
+            v["fingerprint"].as_str().unwrap_or_default()
+        );
+    });
+    Ok(())
+}
+
+/// Signs every paired phone out.
+pub fn unpair(out: Out, data_dir: &Path) -> anyhow::Result<()> {
+    let api = Api::find(data_dir)?;
+    let v = api.call("POST", "/v1/web/unpair", None)?;
+    out.object(v.clone(), || {
+        println!(
+            "unpaired {} phone(s): each must be paired again",
+            v["unpaired"].as_u64().unwrap_or(0)
+        );
     });
     Ok(())
 }

@@ -5,8 +5,8 @@ use std::path::Path;
 use libp2p::Multiaddr;
 use serde::{Deserialize, Serialize};
 
+use crate::clips::sharing::ClipPolicy;
 use crate::node::Config;
-use crate::sharing::ClipPolicy;
 
 pub const FILE: &str = "porchlight.toml";
 /// Default port for TCP and QUIC.
@@ -55,6 +55,11 @@ pub struct File {
     /// None by default.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub auto_post: Vec<crate::hub::settings::AutoPostRule>,
+    /// Serve the page to phones on the home LAN over TLS, on this address (the node's
+    /// LAN address and a port, like `192.168.1.20:8443`); absent: loopback only
+    /// (docs/web.md).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub web_lan: Option<String>,
     /// Most bytes of clips that no live report references (camera drafts' clips,
     /// leftovers); past it the oldest are deleted. Default 2 GiB.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -77,6 +82,7 @@ impl Default for File {
             frigate: None,
             frigate_topic_prefix: None,
             auto_post: vec![],
+            web_lan: None,
             unposted_clip_quota: None,
         }
     }
@@ -163,6 +169,13 @@ pub fn set_name(data_dir: &Path, name: &str) -> Result<(), ConfigError> {
     write_file(data_dir, &file)
 }
 
+/// Sets `clip_policy` in `porchlight.toml` (the page's settings), keeping every other key.
+pub fn set_clip_policy(data_dir: &Path, policy: ClipPolicy) -> Result<(), ConfigError> {
+    let mut file = read_file(data_dir)?;
+    file.clip_policy = policy;
+    write_file(data_dir, &file)
+}
+
 /// Reads `porchlight.toml` from `data_dir`, writing the defaults there on first run.
 pub fn load(data_dir: &Path) -> Result<Config, ConfigError> {
     let path = data_dir.join(FILE);
@@ -188,6 +201,13 @@ pub fn load(data_dir: &Path) -> Result<Config, ConfigError> {
                 path: path.display().to_string(),
                 why: e.to_string(),
             })?
+        },
+        web_lan: match &file.web_lan {
+            None => None,
+            Some(a) => Some(a.parse().map_err(|e| ConfigError::Invalid {
+                path: path.display().to_string(),
+                why: format!("web_lan address {a:?}: {e} (like 192.168.1.20:8443)"),
+            })?),
         },
         name: file.name,
         clip_policy: file.clip_policy,
@@ -243,6 +263,29 @@ mod tests {
     }
 
     #[test]
+    fn the_lan_page_is_off_by_default_and_read_when_set() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(load(dir.path()).unwrap().web_lan, None);
+        assert!(
+            !std::fs::read_to_string(dir.path().join(FILE))
+                .unwrap()
+                .contains("web_lan"),
+            "the default file does not mention it"
+        );
+        std::fs::write(dir.path().join(FILE), "web_lan = \"192.168.1.20:8443\"\n").unwrap();
+        assert_eq!(
+            load(dir.path()).unwrap().web_lan,
+            Some("192.168.1.20:8443".parse().unwrap())
+        );
+        std::fs::write(dir.path().join(FILE), "web_lan = \"my-laptop\"\n").unwrap();
+        let err = load(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("web_lan") && err.contains("my-laptop"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn hub_settings_are_read_and_survive_a_rewrite() {
         let dir = tempfile::tempdir().unwrap();
         assert!(
@@ -266,8 +309,10 @@ mod tests {
         assert_eq!(hub.frigate.unwrap().base(), "http://nvr.lan:5000");
         assert_eq!(hub.auto_post.len(), 1);
         set_name(dir.path(), "Alice").unwrap();
+        set_clip_policy(dir.path(), ClipPolicy::Never).unwrap();
         let again = load(dir.path()).unwrap();
         assert_eq!(again.name, "Alice");
+        assert_eq!(again.clip_policy, ClipPolicy::Never);
         assert_eq!(again.hub.auto_post.len(), 1);
         assert_eq!(again.hub.auto_post[0].label.as_deref(), Some("car"));
     }

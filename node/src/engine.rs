@@ -5,6 +5,8 @@
 use porchlight_proto::checkpoint::Checkpoint;
 use porchlight_proto::item::{Body, Item};
 use porchlight_proto::membership::{self, MembershipError};
+use porchlight_proto::report::Report;
+use porchlight_proto::seen::SeenAsk;
 use porchlight_proto::validate::{self, Accepted, Context, Lookup, RateLimiter, Reason, Verdict};
 use porchlight_proto::{
     EpochId, HoodId, ItemId, JoinRequest, KeyRing, Kind, MemberId, MemberKeys, OpId, Policy,
@@ -74,6 +76,8 @@ pub enum EngineError {
          (`porchlight members` shows who)"
     )]
     InviteForbidden,
+    #[error(transparent)]
+    Seen(#[from] crate::seen::SeenError),
     #[error(
         "this node joined recently and is still fetching the hood's history ({0} \
          membership operations to go): it can post, invite, remove or promote once it \
@@ -100,7 +104,7 @@ fn waits_for_more(reason: &Reason) -> bool {
     matches!(reason, Reason::MissingParents | Reason::UnknownAuthor)
 }
 
-struct StoreLookup<'a>(&'a Store);
+struct StoreLookup<'a>(&'a Store, &'a crate::seen::Acks);
 
 impl Lookup for StoreLookup<'_> {
     fn report_author(&self, report: &ItemId) -> Option<MemberId> {
@@ -109,6 +113,41 @@ impl Lookup for StoreLookup<'_> {
             _ => None,
         }
     }
+
+    fn seen_ask(&self, report: &ItemId) -> Option<(SeenAsk, u64)> {
+        let (_, r) = live_report(self.0, report).ok()??;
+        Some((r.ask_seen?, r.expires_at))
+    }
+
+    fn acks_held(&self, report: &ItemId) -> usize {
+        self.1.held(report)
+    }
+}
+
+/// The live report `id` in `store`, with its signed item.
+fn live_report(store: &Store, id: &ItemId) -> Result<Option<(Item, Report)>, EngineError> {
+    let Some(record) = store.item(id)? else {
+        return Ok(None);
+    };
+    if record.kind != Kind::Report {
+        return Ok(None);
+    }
+    let Ok(item) = Item::decode(&record.item) else {
+        return Ok(None);
+    };
+    match item.body() {
+        Ok(Body::Report(r)) => Ok(Some((item, r))),
+        _ => Ok(None),
+    }
+}
+
+/// What [`Engine::acknowledge`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acked {
+    /// The ack was made, stored and queued: its item id.
+    Sent(ItemId),
+    /// This member had acknowledged the report already: nothing was sent.
+    Already,
 }
 
 // Keys that expire (issue #20): the ratchet's deletion and when a spent epoch rekeys.
@@ -133,6 +172,8 @@ pub struct Engine {
     waiting: std::collections::BTreeMap<OpId, Vec<u8>>,
     /// The member's exchange secrets, oldest first (`engine/rotation.rs`).
     exchange: Vec<crate::store::ExchangeRecord>,
+    /// The acks held, by report (`seen`).
+    acks: crate::seen::Acks,
 }
 
 impl Engine {
@@ -160,6 +201,10 @@ impl Engine {
         let mut rate = RateLimiter::new();
         for entry in store.live() {
             let entry = entry?;
+            // Acks are signed by one-time keys, and not rate-limited.
+            if !roster.is_member(&entry.author) {
+                continue;
+            }
             rate.count(
                 roster.policy(),
                 &entry.author,
@@ -175,6 +220,7 @@ impl Engine {
             rate,
             waiting: Default::default(),
             exchange: Vec::new(),
+            acks: Default::default(),
         };
         engine.load_exchange()?;
         // Finish what a crash may have interrupted: keys the log carries for us, and the
@@ -196,11 +242,16 @@ impl Engine {
         // voids. A stop between storing the operation that made them so and deleting
         // their items (`apply_op_now`, `history_arrived`) must not keep them for good.
         // One pass over the small expiry index.
+        // Acks are the one kind of item whose author is no member (a one-time key).
         let mut gone = Vec::new();
         for entry in engine.store.live() {
             let entry = entry?;
             if !engine.roster.is_member(&entry.author) {
-                gone.push(entry.id);
+                if let Some(report) = engine.ack_of(&entry.id)? {
+                    engine.acks.insert(report, entry.id);
+                } else {
+                    gone.push(entry.id);
+                }
             }
         }
         for id in &gone {
@@ -289,6 +340,7 @@ impl Engine {
             rate: RateLimiter::new(),
             waiting: Default::default(),
             exchange: Vec::new(),
+            acks: Default::default(),
         };
         engine.load_exchange()?;
         engine.learn_keys()?;
@@ -443,7 +495,7 @@ impl Engine {
                 roster: &self.roster,
                 keys: &self.ring,
                 rate: &self.rate,
-                lookup: &StoreLookup(&self.store),
+                lookup: &StoreLookup(&self.store, &self.acks),
                 now,
             },
         );
@@ -533,10 +585,106 @@ impl Engine {
                     },
                 )?;
                 self.rate.record(self.roster.policy(), a);
+                if let Body::Seen(seen) = body {
+                    self.acks.insert(seen.report, a.id);
+                    self.count_ack(a, seen)?;
+                }
             }
             (_, None) => {}
         }
         Ok(())
+    }
+
+    /// The report the held ack `id` acknowledges; `None` if `id` is not an ack.
+    fn ack_of(&self, id: &ItemId) -> Result<Option<ItemId>, EngineError> {
+        let Some(record) = self.store.item(id)? else {
+            return Ok(None);
+        };
+        if record.kind != Kind::Seen {
+            return Ok(None);
+        }
+        match Item::decode(&record.item).map(|i| i.body()) {
+            Ok(Ok(Body::Seen(seen))) => Ok(Some(seen.report)),
+            _ => Ok(None),
+        }
+    }
+
+    /// An accepted ack of one of our own reports: opened with the report's secret and
+    /// counted if its acker could read the report. Anyone else's ack is only held and
+    /// relayed (nobody else can tell whose it is). One that does not open, or whose
+    /// acker could not read the report, is logged and not counted.
+    fn count_ack(
+        &mut self,
+        a: &Accepted,
+        seen: &porchlight_proto::seen::Seen,
+    ) -> Result<(), EngineError> {
+        let Some(ask) = crate::seen::ask(&self.store, &seen.report)? else {
+            return Ok(());
+        };
+        match porchlight_proto::seen::open(&a.item, seen, &self.hood(), &ask.secret, &ask.of) {
+            Ok(acker) => {
+                if crate::seen::count_acker(&self.store, &seen.report, acker)? {
+                    tracing::debug!(report = %seen.report, "a neighbor has seen our report");
+                } else {
+                    tracing::debug!(report = %seen.report, "a repeated ack: counted once");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(report = %seen.report, error = %e, "an ack of our report not counted");
+            }
+        }
+        Ok(())
+    }
+
+    /// Acknowledges that this node's person has seen `report` (read it in the feed or
+    /// on the page, or said so with `porchlight seen`): once per report, never on
+    /// receipt. Refused for a report that is not live, did not ask, or is our own.
+    pub async fn acknowledge(
+        &mut self,
+        report: ItemId,
+        now: u64,
+        rng: &mut impl CryptoRng,
+    ) -> Result<Acked, EngineError> {
+        use crate::seen::SeenError;
+        self.ensure_member()?;
+        self.ensure_settled()?;
+        let short = report.to_hex()[..8].to_owned();
+        let Some((item, r)) = live_report(&self.store, &report)? else {
+            return Err(SeenError::UnknownReport(short).into());
+        };
+        let Some(ask) = r.ask_seen else {
+            return Err(SeenError::NotAsking(short).into());
+        };
+        if item.author == self.keys.id() {
+            return Err(SeenError::OwnReport(short).into());
+        }
+        if crate::seen::acked(&self.store, &report)? {
+            return Ok(Acked::Already);
+        }
+        self.rekey_if_needed(now, rng).await?;
+        let epoch = self.roster.sealing_epoch().ok_or(EngineError::NoEpochKey)?;
+        let ack = porchlight_proto::seen::acknowledge(
+            &self.keys,
+            &self.hood(),
+            report,
+            &ask,
+            now,
+            r.expires_at,
+            rng,
+        )
+        .map_err(SeenError::from)?;
+        // Marked first: a crash after the ack went out must not send a second one.
+        crate::seen::set_acked(&self.store, &report, r.expires_at, true)?;
+        match self.stage(&ack, epoch, now, rng) {
+            Ok(id) => {
+                self.store.flush().await?;
+                Ok(Acked::Sent(id))
+            }
+            Err(e) => {
+                crate::seen::set_acked(&self.store, &report, r.expires_at, false)?;
+                Err(e)
+            }
+        }
     }
 
     /// Adds an operation to the store and the roster, learns the keys it carries, and
@@ -846,8 +994,34 @@ impl Engine {
         }
         self.rekey_if_needed(now, rng).await?;
         let epoch = self.roster.sealing_epoch().ok_or(EngineError::NoEpochKey)?;
-        let item = Item::sign(&self.keys, &self.hood(), body);
-        self.stage(&item, epoch, now, rng)
+        // A report that asks who has seen it gets a key made here, whatever key the
+        // caller put in: the secret is this node's alone.
+        let mut body = body.clone();
+        let mut asked = None;
+        if let Body::Report(r) = &mut body
+            && r.ask_seen.is_some()
+        {
+            let (ask, secret) = SeenAsk::generate(rng);
+            r.ask_seen = Some(ask);
+            asked = Some((secret, r.expires_at));
+        }
+        let item = Item::sign(&self.keys, &self.hood(), &body);
+        let Some((secret, expires_at)) = asked else {
+            return self.stage(&item, epoch, now, rng);
+        };
+        // The secret is kept before the report goes out, so that every ack finds it.
+        let id = ItemId::of_item(&item.encode());
+        let me = self.keys.id();
+        let of: Vec<MemberId> = self
+            .roster
+            .members()
+            .map(|m| m.id)
+            .filter(|m| *m != me)
+            .collect();
+        crate::seen::put_ask(&self.store, &id, &secret, expires_at, of)?;
+        self.stage(&item, epoch, now, rng).inspect_err(|_| {
+            let _ = crate::seen::forget_ask(&self.store, &id);
+        })
     }
 
     /// Admits a joiner: publishes the `Join` and returns the `Welcome` for them.
@@ -927,7 +1101,21 @@ impl Engine {
         self.rate.prune(self.roster.policy(), now);
         self.retire_keys(now)?;
         self.retire_exchange(now)?;
-        Ok(self.store.expire(now)?)
+        let expired = self.store.expire(now)?;
+        // Acks go with their report: at its expiry (they expire at the same time), and
+        // also when it goes sooner (retracted, or its author removed).
+        let store = &self.store;
+        let orphans = self
+            .acks
+            .drain_unless(|report| store.has_item(report).unwrap_or(true));
+        let mut removed = 0;
+        for ack in &orphans {
+            if self.store.remove_item(ack)? {
+                removed += 1;
+            }
+        }
+        crate::seen::expire(&self.store, now)?;
+        Ok(expired + removed)
     }
 
     /// Retires the keys of epochs superseded longer ago than any item can live: an item

@@ -17,6 +17,7 @@ use porchlight_proto::report::Category;
 use porchlight_proto::{ItemId, MemberId};
 
 use crate::node::{FeedItem, NodeError};
+use crate::seen::SeenBy;
 use crate::store::{ItemRecord, Store};
 
 /// Items in a feed page when the request does not say.
@@ -130,6 +131,8 @@ pub struct Reader {
     names: Arc<HashMap<MemberId, String>>,
     /// Authors this node mutes (`mute.rs`): their items are not read out.
     muted: Arc<std::collections::HashSet<MemberId>>,
+    /// This node's member: who sees "seen by" on their own reports (`seen`).
+    me: Option<MemberId>,
 }
 
 impl Reader {
@@ -138,7 +141,43 @@ impl Reader {
             store,
             names: Arc::new(names),
             muted: Arc::default(),
+            me: None,
         }
+    }
+
+    /// This reader, for `me`: their own reports that asked show who has seen them, and
+    /// others' show whether `me` said so.
+    pub(crate) fn for_member(mut self, me: MemberId) -> Reader {
+        self.me = Some(me);
+        self
+    }
+
+    /// "Seen by" for the report `id` by `author`, as `me` may see it.
+    fn seen_of(&self, id: &ItemId, author: &MemberId, body: &Body) -> (Option<SeenBy>, bool) {
+        let Body::Report(r) = body else {
+            return (None, false);
+        };
+        if r.ask_seen.is_none() || self.me.is_none() {
+            return (None, false);
+        }
+        if self.me.as_ref() != Some(author) {
+            return (None, crate::seen::acked(&self.store, id).unwrap_or(false));
+        }
+        let count = crate::seen::count(&self.store, id).ok().flatten();
+        let seen = count.map_or(SeenBy { of: 0, by: vec![] }, |c| SeenBy {
+            of: c.of,
+            by: c
+                .by
+                .iter()
+                .map(|m| {
+                    self.names
+                        .get(m)
+                        .cloned()
+                        .unwrap_or_else(|| m.fingerprint())
+                })
+                .collect(),
+        });
+        (Some(seen), false)
     }
 
     /// This reader, hiding the items of `muted` authors.
@@ -148,12 +187,17 @@ impl Reader {
     }
 
     fn item(&self, id: ItemId, record: &ItemRecord) -> Option<FeedItem> {
+        // Acks are not feed items: their reports' authors see them counted.
+        if record.kind == porchlight_proto::Kind::Seen {
+            return None;
+        }
         let item = Item::decode(&record.item).ok()?;
         if self.muted.contains(&item.author) {
             return None;
         }
         let body = item.body().ok()?;
         let (created_at, expires_at) = body.times();
+        let (seen, acknowledged) = self.seen_of(&id, &item.author, &body);
         Some(FeedItem {
             id,
             author: item.author,
@@ -161,6 +205,8 @@ impl Reader {
             body,
             created_at,
             expires_at: expires_at?,
+            seen,
+            acknowledged,
         })
     }
 
@@ -186,7 +232,7 @@ impl Reader {
             Body::Update(u) => self.category_of(&u.report),
             Body::Resolve(r) => self.category_of(&r.report),
             Body::Retract(r) => self.category_of(&r.report),
-            Body::Membership(_) => None,
+            Body::Membership(_) | Body::Seen(_) => None,
         };
         category == Some(wanted)
     }
@@ -265,9 +311,10 @@ pub fn feed_json(item: &FeedItem) -> Value {
         "created_at": item.created_at,
         "expires_at": item.expires_at,
     });
-    let fields = match &item.body {
+    let mut fields = match &item.body {
         Body::Report(r) => json!({
             "kind": "report",
+            "ask_seen": r.ask_seen.is_some(),
             "category": r.category.as_str(),
             "severity": r.severity.as_str(),
             "text": r.text,
@@ -286,7 +333,25 @@ pub fn feed_json(item: &FeedItem) -> Value {
         Body::Resolve(r) => json!({"kind": "resolve", "report": r.report.to_hex(), "text": r.text}),
         Body::Retract(r) => json!({"kind": "retract", "report": r.report.to_hex()}),
         Body::Membership(_) => json!({"kind": "membership"}),
+        Body::Seen(s) => json!({"kind": "seen", "report": s.report.to_hex()}),
     };
+    // "Seen by": who, only on the author's own node; whether this member said so, on
+    // the others'.
+    if let (Body::Report(r), Value::Object(extra)) = (&item.body, &mut fields)
+        && r.ask_seen.is_some()
+    {
+        match &item.seen {
+            Some(seen) => {
+                extra.insert(
+                    "seen".into(),
+                    json!({"n": seen.by.len(), "of": seen.of, "by": seen.by}),
+                );
+            }
+            None => {
+                extra.insert("acknowledged".into(), json!(item.acknowledged));
+            }
+        }
+    }
     if let (Some(v), Value::Object(extra)) = (v.as_object_mut(), fields) {
         v.extend(extra);
     }

@@ -5,17 +5,17 @@
 //! - [`engine`]: the hood engine: keys, roster, key ring and rate state over the store;
 //!   applies `porchlight_proto::validate` verdicts. No network.
 //! - [`identity`]: the member's key file.
-//! - [`instrument`]: process-wide byte and gossip counters for benchmarks.
 //! - [`local`]: what the CLI does to a data dir with no node running (init, found).
-//! - [`clips`]: the clip library under `<data dir>/clips`.
-//! - [`sharing`]: clip sharing: the owner's policy and asks, the requester's fetch.
+//! - [`clips`]: the clip library under `<data dir>/clips`, and (`clips::sharing`) clip
+//!   sharing: the owner's policy and asks, the requester's fetch.
+//! - [`seen`]: "seen by": the author's asks and counts, the reader's acknowledged marks.
 //! - [`config`]: the settings file, `porchlight.toml`.
 //! - [`feed`]: reading the feed off the event loop, a page at a time.
-//! - [`net`], [`gate`]: the composed libp2p behaviour and the members-only gate.
+//! - [`mesh`]: the libp2p side: the composed behaviour and transports, the members-only
+//!   gate, quiet idle, links, byte meters, instrumentation.
 //! - [`node`]: the `Node` handle and the event loop (`node/`: handle, router, commands,
-//!   mesh, peer exchange, outsiders, catch-up sync, clip requests, join).
+//!   peers, peer exchange, outsiders, catch-up sync, clip requests, join).
 //! - [`notify`]: systemd's `READY=1` and watchdog notifications.
-//! - [`meter`]: each member's byte budget for our fetch answers and clip chunks.
 //! - [`api`]: the local HTTP API (`api/`: one file per resource).
 //! - [`web`]: the page in the browser, on the local API's address (docs/web.md).
 //! - [`words`]: limits, times and field errors as a person reads them.
@@ -27,20 +27,15 @@ pub mod clips;
 pub mod config;
 pub mod engine;
 pub mod feed;
-pub mod gate;
 pub mod hub;
 pub mod identity;
-pub mod instrument;
-pub mod links;
 pub mod local;
 pub mod logs;
-pub mod meter;
+pub mod mesh;
 pub mod mute;
-pub mod net;
 pub mod node;
 pub mod notify;
-pub mod quiet;
-pub mod sharing;
+pub mod seen;
 pub mod store;
 pub mod web;
 pub mod words;

@@ -20,6 +20,8 @@ pub enum Kind {
     Resolve = 3,
     Retract = 4,
     Membership = 5,
+    /// An anonymous acknowledgement that a person read a report (`seen`).
+    Seen = 6,
 }
 
 impl From<Kind> for u8 {
@@ -37,6 +39,7 @@ impl TryFrom<u8> for Kind {
             3 => Kind::Resolve,
             4 => Kind::Retract,
             5 => Kind::Membership,
+            6 => Kind::Seen,
             _ => return Err("unknown item kind"),
         })
     }

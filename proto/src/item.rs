@@ -10,6 +10,7 @@ pub use crate::ids::{Kind, OpId};
 use crate::limits::MAX_ITEM_BYTES;
 use crate::membership::Op;
 use crate::report::{Report, Resolve, Retract, Update};
+use crate::seen::{Seen, SeenAsk};
 pub use crate::signed::Item;
 
 impl Item {
@@ -32,6 +33,8 @@ pub enum Body {
     Resolve(Resolve),
     Retract(Retract),
     Membership(Op),
+    /// An anonymous acknowledgement of a report that asked for them (`seen`).
+    Seen(Seen),
 }
 
 impl Body {
@@ -42,27 +45,30 @@ impl Body {
             Body::Resolve(_) => Kind::Resolve,
             Body::Retract(_) => Kind::Retract,
             Body::Membership(_) => Kind::Membership,
+            Body::Seen(_) => Kind::Seen,
         }
     }
 
     pub fn encode(&self) -> Vec<u8> {
         match self {
-            Body::Report(b) => codec::encode(b),
+            Body::Report(b) => encode_report(b),
             Body::Update(b) => codec::encode(b),
             Body::Resolve(b) => codec::encode(b),
             Body::Retract(b) => codec::encode(b),
             Body::Membership(b) => codec::encode(b),
+            Body::Seen(b) => codec::encode(b),
         }
     }
 
     /// Decodes `bytes` as a body of `kind`: the kind byte, not the bytes, decides the type.
     pub fn decode(kind: Kind, bytes: &[u8]) -> Result<Body, CodecError> {
         Ok(match kind {
-            Kind::Report => Body::Report(codec::decode(bytes, MAX_ITEM_BYTES)?),
+            Kind::Report => Body::Report(decode_report(bytes)?),
             Kind::Update => Body::Update(codec::decode(bytes, MAX_ITEM_BYTES)?),
             Kind::Resolve => Body::Resolve(codec::decode(bytes, MAX_ITEM_BYTES)?),
             Kind::Retract => Body::Retract(codec::decode(bytes, MAX_ITEM_BYTES)?),
             Kind::Membership => Body::Membership(codec::decode(bytes, MAX_ITEM_BYTES)?),
+            Kind::Seen => Body::Seen(codec::decode(bytes, MAX_ITEM_BYTES)?),
         })
     }
 
@@ -74,6 +80,36 @@ impl Body {
             Body::Resolve(b) => (b.created_at, Some(b.expires_at)),
             Body::Retract(b) => (b.created_at, Some(b.expires_at)),
             Body::Membership(op) => (op.created_at(), None),
+            Body::Seen(b) => (b.created_at, Some(b.expires_at)),
         }
+    }
+}
+
+/// A report's fields, then its ask for acknowledgements if any bytes follow: exactly
+/// one [`SeenAsk`] (32 bytes), nothing else. Canonical like every decode: the bytes must
+/// be what encoding the result gives.
+fn decode_report(bytes: &[u8]) -> Result<Report, CodecError> {
+    if bytes.len() > MAX_ITEM_BYTES {
+        return Err(CodecError::Oversize {
+            len: bytes.len(),
+            max: MAX_ITEM_BYTES,
+        });
+    }
+    let (mut report, rest): (Report, &[u8]) =
+        postcard::take_from_bytes(bytes).map_err(CodecError::Malformed)?;
+    if !rest.is_empty() {
+        report.ask_seen = Some(codec::decode::<SeenAsk>(rest, 32)?);
+    }
+    if encode_report(&report) != bytes {
+        return Err(CodecError::NonCanonical);
+    }
+    Ok(report)
+}
+
+/// A report's fields, then its ask for acknowledgements when there is one.
+fn encode_report(report: &Report) -> Vec<u8> {
+    match &report.ask_seen {
+        None => codec::encode(report),
+        Some(ask) => [codec::encode(report), codec::encode(ask)].concat(),
     }
 }

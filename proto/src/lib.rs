@@ -11,6 +11,7 @@
 //! - [`ids`]: [`Kind`], [`OpId`] and [`ItemId`], which the modules below all name.
 //! - [`signed`]: the signed inner [`Item`] over its exact body bytes.
 //! - [`report`]: report, update, resolve and retract bodies and their rules.
+//! - [`seen`]: "seen by": a report's ask for acknowledgements, and the anonymous acks.
 //! - [`item`]: an item's typed [`Body`]; [`Item::sign`] and [`Item::body`].
 //! - [`keys`]: epoch keys, HPKE key wraps, the [`KeyRing`].
 //! - [`envelope`]: seal and open: padding, XChaCha20-Poly1305, item ids.
@@ -40,6 +41,7 @@ pub mod membership;
 pub mod quorum;
 pub mod report;
 pub mod rotation;
+pub mod seen;
 pub mod signed;
 pub mod sync;
 pub mod validate;
@@ -71,6 +73,10 @@ pub mod domain {
     pub const FINGERPRINT: &[u8] = b"porchlight-v1-fingerprint\0";
     pub const TOPIC: &[u8] = b"porchlight-v1-topic\0";
     pub const CHECKPOINT: &[u8] = b"porchlight-v2-checkpoint\0";
+    /// An acker's signature over the report and the one-time key of their ack (`seen`).
+    pub const SEEN: &[u8] = b"porchlight-v1-seen\0";
+    /// HPKE `info` for an ack's sealed part.
+    pub const SEEN_SEAL: &[u8] = b"porchlight-v1-seen-seal\0";
     /// HKDF labels of the key schedule (`keys`): the first chain value of an epoch's
     /// ratchet, the step from one window's chain value to the next, the AEAD key of a
     /// window, and the epoch id (a commitment to the last chain value).

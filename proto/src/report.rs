@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::codec::{FieldError, check_len, check_text};
 use crate::hood::Policy;
 use crate::ids::ItemId;
+use crate::seen::SeenAsk;
 
 pub const MAX_TEXT_BYTES: usize = 1000;
 pub const MAX_BEHAVIOR_BYTES: usize = 500;
@@ -139,10 +140,29 @@ pub struct Report {
     pub behavior: Option<String>,
     pub location: Location,
     pub clips: Vec<ClipRef>,
+    /// An urgent report's request for acknowledgements ("seen by", `seen`). Not a serde
+    /// field: on the wire it follows the others only when present (`Body::encode`), so
+    /// a report that asks for none keeps its encoding and its id.
+    #[serde(skip)]
+    pub ask_seen: Option<SeenAsk>,
 }
 
 impl Report {
     pub fn check(&self) -> Result<(), FieldError> {
+        if let Some(ask) = &self.ask_seen {
+            if self.severity != Severity::Urgent {
+                return Err(FieldError::Invalid {
+                    what: "ask_seen",
+                    why: "only an urgent report may ask who has seen it",
+                });
+            }
+            if !ask.is_usable() {
+                return Err(FieldError::Invalid {
+                    what: "ask_seen",
+                    why: "the key acknowledgements are sealed to is not usable",
+                });
+            }
+        }
         check_text("text", &self.text, MAX_TEXT_BYTES, true)?;
         if self.text.trim().is_empty() {
             return Err(FieldError::Empty { what: "text" });
@@ -252,6 +272,7 @@ mod tests {
                 geohash: Some("9q8yyk8".into()),
             },
             clips: vec![],
+            ask_seen: None,
         }
     }
 

@@ -215,6 +215,7 @@ impl TestHood {
                 geohash: Some("9q8yyk8".into()),
             },
             clips: vec![],
+            ask_seen: None,
         })
     }
 

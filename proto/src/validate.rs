@@ -16,10 +16,22 @@ use crate::limits::{
 };
 use crate::membership::{self, Denied, MembershipError, Roster, VerifiedOp};
 use crate::report;
+use crate::seen::SeenAsk;
 
 /// How the node finds the author of a report that an update, resolve or retract names.
 pub trait Lookup {
     fn report_author(&self, report: &ItemId) -> Option<MemberId>;
+
+    /// The ask for acknowledgements of the live report `report`, and when it expires;
+    /// `None` if it asked for none (or is not known).
+    fn seen_ask(&self, _report: &ItemId) -> Option<(SeenAsk, u64)> {
+        None
+    }
+
+    /// How many acks for `report` this node holds.
+    fn acks_held(&self, _report: &ItemId) -> usize {
+        0
+    }
 }
 
 impl Lookup for BTreeMap<ItemId, MemberId> {
@@ -148,6 +160,12 @@ pub enum Reason {
     TooManyOps,
     #[error("the roster holds {MAX_OPS} operations, the most it may")]
     RosterFull,
+    #[error("acknowledges a report that did not ask for acknowledgements")]
+    NotAskingSeen,
+    #[error("an acknowledgement must expire when its report does")]
+    SeenExpiry,
+    #[error("the report has as many acknowledgements as the hood has members")]
+    TooManyAcks,
 }
 
 /// Judges envelope bytes. Cheap checks first (size, decoding, version, hood, known epoch),
@@ -176,6 +194,9 @@ impl Reason {
                 | Reason::MissingParents
                 | Reason::TooManyOps
                 | Reason::RosterFull
+                // Depends on what this node holds, and the acks are anonymous: the
+                // relaying peer cannot be told from the one that made too many.
+                | Reason::TooManyAcks
                 // A node whose clock is behind (a Pi without a real-time clock after a
                 // power cut) must not blame its honest neighbors: sync brings the item
                 // again once the clock has caught up.
@@ -221,6 +242,19 @@ fn judge(bytes: &[u8], cx: &Context<'_>) -> Result<Accepted, Reason> {
             expires_at: None,
         });
     }
+    if item.kind == Kind::Seen {
+        let (body, created_at, expires_at) = judge_seen(&item, cx)?;
+        check_window(created_at)?;
+        return Ok(Accepted {
+            id: opened.id,
+            op_id: item.op_id(),
+            epoch: opened.epoch,
+            item,
+            body,
+            created_at,
+            expires_at: Some(expires_at),
+        });
+    }
     let author = item.author;
     if roster.is_removed(&author) {
         return Err(Reason::AuthorRemoved);
@@ -262,6 +296,7 @@ fn judge(bytes: &[u8], cx: &Context<'_>) -> Result<Accepted, Reason> {
         Body::Retract(r) => check_reference(cx, &author, &r.report)?,
         // Judged above, by kind; the body decodes as the kind names.
         Body::Membership(_) => return Err(Reason::InvalidOp(MembershipError::NotAnOp)),
+        Body::Seen(_) => return Err(Reason::MalformedBody(CodecError::NonCanonical)),
     }
     if expires_at.is_some() && !cx.rate.allows(policy, &author, created_at, cx.now) {
         return Err(Reason::RateLimited);
@@ -275,6 +310,45 @@ fn judge(bytes: &[u8], cx: &Context<'_>) -> Result<Accepted, Reason> {
         created_at,
         expires_at,
     })
+}
+
+/// The rules of an acknowledgement (`seen`; `docs/protocol.md` § Seen by). Its author
+/// is a one-time key, never a member, so membership and the rate limit cannot be judged
+/// here: only the report's author can tell whose an ack is. What every node checks: the
+/// one-time signature (so no member can alter another's ack), that the report is one
+/// this node holds and that it asked for acks, that the ack expires with it, and that
+/// the report holds fewer acks than the hood has members (the bound on what anyone can
+/// store under one report).
+fn judge_seen(item: &Item, cx: &Context<'_>) -> Result<(Body, u64, u64), Reason> {
+    if !item.verify(&cx.roster.hood()) {
+        return Err(Reason::BadSignature);
+    }
+    let body = item.body().map_err(Reason::MalformedBody)?;
+    let Body::Seen(seen) = &body else {
+        return Err(Reason::MalformedBody(CodecError::NonCanonical));
+    };
+    let (created_at, expires_at) = (seen.created_at, seen.expires_at);
+    if created_at > cx.now.saturating_add(MAX_CLOCK_SKEW_SECS) {
+        return Err(Reason::FutureTimestamp);
+    }
+    report::check_lifetime(created_at, expires_at, cx.roster.policy())
+        .map_err(Reason::InvalidBody)?;
+    if expires_at <= cx.now {
+        return Err(Reason::Expired);
+    }
+    if cx.lookup.report_author(&seen.report).is_none() {
+        return Err(Reason::UnknownReport);
+    }
+    let Some((_, report_expires)) = cx.lookup.seen_ask(&seen.report) else {
+        return Err(Reason::NotAskingSeen);
+    };
+    if expires_at != report_expires {
+        return Err(Reason::SeenExpiry);
+    }
+    if cx.lookup.acks_held(&seen.report) >= cx.roster.members().count() {
+        return Err(Reason::TooManyAcks);
+    }
+    Ok((body, created_at, expires_at))
 }
 
 /// Judges a membership operation that arrives as signed item bytes rather than in an
@@ -403,11 +477,15 @@ impl RateLimiter {
             && live < u64::from(policy.rate_limit.max_items) * u64::from(LIVE_WINDOWS)
     }
 
-    /// Counts an accepted item. Membership operations are not rate-limited.
+    /// Counts an accepted item. Membership operations and acks are not rate-limited.
     pub fn record(&mut self, policy: &Policy, accepted: &Accepted) {
         let Some(expires_at) = accepted.expires_at else {
             return;
         };
+        // An ack's author is a one-time key: nothing to count it against.
+        if accepted.item.kind == Kind::Seen {
+            return;
+        }
         self.count(
             policy,
             &accepted.item.author,

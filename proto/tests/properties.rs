@@ -127,6 +127,7 @@ fn kind() -> impl Strategy<Value = Kind> {
         Kind::Resolve,
         Kind::Retract,
         Kind::Membership,
+        Kind::Seen,
     ])
 }
 
@@ -186,6 +187,7 @@ prop_compose! {
         location_text in any_text(),
         geohash in option::of(geohash()),
         clips in vec(any_clip(), 0..=MAX_CLIPS),
+        ask_seen in option::of(any::<[u8; 32]>()),
     ) -> Report {
         Report {
             created_at,
@@ -196,6 +198,7 @@ prop_compose! {
             behavior,
             location: Location { text: location_text, geohash },
             clips,
+            ask_seen: ask_seen.map(|key| porchlight_proto::seen::SeenAsk { key }),
         }
     }
 }
@@ -456,6 +459,7 @@ prop_compose! {
             behavior,
             location: Location { text: location_text, geohash },
             clips,
+            ask_seen: None,
         }
     }
 }
@@ -646,6 +650,25 @@ proptest! {
     #[test]
     fn report_body_round_trips(report in any_report()) {
         check_body_round_trip(&Body::Report(report))?;
+    }
+
+    #[test]
+    fn seen_body_round_trips(
+        created_at in any::<u64>(),
+        expires_at in any::<u64>(),
+        report in item_id(),
+        enc in any::<[u8; 32]>(),
+        sealed in vec(any::<u8>(), porchlight_proto::seen::SEALED_BYTES),
+    ) {
+        let mut fixed = [0u8; porchlight_proto::seen::SEALED_BYTES];
+        fixed.copy_from_slice(&sealed);
+        check_body_round_trip(&Body::Seen(porchlight_proto::seen::Seen {
+            created_at,
+            expires_at,
+            report,
+            enc,
+            sealed: fixed,
+        }))?;
     }
 
     #[test]

@@ -112,6 +112,7 @@ fn vectors() -> Vec<(&'static str, String)> {
             camera: "front-door".into(),
             captured_at: NOW + 100,
         }],
+        ask_seen: None,
     });
     let item = Item::sign(&alice, &hood, &report);
     out.push(("report.item", hex(&item.encode())));

@@ -93,10 +93,16 @@ impl Driver {
     }
 
     /// A new browser, `width` × `height` CSS pixels, with an empty profile. Host names
-    /// ending in `.test` resolve to 127.0.0.1 in it (a DNS-rebinding attacker's name).
+    /// ending in `.test` resolve to 127.0.0.1 in it, and those ending in `.lan` to
+    /// 127.0.0.2 (a DNS-rebinding attacker's names).
     pub fn browser(&self, width: u32, height: u32) -> Browser {
+        self.browser_with(width, height, &[])
+    }
+
+    /// [`Driver::browser`] with more Chromium switches (a certificate pin, say).
+    pub fn browser_with(&self, width: u32, height: u32, extra: &[String]) -> Browser {
         let profile = tempfile::tempdir().unwrap();
-        let args = vec![
+        let mut args = vec![
             "--headless".to_owned(),
             "--no-sandbox".to_owned(),
             "--disable-gpu".to_owned(),
@@ -107,10 +113,11 @@ impl Driver {
             "--disable-sync".to_owned(),
             "--disable-dev-shm-usage".to_owned(),
             "--autoplay-policy=no-user-gesture-required".to_owned(),
-            "--host-resolver-rules=MAP *.test 127.0.0.1".to_owned(),
+            "--host-resolver-rules=MAP *.test 127.0.0.1, MAP *.lan 127.0.0.2".to_owned(),
             format!("--window-size={width},{height}"),
             format!("--user-data-dir={}", profile.path().display()),
         ];
+        args.extend_from_slice(extra);
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
             "goog:chromeOptions": {"binary": CHROMIUM, "args": args},
@@ -291,6 +298,25 @@ impl Browser {
             json!([css, value]),
         );
         assert_eq!(done, json!(true), "no element {css}");
+    }
+
+    /// Presses keys on whatever has the focus, as a person at a keyboard
+    /// (WebDriver's key actions; `"\u{E004}"` is Tab, `"\u{E007}"` Enter).
+    pub fn press(&self, keys: &[&str]) {
+        let actions: Vec<Value> = keys
+            .iter()
+            .flat_map(|k| {
+                [
+                    json!({"type": "keyDown", "value": k}),
+                    json!({"type": "keyUp", "value": k}),
+                ]
+            })
+            .collect();
+        self.cmd(
+            "POST",
+            "/actions",
+            Some(json!({"actions": [{"type": "key", "id": "keyboard", "actions": actions}]})),
+        );
     }
 
     /// Chooses a file for the file input `css`.

@@ -2,6 +2,7 @@
 //! [`bench`] holds what the benchmark binaries in `src/bin` share.
 
 pub mod bench;
+pub mod binary;
 pub mod browser;
 
 use std::time::Duration;
@@ -176,6 +177,7 @@ pub fn report_for(text: &str, created_at: u64, ttl: u64) -> Body {
             geohash: None,
         },
         clips: vec![],
+        ask_seen: None,
     })
 }
 

@@ -15,7 +15,7 @@ use futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic, PublishError, TopicHash};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, Swarm, noise, tcp, yamux};
-use porchlight_node::net;
+use porchlight_node::mesh;
 use porchlight_node::node::Event;
 use porchlight_proto::envelope::{self, Envelope};
 use porchlight_proto::limits::MAX_ENVELOPE_BYTES;
@@ -62,7 +62,7 @@ impl Attacker {
             .unwrap();
         let behaviour =
             gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, config).unwrap();
-        let swarm = libp2p::SwarmBuilder::with_existing_identity(net::keypair(keys))
+        let swarm = libp2p::SwarmBuilder::with_existing_identity(mesh::keypair(keys))
             .with_tokio()
             .with_tcp(
                 tcp::Config::default().nodelay(true),
@@ -425,7 +425,7 @@ async fn flood(kind: Invalid, count: usize) -> Figures {
     let hood = status.hood.unwrap();
     let (keys, key) = hijack(mallory, &hood, status.sealing_epoch.unwrap()).await;
     let victim = (status.peer_id, tcp_addr(&status.listen));
-    let attacker_peer = net::peer_id(&keys.id()).unwrap();
+    let attacker_peer = mesh::peer_id(&keys.id()).unwrap();
 
     let (ready_tx, ready_rx) = oneshot::channel::<PathBuf>();
     let (go_tx, go_rx) = oneshot::channel::<()>();

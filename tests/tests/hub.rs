@@ -1531,7 +1531,7 @@ async fn approving_with_share_members_lets_a_neighbor_fetch_the_clip_without_ask
         let node = bob.node.clone();
         let dir = bob.dir.path().to_path_buf();
         async move {
-            porchlight_node::sharing::fetch(&node, &dir, sha, |_, _| {})
+            porchlight_node::clips::sharing::fetch(&node, &dir, sha, |_, _| {})
                 .await
                 .unwrap()
         }
@@ -1539,14 +1539,14 @@ async fn approving_with_share_members_lets_a_neighbor_fetch_the_clip_without_ask
     assert!(
         matches!(
             fetch(&shas[0]).await,
-            porchlight_node::sharing::Fetched::Waiting { .. }
+            porchlight_node::clips::sharing::Fetched::Waiting { .. }
         ),
         "the policy holds for a clip approved without share"
     );
     assert!(
         matches!(
             fetch(&shas[1]).await,
-            porchlight_node::sharing::Fetched::Done { .. }
+            porchlight_node::clips::sharing::Fetched::Done { .. }
         ),
         "share=members: no `clip allow` needed"
     );
@@ -1684,6 +1684,7 @@ async fn home_assistants_own_mqtt_code_takes_every_discovery_config_and_alert() 
                 camera: "front_cam".into(),
                 captured_at: now - 60,
             }],
+            ask_seen: None,
         };
         alice.node.post(Body::Report(report)).await.unwrap();
     }

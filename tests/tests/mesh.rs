@@ -9,7 +9,7 @@ use libp2p::gossipsub::{self, IdentTopic};
 use libp2p::request_response;
 use libp2p::swarm::SwarmEvent;
 use porchlight_node::engine::Ingest;
-use porchlight_node::net;
+use porchlight_node::mesh;
 use porchlight_node::node::{Config, Event, Setup};
 use porchlight_proto::validate::Reason;
 use porchlight_proto::{MemberKeys, testkit::SeededRng};
@@ -68,7 +68,7 @@ async fn outsiders_get_no_hood_gossip_and_nothing_they_send_is_kept() {
     // An outsider with its own swarm, speaking gossipsub on the hood's topic to Alice.
     let stranger = MemberKeys::generate(&mut SeededRng::new(77));
     let topic = IdentTopic::new(hood.topic());
-    let mut swarm = net::swarm(&stranger, &topic.hash(), false).unwrap();
+    let mut swarm = mesh::swarm(&stranger, &topic.hash(), false).unwrap();
     swarm
         .behaviour_mut()
         .gossipsub
@@ -111,9 +111,9 @@ async fn outsiders_get_no_hood_gossip_and_nothing_they_send_is_kept() {
                             .inner_mut()
                             .send_request(&peer_id, porchlight_proto::sync::Request::Peers.encode());
                     }
-                    SwarmEvent::Behaviour(net::BehaviourEvent::Sync(request_response::Event::Message { message: request_response::Message::Response { response, .. }, .. })) => peers_answer = Some(Ok(response)),
-                    SwarmEvent::Behaviour(net::BehaviourEvent::Sync(request_response::Event::OutboundFailure { error, .. })) => peers_answer = Some(Err(error)),
-                    SwarmEvent::Behaviour(net::BehaviourEvent::Gossipsub(gossipsub::Event::Message { message, .. })) => received.push(message.data),
+                    SwarmEvent::Behaviour(mesh::BehaviourEvent::Sync(request_response::Event::Message { message: request_response::Message::Response { response, .. }, .. })) => peers_answer = Some(Ok(response)),
+                    SwarmEvent::Behaviour(mesh::BehaviourEvent::Sync(request_response::Event::OutboundFailure { error, .. })) => peers_answer = Some(Err(error)),
+                    SwarmEvent::Behaviour(mesh::BehaviourEvent::Gossipsub(gossipsub::Event::Message { message, .. })) => received.push(message.data),
                     _ => {}
                 },
                 _ = tokio::time::sleep_until(deadline) => break,
@@ -508,7 +508,7 @@ async fn idle_outsiders_holding_every_slot_make_room_for_a_joiner() {
     let mut strangers = Vec::new();
     for i in 0..MAX_OUTSIDERS {
         let keys = MemberKeys::generate(&mut SeededRng::new(1000 + i as u64));
-        let mut swarm = net::swarm(&keys, &topic.hash(), false).unwrap();
+        let mut swarm = mesh::swarm(&keys, &topic.hash(), false).unwrap();
         swarm.dial(addr.clone()).unwrap();
         strangers.push(tokio::spawn(async move {
             loop {

@@ -1,6 +1,6 @@
 //! Traffic privacy at the transport boundary: three members on TCP over 127.0.0.1 join,
 //! post, update and sync while every byte their sockets move is captured
-//! (`porchlight_node::instrument::start_capture`). No report text, behavior, place, geohash, member name, hood
+//! (`porchlight_node::mesh::instrument::start_capture`). No report text, behavior, place, geohash, member name, hood
 //! name or member id appears in the capture, and every sealed report's ciphertext is
 //! exactly a padding bucket (reports of very different lengths look the same size).
 
@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use porchlight_node::instrument;
+use porchlight_node::mesh::instrument;
 use porchlight_node::node::{Config, Node, Setup};
 use porchlight_proto::Policy;
 use porchlight_proto::envelope::{BUCKETS, Envelope};
@@ -48,6 +48,7 @@ fn report(text: &str, now: u64) -> Body {
             geohash: Some(GEOHASH.into()),
         },
         clips: vec![],
+        ask_seen: None,
     })
 }
 

@@ -10,7 +10,7 @@ use libp2p::gossipsub::IdentTopic;
 use libp2p::request_response;
 use libp2p::swarm::SwarmEvent;
 use porchlight_node::engine::Ingest;
-use porchlight_node::net::{self, BehaviourEvent};
+use porchlight_node::mesh::{self, BehaviourEvent};
 use porchlight_node::node::Setup;
 use porchlight_proto::validate::Reason;
 use porchlight_tests::{TestNode, eventually};
@@ -173,10 +173,10 @@ async fn hostile_peer(
     penalties_before: u64,
     time: Duration,
     done: &dyn Fn() -> bool,
-) -> libp2p::Swarm<net::Behaviour> {
+) -> libp2p::Swarm<mesh::Behaviour> {
     let hood = victim.node.status().await.unwrap().hood.unwrap();
     let topic = IdentTopic::new(hood.topic());
-    let mut swarm = net::swarm(&keys, &topic.hash(), false).unwrap();
+    let mut swarm = mesh::swarm(&keys, &topic.hash(), false).unwrap();
     swarm
         .behaviour_mut()
         .sync
@@ -370,14 +370,14 @@ async fn a_node_speaking_only_the_unframed_sync_version_still_syncs() {
     let dir = member.stop().await;
     let (keys, _) = porchlight_node::identity::load_or_create(dir.path()).unwrap();
     let behaviour = request_response::Behaviour::with_codec(
-        net::BytesCodec::sync(),
+        mesh::BytesCodec::sync(),
         [(
-            net::SYNC_PROTOCOL_UNFRAMED,
+            mesh::SYNC_PROTOCOL_UNFRAMED,
             request_response::ProtocolSupport::Full,
         )],
         request_response::Config::default(),
     );
-    let mut old = libp2p::SwarmBuilder::with_existing_identity(net::keypair(&keys))
+    let mut old = libp2p::SwarmBuilder::with_existing_identity(mesh::keypair(&keys))
         .with_tokio()
         .with_tcp(
             libp2p::tcp::Config::default(),
@@ -531,7 +531,7 @@ async fn a_member_refetching_is_slowed_then_penalized_and_honest_peers_keep_sync
 
     let hood = alice.node.status().await.unwrap().hood.unwrap();
     let topic = IdentTopic::new(hood.topic());
-    let mut swarm = net::swarm(&keys, &topic.hash(), false).unwrap();
+    let mut swarm = mesh::swarm(&keys, &topic.hash(), false).unwrap();
     swarm
         .behaviour_mut()
         .sync
@@ -584,13 +584,13 @@ async fn a_member_refetching_is_slowed_then_penalized_and_honest_peers_keep_sync
     eprintln!("served {served} answers ({bytes} bytes), then slowed {slowed} times");
     assert!(cut_off, "the refetching member was cut off");
     assert!(
-        bytes as u64 >= porchlight_node::meter::BYTES_PER_WINDOW,
+        bytes as u64 >= porchlight_node::mesh::meter::BYTES_PER_WINDOW,
         "served its whole budget first ({bytes} bytes)"
     );
     assert_eq!(served_after_slowed, 0, "nothing served once slowed");
     assert_eq!(
         slowed,
-        porchlight_node::meter::MAX_REFUSED,
+        porchlight_node::mesh::meter::MAX_REFUSED,
         "slowed, then penalized"
     );
     assert_eq!(status.sync.penalties, penalties + 1, "penalized once");

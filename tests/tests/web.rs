@@ -821,10 +821,6 @@ async fn every_page_is_captured_at_phone_and_desktop_width() {
                 page.set("#where", "12 Elm St");
                 page.click("#post-form button[type=submit]");
                 assert!(page.wait_text("#where-error", "house number"));
-                page.run(
-                    "document.getElementById('behavior').scrollIntoView({block: 'start'});",
-                    json!([]),
-                );
             }
             assert!(
                 page.wait(|b| b.run(
@@ -842,6 +838,20 @@ async fn every_page_is_captured_at_phone_and_desktop_width() {
                         "fetch('/v1/feed').then(r => r.text()).then(arguments[0]);",
                         json!([])
                     )
+                );
+            }
+            usable_by_anyone(&page, page_name, width);
+            if page_name == "post" {
+                page.run(
+                    "document.getElementById('behavior').scrollIntoView({block: 'start'});",
+                    json!([]),
+                );
+            }
+            if page_name == "settings" && width < 500 {
+                // What a phone can change, rather than the facts above it.
+                page.run(
+                    "document.getElementById('settings-form').scrollIntoView({block: 'start'});",
+                    json!([]),
                 );
             }
             // The clock and the cursor settle.
@@ -911,4 +921,69 @@ async fn removing_a_member_waits_for_a_confirmation_and_an_invite_carries_its_qr
         "Carol joined with the page's invite"
     );
     drop(carol);
+}
+
+/// The issue's "usable by anyone on the street", checked on a filled page: every control
+/// has a name a screen reader reads and is reachable by Tab; the page fits the window's
+/// width (no sideways scrolling on a phone); the first Tab reaches "Skip to content",
+/// and Enter on it moves the focus to the page's content. Scrolls back to the top after.
+fn usable_by_anyone(page: &Browser, name: &str, width: u32) {
+    let unnamed = page.run(
+        "const nameOf = (e) => {
+           const by = (e.getAttribute('aria-labelledby') || '').split(' ').filter(Boolean)
+             .map(id => (document.getElementById(id) || {}).textContent || '').join(' ');
+           return [e.getAttribute('aria-label'), by,
+                   e.labels ? [...e.labels].map(l => l.textContent).join(' ') : '',
+                   ['BUTTON', 'A', 'SUMMARY'].includes(e.tagName) ? e.textContent : '',
+                   e.getAttribute('title')].map(s => (s || '').trim()).find(Boolean);
+         };
+         const bad = [];
+         for (const e of document.querySelectorAll(
+             'input, select, textarea, button, a[href], summary, video, progress, [role=img]')) {
+           if (e.type === 'hidden' || e.closest('template')) continue;
+           if (!nameOf(e)) bad.push(e.outerHTML.slice(0, 160));
+           const control = !['VIDEO', 'PROGRESS'].includes(e.tagName) && e.getAttribute('role') !== 'img';
+           if (control && !e.disabled && e.tabIndex < 0) bad.push('not by Tab: ' + e.outerHTML.slice(0, 160));
+         }
+         return bad;",
+        json!([]),
+    );
+    assert_eq!(
+        unnamed,
+        json!([]),
+        "{name} at {width}px: controls without a name"
+    );
+    let widths = page.run(
+        "return [document.documentElement.scrollWidth, window.innerWidth];",
+        json!([]),
+    );
+    assert!(
+        widths[0].as_u64() <= widths[1].as_u64(),
+        "{name} at {width}px is wider than the window: {widths}"
+    );
+    page.run(
+        "document.activeElement && document.activeElement.blur(); window.scrollTo(0, 0);",
+        json!([]),
+    );
+    // Start from the top of the page (the body, made focusable for this), wherever an
+    // earlier step left the focus.
+    page.run(
+        "document.body.tabIndex = -1; document.body.focus();",
+        json!([]),
+    );
+    page.press(&["\u{E004}"]);
+    assert_eq!(
+        page.run("return document.activeElement.textContent;", json!([])),
+        json!("Skip to content"),
+        "{name} at {width}px: the first Tab"
+    );
+    page.press(&["\u{E007}"]);
+    assert!(
+        page.wait(|b| b.run("return document.activeElement.id;", json!([])) == json!("main")),
+        "{name} at {width}px: Enter on the skip link moves the focus to the content"
+    );
+    page.run(
+        "window.scrollTo(0, 0); document.activeElement.blur();",
+        json!([]),
+    );
 }

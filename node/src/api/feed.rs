@@ -58,7 +58,7 @@ impl Matcher {
             Body::Update(u) => reports.get(&u.report).copied(),
             Body::Resolve(r) => reports.get(&r.report).copied(),
             Body::Retract(r) => reports.get(&r.report).copied(),
-            Body::Membership(_) => None,
+            Body::Membership(_) | Body::Seen(_) => None,
         };
         category == Some(wanted)
     }
@@ -134,7 +134,7 @@ pub(super) fn refers_to(body: &Body) -> Option<ItemId> {
         Body::Update(u) => Some(u.report),
         Body::Resolve(r) => Some(r.report),
         Body::Retract(r) => Some(r.report),
-        Body::Report(_) | Body::Membership(_) => None,
+        Body::Report(_) | Body::Membership(_) | Body::Seen(_) => None,
     }
 }
 

@@ -38,9 +38,9 @@ use tokio::sync::{Semaphore, broadcast};
 use tracing::Instrument;
 
 use crate::clips::ClipError;
+use crate::clips::sharing::{self, ClipAsk, Fetched};
 use crate::engine::EngineError;
 use crate::node::{Event as NodeEvent, FeedItem, Node, NodeError};
-use crate::sharing::{self, ClipAsk, Fetched};
 
 mod clips;
 mod feed;
@@ -48,6 +48,7 @@ mod invites;
 mod members;
 mod reports;
 mod request;
+mod settings;
 mod status;
 
 use self::clips::*;
@@ -58,6 +59,7 @@ use self::invites::*;
 use self::members::*;
 use self::reports::*;
 use self::request::*;
+use self::settings::*;
 pub use self::status::policy_json;
 use self::status::*;
 
@@ -102,6 +104,8 @@ pub enum ApiError {
         path: String,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Lan(#[from] crate::web::lan::LanError),
 }
 
 #[derive(Clone)]
@@ -124,14 +128,20 @@ struct Api {
 #[derive(Debug)]
 pub struct Running {
     pub addr: SocketAddr,
+    /// Where the page is served to phones on the home LAN (`web_lan`), if it is.
+    pub lan: Option<SocketAddr>,
     files: Vec<PathBuf>,
     task: tokio::task::JoinHandle<()>,
+    lan_task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
     /// Stops serving and removes the address and token files.
     pub fn stop(self) {
         self.task.abort();
+        if let Some(t) = self.lan_task {
+            t.abort();
+        }
         for f in self.files {
             let _ = std::fs::remove_file(f);
         }
@@ -171,6 +181,35 @@ pub async fn serve_with_hub(
     data_dir: &Path,
     hub: crate::hub::Hub,
 ) -> Result<Running, ApiError> {
+    serve_with_lan(node, addr, data_dir, hub, None).await
+}
+
+/// [`serve_with_hub`], and with `lan` the page for phones on the home LAN over TLS
+/// (docs/web.md): its own listener, the page and the API behind the session cookie only.
+pub async fn serve_with_lan(
+    node: Node,
+    addr: SocketAddr,
+    data_dir: &Path,
+    hub: crate::hub::Hub,
+    lan: Option<SocketAddr>,
+) -> Result<Running, ApiError> {
+    let lan = match lan {
+        Some(lan_addr) => {
+            let (face, tls) = crate::web::lan::prepare(data_dir, lan_addr)?;
+            let listener = tokio::net::TcpListener::bind(lan_addr)
+                .await
+                .map_err(|source| ApiError::Listen {
+                    addr: lan_addr,
+                    source,
+                })?;
+            let bound = listener.local_addr().map_err(|source| ApiError::Listen {
+                addr: lan_addr,
+                source,
+            })?;
+            Some((Arc::new(face.bound_to(bound)), tls, listener))
+        }
+        None => None,
+    };
     let mut secret = [0u8; 32];
     crate::rng().fill_bytes(&mut secret);
     let token = codec::hex(&secret);
@@ -187,7 +226,10 @@ pub async fn serve_with_hub(
         .ok()
         .and_then(|s| s.policy)
         .unwrap_or_default();
-    let web = crate::web::Web::new(node.clone(), bound, data_dir);
+    let mut web = crate::web::Web::new(node.clone(), bound, data_dir);
+    if let Some((face, _, _)) = &lan {
+        web = web.with_lan(face.clone());
+    }
     let state = Api {
         web: web.clone(),
         policy,
@@ -198,7 +240,49 @@ pub async fn serve_with_hub(
         streams: Arc::new(Semaphore::new(MAX_STREAMS)),
         fetches: Arc::new(Mutex::new(HashMap::new())),
     };
-    let app = Router::new()
+    let app = router(state.clone(), hub.clone());
+    let lan_task = match (lan, web.lan_face()) {
+        (Some((_, tls, listener)), Some(lan_web)) => {
+            let lan_addr = lan_web.addr();
+            let lan_app = router(
+                Api {
+                    web: lan_web,
+                    ..state
+                },
+                hub,
+            );
+            let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+            tracing::info!(addr = %lan_addr, "the page is served on the home LAN (TLS)");
+            Some(tokio::spawn(
+                serve_connections(listener, lan_app, Some(acceptor))
+                    .instrument(tracing::info_span!("web_lan")),
+            ))
+        }
+        _ => None,
+    };
+    let token_path = data_dir.join(TOKEN_FILE);
+    let addr_path = data_dir.join(ADDR_FILE);
+    write_private(&token_path, &token)?;
+    write_private(&addr_path, &bound.to_string())?;
+    let task = tokio::spawn(
+        serve_connections(listener, app, None)
+            .instrument(tracing::info_span!("api", addr = %bound)),
+    );
+    tracing::info!(addr = %bound, "local API listening");
+    Ok(Running {
+        addr: bound,
+        lan: web.lan_face().map(|w| w.addr()),
+        files: vec![token_path, addr_path],
+        task,
+        lan_task,
+    })
+}
+
+/// The API's routes and the page's, for one face of the page (the computer's, or the
+/// phones' on the LAN).
+fn router(state: Api, hub: crate::hub::Hub) -> Router {
+    let web = state.web.clone();
+    Router::new()
         .route("/v1/status", get(status))
         .route("/v1/health", get(health))
         .route("/v1/feed", get(feed))
@@ -207,12 +291,14 @@ pub async fn serve_with_hub(
         .route("/v1/reports/{id}/update", post(update))
         .route("/v1/reports/{id}/resolve", post(resolve))
         .route("/v1/reports/{id}/retract", post(retract))
+        .route("/v1/reports/{id}/seen", post(seen))
         .route("/v1/invites", post(invite))
         .route("/v1/members", get(members))
         .route("/v1/members/remove", post(remove))
         .route("/v1/members/promote", post(promote))
         .route("/v1/members/mute", post(mute))
         .route("/v1/members/unmute", post(unmute))
+        .route("/v1/settings", get(settings).post(change_settings))
         .route("/v1/clips/requests", get(clip_requests))
         .route("/v1/clips/requests/{id}/allow", post(clip_allow))
         .route("/v1/clips/requests/{id}/deny", post(clip_deny))
@@ -225,20 +311,7 @@ pub async fn serve_with_hub(
         .layer(middleware::from_fn_with_state(state.clone(), auth))
         .with_state(state)
         // The page: its own guard (Host, Origin, session) and headers.
-        .merge(crate::web::routes(web));
-    let token_path = data_dir.join(TOKEN_FILE);
-    let addr_path = data_dir.join(ADDR_FILE);
-    write_private(&token_path, &token)?;
-    write_private(&addr_path, &bound.to_string())?;
-    let task = tokio::spawn(
-        serve_connections(listener, app).instrument(tracing::info_span!("api", addr = %bound)),
-    );
-    tracing::info!(addr = %bound, "local API listening");
-    Ok(Running {
-        addr: bound,
-        files: vec![token_path, addr_path],
-        task,
-    })
+        .merge(crate::web::routes(web))
 }
 
 /// An open connection: when it was accepted (a counter) and whether it sent a request.
@@ -252,7 +325,13 @@ struct Open {
 /// connection cap (`axum::serve` has neither: 1,500 half-open connections held as many
 /// descriptors and `status` hung). Every connection task lives in one `JoinSet`, so
 /// aborting this task (`Running::stop`) closes them all.
-async fn serve_connections(listener: tokio::net::TcpListener, app: Router) {
+/// With `tls` (the page on the LAN), each connection is a TLS handshake first, within
+/// the same header-read timeout; a plain-HTTP request there gets no answer.
+async fn serve_connections(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
     use hyper::service::Service as _;
     let mut connections: tokio::task::JoinSet<()> = tokio::task::JoinSet::new();
     let mut open: HashMap<tokio::task::Id, Open> = HashMap::new();
@@ -300,13 +379,15 @@ async fn serve_connections(listener: tokio::net::TcpListener, app: Router) {
             flag.store(true, Ordering::Relaxed);
             service.call(request)
         });
+        let tls = tls.clone();
         let task = connections.spawn(async move {
-            let connection = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "API connection ended");
+            let Some(acceptor) = tls else {
+                return serve_connection(stream, service).await;
+            };
+            match tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(stream)) => serve_connection(stream, service).await,
+                Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                Err(_) => tracing::debug!("TLS handshake timed out"),
             }
         });
         open.insert(
@@ -317,6 +398,26 @@ async fn serve_connections(listener: tokio::net::TcpListener, app: Router) {
                 task,
             },
         );
+    }
+}
+
+/// Serves HTTP/1 on one connection (plain TCP, or TLS), with the header-read timeout.
+async fn serve_connection<I, S>(io: I, service: S)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::Service<
+            hyper::Request<hyper::body::Incoming>,
+            Response = Response,
+            Error = Infallible,
+        >,
+    S::Future: Send + 'static,
+{
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .serve_connection(hyper_util::rt::TokioIo::new(io), service);
+    if let Err(e) = connection.await {
+        tracing::debug!(error = %e, "API connection ended");
     }
 }
 
@@ -355,16 +456,18 @@ pub enum Endpoint {
     Invite,
     RemoveMember,
     Webhook,
+    Settings,
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 6] = [
+    pub const ALL: [Endpoint; 7] = [
         Endpoint::Report,
         Endpoint::Update,
         Endpoint::Resolve,
         Endpoint::Invite,
         Endpoint::RemoveMember,
         Endpoint::Webhook,
+        Endpoint::Settings,
     ];
 }
 
@@ -382,6 +485,7 @@ pub fn judge_body(endpoint: Endpoint, body: &[u8], now: u64) -> Result<(), Statu
         Endpoint::Webhook => crate::hub::api::webhook_candidate(body, now)
             .map(drop)
             .map_err(|r| r.status()),
+        Endpoint::Settings => settings_request(body).map(drop).map_err(status),
     }
 }
 

@@ -58,6 +58,9 @@ pub(super) struct NewReport {
     expires_in_secs: Option<u64>,
     #[serde(default)]
     clips: Vec<NewClip>,
+    /// Ask who has seen it (urgent reports only; `seen`).
+    #[serde(default)]
+    ask_seen: bool,
 }
 
 /// Resolves clip requests to library entries, importing files. Returns the references
@@ -171,6 +174,10 @@ pub(super) fn report_request(
             geohash: new.geohash,
         },
         clips: vec![],
+        // A stand-in: the node makes the report's own key when it posts.
+        ask_seen: new
+            .ask_seen
+            .then(|| porchlight_proto::seen::SeenAsk::generate(&mut crate::rng()).0),
     };
     report.check().map_err(|e| {
         Box::new(error(
@@ -257,6 +264,28 @@ pub(super) async fn post_report(State(api): State<Api>, body: Bytes) -> Response
 /// digits) among the live items, and checks that this node's member wrote it or is an
 /// admin (the protocol lets admins update, resolve and retract any report).
 pub(super) async fn own_report(api: &Api, wanted: &str) -> Result<(ItemId, u64), Box<Response>> {
+    let report = find_report(api, wanted).await?;
+    let me_admin = || async {
+        api.node.members().await.is_ok_and(|m| {
+            m.iter()
+                .any(|m| m.member.id == api.node.member() && m.member.admin)
+        })
+    };
+    if report.author != api.node.member() && !me_admin().await {
+        return Err(Box::new(error(
+            StatusCode::FORBIDDEN,
+            format!(
+                "report {} is {}'s: only its author or an admin can change it",
+                &report.id.to_hex()[..8],
+                report.author_name
+            ),
+        )));
+    }
+    Ok((report.id, report.expires_at))
+}
+
+/// The live report `wanted` names: a full id or a unique prefix of at least 4 hex digits.
+pub(super) async fn find_report(api: &Api, wanted: &str) -> Result<FeedItem, Box<Response>> {
     let wanted = wanted.to_ascii_lowercase();
     if wanted.len() < 4 || !wanted.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(Box::new(error(
@@ -301,23 +330,7 @@ pub(super) async fn own_report(api: &Api, wanted: &str) -> Result<(ItemId, u64),
             )));
         }
     };
-    let me_admin = || async {
-        api.node.members().await.is_ok_and(|m| {
-            m.iter()
-                .any(|m| m.member.id == api.node.member() && m.member.admin)
-        })
-    };
-    if report.author != api.node.member() && !me_admin().await {
-        return Err(Box::new(error(
-            StatusCode::FORBIDDEN,
-            format!(
-                "report {} is {}'s: only its author or an admin can change it",
-                &report.id.to_hex()[..8],
-                report.author_name
-            ),
-        )));
-    }
-    Ok((report.id, report.expires_at))
+    Ok(report.clone())
 }
 
 pub(super) fn posted(api: &Api, result: Result<ItemId, NodeError>) -> Response {
@@ -447,4 +460,44 @@ pub(super) async fn retract(
         }))
         .await;
     posted(&api, result)
+}
+
+/// `POST /v1/reports/{id}/seen`: this node's person has seen a neighbor's report that
+/// asked who has (the CLI's `seen`, and `feed` when it prints one). Sends the ack once;
+/// again, it answers that it was sent before and sends nothing.
+pub(super) async fn seen(
+    State(api): State<Api>,
+    AxumPath(id): AxumPath<String>,
+    body: Bytes,
+) -> Response {
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct NoFields {}
+    if let Err(r) = parse_or_default::<NoFields>(&body) {
+        return *r;
+    }
+    let report = match find_report(&api, &id).await {
+        Ok(r) => r,
+        Err(r) => return *r,
+    };
+    let author = report.author_name.clone();
+    match api.node.seen(report.id).await {
+        Ok(crate::engine::Acked::Sent(ack)) => (
+            StatusCode::CREATED,
+            axum::Json(json!({
+                "report": report.id.to_hex(),
+                "author_name": author,
+                "ack": ack.to_hex(),
+                "already": false,
+            })),
+        )
+            .into_response(),
+        Ok(crate::engine::Acked::Already) => axum::Json(json!({
+            "report": report.id.to_hex(),
+            "author_name": author,
+            "already": true,
+        }))
+        .into_response(),
+        Err(e) => post_error(&api, e),
+    }
 }

@@ -62,12 +62,20 @@ pub(super) async fn auth(State(api): State<Api>, mut request: Request, next: Nex
         .and_then(|v| v.to_str().ok())
         .and_then(bearer_token);
     let via = match presented {
+        // The bearer-token API answers on the computer only, never to the LAN.
+        Some(_) if api.web.face() == crate::web::Face::Lan => {
+            return error(
+                StatusCode::FORBIDDEN,
+                "the bearer-token API answers on the node's loopback address only",
+            );
+        }
         Some(token) if same(token.as_bytes(), api.token.as_bytes()) => crate::web::Via::Bearer,
         // The page's session cookie, from this node's own page (docs/web.md).
         None if api.web.has_cookie(request.headers()) => match api.web.admit(request.headers()) {
             Ok(()) => crate::web::Via::Session,
             Err(e) => return e.json(),
         },
+        None if api.web.face() == crate::web::Face::Lan => return api.web.no_session().json(),
         _ => return error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token"),
     };
     request.extensions_mut().insert(via);
@@ -91,6 +99,12 @@ pub(super) fn node_error(e: NodeError) -> Response {
             | EngineError::LastAdmin(_)
             | EngineError::LastAdminLeaving),
         ) => error(StatusCode::FORBIDDEN, e.to_string()),
+        NodeError::Engine(EngineError::Seen(e @ crate::seen::SeenError::UnknownReport(_))) => {
+            error(StatusCode::NOT_FOUND, e.to_string())
+        }
+        NodeError::Engine(EngineError::Seen(
+            e @ (crate::seen::SeenError::NotAsking(_) | crate::seen::SeenError::OwnReport(_)),
+        )) => error(StatusCode::BAD_REQUEST, e.to_string()),
         NodeError::Engine(e @ EngineError::AlreadyAdmin(_)) => {
             error(StatusCode::CONFLICT, e.to_string())
         }

@@ -157,6 +157,7 @@ impl HubEvent {
                 behavior: None,
                 location: Location::default(),
                 clips: vec![],
+                ask_seen: None,
             }
             .check()?;
         }

@@ -32,9 +32,9 @@ use porchlight_proto::report::{Category, ClipRef, Location, Report, Severity};
 use serde::Deserialize;
 use tokio::sync::Mutex;
 
+use crate::clips::sharing::ClipPolicy;
 use crate::clips::{self, ClipError};
 use crate::node::{Node, NodeError};
-use crate::sharing::ClipPolicy;
 
 pub use drafts::{Draft, DraftId, Drafts, Source};
 pub use frigate::Candidate;
@@ -190,6 +190,7 @@ impl Approval {
                 })
                 .into_iter()
                 .collect(),
+            ask_seen: None,
         };
         report.check()?;
         Ok(report)

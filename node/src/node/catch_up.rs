@@ -24,7 +24,7 @@ impl EventLoop {
             return;
         }
         let missing = engine.roster().history_missing();
-        let sessions = self.sync_stats.sessions;
+        let sessions = self.syncs.stats.sessions;
         match self.history_watch {
             Some((before, since, at)) if before == missing => {
                 if now.duration_since(since) < HISTORY_PATIENCE || sessions < at + HISTORY_SESSIONS
@@ -54,15 +54,12 @@ impl EventLoop {
     /// The sync set, read from the store only if it changed since it was last read.
     pub(super) fn sync_set(&mut self) -> Result<Arc<negentropy::NegentropyStorageVector>, String> {
         let generation = self.store.sync_generation();
-        if let Some((built, set, used)) = &mut self.sync_set
-            && *built == generation
-        {
-            *used = Instant::now();
-            return Ok(set.clone());
+        if let Some(set) = self.syncs.kept_set(generation) {
+            return Ok(set);
         }
         let engine = self.engine.as_ref().ok_or("not in a hood")?;
         let set = Arc::new(engine.sync_storage().map_err(|e| e.to_string())?);
-        self.sync_set = Some((generation, set.clone(), Instant::now()));
+        self.syncs.keep_set(generation, set.clone());
         Ok(set)
     }
 
@@ -78,8 +75,7 @@ impl EventLoop {
     /// no session with it runs.
     pub(super) fn start_sync(&mut self, peer: PeerId) {
         if self.engine.is_none()
-            || self.syncs.contains_key(&peer)
-            || self.syncs.len() >= MAX_SYNC_SESSIONS
+            || !self.syncs.may_start(&peer)
             || !self.swarm.behaviour().sync.serves(&peer)
         {
             return;
@@ -95,17 +91,7 @@ impl EventLoop {
             }
         };
         let pending = self.send_sync(&peer, &sync::Request::Reconcile(first));
-        self.sync_stats.sessions += 1;
-        self.syncs.insert(
-            peer,
-            SyncSession {
-                initiator: Some(initiator),
-                need: Default::default(),
-                requested: Default::default(),
-                started: Instant::now(),
-                pending: Some(pending),
-            },
-        );
+        self.syncs.started(peer, initiator, pending);
     }
 
     pub(super) fn send_sync(
@@ -114,7 +100,7 @@ impl EventLoop {
         request: &sync::Request,
     ) -> request_response::OutboundRequestId {
         let bytes = request.encode();
-        self.sync_stats.bytes_sent += bytes.len() as u64;
+        self.syncs.stats.bytes_sent += bytes.len() as u64;
         self.swarm
             .behaviour_mut()
             .sync
@@ -125,39 +111,14 @@ impl EventLoop {
     /// Sends the session's next request and waits for its answer only.
     pub(super) fn send_in_session(&mut self, peer: PeerId, request: &sync::Request) {
         let id = self.send_sync(&peer, request);
-        if let Some(session) = self.syncs.get_mut(&peer) {
-            session.pending = Some(id);
-        }
-    }
-
-    /// Whether `id` is the request `peer`'s session waits for.
-    pub(super) fn is_pending(
-        &self,
-        peer: &PeerId,
-        id: request_response::OutboundRequestId,
-    ) -> bool {
-        self.syncs.get(peer).is_some_and(|s| s.pending == Some(id))
+        self.syncs.waits_for(&peer, id);
     }
 
     /// Asks for the next batch of what the session needs, or ends the session.
     pub(super) fn fetch_next(&mut self, peer: PeerId) {
-        let Some(session) = self.syncs.get_mut(&peer) else {
-            return;
-        };
-        let mut ids = Vec::new();
-        while ids.len() < sync::MAX_FETCH_IDS {
-            let Some(id) = session.need.pop_front() else {
-                break;
-            };
-            ids.push(id);
+        if let Some(ids) = self.syncs.next_batch(&peer) {
+            self.send_in_session(peer, &sync::Request::Fetch(ids));
         }
-        if ids.is_empty() {
-            self.syncs.remove(&peer);
-            tracing::debug!(%peer, "sync session complete");
-            return;
-        }
-        session.requested = ids.iter().copied().collect();
-        self.send_in_session(peer, &sync::Request::Fetch(ids));
     }
 
     pub(super) async fn on_sync(&mut self, event: request_response::Event<Vec<u8>, Vec<u8>>) {
@@ -170,10 +131,10 @@ impl EventLoop {
                     },
                 ..
             } => {
-                self.sync_stats.bytes_received += request.len() as u64;
+                self.syncs.stats.bytes_received += request.len() as u64;
                 let response = self.answer_sync(peer, &request);
                 let bytes = response.encode();
-                self.sync_stats.bytes_sent += bytes.len() as u64;
+                self.syncs.stats.bytes_sent += bytes.len() as u64;
                 let _ = self
                     .swarm
                     .behaviour_mut()
@@ -190,10 +151,10 @@ impl EventLoop {
                     },
                 ..
             } => {
-                self.sync_stats.bytes_received += response.len() as u64;
+                self.syncs.stats.bytes_received += response.len() as u64;
                 if self.peer_asks.answered(&request_id) {
                     self.on_peers_response(peer, &response);
-                } else if self.is_pending(&peer, request_id) {
+                } else if self.syncs.is_pending(&peer, request_id) {
                     self.on_sync_response(peer, &response).await;
                 } else {
                     tracing::debug!(%peer, "stale or unsolicited sync response dropped");
@@ -238,7 +199,7 @@ impl EventLoop {
                 error,
                 request_id,
                 ..
-            } if self.is_pending(&peer, request_id) => {
+            } if self.syncs.is_pending(&peer, request_id) => {
                 tracing::debug!(%peer, %error, "sync request failed");
                 match error {
                     // Our codec's verdict on an answer over the size limit.
@@ -251,17 +212,7 @@ impl EventLoop {
                     // restarted can be back on a new connection before the request on
                     // its old one fails: try again on the next tick rather than wait
                     // for the next round.
-                    _ => {
-                        self.syncs.remove(&peer);
-                        // One quick retry per peer per round, so a peer that keeps
-                        // failing is asked no more often than the round asks everyone.
-                        let now = Instant::now();
-                        let last = self.sync_retried.get(&peer).copied();
-                        if last.is_none_or(|t| now.duration_since(t) >= TICK * SYNC_EVERY) {
-                            self.sync_retried.insert(peer, now);
-                            self.sync_retry.insert(peer);
-                        }
-                    }
+                    _ => self.syncs.failed(peer, Instant::now()),
                 }
             }
             request_response::Event::OutboundFailure { peer, error, .. } => {
@@ -274,12 +225,6 @@ impl EventLoop {
         }
     }
 
-    /// Counts one reconcile or peer-exchange request from `peer` in `reconciled`;
-    /// whether it is over `MAX_RECONCILES_PER_WINDOW` in the current `RECONCILE_WINDOW`.
-    pub(super) fn over_reconcile_budget(reconciled: &mut PeerWindows, peer: PeerId) -> bool {
-        reconciled.count(peer, Instant::now(), RECONCILE_WINDOW) > MAX_RECONCILES_PER_WINDOW
-    }
-
     /// The responder's side: stateless per message.
     pub(super) fn answer_sync(&mut self, peer: PeerId, request: &[u8]) -> sync::Response {
         if self.engine.is_none() {
@@ -287,7 +232,7 @@ impl EventLoop {
         }
         match sync::Request::decode(request) {
             Ok(sync::Request::Reconcile(query)) => {
-                if Self::over_reconcile_budget(&mut self.reconciled, peer) {
+                if self.syncs.over_reconcile_budget(peer) {
                     return sync::Response::refused("too many reconcile requests; slow down");
                 }
                 let storage = match self.sync_set() {
@@ -305,13 +250,13 @@ impl EventLoop {
             Ok(sync::Request::Fetch(ids)) => {
                 let now = std::time::Instant::now();
                 match self.meter.check(peer, now) {
-                    crate::meter::Verdict::Serve => {}
-                    crate::meter::Verdict::SlowDown => {
+                    crate::mesh::meter::Verdict::Serve => {}
+                    crate::mesh::meter::Verdict::SlowDown => {
                         return sync::Response::refused(
                             "over this node's byte budget for your fetches; slow down",
                         );
                     }
-                    crate::meter::Verdict::Penalize => {
+                    crate::mesh::meter::Verdict::Penalize => {
                         self.penalize(peer, "kept fetching over its byte budget");
                         return sync::Response::refused("over the byte budget");
                     }
@@ -327,7 +272,7 @@ impl EventLoop {
                 }
             }
             Ok(sync::Request::Peers) => {
-                if Self::over_reconcile_budget(&mut self.reconciled, peer) {
+                if self.syncs.over_reconcile_budget(peer) {
                     return sync::Response::refused("too many sync requests; slow down");
                 }
                 sync::Response::Peers(self.peer_book(peer))
@@ -340,13 +285,13 @@ impl EventLoop {
     }
 
     pub(super) async fn on_sync_response(&mut self, peer: PeerId, bytes: &[u8]) {
-        if !self.syncs.contains_key(&peer) {
+        if self.syncs.session(&peer).is_none() {
             tracing::debug!(%peer, "unsolicited sync response dropped");
             return;
         }
         match sync::Response::decode(bytes) {
             Ok(sync::Response::Reconcile(reply)) => {
-                let Some(session) = self.syncs.get_mut(&peer) else {
+                let Some(session) = self.syncs.session(&peer) else {
                     return;
                 };
                 let Some(initiator) = session.initiator.as_mut() else {
@@ -366,7 +311,7 @@ impl EventLoop {
                 }
             }
             Ok(sync::Response::Items(elements)) => {
-                let Some(session) = self.syncs.get(&peer) else {
+                let Some(session) = self.syncs.session(&peer) else {
                     return;
                 };
                 // An operation's id is its hash; an item's is its inner item's, known once
@@ -379,7 +324,7 @@ impl EventLoop {
                     return self.penalize(peer, "sent items that were not asked for");
                 }
                 let requested = session.requested.clone();
-                self.sync_stats.fetched += elements.len() as u64;
+                self.syncs.stats.fetched += elements.len() as u64;
                 if self.ingest_elements(elements, &requested).await {
                     return self.penalize(peer, "sent items that were not asked for");
                 }
@@ -387,7 +332,7 @@ impl EventLoop {
             }
             Ok(sync::Response::Refused(why)) => {
                 tracing::debug!(%peer, why, "peer refused sync");
-                self.syncs.remove(&peer);
+                self.syncs.end(&peer);
             }
             Ok(sync::Response::Peers(_)) => self.penalize(peer, "peers sent unasked"),
             Err(_) => self.penalize(peer, "malformed sync response"),
@@ -438,16 +383,8 @@ impl EventLoop {
                 Err(e) => tracing::warn!(error = %e, "could not store a synced item"),
             }
         }
-        // Nothing here was acknowledged to anyone: flush off the event loop, one flush at
-        // a time (a flush started later covers these writes too).
-        if self.sync_flush.as_ref().is_none_or(|f| f.is_finished()) {
-            let store = self.store.clone();
-            self.sync_flush = Some(tokio::spawn(async move {
-                if let Err(e) = store.flush().await {
-                    tracing::warn!(error = %e, "flush after sync failed");
-                }
-            }));
-        }
+        // Nothing here was acknowledged to anyone: flush off the event loop.
+        self.syncs.flush_after_batch(&self.store);
         unasked
     }
 }

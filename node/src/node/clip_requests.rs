@@ -10,7 +10,7 @@ impl EventLoop {
         request: clip::Request,
         reply: Reply<clip::Response>,
     ) {
-        let Some(peer) = net::peer_id(&owner) else {
+        let Some(peer) = mesh::peer_id(&owner) else {
             let _ = reply.send(Err(NodeError::Unreachable(
                 owner.fingerprint(),
                 "not a valid member id".into(),
@@ -64,15 +64,15 @@ impl EventLoop {
                 // The gate lets only members' connections speak this protocol.
                 let now = std::time::Instant::now();
                 match self.meter.check(peer, now) {
-                    crate::meter::Verdict::Serve => {}
+                    crate::mesh::meter::Verdict::Serve => {}
                     // Slowed: no answer (the requester's request fails; it may ask
                     // again later), no clip read.
-                    crate::meter::Verdict::SlowDown => return,
-                    crate::meter::Verdict::Penalize => {
+                    crate::mesh::meter::Verdict::SlowDown => return,
+                    crate::mesh::meter::Verdict::Penalize => {
                         return self.penalize(peer, "kept asking for clips over its byte budget");
                     }
                 }
-                let response = match (clip::Request::decode(&request), net::member_id(&peer)) {
+                let response = match (clip::Request::decode(&request), mesh::member_id(&peer)) {
                     (Ok(request), Some(requester)) => {
                         let own = self.own_clip(&request.sha256);
                         let answer = self.sharing.answer(
@@ -123,8 +123,8 @@ impl EventLoop {
                 ..
             } => {
                 if let Some(reply) = self.clip_replies.remove(&request_id) {
-                    let who =
-                        net::member_id(&peer).map_or_else(|| peer.to_string(), |m| m.fingerprint());
+                    let who = mesh::member_id(&peer)
+                        .map_or_else(|| peer.to_string(), |m| m.fingerprint());
                     let _ = reply.send(Err(NodeError::Unreachable(who, error.to_string())));
                 }
             }

@@ -50,6 +50,17 @@ impl EventLoop {
                 }
                 let _ = reply.send(result.map_err(NodeError::from));
             }
+            Command::Seen(report, reply) => {
+                let result = match &mut self.engine {
+                    None => Err(NodeError::NoHood),
+                    Some(engine) => engine
+                        .acknowledge(report, crate::now(), &mut crate::rng())
+                        .await
+                        .map_err(NodeError::from),
+                };
+                self.flush_outbox();
+                let _ = reply.send(result);
+            }
             Command::Promote(member, reply) => {
                 let result = match &mut self.engine {
                     None => Err(NodeError::NoHood),
@@ -131,6 +142,10 @@ impl EventLoop {
                     None => Ok(self.sharing.policy),
                 };
                 let _ = reply.send(result);
+            }
+            Command::SetClipPolicy(policy, reply) => {
+                self.sharing.policy = policy;
+                let _ = reply.send(Ok(policy));
             }
             Command::Health(reply) => {
                 let members_connected = self
@@ -214,7 +229,7 @@ impl EventLoop {
                 .engine
                 .as_ref()
                 .and_then(|e| e.roster().sealing_epoch()),
-            sync: self.sync_stats,
+            sync: self.syncs.stats,
             gossip_scores: self
                 .swarm
                 .connected_peers()
@@ -238,7 +253,7 @@ impl EventLoop {
         let connected: std::collections::HashSet<MemberId> = self
             .swarm
             .connected_peers()
-            .filter_map(net::member_id)
+            .filter_map(mesh::member_id)
             .collect();
         // Items held are evidence too, across restarts: the store keeps each author's
         // newest in memory (`status` asks for this; a pass over the expiry index held up
@@ -284,6 +299,8 @@ impl EventLoop {
             .members()
             .map(|m| (m.id, m.name.clone()))
             .collect();
-        Ok(crate::feed::Reader::new(self.store.clone(), names).muting(self.muted.clone()))
+        Ok(crate::feed::Reader::new(self.store.clone(), names)
+            .muting(self.muted.clone())
+            .for_member(self.keys.id()))
     }
 }

@@ -43,6 +43,8 @@ pub(super) enum Command {
     /// Mutes (`true`) or unmutes a member on this node; answers whether it changed.
     Mute(MemberId, bool, Reply<bool>),
     Promote(MemberId, Reply<()>),
+    /// This node's person has seen a neighbor's report that asked (`seen`).
+    Seen(ItemId, Reply<crate::engine::Acked>),
     Ingest(Vec<u8>, Reply<Ingest>),
     /// With the digest (`true`), or without it.
     Status(bool, Reply<Status>),
@@ -56,6 +58,8 @@ pub(super) enum Command {
     ClipAsks(Reply<Vec<ClipAsk>>),
     ClipDecide(String, bool, Reply<ClipAsk>),
     ClipShare(Option<([u8; 32], ClipPolicy)>, Reply<ClipPolicy>),
+    /// Sets the owner's clip policy from now on (the caller saved it to the config).
+    SetClipPolicy(ClipPolicy, Reply<ClipPolicy>),
     Health(Reply<Health>),
     Shutdown,
 }
@@ -137,7 +141,7 @@ impl Node {
             (None, None) => return Err(NodeError::NoHood),
         };
         let topic = IdentTopic::new(hood.topic());
-        let mut swarm = net::swarm(&keys, &topic.hash(), config.mdns)?;
+        let mut swarm = mesh::swarm(&keys, &topic.hash(), config.mdns)?;
         for addr in &config.listen {
             port_is_free(addr)?;
             swarm
@@ -172,7 +176,6 @@ impl Node {
             commands: commands_rx,
             acks,
             acknowledger,
-            sync_flush: None,
             store_check: None,
             // A node that stopped before it repaired a bad wrap repairs at start.
             keys_due: locked_out,
@@ -186,22 +189,17 @@ impl Node {
             addresses: HashMap::new(),
             join: None,
             listen: Vec::new(),
-            syncs: HashMap::new(),
-            sync_retry: HashSet::new(),
-            sync_retried: HashMap::new(),
+            syncs: Syncs::default(),
             peer_asks: PeerAsks::default(),
             links: Links::default(),
             renewals: Renewals::default(),
             remote: HashMap::new(),
             bootstrap: config.bootstrap.clone(),
-            sync_stats: SyncStats::default(),
-            reconciled: PeerWindows::default(),
             ignored: PeerWindows::default(),
             cut_off: HashMap::new(),
             stuck: Default::default(),
             data_dir: config.data_dir.clone(),
             sharing: Sharing::open(config.clip_policy, &config.data_dir),
-            sync_set: None,
             meter: Default::default(),
             watchdog: crate::notify::watchdog_every().map(|every| (every, Instant::now())),
             clip_replies: HashMap::new(),
@@ -273,6 +271,12 @@ impl Node {
     /// returns whether anything changed.
     pub async fn mute(&self, member: MemberId, mute: bool) -> Result<bool, NodeError> {
         self.ask(|r| Command::Mute(member, mute, r)).await
+    }
+
+    /// Acknowledges that this node's person has seen `report`, a neighbor's report that
+    /// asked who has seen it: sends the ack once (`seen`).
+    pub async fn seen(&self, report: ItemId) -> Result<crate::engine::Acked, NodeError> {
+        self.ask(|r| Command::Seen(report, r)).await
     }
 
     /// Makes a member an admin.
@@ -380,6 +384,12 @@ impl Node {
     /// The owner's clip policy (`clip_policy` in porchlight.toml).
     pub async fn clip_policy(&self) -> Result<ClipPolicy, NodeError> {
         self.ask(|r| Command::ClipShare(None, r)).await
+    }
+
+    /// Sets the owner's clip policy for the running node (the page's settings; the
+    /// caller writes it to porchlight.toml for the next start).
+    pub async fn set_clip_policy(&self, policy: ClipPolicy) -> Result<ClipPolicy, NodeError> {
+        self.ask(|r| Command::SetClipPolicy(policy, r)).await
     }
 
     /// Whether the store takes writes, members connected, the last item's arrival.

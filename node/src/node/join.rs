@@ -12,7 +12,7 @@ impl EventLoop {
     ) -> Result<(), NodeError> {
         let request = JoinRequest::new(&self.keys, signed, &ticket, &self.name)
             .map_err(|e| NodeError::JoinRefused(e.to_string()))?;
-        let inviter = net::peer_id(&ticket.inviter)
+        let inviter = mesh::peer_id(&ticket.inviter)
             .ok_or_else(|| NodeError::JoinRefused("the invite names an invalid inviter".into()))?;
         let addrs: Vec<Multiaddr> = ticket
             .bootstrap
@@ -162,7 +162,7 @@ impl EventLoop {
         let engine = self.engine.as_mut().ok_or("this node is not in a hood")?;
         let request =
             JoinRequest::decode(request).map_err(|e| format!("malformed request: {e}"))?;
-        if net::peer_id(&request.joiner) != Some(*peer) {
+        if mesh::peer_id(&request.joiner) != Some(*peer) {
             return Err("the request is not from the connected peer".into());
         }
         engine

@@ -39,11 +39,11 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use crate::clips::sharing::{ClipAsk, ClipPolicy, Sharing, SharingError};
 use crate::engine::{Engine, EngineError, Ingest};
 use crate::identity::{self, IdentityError};
-use crate::links::Links;
-use crate::net::{self, Behaviour, BehaviourEvent, NetError};
-use crate::sharing::{ClipAsk, ClipPolicy, Sharing, SharingError};
+use crate::mesh::links::Links;
+use crate::mesh::{self, Behaviour, BehaviourEvent, NetError};
 use crate::store::{Store, StoreError};
 
 mod budgets;
@@ -52,11 +52,12 @@ mod clip_requests;
 mod commands;
 mod handle;
 mod join;
-mod mesh;
 mod outsiders;
 mod peer_exchange;
+mod peers;
 mod renewals;
 mod router;
+mod syncs;
 
 use budgets::PeerWindows;
 use handle::{Command, PendingAck};
@@ -64,6 +65,7 @@ pub use handle::{Node, run};
 use outsiders::{Arrival, Outsiders};
 use peer_exchange::PeerAsks;
 use renewals::Renewals;
+use syncs::Syncs;
 
 /// Lifetime of a report when the request does not say: the design's default. The API
 /// and the hub both post with it.
@@ -204,6 +206,9 @@ pub struct Config {
     pub api: Option<std::net::SocketAddr>,
     /// Who may fetch this member's clips.
     pub clip_policy: ClipPolicy,
+    /// Where the page is served to phones on the home LAN, over TLS (`None`: nowhere,
+    /// the default). The binary starts it with the API.
+    pub web_lan: Option<std::net::SocketAddr>,
     /// The hub bridge (MQTT, Frigate, auto-post rules). The binary starts it.
     pub hub: crate::hub::Settings,
 }
@@ -224,6 +229,7 @@ impl Config {
             name: name.to_owned(),
             api: None,
             clip_policy: ClipPolicy::default(),
+            web_lan: None,
             hub: crate::hub::Settings::default(),
         }
     }
@@ -261,6 +267,11 @@ pub struct FeedItem {
     pub body: Body,
     pub created_at: u64,
     pub expires_at: u64,
+    /// Our own report that asked who has seen it: who has (`seen`). `None` for every
+    /// other item, and on the event stream.
+    pub seen: Option<crate::seen::SeenBy>,
+    /// A neighbor's report that asked who has seen it: whether this member said so.
+    pub acknowledged: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -291,7 +302,7 @@ pub struct Status {
     pub sealing_epoch: Option<porchlight_proto::EpochId>,
     pub sync: SyncStats,
     /// Gossipsub's score of each connected peer that has one. Below the graylist
-    /// threshold (`PeerScoreThresholds::default()`, see `net::gossipsub`) gossipsub drops
+    /// threshold (`PeerScoreThresholds::default()`, see `mesh::gossipsub`) gossipsub drops
     /// the peer's messages unread.
     pub gossip_scores: Vec<(PeerId, f64)>,
     /// This node's member was removed from the hood: it can no longer post or read
@@ -393,8 +404,6 @@ struct EventLoop {
     acks: mpsc::Sender<PendingAck>,
     /// The `acknowledge` task: it holds the store open until it ends.
     acknowledger: tokio::task::JoinHandle<()>,
-    /// The flush after the last sync batch, if one was started.
-    sync_flush: Option<tokio::task::JoinHandle<()>>,
     /// The last periodic check of the store (`CHECK_STORE_EVERY`), if one was started.
     store_check: Option<tokio::task::JoinHandle<()>>,
     /// Set when a roster change left this member without the key everyone seals under
@@ -419,12 +428,8 @@ struct EventLoop {
     addresses: HashMap<PeerId, Vec<Multiaddr>>,
     join: Option<JoinState>,
     listen: Vec<Multiaddr>,
-    syncs: HashMap<PeerId, SyncSession>,
-    /// Peers whose session failed through no fault of theirs; retried on the next tick
-    /// if still connected (at most one try per peer a tick, so no hot loop).
-    sync_retry: HashSet<PeerId>,
-    /// When each connected peer's session was last retried that way.
-    sync_retried: HashMap<PeerId, Instant>,
+    /// Catch-up sync: sessions, retries, the kept sync set, reconcile budgets (`syncs`).
+    syncs: Syncs,
     /// Peer exchange: who was asked, the asks outstanding, the asks lost with a
     /// closing connection (`peer_exchange`).
     peer_asks: PeerAsks,
@@ -434,13 +439,10 @@ struct EventLoop {
     /// Members whose links are being renewed, and when each was last (`renewals`).
     renewals: Renewals,
     /// The remote address of each connected peer's latest connection: what reach of
-    /// addresses peer exchange may tell it (`net::Scope`).
+    /// addresses peer exchange may tell it (`mesh::Scope`).
     remote: HashMap<PeerId, Multiaddr>,
     /// The configured bootstrap addresses, dialed at start and when alone.
     bootstrap: Vec<Multiaddr>,
-    sync_stats: SyncStats,
-    /// Per connected peer: the start of its current window and its reconcile requests in it.
-    reconciled: PeerWindows,
     /// Per connected peer: the start of its ignore window and how many messages it
     /// relayed there that were ignored (`IGNORE_BUDGET`).
     ignored: PeerWindows,
@@ -451,30 +453,13 @@ struct EventLoop {
     data_dir: PathBuf,
     /// The owner's side of clip sharing.
     sharing: Sharing,
-    /// The sync set as last built, with the store's `sync_generation` it was built at
-    /// and when it was last used: a responder answers every reconcile message of a
-    /// session from it instead of reading and sorting the set each time.
-    sync_set: Option<(u64, Arc<negentropy::NegentropyStorageVector>, Instant)>,
     /// Each member's byte budget for our fetch answers and clip chunks.
-    meter: crate::meter::Meter,
+    meter: crate::mesh::meter::Meter,
     /// How often to tell systemd's watchdog the loop runs, and when it was last told.
     watchdog: Option<(Duration, Instant)>,
     /// Outstanding clip requests we sent (bounded by the behaviour's timeout and by the
     /// API's concurrent fetches).
     clip_replies: HashMap<request_response::OutboundRequestId, Reply<clip::Response>>,
-}
-
-/// One catch-up session this node runs as initiator with one peer.
-struct SyncSession {
-    /// `None` once the sets are reconciled and only fetching is left.
-    initiator: Option<sync::Initiator>,
-    need: std::collections::VecDeque<[u8; 32]>,
-    requested: HashSet<[u8; 32]>,
-    started: Instant,
-    /// The request whose answer the session waits for: an answer or failure of any
-    /// other (one of a session that timed out, on a connection since replaced) is
-    /// stale and changes nothing.
-    pending: Option<request_response::OutboundRequestId>,
 }
 
 #[cfg(test)]
@@ -518,7 +503,7 @@ mod tests {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod dial_tests {
-    use super::mesh::start_dials;
+    use super::peers::start_dials;
     use super::*;
 
     /// Start-up dials the most recently seen members first, at most `MAX_START_DIALS`,

@@ -1,7 +1,7 @@
 //! Peer exchange's bookkeeping: which connected members were asked for their peers (once
 //! per connection spell), the asks outstanding by request id, and the asks that went
 //! down with a connection that may be on its way out while a newer one stays. The event
-//! loop owns the swarm and sends the asks (`mesh.rs`: `ask_peers`); this struct owns
+//! loop owns the swarm and sends the asks (`peers.rs`: `ask_peers`); this struct owns
 //! only what it remembers about them.
 
 use std::collections::{HashMap, HashSet};

@@ -1,4 +1,4 @@
-//! Renewing a member's link (`mesh.rs`: `renew`): the members whose connections are being
+//! Renewing a member's link (`peers.rs`: `renew`): the members whose connections are being
 //! closed to be made again, with the addresses to dial once the last one is closed, and
 //! when each member was last renewed (at most once a `RENEW_EVERY`). The event loop owns
 //! the swarm and closes and dials; this struct owns what it remembers.

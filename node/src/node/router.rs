@@ -60,10 +60,10 @@ impl EventLoop {
         // The acknowledger answers what it holds and ends, and the last sync flush ends,
         // closing their handles on the store, before this node reports that it stopped
         // (a restart reopens the store).
+        let sync_flush = self.syncs.take_flush();
         let EventLoop {
             acks,
             acknowledger,
-            sync_flush,
             store_check,
             ..
         } = self;
@@ -112,13 +112,7 @@ impl EventLoop {
                 tracing::warn!(error = %e, "cannot notify systemd's watchdog");
             }
         }
-        if self
-            .sync_set
-            .as_ref()
-            .is_some_and(|(_, _, used)| now.duration_since(*used) >= SYNC_SET_IDLE)
-        {
-            self.sync_set = None;
-        }
+        self.syncs.tick(now);
         for peer in self.outsiders.due(now) {
             if self.is_member(&peer) && self.swarm.behaviour().gossipsub.serves(&peer) {
                 continue;
@@ -149,15 +143,13 @@ impl EventLoop {
                 let _ = store.flush().await;
             }));
         }
-        self.syncs
-            .retain(|_, s| s.started.elapsed() < SYNC_SESSION_TIMEOUT);
         for peer in take_due(&mut self.cut_off, now) {
             if self.swarm.is_connected(&peer) {
                 tracing::info!(%peer, "disconnecting a removed member");
                 let _ = self.swarm.disconnect_peer_id(peer);
             }
         }
-        for peer in std::mem::take(&mut self.sync_retry) {
+        for peer in self.syncs.take_retries() {
             if self.swarm.is_connected(&peer) {
                 self.start_sync(peer);
             }
@@ -206,9 +198,13 @@ impl EventLoop {
         let members: Vec<PeerId> = engine
             .roster()
             .members()
-            .filter_map(|m| net::peer_id(&m.id))
+            .filter_map(|m| mesh::peer_id(&m.id))
             .collect();
-        let removed: Vec<PeerId> = engine.roster().removed().filter_map(net::peer_id).collect();
+        let removed: Vec<PeerId> = engine
+            .roster()
+            .removed()
+            .filter_map(mesh::peer_id)
+            .collect();
         let me_removed = engine.roster().is_removed(&self.keys.id());
         let behaviour = self.swarm.behaviour_mut();
         behaviour.gossipsub.set_members(members.iter().copied());
@@ -334,9 +330,20 @@ impl EventLoop {
             id,
             author: item.author,
             author_name,
-            body,
             created_at,
             expires_at: expires_at?,
+            // Our own report that asks: nobody has seen it yet when it is new.
+            seen: match &body {
+                Body::Report(r) if r.ask_seen.is_some() && item.author == engine.keys().id() => {
+                    Some(crate::seen::SeenBy {
+                        of: engine.roster().members().count().saturating_sub(1),
+                        by: vec![],
+                    })
+                }
+                _ => None,
+            },
+            acknowledged: false,
+            body,
         })
     }
 
@@ -350,6 +357,8 @@ impl EventLoop {
             self.last_item_at = Some(crate::now());
             if matches!(accepted.body, Body::Membership(_)) {
                 self.after_roster_change(false);
+            } else if matches!(accepted.body, Body::Seen(_)) {
+                // Acks are not feed items: the author's feed counts them.
             } else if let Some(item) =
                 Self::feed_item(engine, accepted.id, &accepted.item, accepted.body.clone())
                 && !self.muted.contains(&item.author)
@@ -399,7 +408,7 @@ impl EventLoop {
                 );
                 self.remote
                     .insert(peer_id, endpoint.get_remote_address().clone());
-                if let Some(member) = net::member_id(&peer_id) {
+                if let Some(member) = mesh::member_id(&peer_id) {
                     self.saw(member, crate::now());
                     self.remember_seen(member);
                 }
@@ -454,15 +463,14 @@ impl EventLoop {
                             .build(),
                     );
                 }
-                if let Some(member) = net::member_id(&peer_id) {
+                if let Some(member) = mesh::member_id(&peer_id) {
                     self.saw(member, crate::now());
                     self.remember_seen(member);
                 }
                 self.outsiders.disconnected(&peer_id);
                 self.addresses.remove(&peer_id);
-                self.reconciled.forget(&peer_id);
+                self.syncs.disconnected(&peer_id);
                 self.ignored.forget(&peer_id);
-                self.sync_retried.remove(&peer_id);
                 self.peer_asks.reset(&peer_id);
                 self.remote.remove(&peer_id);
             }

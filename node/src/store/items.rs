@@ -57,7 +57,10 @@ impl Store {
             let mut ix = self.index();
             ix.set_live(&id.0, record.expires_at, record.created_at);
             ix.see_item(&item.0, record.expires_at);
-            ix.saw_author(record.author, record.created_at);
+            // An ack's author is a one-time key (`seen`): no member to have seen.
+            if record.kind != porchlight_proto::Kind::Seen {
+                ix.saw_author(record.author, record.created_at);
+            }
             Ok(())
         })
     }

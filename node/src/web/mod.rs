@@ -12,10 +12,15 @@
 //! - Every request to the page, and every API request made with the cookie, must carry a
 //!   `Host` naming this node's loopback address (DNS rebinding), and no `Origin` but this
 //!   node's own and no `Sec-Fetch-Site` but `same-origin` or `none` (CSRF).
+//! - Phones on the home LAN ([`lan`], off by default): the same page over TLS on the LAN
+//!   address, with the node's own certificate; a phone gets in with a one-time pairing
+//!   link made on the node's computer, and its cookie is `Secure` too. The bearer-token
+//!   API is never served there.
 //! - A strict Content-Security-Policy: scripts, styles, images, media and connections from
 //!   this origin only, no inline script or style, no frames. No CORS headers, ever.
 
 pub mod files;
+pub mod lan;
 pub mod pages;
 pub mod session;
 
@@ -53,6 +58,14 @@ pub enum Via {
     Session,
 }
 
+/// Where a request came in: the node's own computer (plain HTTP on loopback) or a
+/// phone on the home LAN (TLS, paired).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Face {
+    Local,
+    Lan,
+}
+
 /// The page's state: the node, where it listens, the sign-in codes and sessions.
 #[derive(Debug, Clone)]
 pub struct Web {
@@ -61,24 +74,37 @@ pub struct Web {
     data_dir: PathBuf,
     secrets: Arc<Mutex<session::Secrets>>,
     uploads: Arc<Semaphore>,
+    face: Face,
+    /// The LAN face, when `web_lan` is set: both faces see it (the computer's page
+    /// pairs phones and unpairs them).
+    lan: Option<Arc<lan::Lan>>,
 }
 
 /// Why a request was refused before any handler saw it.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum WebError {
-    #[error("the Host header must name this node's local address (http://{0})")]
+    #[error("the Host header must name this node's address for the page ({0})")]
     ForeignHost(String),
     #[error("requests from another origin are refused")]
     ForeignOrigin,
     #[error("not signed in: run `porchlight open` for a sign-in link")]
     NoSession,
+    #[error(
+        "this device is not paired: on the node's computer, open Settings and \"Pair a \
+         phone\" (or run `porchlight open --pair`), then open its link here"
+    )]
+    NotPaired,
+    #[error("phones are paired from the node's own computer, not from a paired phone")]
+    LocalOnly,
 }
 
 impl WebError {
     fn status(&self) -> StatusCode {
         match self {
-            WebError::ForeignHost(_) | WebError::ForeignOrigin => StatusCode::FORBIDDEN,
-            WebError::NoSession => StatusCode::UNAUTHORIZED,
+            WebError::ForeignHost(_) | WebError::ForeignOrigin | WebError::LocalOnly => {
+                StatusCode::FORBIDDEN
+            }
+            WebError::NoSession | WebError::NotPaired => StatusCode::UNAUTHORIZED,
         }
     }
 
@@ -106,13 +132,109 @@ impl Web {
             data_dir: data_dir.to_path_buf(),
             secrets: Arc::new(Mutex::new(session::Secrets::default())),
             uploads: Arc::new(Semaphore::new(files::MAX_UPLOADS)),
+            face: Face::Local,
+            lan: None,
         }
     }
 
+    /// This page with a LAN face (`web_lan`): the computer's page can pair phones.
+    pub fn with_lan(mut self, lan: Arc<lan::Lan>) -> Web {
+        self.lan = Some(lan);
+        self
+    }
+
+    /// The page as phones on the LAN reach it: the LAN's address, its pairing codes and
+    /// paired sessions (shared with the computer's face, which makes and ends them).
+    pub fn lan_face(&self) -> Option<Web> {
+        let lan = self.lan.clone()?;
+        Some(Web {
+            addr: lan.addr,
+            secrets: lan.secrets.clone(),
+            face: Face::Lan,
+            lan: Some(lan),
+            ..self.clone()
+        })
+    }
+
+    pub fn face(&self) -> Face {
+        self.face
+    }
+
+    /// The address this face of the page listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
     /// The session cookie's name: one per port, so that two nodes on one machine (two
-    /// data dirs) do not sign each other's page out (cookies ignore ports).
+    /// data dirs) do not sign each other's page out (cookies ignore ports). On the LAN
+    /// the `__Host-` prefix makes the browser keep it only if it is `Secure`, for this
+    /// host alone, on every path.
     pub fn cookie_name(&self) -> String {
-        format!("porchlight_{}", self.addr.port())
+        match self.face {
+            Face::Local => format!("porchlight_{}", self.addr.port()),
+            Face::Lan => format!("__Host-porchlight_{}", self.addr.port()),
+        }
+    }
+
+    fn scheme(&self) -> &'static str {
+        match self.face {
+            Face::Local => "http",
+            Face::Lan => "https",
+        }
+    }
+
+    /// The refusal of a request without a live session.
+    pub fn no_session(&self) -> WebError {
+        match self.face {
+            Face::Local => WebError::NoSession,
+            Face::Lan => WebError::NotPaired,
+        }
+    }
+
+    /// A one-time pairing link for a phone on the LAN, with the certificate's
+    /// fingerprint; `None` when the page is not served on the LAN.
+    pub fn pairing(&self) -> Option<Pairing> {
+        let lan = self.lan.as_ref()?;
+        let code = lock(&lan.secrets).new_code(Instant::now());
+        let fingerprint = lan.fingerprint();
+        Some(Pairing {
+            // The fragment never reaches a server: it carries the pin for whoever reads
+            // the QR code (the page shows it beside the code, to compare).
+            url: format!("https://{}/pair?code={code}#spki={fingerprint}", lan.addr),
+            fingerprint,
+            fingerprint_hex: lan.fingerprint_hex(),
+            expires_in: session::PAIR_CODE_TTL,
+        })
+    }
+
+    /// Unpairs every phone (and voids waiting pairing links): how many were paired.
+    pub fn unpair_all(&self) -> Option<usize> {
+        let lan = self.lan.as_ref()?;
+        Some(lock(&lan.secrets).end_all(Instant::now()))
+    }
+
+    /// The LAN face as the settings page shows it.
+    pub fn lan_json(&self) -> serde_json::Value {
+        match &self.lan {
+            None => json!({ "enabled": false, "here": self.face_name() }),
+            Some(lan) => json!({
+                "enabled": true,
+                "here": self.face_name(),
+                "url": format!("https://{}/", lan.addr),
+                "fingerprint": lan.fingerprint(),
+                "fingerprint_hex": lan.fingerprint_hex(),
+                "paired": lock(&lan.secrets).live(Instant::now()),
+                "max_paired": session::MAX_PAIRED,
+                "paired_days": session::PAIRED_TTL.as_secs() / 86_400,
+            }),
+        }
+    }
+
+    fn face_name(&self) -> &'static str {
+        match self.face {
+            Face::Local => "local",
+            Face::Lan => "lan",
+        }
     }
 
     /// A one-time sign-in link, and how long it works.
@@ -129,7 +251,8 @@ impl Web {
     fn host_ok(&self, host: &str) -> bool {
         let port = self.addr.port();
         host == self.addr.to_string()
-            || (self.addr.ip().is_loopback()
+            || (self.face == Face::Local
+                && self.addr.ip().is_loopback()
                 && (host == format!("localhost:{port}")
                     || host == format!("127.0.0.1:{port}")
                     || host == format!("[::1]:{port}")))
@@ -143,10 +266,14 @@ impl Web {
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default();
         if !self.host_ok(host) {
-            return Err(WebError::ForeignHost(self.addr.to_string()));
+            return Err(WebError::ForeignHost(format!(
+                "{}://{}",
+                self.scheme(),
+                self.addr
+            )));
         }
         if let Some(origin) = headers.get(header::ORIGIN) {
-            let own = format!("http://{host}");
+            let own = format!("{}://{host}", self.scheme());
             if origin.as_bytes() != own.as_bytes() {
                 return Err(WebError::ForeignOrigin);
             }
@@ -190,7 +317,7 @@ impl Web {
         if self.signed_in(headers) {
             Ok(())
         } else {
-            Err(WebError::NoSession)
+            Err(self.no_session())
         }
     }
 }
@@ -219,17 +346,17 @@ fn secure_headers(headers: &mut HeaderMap) {
 /// sign-in route and the static assets.
 async fn guard(State(web): State<Web>, request: Request, next: Next) -> Response {
     let path = request.uri().path();
-    let public = path == "/signin" || path.starts_with("/assets/");
+    let public = path == "/signin" || path == "/pair" || path.starts_with("/assets/");
     let checked = web.check_origin(request.headers()).and_then(|()| {
         if public || web.signed_in(request.headers()) {
             Ok(())
         } else {
-            Err(WebError::NoSession)
+            Err(web.no_session())
         }
     });
     let mut response = match checked {
         Ok(()) => next.run(request).await,
-        Err(e @ WebError::NoSession) if !path.starts_with("/web/") => {
+        Err(e @ (WebError::NoSession | WebError::NotPaired)) if !path.starts_with("/web/") => {
             (e.status(), pages::signed_out(&e.to_string())).into_response()
         }
         Err(e) => return e.json(),
@@ -243,6 +370,11 @@ pub fn routes(web: Web) -> Router {
     let uploads = Router::new()
         .route("/web/clips", post(files::upload))
         .layer(DefaultBodyLimit::disable());
+    // The computer signs in with `porchlight open`'s link, a phone with a pairing link.
+    let entry = match web.face {
+        Face::Local => "/signin",
+        Face::Lan => "/pair",
+    };
     Router::new()
         .route("/", get(pages::feed))
         .route("/post", get(pages::post))
@@ -250,11 +382,13 @@ pub fn routes(web: Web) -> Router {
         .route("/members", get(pages::members))
         .route("/hub", get(pages::hub))
         .route("/settings", get(pages::settings))
-        .route("/signin", get(signin))
+        .route(entry, get(signin))
         .route("/signout", post(signout))
         .route("/assets/app.js", get(pages::script))
         .route("/assets/style.css", get(pages::style))
         .route("/web/invite", post(invite))
+        .route("/web/pair", get(pair_state).post(pair))
+        .route("/web/pair/end", post(unpair))
         .route("/web/clips/{sha256}", get(files::clip))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .merge(uploads)
@@ -264,11 +398,107 @@ pub fn routes(web: Web) -> Router {
         .with_state(web)
 }
 
-/// The routes that go behind the API's bearer-token auth: `POST /v1/web/link`.
+/// The routes that go behind the API's bearer-token auth: `POST /v1/web/link`,
+/// `/v1/web/pair` and `/v1/web/unpair` (for `porchlight open`).
 pub fn api_routes<S: Clone + Send + Sync + 'static>(web: Web) -> Router<S> {
     Router::new()
         .route("/v1/web/link", post(link))
+        .route("/v1/web/pair", post(bearer_pair))
+        .route("/v1/web/unpair", post(bearer_unpair))
         .with_state(web)
+}
+
+/// What a pairing link is.
+#[derive(Debug, Clone)]
+pub struct Pairing {
+    pub url: String,
+    pub fingerprint: String,
+    pub fingerprint_hex: String,
+    pub expires_in: Duration,
+}
+
+fn lan_off() -> Response {
+    (
+        StatusCode::CONFLICT,
+        axum::Json(json!({
+            "error": "the page is not served on the home LAN: set web_lan in porchlight.toml \
+                      (or start with --web-lan ADDR) and restart the node (docs/web.md)"
+        })),
+    )
+        .into_response()
+}
+
+fn bearer_only(request: &Request) -> Option<Response> {
+    (request.extensions().get::<Via>() != Some(&Via::Bearer)).then(|| {
+        (
+            StatusCode::FORBIDDEN,
+            axum::Json(json!({ "error": "this needs the bearer token (`porchlight open`)" })),
+        )
+            .into_response()
+    })
+}
+
+/// The pairing link, its QR code (SVG) and the fingerprint it pins.
+fn pairing_json(p: &Pairing) -> serde_json::Value {
+    let svg = qr_svg(&p.url);
+    json!({
+        "url": p.url,
+        "fingerprint": p.fingerprint,
+        "fingerprint_hex": p.fingerprint_hex,
+        "expires_in_secs": p.expires_in.as_secs(),
+        "expires_at": crate::now().saturating_add(p.expires_in.as_secs()),
+        "svg": svg,
+    })
+}
+
+/// `porchlight open --pair`: a pairing link (bearer token only).
+async fn bearer_pair(State(web): State<Web>, request: Request) -> Response {
+    if let Some(refused) = bearer_only(&request) {
+        return refused;
+    }
+    match web.pairing() {
+        Some(p) => axum::Json(pairing_json(&p)).into_response(),
+        None => lan_off(),
+    }
+}
+
+/// `porchlight open --unpair`: unpairs every phone (bearer token only).
+async fn bearer_unpair(State(web): State<Web>, request: Request) -> Response {
+    if let Some(refused) = bearer_only(&request) {
+        return refused;
+    }
+    match web.unpair_all() {
+        Some(n) => axum::Json(json!({ "unpaired": n })).into_response(),
+        None => lan_off(),
+    }
+}
+
+/// The settings page's "Phones on your home LAN".
+async fn pair_state(State(web): State<Web>) -> Response {
+    axum::Json(web.lan_json()).into_response()
+}
+
+/// The settings page's "Pair a phone": only on the node's own computer, so that a
+/// paired (or stolen) phone cannot pair more.
+async fn pair(State(web): State<Web>) -> Response {
+    if web.face != Face::Local {
+        return WebError::LocalOnly.json();
+    }
+    match web.pairing() {
+        Some(p) => axum::Json(pairing_json(&p)).into_response(),
+        None => lan_off(),
+    }
+}
+
+/// The settings page's "Unpair every phone": only on the node's own computer.
+async fn unpair(State(web): State<Web>) -> Response {
+    if web.face != Face::Local {
+        return WebError::LocalOnly.json();
+    }
+    match web.unpair_all() {
+        Some(n) => axum::Json(json!({ "unpaired": n })).into_response(),
+        None => lan_off(),
+    }
 }
 
 /// A one-time sign-in link for `porchlight open`. Bearer token only: a page signed in
@@ -297,21 +527,33 @@ async fn signin(
     query: Result<Query<SigninQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let code = query.map(|Query(q)| q.code).unwrap_or_default();
-    let session = lock(&web.secrets).redeem(&code, Instant::now());
+    let (session, limits) = {
+        let mut secrets = lock(&web.secrets);
+        (secrets.redeem(&code, Instant::now()), secrets.limits())
+    };
     let Some(session) = session else {
-        return (
-            StatusCode::UNAUTHORIZED,
-            pages::signed_out(
+        let message = match web.face {
+            Face::Local => {
                 "This sign-in link is wrong, used or expired: each link works once, for 10 \
-                 minutes. Run `porchlight open` for a new one.",
-            ),
-        )
-            .into_response();
+                 minutes. Run `porchlight open` for a new one."
+            }
+            Face::Lan => {
+                "This pairing link is wrong, used or expired: each link works once, for 10 \
+                 minutes. On the node's computer, pair this phone again (Settings, or \
+                 `porchlight open --pair`)."
+            }
+        };
+        return (StatusCode::UNAUTHORIZED, pages::signed_out(message)).into_response();
     };
     let cookie = format!(
-        "{}={session}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
+        "{}={session}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
         web.cookie_name(),
-        session::SESSION_TTL.as_secs()
+        limits.session_ttl.as_secs(),
+        if web.face == Face::Lan {
+            "; Secure"
+        } else {
+            ""
+        }
     );
     let mut response = (
         StatusCode::SEE_OTHER,
@@ -330,14 +572,19 @@ async fn signout(State(web): State<Web>, headers: HeaderMap) -> Response {
         lock(&web.secrets).end(s);
     }
     let cookie = format!(
-        "{}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0",
-        web.cookie_name()
+        "{}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{}",
+        web.cookie_name(),
+        if web.face == Face::Lan {
+            "; Secure"
+        } else {
+            ""
+        }
     );
-    let mut response = (
-        StatusCode::OK,
-        pages::signed_out("Signed out. Run `porchlight open` to sign in again."),
-    )
-        .into_response();
+    let message = match web.face {
+        Face::Local => "Signed out. Run `porchlight open` to sign in again.",
+        Face::Lan => "Signed out. To use this phone again, pair it from the node's computer.",
+    };
+    let mut response = (StatusCode::OK, pages::signed_out(message)).into_response();
     if let Ok(value) = HeaderValue::from_str(&cookie) {
         response.headers_mut().insert(header::SET_COOKIE, value);
     }
@@ -376,18 +623,23 @@ async fn invite(State(web): State<Web>, body: Bytes) -> Response {
         }
     };
     // Upper case: the QR alphanumeric mode, a smaller code; bech32 reads either case.
-    let svg = match qrcode::QrCode::new(code.to_uppercase()) {
-        Ok(q) => q
-            .render::<qrcode::render::svg::Color<'_>>()
-            .min_dimensions(240, 240)
-            .quiet_zone(true)
-            .build(),
-        Err(_) => String::new(),
-    };
+    let svg = qr_svg(&code.to_uppercase());
     axum::Json(json!({
         "code": code,
         "expires_at": crate::now().saturating_add(asked.expires_in_secs),
         "svg": svg,
     }))
     .into_response()
+}
+
+/// A QR code of `text` as SVG (empty if the text does not fit one).
+fn qr_svg(text: &str) -> String {
+    match qrcode::QrCode::new(text) {
+        Ok(q) => q
+            .render::<qrcode::render::svg::Color<'_>>()
+            .min_dimensions(240, 240)
+            .quiet_zone(true)
+            .build(),
+        Err(_) => String::new(),
+    }
 }

@@ -163,6 +163,16 @@ pub async fn post() -> Response {
                     p #expires-error.error {}
                 }
                 div.field {
+                    label for="ask_seen" {
+                        input #ask_seen name="ask_seen" type="checkbox" aria-describedby="ask_seen-hint ask_seen-error";
+                        " Ask neighbors to say they have seen it"
+                    }
+                    p #ask_seen-hint.hint {
+                        "Urgent reports only. Your feed then shows “seen by N of M”; only you see who."
+                    }
+                    p #ask_seen-error.error {}
+                }
+                div.field {
                     label for="clip" { "Clip (optional video)" }
                     input #clip name="clip" type="file" accept="video/*" aria-describedby="clip-error";
                     progress #clip-progress max="100" value="0" hidden aria-label="Clip upload" {}
@@ -238,9 +248,58 @@ pub async fn settings() -> Response {
         "Settings",
         html! {
             dl #settings {}
-            p {
-                "Your name and who may fetch your clips (clip_policy) are set in "
-                code { "porchlight.toml" } " in the node's data dir; see docs/operations.md."
+            form #settings-form novalidate aria-labelledby="settings-form-title" {
+                h2 #settings-form-title { "Your settings" }
+                div.field {
+                    label for="name" { "Your name in the hood" }
+                    input #name name="name" type="text" readonly aria-describedby="name-hint";
+                    p #name-hint.hint {
+                        "Set when you founded or joined the hood: neighbors read it from the hood's "
+                        "signed membership log, so it cannot be changed here."
+                    }
+                }
+                div.field {
+                    label for="clip-policy" { "Who may fetch the clips your reports carry" }
+                    select #clip-policy name="clip_policy" aria-describedby="clip-policy-hint clip-policy-error" {
+                        option value="members" { "Any member who asks" }
+                        option value="ask" { "Ask me each time" }
+                        option value="never" { "Nobody" }
+                    }
+                    p #clip-policy-hint.hint {
+                        "Your clips stay on this computer until a neighbor fetches one. A clip you "
+                        "shared when approving a camera draft keeps that choice. Saved in "
+                        code { "porchlight.toml" } "."
+                    }
+                    p #clip-policy-error.error role="alert" {}
+                }
+                button type="submit" { "Save settings" }
+            }
+            section #lan aria-labelledby="lan-title" {
+                h2 #lan-title { "Phones on your home LAN" }
+                p #lan-state {}
+                div #lan-actions hidden {
+                    button #pair type="button" { "Pair a phone" }
+                    " "
+                    button #unpair.danger type="button" { "Unpair every phone" }
+                    p #unpair-confirm.confirm hidden {
+                        "Unpair every phone? Each must be paired again. "
+                        button #unpair-yes.danger type="button" { "Yes, unpair every phone" }
+                        " "
+                        button #unpair-no type="button" { "Cancel" }
+                    }
+                }
+                section #pairing aria-label="Pairing link" hidden {
+                    figure {
+                        div #pair-qr {}
+                        figcaption { "Scan it with the phone's camera, on your home Wi-Fi. The link works once, for 10 minutes." }
+                    }
+                    p { "Or open this link on the phone: " code #pair-url {} }
+                    p {
+                        "The phone's browser warns that the certificate is the node's own. "
+                        "Before going on, check in the certificate's details that its public key SHA-256 is "
+                        code #pair-fingerprint {}
+                    }
+                }
             }
             form method="post" action="/signout" {
                 button type="submit" { "Sign out of this browser" }

@@ -19,6 +19,40 @@ pub const MAX_CODES: usize = 8;
 pub const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
 /// Sessions at once (browsers, tabs share one); a new one past this ends the oldest.
 pub const MAX_SESSIONS: usize = 16;
+/// How long a pairing link for a phone on the home LAN works.
+pub const PAIR_CODE_TTL: Duration = Duration::from_secs(10 * 60);
+/// How long a paired phone stays signed in (then it is paired again).
+pub const PAIRED_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+/// Paired phones at once; pairing one more unpairs the one paired first.
+pub const MAX_PAIRED: usize = 8;
+/// Pairing links waiting at once.
+pub const MAX_PAIR_CODES: usize = 4;
+
+/// How long codes and sessions last and how many there may be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub code_ttl: Duration,
+    pub max_codes: usize,
+    pub session_ttl: Duration,
+    pub max_sessions: usize,
+}
+
+impl Limits {
+    /// Sign-in on the node's own computer (`porchlight open`).
+    pub const SIGN_IN: Limits = Limits {
+        code_ttl: CODE_TTL,
+        max_codes: MAX_CODES,
+        session_ttl: SESSION_TTL,
+        max_sessions: MAX_SESSIONS,
+    };
+    /// Phones paired on the home LAN.
+    pub const PAIRED: Limits = Limits {
+        code_ttl: PAIR_CODE_TTL,
+        max_codes: MAX_PAIR_CODES,
+        session_ttl: PAIRED_TTL,
+        max_sessions: MAX_PAIRED,
+    };
+}
 
 type Digest32 = [u8; 32];
 
@@ -33,10 +67,17 @@ fn secret() -> String {
 }
 
 /// Codes and sessions, each by digest with its expiry.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Secrets {
+    limits: Limits,
     codes: HashMap<Digest32, Instant>,
     sessions: HashMap<Digest32, Instant>,
+}
+
+impl Default for Secrets {
+    fn default() -> Secrets {
+        Secrets::new(Limits::SIGN_IN)
+    }
 }
 
 /// Drops expired entries, then the one expiring first while `map` is at `max`.
@@ -51,11 +92,23 @@ fn make_room(map: &mut HashMap<Digest32, Instant>, max: usize, now: Instant) {
 }
 
 impl Secrets {
+    pub fn new(limits: Limits) -> Secrets {
+        Secrets {
+            limits,
+            codes: HashMap::new(),
+            sessions: HashMap::new(),
+        }
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
     /// A new one-time sign-in code.
     pub fn new_code(&mut self, now: Instant) -> String {
-        make_room(&mut self.codes, MAX_CODES, now);
+        make_room(&mut self.codes, self.limits.max_codes, now);
         let code = secret();
-        self.codes.insert(digest(&code), now + CODE_TTL);
+        self.codes.insert(digest(&code), now + self.limits.code_ttl);
         code
     }
 
@@ -66,9 +119,10 @@ impl Secrets {
         if expires <= now {
             return None;
         }
-        make_room(&mut self.sessions, MAX_SESSIONS, now);
+        make_room(&mut self.sessions, self.limits.max_sessions, now);
         let session = secret();
-        self.sessions.insert(digest(&session), now + SESSION_TTL);
+        self.sessions
+            .insert(digest(&session), now + self.limits.session_ttl);
         Some(session)
     }
 
@@ -82,6 +136,20 @@ impl Secrets {
     /// Ends a session (sign out).
     pub fn end(&mut self, session: &str) {
         self.sessions.remove(&digest(session));
+    }
+
+    /// Ends every session and drops every waiting code; returns how many sessions
+    /// were live.
+    pub fn end_all(&mut self, now: Instant) -> usize {
+        let live = self.live(now);
+        self.sessions.clear();
+        self.codes.clear();
+        live
+    }
+
+    /// Sessions not yet expired.
+    pub fn live(&self, now: Instant) -> usize {
+        self.sessions.values().filter(|e| **e > now).count()
     }
 
     pub fn sessions(&self) -> usize {
@@ -138,5 +206,40 @@ mod tests {
         assert_eq!(s.sessions(), MAX_SESSIONS);
         assert!(!s.valid(&oldest_session, now), "the oldest session ended");
         s.end("nothing");
+    }
+
+    #[test]
+    fn paired_sessions_are_few_long_and_all_end_at_once() {
+        let mut s = Secrets::new(Limits::PAIRED);
+        let now = Instant::now();
+        let code = s.new_code(now);
+        assert!(
+            s.redeem(&code, now + PAIR_CODE_TTL).is_none(),
+            "a pairing code expires"
+        );
+        let phones: Vec<String> = (0..MAX_PAIRED as u64 + 1)
+            .map(|i| {
+                let t = now + Duration::from_millis(i);
+                let c = s.new_code(t);
+                s.redeem(&c, t).expect("pairs")
+            })
+            .collect();
+        assert_eq!(
+            s.live(now),
+            MAX_PAIRED,
+            "pairing one more unpaired the first"
+        );
+        assert!(!s.valid(&phones[0], now));
+        assert!(s.valid(&phones[1], now + PAIRED_TTL - Duration::from_secs(1)));
+        let waiting = s.new_code(now);
+        assert_eq!(s.end_all(now), MAX_PAIRED);
+        assert!(
+            phones.iter().all(|p| !s.valid(p, now)),
+            "every phone unpaired"
+        );
+        assert!(
+            s.redeem(&waiting, now).is_none(),
+            "and a waiting pairing link is void"
+        );
     }
 }

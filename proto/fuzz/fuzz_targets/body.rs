@@ -5,12 +5,13 @@
 use libfuzzer_sys::fuzz_target;
 use porchlight_proto::{Body, Kind};
 
-const KINDS: [Kind; 5] = [
+const KINDS: [Kind; 6] = [
     Kind::Report,
     Kind::Update,
     Kind::Resolve,
     Kind::Retract,
     Kind::Membership,
+    Kind::Seen,
 ];
 
 fuzz_target!(|data: &[u8]| {

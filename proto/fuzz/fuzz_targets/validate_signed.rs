@@ -51,12 +51,13 @@ fn fixture() -> &'static Fixture {
     })
 }
 
-const KINDS: [Kind; 5] = [
+const KINDS: [Kind; 6] = [
     Kind::Report,
     Kind::Update,
     Kind::Resolve,
     Kind::Retract,
     Kind::Membership,
+    Kind::Seen,
 ];
 
 fuzz_target!(|data: &[u8]| {

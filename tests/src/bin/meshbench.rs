@@ -1,7 +1,7 @@
 //! Propagation benchmark: N Porchlight nodes in one process on loopback TCP publish M
 //! reports from random members through the real node (seal, gossipsub, validate, store,
 //! event); then, over the same topology, payload sizes, gossipsub settings
-//! (`porchlight_node::net::gossipsub`) and counted TCP, Noise and yamux transport, three
+//! (`porchlight_node::mesh::gossipsub`) and counted TCP, Noise and yamux transport, three
 //! comparison phases of bare gossipsub nodes:
 //!
 //! - the engine floor: each node runs Porchlight's `Engine` on every message (seals
@@ -46,7 +46,7 @@ use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, Swarm};
 use porchlight_node::engine::{Engine, Ingest};
-use porchlight_node::instrument;
+use porchlight_node::mesh::instrument;
 use porchlight_node::node::{Config, EVENT_QUEUE, Event, Node, NodeError, Setup};
 use porchlight_proto::Body;
 use porchlight_proto::MemberKeys;
@@ -609,17 +609,17 @@ const SIGNED_TAIL: usize = 2 + 64;
 async fn plain_node(topic: IdentTopic, dial: Vec<Multiaddr>, mut work: Work) -> (Plain, Multiaddr) {
     let mut swarm: Swarm<gossipsub::Behaviour> = libp2p::SwarmBuilder::with_new_identity()
         .with_tokio()
-        .with_other_transport(porchlight_node::net::tcp_transport)
+        .with_other_transport(porchlight_node::mesh::tcp_transport)
         .expect("transport")
         .with_behaviour(|key| {
-            let behaviour = porchlight_node::net::gossipsub(&topic.hash())?;
+            let behaviour = porchlight_node::mesh::gossipsub(&topic.hash())?;
             Ok(instrument::with_gossip_metrics(
                 behaviour,
                 key.public().to_peer_id().to_string(),
             ))
         })
         .expect("behaviour")
-        .with_swarm_config(|c| c.with_idle_connection_timeout(porchlight_node::net::IDLE_TIMEOUT))
+        .with_swarm_config(|c| c.with_idle_connection_timeout(porchlight_node::mesh::IDLE_TIMEOUT))
         .build();
     swarm
         .listen_on("/ip4/127.0.0.1/tcp/0".parse().expect("multiaddr"))

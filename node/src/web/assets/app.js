@@ -44,7 +44,9 @@
       value = null;
     }
     if (response.status === 401) {
-      notice('You are signed out: run `porchlight open` on the node\'s computer for a new link.');
+      notice(location.protocol === 'https:'
+        ? 'This phone is not paired any more: pair it again from the node\'s computer.'
+        : 'You are signed out: run `porchlight open` on the node\'s computer for a new link.');
     }
     if (!response.ok) {
       throw new Error((value && value.error) || `the node answered ${response.status}`);
@@ -191,6 +193,7 @@
         msg.textContent = '';
         try {
           await api('POST', `/v1/reports/${r.item.id}/${what}`, payload);
+          updateText.value = '';
           notice(what === 'retract' ? 'Report taken back.' : 'Sent to the hood.');
         } catch (e) {
           msg.textContent = e.message;
@@ -244,16 +247,38 @@
             r.updates.map((u) => el('li', {}, el('span', { class: 'k' }, 'Update '), timeEl(u.created_at), ': ', u.text)))
           : null,
         r.resolved ? el('p', { class: 'resolution' }, el('span', { class: 'k' }, 'All clear: '), r.resolved.text || '(no note)') : null,
+        it.seen
+          ? el('p', { class: 'seen' }, `Seen by ${it.seen.n} of ${it.seen.of}`,
+            it.seen.by.length ? `: ${it.seen.by.join(', ')}` : '')
+          : null,
+        it.ask_seen && !it.seen ? el('p', { class: 'seen' }, 'Its author asked who has seen it: opening it here tells them you have.') : null,
         (it.clips || []).map((c) => clipBox(c, own)),
         actions(r));
       li.hidden = !visible(r);
       return li;
     }
 
+    // "Seen by": a neighbor's report that asked is acknowledged once it is shown to a
+    // person: on the page, unfiltered, in a tab in front. Never on arrival alone.
+    function acknowledge(r) {
+      const it = r.item;
+      if (it.acknowledged !== false || !r.node || r.node.hidden) return;
+      if (document.visibilityState !== 'visible') return;
+      it.acknowledged = true;
+      api('POST', `/v1/reports/${it.id}/seen`).catch(() => { it.acknowledged = false; });
+    }
+    document.addEventListener('visibilitychange', () => {
+      for (const r of reports.values()) acknowledge(r);
+    });
+
     function place(r) {
       const fresh = card(r);
       if (r.node && r.node.parentNode) {
         // Keep an open clip player or form as it is; only the text parts change.
+        for (const part of [':scope > .clip', ':scope > details.actions']) {
+          const old = r.node.querySelectorAll(part);
+          fresh.querySelectorAll(part).forEach((n, i) => { if (old[i]) n.replaceWith(old[i]); });
+        }
         r.node.replaceWith(fresh);
       } else {
         const after = [...list.children].find((n) => {
@@ -264,6 +289,7 @@
         list.insertBefore(fresh, after || null);
       }
       r.node = fresh;
+      acknowledge(r);
     }
 
     function take(item, live) {
@@ -401,11 +427,14 @@
       if (!Number.isInteger(n) || n < 1) errors.expires = 'Give a whole number of hours, at least 1.';
       else if (n * 3600 > max) errors.expires = `Too long: this hood's reports live at most ${span(max)} (${max / 3600} hours).`;
     }
+    if (f.ask_seen && f.ask_seen.checked && f.severity.value !== 'urgent') {
+      errors.ask_seen = 'Only an urgent report may ask who has seen it: set the severity to urgent.';
+    }
     return errors;
   }
 
   function showErrors(form, errors) {
-    for (const field of ['text', 'behavior', 'where', 'expires', 'clip']) {
+    for (const field of ['text', 'behavior', 'where', 'expires', 'ask_seen', 'clip']) {
       const input = form.elements[field];
       const out = $(`#${field}-error`);
       const message = errors[field] || '';
@@ -418,7 +447,7 @@
       ? `Nothing was sent: ${count === 1 ? 'one field needs' : `${count} fields need`} a change.`
       : '';
     if (count) {
-      const first = ['text', 'behavior', 'where', 'expires', 'clip'].find((k) => errors[k]);
+      const first = ['text', 'behavior', 'where', 'expires', 'ask_seen', 'clip'].find((k) => errors[k]);
       form.elements[first].focus();
     }
   }
@@ -467,6 +496,7 @@
         if (form.behavior.value.trim()) payload.behavior = form.behavior.value;
         if (form.where.value.trim()) payload.where = form.where.value;
         if (form.expires.value.trim()) payload.expires_in_secs = Number(form.expires.value) * 3600;
+        if (form.ask_seen.checked) payload.ask_seen = true;
         const file = form.clip.files[0];
         if (file) {
           const progress = $('#clip-progress');
@@ -615,9 +645,9 @@
     if (!asks.length) requests.replaceChildren(el('li', { class: 'empty' }, 'No requests waiting.'));
     else requests.replaceChildren(...asks.map((a) => el('li', { class: 'card' },
       el('p', {}, el('strong', {}, a.requester_name || 'A neighbor'), ` (${a.requester_fingerprint}) asks for clip ${a.sha256.slice(0, 12)}… `, timeEl(a.asked_at)),
-      el('button', { type: 'button', onclick: () => api('POST', `/v1/clips/requests/${a.id}/allow`).then(hubPage, (e) => notice(e.message)) }, 'Allow'),
+      el('button', { type: 'button', 'aria-label': `Allow ${a.requester_name || 'the neighbor'} to fetch clip ${a.sha256.slice(0, 12)}`, onclick: () => api('POST', `/v1/clips/requests/${a.id}/allow`).then(hubPage, (e) => notice(e.message)) }, 'Allow'),
       ' ',
-      el('button', { type: 'button', class: 'danger', onclick: () => api('POST', `/v1/clips/requests/${a.id}/deny`).then(hubPage, (e) => notice(e.message)) }, 'Deny'))));
+      el('button', { type: 'button', class: 'danger', 'aria-label': `Deny ${a.requester_name || 'the neighbor'} clip ${a.sha256.slice(0, 12)}`, onclick: () => api('POST', `/v1/clips/requests/${a.id}/deny`).then(hubPage, (e) => notice(e.message)) }, 'Deny'))));
   }
 
   // ---------------------------------------------------------------- settings
@@ -626,7 +656,6 @@
     whoAmIDone.then(() => {
       if (!status) return;
       const rows = [
-        ['Your name', me.name],
         ['Your fingerprint', status.fingerprint],
         ['Hood', status.hood_name || '(none)'],
         ['Role', me.admin ? 'Admin' : 'Member'],
@@ -638,6 +667,83 @@
         rows.push(['Posts per member', `${status.policy.posts_per_window} per ${span(status.policy.window_secs)}`]);
       }
       $('#settings').replaceChildren(...rows.flatMap(([k, v]) => [el('dt', {}, k), el('dd', {}, v)]));
+    });
+    ownSettings().catch((e) => notice(e.message));
+    lanSettings().catch((e) => notice(e.message));
+  }
+
+  // The settings the node lets the page change: the clip policy (the name is shown only).
+  async function ownSettings() {
+    const form = $('#settings-form');
+    const fill = (v) => {
+      form.name.value = v.name;
+      form.clip_policy.value = v.clip_policy;
+    };
+    fill(await api('GET', '/v1/settings'));
+    const error = $('#clip-policy-error');
+    form.addEventListener('submit', async (event) => {
+      event.preventDefault();
+      error.textContent = '';
+      form.clip_policy.removeAttribute('aria-invalid');
+      try {
+        const v = await api('POST', '/v1/settings', { clip_policy: form.clip_policy.value });
+        fill(v);
+        const chosen = form.clip_policy.selectedOptions[0];
+        notice(`Saved: clips — ${chosen ? chosen.textContent : v.clip_policy}.`);
+      } catch (e) {
+        error.textContent = e.message;
+        form.clip_policy.setAttribute('aria-invalid', 'true');
+        form.clip_policy.focus();
+      }
+    });
+  }
+
+  // Phones on the home LAN: pairing happens on the node's own computer only.
+  async function lanSettings() {
+    const lan = await api('GET', '/web/pair');
+    const state = $('#lan-state');
+    if (!lan.enabled) {
+      state.replaceChildren('Off: the page is on this computer only. To use it from phones on your home Wi-Fi, set ',
+        el('code', {}, 'web_lan = "192.168.1.20:8443"'), ' (this computer\'s LAN address) in ',
+        el('code', {}, 'porchlight.toml'), ' and restart the node.');
+      return;
+    }
+    if (lan.here === 'lan') {
+      state.replaceChildren('This phone is paired. Phones are paired and unpaired on the node\'s computer; ',
+        '“Sign out of this browser” below unpairs this one.');
+      return;
+    }
+    const show = (paired) => state.replaceChildren('On at ', el('code', {}, lan.url), `. ${paired} of ${lan.max_paired} phones paired (each for ${lan.paired_days} days, or until the node restarts). Certificate's public key SHA-256: `,
+      el('code', { class: 'fingerprint' }, lan.fingerprint_hex));
+    show(lan.paired);
+    $('#lan-actions').hidden = false;
+    $('#pair').addEventListener('click', async () => {
+      try {
+        const p = await api('POST', '/web/pair');
+        const svg = new DOMParser().parseFromString(p.svg, 'image/svg+xml').documentElement;
+        svg.setAttribute('role', 'img');
+        svg.setAttribute('aria-label', 'QR code of the pairing link');
+        $('#pair-qr').replaceChildren(document.importNode(svg, true));
+        $('#pair-url').textContent = p.url;
+        $('#pair-fingerprint').textContent = p.fingerprint_hex;
+        $('#pairing').hidden = false;
+        notice('');
+      } catch (e) {
+        notice(`No pairing link: ${e.message}`);
+      }
+    });
+    $('#unpair').addEventListener('click', () => { $('#unpair-confirm').hidden = false; });
+    $('#unpair-no').addEventListener('click', () => { $('#unpair-confirm').hidden = true; });
+    $('#unpair-yes').addEventListener('click', async () => {
+      $('#unpair-confirm').hidden = true;
+      try {
+        const v = await api('POST', '/web/pair/end');
+        $('#pairing').hidden = true;
+        show(0);
+        notice(`Unpaired ${v.unpaired} phone(s).`);
+      } catch (e) {
+        notice(`Not unpaired: ${e.message}`);
+      }
     });
   }
 

@@ -1,9 +1,14 @@
-//! The clip library: doorbell clips kept at home under `<data dir>/clips/<sha256 hex>`.
+//! Clips. This file is the library: doorbell clips kept at home under `<data dir>/clips/<sha256 hex>`.
 //!
 //! A report carries only a clip's SHA-256 and size (`ClipRef`); the bytes stay here until
 //! the owner shares them. Import streams the file once: it is hashed while it is copied
 //! into a temporary file in the library, which is renamed to its hash only when complete,
 //! so the library never holds a partial clip under a valid name.
+
+//!
+//! [`sharing`]: the owner's policy and asks, and the requester's fetch.
+
+pub mod sharing;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};

@@ -1,5 +1,19 @@
-//! The libp2p side: the composed behaviour, the join protocol's codec, and conversions
-//! between member ids and peer ids. Routing lives in `node.rs`; rules live in `proto`.
+//! The mesh: the libp2p side. This file holds the composed behaviour, the transports,
+//! the join protocol's codec, conversions between member ids and peer ids, and the
+//! address rules peer exchange applies. Its parts:
+//! - [`gate`]: `MembersOnly<B>` runs a protocol only on connections to current members.
+//! - [`quiet`]: `Quiet<B>`, gossipsub's heartbeat-free idle.
+//! - [`links`]: every open connection per peer, to renew a member's replaced link.
+//! - [`meter`]: each member's byte budget for our fetch answers and clip chunks.
+//! - [`instrument`]: process-wide byte and gossip counters for benchmarks.
+//!
+//! Routing lives in the event loop (`crate::node`); rules live in `proto`.
+
+pub mod gate;
+pub mod instrument;
+pub mod links;
+pub mod meter;
+pub mod quiet;
 
 use std::collections::HashSet;
 use std::convert::Infallible;
@@ -25,9 +39,9 @@ use porchlight_proto::limits::{MAX_ENVELOPE_BYTES, MAX_WELCOME_BYTES};
 use porchlight_proto::membership::MAX_JOIN_REQUEST_BYTES;
 use porchlight_proto::{ItemId, MemberId, MemberKeys};
 
-use crate::gate::MembersOnly;
-use crate::instrument::Counted;
-use crate::quiet::Quiet;
+use crate::mesh::gate::MembersOnly;
+use crate::mesh::instrument::Counted;
+use crate::mesh::quiet::Quiet;
 
 pub const JOIN_PROTOCOL: StreamProtocol = StreamProtocol::new("/porchlight/join/2");
 /// Sync and clip messages are framed (a 4-byte length first) since `/3` and `/2`: a
@@ -393,7 +407,7 @@ pub fn gossipsub(topic: &gossipsub::TopicHash) -> Result<gossipsub::Behaviour, N
 }
 
 /// TCP (no Nagle) with Noise and yamux, as libp2p's `with_tcp` builds it, with the raw
-/// socket's bytes counted in [`crate::instrument::traffic`].
+/// socket's bytes counted in [`crate::mesh::instrument::traffic`].
 pub fn tcp_transport(
     key: &identity::Keypair,
 ) -> Result<Boxed<(PeerId, StreamMuxerBox)>, Box<dyn std::error::Error + Send + Sync>> {
@@ -440,7 +454,7 @@ pub fn swarm(
                         .with_max_established_per_peer(Some(MAX_CONNECTIONS_PER_PEER))
                         .with_max_pending_incoming(Some(MAX_PENDING_INCOMING)),
                 ),
-                gossipsub: MembersOnly::new(crate::instrument::with_gossip_metrics(
+                gossipsub: MembersOnly::new(crate::mesh::instrument::with_gossip_metrics(
                     gossipsub(&topic)
                         .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)?,
                     peer.to_string(),

@@ -403,7 +403,7 @@ mod tests {
     #[test]
     fn events_of_quiet_handlers_are_small() {
         use libp2p::swarm::{THandlerInEvent, THandlerOutEvent};
-        type All = crate::net::Behaviour;
+        type All = crate::mesh::Behaviour;
         type Gossip = libp2p::gossipsub::Behaviour;
         // The connection's events are no larger than gossipsub's own: every quiet
         // handler's are boxed.

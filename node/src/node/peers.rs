@@ -19,7 +19,7 @@ impl EventLoop {
                 if self.engine.is_some() && !self.is_member(&peer) {
                     continue;
                 }
-                let seen = net::member_id(&peer)
+                let seen = mesh::member_id(&peer)
                     .and_then(|m| self.last_seen.get(&m).copied())
                     .unwrap_or(0);
                 let addrs = addrs.iter().filter_map(|a| a.parse().ok()).collect();
@@ -54,7 +54,7 @@ impl EventLoop {
     }
 
     pub(super) fn is_member(&self, peer: &PeerId) -> bool {
-        match (&self.engine, net::member_id(peer)) {
+        match (&self.engine, mesh::member_id(peer)) {
             (Some(engine), Some(member)) => engine.roster().is_member(&member),
             _ => false,
         }
@@ -227,7 +227,7 @@ impl EventLoop {
         let reach = self
             .remote
             .get(&asker)
-            .map_or(net::Scope::Public, net::scope);
+            .map_or(mesh::Scope::Public, mesh::scope);
         let mut book: Vec<sync::PeerAddrs> = Vec::new();
         for (peer, addrs) in &self.addresses {
             if book.len() >= sync::MAX_PEERS {
@@ -236,12 +236,12 @@ impl EventLoop {
             if *peer == asker || !self.is_member(peer) || !self.swarm.is_connected(peer) {
                 continue;
             }
-            let Some(member) = net::member_id(peer) else {
+            let Some(member) = mesh::member_id(peer) else {
                 continue;
             };
             let addrs: Vec<String> = addrs
                 .iter()
-                .filter(|a| net::dialable(a) && net::scope(a) >= reach)
+                .filter(|a| mesh::dialable(a) && mesh::scope(a) >= reach)
                 .map(|a| a.to_string())
                 .filter(|a| a.len() <= sync::MAX_ADDR_LEN)
                 .take(sync::MAX_PEER_ADDRS)
@@ -276,7 +276,7 @@ impl EventLoop {
             self.store.peers().unwrap_or_default().into_iter().collect();
         let mut learned = 0;
         for entry in peers {
-            let Some(peer) = net::peer_id(&MemberId(entry.member)) else {
+            let Some(peer) = mesh::peer_id(&MemberId(entry.member)) else {
                 continue;
             };
             if peer == me
@@ -289,7 +289,7 @@ impl EventLoop {
             let mut addrs: Vec<String> = entry
                 .addrs
                 .into_iter()
-                .filter(|a| a.parse::<Multiaddr>().is_ok_and(|a| net::dialable(&a)))
+                .filter(|a| a.parse::<Multiaddr>().is_ok_and(|a| mesh::dialable(&a)))
                 .collect();
             if addrs.is_empty() {
                 continue;
@@ -317,12 +317,12 @@ impl EventLoop {
         if self.swarm.behaviour().gate.is_penalized(&peer) {
             // Already cut off: answers still in flight on its closing connection (a sync
             // round and a peer exchange at once) do not count again.
-            self.syncs.remove(&peer);
+            self.syncs.end(&peer);
             return;
         }
         tracing::warn!(%peer, why, "peer misbehaved in sync; cutting it off");
-        self.sync_stats.penalties += 1;
-        self.syncs.remove(&peer);
+        self.syncs.stats.penalties += 1;
+        self.syncs.end(&peer);
         let gate = &mut self.swarm.behaviour_mut().gate;
         gate.penalized
             .retain(|_, until| *until > std::time::Instant::now());
