@@ -25,6 +25,10 @@
 //!   charged to one member (a joiner whose admission did not take effect is charged to
 //!   whoever signed their join); past 20 000, only admins' removals and rekeys.
 //! - A `Rekey` defines an epoch at most one generation past the newest.
+//!   It takes no effect if dated more than twice the clock skew before the latest
+//!   operation in its causal past (`RekeyBackdated`).
+//! - A `Rotate` ([`crate::rotation`]) sets its author's exchange key, unless another
+//!   member holds that key.
 //! - An epoch is *clean* when everyone its key was handed to by an operation that took
 //!   effect is still a member; members seal under the clean epoch with the highest
 //!   `(generation, id)`, preferring one that every member holds.
