@@ -152,6 +152,9 @@ pub enum Acked {
 
 // Keys that expire (issue #20): the ratchet's deletion and when a spent epoch rekeys.
 mod keys_expire;
+// Rotating exchange keys and healing rekeys (issue #20).
+mod rotation;
+pub use rotation::EXCHANGE_GRACE;
 
 /// Most membership operations held while their causal parents (or their author's join)
 /// are on their way. Past this the oldest is dropped; sync brings it again.
@@ -167,6 +170,8 @@ pub struct Engine {
     /// Operations that arrived before a parent or their author's join, by op id, as
     /// signed item bytes: applied as soon as what they wait for is.
     waiting: std::collections::BTreeMap<OpId, Vec<u8>>,
+    /// The member's exchange secrets, oldest first (`engine/rotation.rs`).
+    exchange: Vec<crate::store::ExchangeRecord>,
     /// The acks held, by report (`seen`).
     acks: crate::seen::Acks,
 }
@@ -214,8 +219,10 @@ impl Engine {
             ring,
             rate,
             waiting: Default::default(),
+            exchange: Vec::new(),
             acks: Default::default(),
         };
+        engine.load_exchange()?;
         // Finish what a crash may have interrupted: keys the log carries for us, and the
         // items of members the log removed.
         engine.learn_keys()?;
@@ -332,8 +339,10 @@ impl Engine {
             ring: KeyRing::new(),
             rate: RateLimiter::new(),
             waiting: Default::default(),
+            exchange: Vec::new(),
             acks: Default::default(),
         };
+        engine.load_exchange()?;
         engine.learn_keys()?;
         if engine.ring.is_empty() {
             return Err(EngineError::NoEpochKey);
@@ -380,7 +389,9 @@ impl Engine {
 
     fn learn_keys(&mut self) -> Result<(), EngineError> {
         let before: Vec<EpochId> = self.ring.iter().map(|k| k.id()).collect();
-        let (_, failed) = self.roster.learn_keys(&self.keys, &mut self.ring);
+        let (_, failed) =
+            self.roster
+                .learn_keys_with(&self.keys.id(), &self.exchange_secrets(), &mut self.ring);
         if failed > 0 {
             tracing::warn!(failed, "key wraps addressed to us did not open");
         }
@@ -810,25 +821,6 @@ impl Engine {
         Ok(h.finalize().into())
     }
 
-    /// The epoch membership operations are sealed under: the newest one that this node
-    /// and every current member hold, so that all of them can open it (a `Rekey` cannot
-    /// travel under its own new key, and a rekey that skipped someone must not lock them
-    /// out of the operations that repair it). The newest this node holds if there is none.
-    fn newest_held_epoch(&self) -> Option<EpochId> {
-        let held: Vec<&porchlight_proto::membership::Epoch> = self
-            .roster
-            .epochs()
-            .filter(|e| self.ring.contains(&e.id))
-            .collect();
-        let common = held
-            .iter()
-            .filter(|e| self.roster.members().all(|m| e.holders.contains(&m.id)))
-            .max_by_key(|e| (e.generation, e.id));
-        common
-            .or_else(|| held.iter().max_by_key(|e| (e.generation, e.id)))
-            .map(|e| e.id)
-    }
-
     fn seal(
         &self,
         item: &Item,
@@ -884,11 +876,8 @@ impl Engine {
         now: u64,
         rng: &mut impl CryptoRng,
     ) -> Result<ItemId, EngineError> {
-        let window = porchlight_proto::keys::window_of(now);
-        match self.newest_held_epoch() {
-            Some(epoch) if self.ring.get(&epoch).is_some_and(|k| k.can_seal_at(window)) => {
-                self.submit(op, epoch, now, rng).await
-            }
+        match self.newest_held_epoch(now) {
+            Some(epoch) => self.submit(op, epoch, now, rng).await,
             // No epoch this node holds can seal now: every one ran past its ratchet or
             // was deleted (a hood where nobody posted or rekeyed for six weeks). The
             // operation (typically the rekey that makes a fresh epoch) goes into the log
@@ -963,7 +952,8 @@ impl Engine {
         } else if self.locked_out() {
             tracing::warn!("this member lacks the key everyone seals under; rekeying");
         } else {
-            return Ok(false);
+            // Else the day's healing rekey, or a rotation (`engine/rotation.rs`).
+            return self.upkeep(now, rng).await;
         }
         self.rekey_if_needed(now, rng).await
     }
@@ -1110,6 +1100,7 @@ impl Engine {
     pub fn expire(&mut self, now: u64) -> Result<usize, EngineError> {
         self.rate.prune(self.roster.policy(), now);
         self.retire_keys(now)?;
+        self.retire_exchange(now)?;
         let expired = self.store.expire(now)?;
         // Acks go with their report: at its expiry (they expire at the same time), and
         // also when it goes sooner (retracted, or its author removed).
@@ -1136,8 +1127,17 @@ impl Engine {
         let keep_for = u64::from(self.roster.policy().max_ttl_secs)
             + 2 * porchlight_proto::limits::MAX_CLOCK_SKEW_SECS;
         let roster = &self.roster;
+        // Only legacy epochs retire by their successor's date: a ratchet epoch's windows
+        // go as they age (`forget_old_windows`), whatever a successor claims.
+        let legacy: std::collections::BTreeSet<EpochId> = self
+            .ring
+            .iter()
+            .filter(|k| k.is_legacy())
+            .map(|k| k.id())
+            .collect();
         let retired = self.ring.retain(|id, _| {
             Some(*id) == sealing
+                || !legacy.contains(id)
                 || roster
                     .epoch_retired_at(id)
                     .is_none_or(|at| now < at.saturating_add(keep_for))
@@ -1601,16 +1601,21 @@ mod tests {
         e.submit_op(&op, NOW + 10, &mut rng).await.unwrap();
         assert_eq!(e.roster().sealing_epoch(), Some(key.id()));
         let max_ttl = u64::from(e.roster().policy().max_ttl_secs);
-        // While an item sealed under the first epoch could still be live, it stays.
-        e.expire(NOW + 10 + max_ttl).unwrap();
-        assert!(e.ring().contains(&first));
-        // Past that it goes, from memory and from disk; the sealing epoch stays.
+        // A ratchet epoch is not retired by its successor's claimed date (a backdated
+        // rekey could claim any): past the longest lifetime its old windows are gone,
+        // the rest of it stays while an item sealed under it late could be live.
+        let base = porchlight_proto::keys::first_window(NOW);
         e.expire(NOW + 10 + max_ttl + 1201).unwrap();
+        let held = e.ring().get(&first).unwrap();
+        assert!(held.oldest_window().unwrap() > base);
+        // Once its last window is older than any live item, it goes, from memory and
+        // from disk.
+        let last = held.last_window().unwrap();
+        let gone = (last + 1) * porchlight_proto::keys::WINDOW_SECS + max_ttl + 1201;
+        e.expire(gone).unwrap();
         assert!(!e.ring().contains(&first));
-        assert!(e.ring().contains(&key.id()));
         let stored = e.store().key_ring(&e.hood()).unwrap();
         assert!(!stored.contains(&first));
-        assert!(stored.contains(&key.id()));
     }
 
     #[tokio::test]

@@ -71,6 +71,35 @@ pub fn load_or_create(dir: &Path) -> Result<(MemberKeys, bool), IdentityError> {
     }
 }
 
+/// Overwrites the X25519 half of the key file in `dir` with zeros, once a rotation has
+/// superseded that exchange secret and nothing wrapped to it is needed
+/// (`Engine::first_exchange_retired`): a copy of the data dir taken later does not
+/// hold it. The signing half is kept. Returns whether it changed the file. (The
+/// filesystem may keep the old block until it is reused: see `docs/threat-model.md` § 5.)
+pub fn retire_exchange(dir: &Path) -> Result<bool, IdentityError> {
+    use std::io::{Seek, SeekFrom};
+    let path = dir.join(FILE);
+    let io = |source| IdentityError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let bytes = Zeroizing::new(std::fs::read(&path).map_err(io)?);
+    if bytes.len() != 64 {
+        return Err(IdentityError::Damaged(path.display().to_string()));
+    }
+    if bytes[32..].iter().all(|b| *b == 0) {
+        return Ok(false);
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .map_err(io)?;
+    file.seek(SeekFrom::Start(32)).map_err(io)?;
+    file.write_all(&[0u8; 32]).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    Ok(true)
+}
+
 /// Takes group and other permissions off `path` (to at most `mode`), with a warning,
 /// if it has any.
 #[cfg(unix)]
@@ -96,6 +125,21 @@ fn owner_only(_: &Path, _: u32) -> Result<(), std::io::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_retired_exchange_secret_leaves_the_key_file_and_the_identity_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let (keys, _) = load_or_create(dir.path()).unwrap();
+        let secret = *keys.first_exchange_secret().bytes();
+        assert!(retire_exchange(dir.path()).unwrap());
+        let file = std::fs::read(dir.path().join(FILE)).unwrap();
+        assert!(!file.windows(32).any(|w| w == secret));
+        let (again, created) = load_or_create(dir.path()).unwrap();
+        assert!(!created);
+        assert_eq!(again.id(), keys.id());
+        assert!(!again.has_exchange());
+        assert!(!retire_exchange(dir.path()).unwrap());
+    }
 
     #[test]
     fn keys_are_created_once_with_private_permissions() {

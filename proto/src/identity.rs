@@ -107,6 +107,38 @@ impl fmt::Debug for ExchangeKey {
 }
 
 /// A member's secret keys. Never leaves the data dir; `Debug` shows only the public id.
+/// An X25519 exchange secret held apart from the identity (a rotated one, see
+/// [`crate::rotation`]). Zeroized on drop; `Debug` shows only the public key.
+#[derive(Clone)]
+pub struct ExchangeSecret(Zeroizing<[u8; 32]>);
+
+impl fmt::Debug for ExchangeSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ExchangeSecret({:?})", self.public())
+    }
+}
+
+impl ExchangeSecret {
+    pub fn generate(rng: &mut impl CryptoRng) -> ExchangeSecret {
+        let mut bytes = Zeroizing::new([0u8; 32]);
+        rng.fill_bytes(bytes.as_mut());
+        ExchangeSecret(bytes)
+    }
+
+    pub fn from_bytes(bytes: &[u8; 32]) -> ExchangeSecret {
+        ExchangeSecret(Zeroizing::new(*bytes))
+    }
+
+    /// The secret's bytes, for storing.
+    pub fn bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    pub fn public(&self) -> ExchangeKey {
+        ExchangeKey(XPublic::from(&StaticSecret::from(*self.0)).to_bytes())
+    }
+}
+
 #[derive(Clone)]
 pub struct MemberKeys {
     signing: SigningKey,
@@ -158,6 +190,26 @@ impl MemberKeys {
     /// Signs the concatenation of `parts` (the first is always a domain tag).
     pub fn sign(&self, parts: &[&[u8]]) -> Signature {
         Signature(self.signing.sign(&parts.concat()).to_bytes())
+    }
+
+    /// These keys without the identity's first exchange secret (all zeros in its
+    /// place), once a rotation superseded it and nothing wrapped to it is needed
+    /// ([`crate::rotation`]): a copy of the identity taken later does not hold it.
+    pub fn without_exchange(&self) -> MemberKeys {
+        MemberKeys {
+            signing: self.signing.clone(),
+            exchange: StaticSecret::from([0u8; 32]),
+        }
+    }
+
+    /// Whether these keys still hold the identity's first exchange secret.
+    pub fn has_exchange(&self) -> bool {
+        self.exchange.to_bytes() != [0u8; 32]
+    }
+
+    /// The identity's own exchange secret, as an [`ExchangeSecret`].
+    pub fn first_exchange_secret(&self) -> ExchangeSecret {
+        ExchangeSecret(self.exchange_secret())
     }
 
     pub(crate) fn exchange_secret(&self) -> Zeroizing<[u8; 32]> {

@@ -40,7 +40,7 @@ use zeroize::Zeroizing;
 use crate::codec::{self, fixed};
 use crate::domain;
 use crate::hood::HoodId;
-use crate::identity::{ExchangeKey, MemberId, MemberKeys};
+use crate::identity::{ExchangeKey, ExchangeSecret, MemberId, MemberKeys};
 use crate::limits::MAX_CLOCK_SKEW_SECS;
 
 type Kem = X25519HkdfSha256;
@@ -211,7 +211,10 @@ const MARK_EVERY: u64 = 16;
 
 /// The marks of a ratchet held at `held` (see `KeyState::Ratchet`), up to `last`.
 fn marks_from(chain: &[u8; 32], held: u64, last: u64) -> Vec<Chain> {
-    let mut out = Vec::new();
+    // Reserved at its final size: a Vec that grows moves its elements and frees the old
+    // buffer without zeroizing it, which would leave copies of chain values behind.
+    let count = usize::try_from(last.saturating_sub(held) / MARK_EVERY).unwrap_or(0);
+    let mut out = Vec::with_capacity(count);
     let mut c = Zeroizing::new(*chain);
     let mut w = held;
     while w + MARK_EVERY <= last {
@@ -627,12 +630,22 @@ pub fn unwrap(
     epoch: &EpochId,
     me: &MemberKeys,
 ) -> Result<Zeroizing<[u8; 32]>, KeyError> {
-    if w.to != me.id() {
+    unwrap_with(w, hood, epoch, &me.id(), &me.first_exchange_secret())
+}
+
+/// [`unwrap`] with one of `me`'s exchange secrets (a rotated one: [`crate::rotation`]).
+pub fn unwrap_with(
+    w: &Wrap,
+    hood: &HoodId,
+    epoch: &EpochId,
+    me: &MemberId,
+    secret: &ExchangeSecret,
+) -> Result<Zeroizing<[u8; 32]>, KeyError> {
+    if w.to != *me {
         return Err(KeyError::NotForMe);
     }
-    let secret = me.exchange_secret();
-    let private = <Kem as hpke::Kem>::PrivateKey::from_bytes(secret.as_ref())
-        .map_err(|_| KeyError::Unwrap)?;
+    let private =
+        <Kem as hpke::Kem>::PrivateKey::from_bytes(secret.bytes()).map_err(|_| KeyError::Unwrap)?;
     let enc = <Kem as hpke::Kem>::EncappedKey::from_bytes(&w.enc).map_err(|_| KeyError::Unwrap)?;
     let plain = Zeroizing::new(
         hpke::single_shot_open::<HpkeAead, HkdfSha256, Kem>(

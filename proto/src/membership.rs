@@ -25,6 +25,10 @@
 //!   charged to one member (a joiner whose admission did not take effect is charged to
 //!   whoever signed their join); past 20 000, only admins' removals and rekeys.
 //! - A `Rekey` defines an epoch at most one generation past the newest.
+//!   It takes no effect if dated more than twice the clock skew before the latest
+//!   operation in its causal past (`RekeyBackdated`).
+//! - A `Rotate` ([`crate::rotation`]) sets its author's exchange key, unless another
+//!   member holds that key.
 //! - An epoch is *clean* when everyone its key was handed to by an operation that took
 //!   effect is still a member; members seal under the clean epoch with the highest
 //!   `(generation, id)`, preferring one that every member holds.
@@ -84,6 +88,11 @@ impl JoinRequest {
         name: &str,
     ) -> Result<JoinRequest, MembershipError> {
         check_text("name", name, MAX_NAME_BYTES, false).map_err(MembershipError::Field)?;
+        // Keys whose first exchange secret was scrubbed after a rotation
+        // (`MemberKeys::without_exchange`) cannot ask to join with it.
+        if !keys.has_exchange() {
+            return Err(MembershipError::BadExchangeKey);
+        }
         let exchange_key = keys.exchange_key();
         let proof = keys.sign(&Self::proof_parts(opened, &exchange_key, name));
         Ok(JoinRequest {
@@ -174,6 +183,8 @@ pub enum Op {
     Rekey(Rekey),
     /// A member's vote to remove another, under a quorum policy ([`crate::quorum`]).
     RemoveVote(crate::quorum::RemoveVote),
+    /// A member's new exchange key ([`crate::rotation`]).
+    Rotate(crate::rotation::Rotate),
 }
 
 impl Op {
@@ -200,6 +211,7 @@ impl Op {
             Op::Promote(o) => o.created_at,
             Op::Rekey(o) => o.created_at,
             Op::RemoveVote(o) => o.created_at,
+            Op::Rotate(o) => o.created_at,
         }
     }
 
@@ -212,6 +224,7 @@ impl Op {
             Op::Promote(o) => &o.parents,
             Op::Rekey(o) => &o.parents,
             Op::RemoveVote(o) => &o.parents,
+            Op::Rotate(o) => &o.parents,
         }
     }
 }
@@ -389,6 +402,10 @@ pub enum Denied {
     NotAQuorumHood,
     #[error("a member's vote on their own removal does not count")]
     OwnVote,
+    #[error("a rekey is dated earlier than operations it follows (less the clock skew allowed)")]
+    RekeyBackdated,
+    #[error("the exchange key is another member's")]
+    ExchangeKeyTaken,
 }
 
 /// A member as the roster knows them.
@@ -616,6 +633,7 @@ impl State {
             }
             // Quorum hook: the rules are in `quorum.rs`.
             Op::RemoveVote(v) => crate::quorum::check_vote(self, policy, author, v),
+            Op::Rotate(r) => crate::rotation::check(self, author, r),
         }
     }
 
@@ -670,6 +688,7 @@ impl State {
             // Counted by `Roster::step` through `Roster::count_vote` (it needs the
             // vote's causal time).
             Op::RemoveVote(_) => {}
+            Op::Rotate(r) => crate::rotation::apply(self, &author, r),
         }
         self.effective.insert(id);
     }
@@ -840,6 +859,10 @@ pub fn verify_op(hood: &HoodId, item: &Item) -> Result<VerifiedOp, MembershipErr
         Op::Remove(r) => check_parents(&r.parents)?,
         Op::Promote(p) => check_parents(&p.parents)?,
         Op::RemoveVote(v) => check_parents(&v.parents)?,
+        Op::Rotate(r) => {
+            check_parents(&r.parents)?;
+            crate::rotation::verify(r)?;
+        }
     }
     Ok(VerifiedOp {
         item: item.clone(),
@@ -1470,8 +1493,7 @@ impl Roster {
                 .and_then(|()| self.target_seen(id, &stored.op, position)),
             (verdict, ..) => verdict,
         };
-        let verdict =
-            verdict.and_then(|()| self.check_join_time(&stored.op, stored.ticket.as_ref()));
+        let verdict = verdict.and_then(|()| self.check_op_time(&stored.op, stored.ticket.as_ref()));
         if let Err(why) = verdict {
             if why == Denied::TargetNotMember {
                 self.note_late_removal(state, id, position);
@@ -2070,6 +2092,10 @@ impl Roster {
             return Err(MembershipError::Denied(Denied::AuthorNotMember));
         }
         let generation = self.state.next_generation();
+        let parents = self.parents_for(&keys.id());
+        // Never dated before what it follows (a clock behind the hood's), or it would
+        // take no effect.
+        let now = now.max(self.earliest_rekey_time(&parents));
         let key = EpochKey::generate(&self.hood, generation, now, rng);
         let mut wraps = Vec::with_capacity(self.state.members.len());
         for member in self.state.members.values() {
@@ -2079,7 +2105,7 @@ impl Roster {
             );
         }
         let op = Op::Rekey(Rekey {
-            parents: self.parents_for(&keys.id()),
+            parents,
             created_at: now,
             generation,
             epoch: key.id(),
@@ -2135,7 +2161,18 @@ impl Roster {
     /// wrap claims). Returns how many keys were learned and how many wraps to `me`
     /// failed to open (a sign of a misbehaving member).
     pub fn learn_keys(&self, me: &MemberKeys, ring: &mut KeyRing) -> (usize, usize) {
-        let my_id = me.id();
+        self.learn_keys_with(&me.id(), &[me.first_exchange_secret()], ring)
+    }
+
+    /// [`Roster::learn_keys`] with every exchange secret `me` holds (after rotations:
+    /// [`crate::rotation`]); each wrap is tried with each, the newest first.
+    pub fn learn_keys_with(
+        &self,
+        me: &MemberId,
+        secrets: &[crate::identity::ExchangeSecret],
+        ring: &mut KeyRing,
+    ) -> (usize, usize) {
+        let my_id = *me;
         let (mut learned, mut failed) = (0, 0);
         // A provisional roster also takes what arrived of the covered history (our own
         // join is among it) at the checkpoint's word.
@@ -2175,16 +2212,21 @@ impl Roster {
                     None => keys::first_window(meta.created_at),
                     Some(at) => join_window(meta, at, self.policy().max_ttl_secs),
                 };
-                match keys::unwrap(wrap, &self.hood, &epoch, me).and_then(|bytes| {
-                    EpochKey::from_handover(
-                        &self.hood,
-                        &epoch,
-                        meta.generation,
-                        meta.created_at,
-                        window,
-                        &bytes,
-                    )
-                }) {
+                let opened = secrets.iter().rev().find_map(|secret| {
+                    keys::unwrap_with(wrap, &self.hood, &epoch, me, secret)
+                        .and_then(|bytes| {
+                            EpochKey::from_handover(
+                                &self.hood,
+                                &epoch,
+                                meta.generation,
+                                meta.created_at,
+                                window,
+                                &bytes,
+                            )
+                        })
+                        .ok()
+                });
+                match opened.ok_or(KeyError::Unwrap) {
                     Ok(key) => {
                         ring.insert(key);
                         learned += 1;
@@ -2315,6 +2357,44 @@ impl Roster {
             }
             _ => Ok(()),
         }
+    }
+
+    /// The time checks of the fold, judged on an operation's causal past: a join's
+    /// ticket expiry ([`Roster::check_join_time`]) and a rekey's date
+    /// ([`Roster::check_rekey_time`]).
+    fn check_op_time(&self, op: &Op, ticket: Option<&Ticket>) -> Result<(), Denied> {
+        self.check_join_time(op, ticket)?;
+        self.check_rekey_time(op)
+    }
+
+    /// A rekey takes no effect if it is dated more than twice the clock skew allowed
+    /// before the latest operation in its causal past: its author had seen that
+    /// operation, so it was made after it. Without this a member could name the current
+    /// heads and date an epoch weeks back, so that its ratchet has all but run out when
+    /// it becomes the newest (the backdated-rekey finding, `docs/threat-model.md` § 5).
+    /// A function of the operation and its causal past, so the same at every node. A
+    /// rekey that names old parents to pass this is handled where keys are used: the
+    /// node seals only under epochs that can seal now, and does not retire a ratchet
+    /// epoch by its successor's claimed date (`docs/protocol.md` § Key schedule).
+    fn check_rekey_time(&self, op: &Op) -> Result<(), Denied> {
+        match op {
+            Op::Rekey(r)
+                if r.created_at
+                    .saturating_add(2 * crate::limits::MAX_CLOCK_SKEW_SECS)
+                    < self.causal_time(&r.parents) =>
+            {
+                Err(Denied::RekeyBackdated)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The earliest date a rekey naming `parents` may carry and take effect (see
+    /// [`Roster::check_rekey_time`]): a node whose clock is behind the hood's dates its
+    /// rekey no earlier than this.
+    pub fn earliest_rekey_time(&self, parents: &[OpId]) -> u64 {
+        self.causal_time(parents)
+            .saturating_sub(2 * crate::limits::MAX_CLOCK_SKEW_SECS)
     }
 
     /// Whether `id`'s admission took effect: a member, or a member since removed. Anyone

@@ -5,11 +5,36 @@
 //! reasoning are in `docs/protocol.md` § Key schedule; the protocol side is
 //! `porchlight_proto::keys`.
 
+use porchlight_proto::EpochId;
 use porchlight_proto::keys::{self, Forgot};
 
 use super::{Engine, EngineError};
 
 impl Engine {
+    /// The epoch membership operations are sealed under: of the epochs this node holds
+    /// that can seal now, the newest one that every current member holds too, so that
+    /// all of them can open it (a `Rekey` cannot travel under its own new key, and a
+    /// rekey that skipped someone must not lock them out of the operations that repair
+    /// it); else the newest such epoch this node holds. An epoch whose ratchet has run
+    /// out (or that starts later than now) is skipped, so a backdated rekey that became
+    /// the newest epoch cannot push operations off gossip. `None` when no epoch held can
+    /// seal now.
+    pub(super) fn newest_held_epoch(&self, now: u64) -> Option<EpochId> {
+        let window = keys::window_of(now);
+        let held: Vec<&porchlight_proto::membership::Epoch> = self
+            .roster
+            .epochs()
+            .filter(|e| self.ring.get(&e.id).is_some_and(|k| k.can_seal_at(window)))
+            .collect();
+        let common = held
+            .iter()
+            .filter(|e| self.roster.members().all(|m| e.holders.contains(&m.id)))
+            .max_by_key(|e| (e.generation, e.id));
+        common
+            .or_else(|| held.iter().max_by_key(|e| (e.generation, e.id)))
+            .map(|e| e.id)
+    }
+
     /// Ratchets every epoch past the windows no live item can be in (the hood's longest
     /// lifetime, plus clock skew, before `now`) and persists the new state, or deletes
     /// the epoch when all its windows are that old.

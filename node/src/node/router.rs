@@ -176,6 +176,19 @@ impl EventLoop {
                 Ok(n) => tracing::info!(deleted = n, "expired items deleted"),
                 Err(e) => tracing::warn!(error = %e, "expiry failed"),
             }
+            // The day's healing rekey or a rotation (done by `repair_keys`).
+            self.keys_due |= engine.upkeep_due(crate::now());
+            // A rotated-away first exchange secret leaves the key file and memory.
+            if engine.first_exchange_retired() {
+                match crate::identity::retire_exchange(&self.data_dir) {
+                    Ok(_) => {
+                        engine.forget_first_exchange();
+                        self.keys = self.keys.without_exchange();
+                        tracing::info!("the first exchange secret was deleted from the key file");
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot scrub the key file"),
+                }
+            }
         }
     }
 

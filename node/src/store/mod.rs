@@ -55,6 +55,7 @@ use porchlight_proto::{EpochId, HoodId, ItemId, KeyRing, MemberId, OpId};
 use serde::{Deserialize, Serialize};
 
 mod clips;
+mod exchange;
 mod expiry;
 mod index;
 mod items;
@@ -64,6 +65,8 @@ mod migrate;
 mod ops;
 mod outbox;
 mod peers;
+
+pub use exchange::ExchangeRecord;
 
 use self::clips::{clip_key, clip_refs};
 use self::index::Index;
