@@ -40,6 +40,7 @@ pub mod keys;
 pub mod membership;
 pub mod quorum;
 pub mod report;
+pub mod rename;
 pub mod rotation;
 pub mod seen;
 pub mod signed;

@@ -185,6 +185,8 @@ pub enum Op {
     RemoveVote(crate::quorum::RemoveVote),
     /// A member's new exchange key ([`crate::rotation`]).
     Rotate(crate::rotation::Rotate),
+    /// A member's new display name ([`crate::rename`]).
+    Rename(crate::rename::Rename),
 }
 
 impl Op {
@@ -212,6 +214,7 @@ impl Op {
             Op::Rekey(o) => o.created_at,
             Op::RemoveVote(o) => o.created_at,
             Op::Rotate(o) => o.created_at,
+            Op::Rename(o) => o.created_at,
         }
     }
 
@@ -225,6 +228,7 @@ impl Op {
             Op::Rekey(o) => &o.parents,
             Op::RemoveVote(o) => &o.parents,
             Op::Rotate(o) => &o.parents,
+            Op::Rename(o) => &o.parents,
         }
     }
 }
@@ -634,6 +638,8 @@ impl State {
             // Quorum hook: the rules are in `quorum.rs`.
             Op::RemoveVote(v) => crate::quorum::check_vote(self, policy, author, v),
             Op::Rotate(r) => crate::rotation::check(self, author, r),
+            // Any member may rename itself (the author check above).
+            Op::Rename(_) => Ok(()),
         }
     }
 
@@ -689,6 +695,7 @@ impl State {
             // vote's causal time).
             Op::RemoveVote(_) => {}
             Op::Rotate(r) => crate::rotation::apply(self, &author, r),
+            Op::Rename(r) => crate::rename::apply(self, &author, r),
         }
         self.effective.insert(id);
     }
@@ -862,6 +869,10 @@ pub fn verify_op(hood: &HoodId, item: &Item) -> Result<VerifiedOp, MembershipErr
         Op::Rotate(r) => {
             check_parents(&r.parents)?;
             crate::rotation::verify(r)?;
+        }
+        Op::Rename(r) => {
+            check_parents(&r.parents)?;
+            crate::rename::verify(r)?;
         }
     }
     Ok(VerifiedOp {

@@ -666,6 +666,7 @@ fn naming(h: &TestHood, keys: &MemberKeys, op: &Item, parents: Vec<OpId>) -> Ite
         Op::Rekey(o) => o.parents = parents,
         Op::RemoveVote(o) => o.parents = parents,
         Op::Rotate(o) => o.parents = parents,
+        Op::Rename(o) => o.parents = parents,
         Op::Genesis(_) => panic!("not a genesis"),
     }
     Item::sign(keys, &h.hood(), &Body::Membership(op))
