@@ -1077,6 +1077,28 @@ impl Engine {
         Ok(Removal::Removed)
     }
 
+    /// Renames this member (a `Rename` operation); nothing is sent if the name is already
+    /// this one.
+    pub async fn rename(
+        &mut self,
+        name: &str,
+        now: u64,
+        rng: &mut impl CryptoRng,
+    ) -> Result<(), EngineError> {
+        self.ensure_member()?;
+        self.ensure_settled()?;
+        if self
+            .roster
+            .member(&self.keys.id())
+            .is_some_and(|m| m.name == name)
+        {
+            return Ok(());
+        }
+        let op = self.roster.rename(&self.keys, name, now)?;
+        self.submit_op(&op, now, rng).await?;
+        Ok(())
+    }
+
     pub async fn promote(
         &mut self,
         target: MemberId,

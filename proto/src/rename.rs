@@ -31,9 +31,15 @@ pub struct Rename {
 /// reordering characters), and not blank: a member renamed to nothing would be a
 /// fingerprint only.
 pub(crate) fn verify(r: &Rename) -> Result<(), MembershipError> {
-    check_text("name", &r.name, MAX_NAME_BYTES, false).map_err(MembershipError::Field)?;
-    if r.name.trim().is_empty() {
-        return Err(MembershipError::Field(FieldError::Empty { what: "name" }));
+    check_name(&r.name).map_err(MembershipError::Field)
+}
+
+/// Whether `name` may be a member's new name (what [`Roster::rename`] and validation
+/// check), for callers that say so before asking.
+pub fn check_name(name: &str) -> Result<(), FieldError> {
+    check_text("name", name, MAX_NAME_BYTES, false)?;
+    if name.trim().is_empty() {
+        return Err(FieldError::Empty { what: "name" });
     }
     Ok(())
 }

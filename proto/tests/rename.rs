@@ -65,7 +65,9 @@ fn a_member_renames_itself_and_every_replica_agrees_in_any_order() {
     assert_eq!(name_of(&after, &bob), "Bob Ross");
     // Bob renames again (after the first), and Carol renames concurrently.
     let second = after.rename(&h.members[BOB].keys, "Robert", NOW).unwrap();
-    let carols = base.rename(&h.members[CAROL].keys, "Carol K.", NOW).unwrap();
+    let carols = base
+        .rename(&h.members[CAROL].keys, "Carol K.", NOW)
+        .unwrap();
     let ops = [first, second, carols];
     let mut names = Vec::new();
     for order in [[0, 1, 2], [2, 0, 1], [0, 2, 1]] {
@@ -154,10 +156,17 @@ fn nobody_renames_anyone_else_and_outsiders_and_removed_members_rename_nobody() 
     // A removed member's rename (signed after the removal) takes no effect.
     h.remove(ALICE, CAROL);
     assert_eq!(
-        h.roster.rename(&h.members[CAROL].keys, "Back", NOW).unwrap_err(),
+        h.roster
+            .rename(&h.members[CAROL].keys, "Back", NOW)
+            .unwrap_err(),
         MembershipError::Denied(Denied::AuthorNotMember)
     );
-    let item = raw(&h, &h.members[CAROL].keys, "Back", h.roster.heads().to_vec());
+    let item = raw(
+        &h,
+        &h.members[CAROL].keys,
+        "Back",
+        h.roster.heads().to_vec(),
+    );
     let mut roster = h.roster.clone();
     deliver(&mut roster, &item).unwrap();
     assert!(!roster.took_effect(&item.op_id()));
@@ -168,7 +177,10 @@ fn nobody_renames_anyone_else_and_outsiders_and_removed_members_rename_nobody() 
 fn a_joiners_welcome_carries_the_new_name() {
     let mut h = hood();
     let bob = id(&h, BOB);
-    let item = h.roster.rename(&h.members[BOB].keys, "Bob Ross", NOW).unwrap();
+    let item = h
+        .roster
+        .rename(&h.members[BOB].keys, "Bob Ross", NOW)
+        .unwrap();
     h.apply(&item);
     let dave = h.join(ALICE, ALICE);
     let dave_id = id(&h, dave);

@@ -1,7 +1,8 @@
 //! Issue #19, Settings: the clip policy changed from the page, in a real headless
 //! Chromium against a real `porchlight run`: saved to porchlight.toml, in force at once,
 //! still there after a restart; a bad value is an error beside the field and changes
-//! nothing. The display name is shown, not changed (it is in the hood's signed log).
+//! nothing. The display name changed from the page is a signed rename the node applies
+//! (`members` shows it); a blank one is an error beside the name field.
 //!
 //! Without Chromium the test skips with a message, unless `CI` is set (then it fails).
 
@@ -11,12 +12,12 @@ use porchlight_tests::binary::{Node, ok};
 use porchlight_tests::browser::{Browser, Driver};
 use serde_json::{Value, json};
 
-fn sign_in(browser: &Browser, dir: &std::path::Path, node: &Node) {
+fn sign_in(browser: &Browser, dir: &std::path::Path, node: &Node, name: &str) {
     browser.goto(ok(dir, &["open", "--print"]).trim());
     assert!(browser.wait_text("h1", "Feed"));
     browser.goto(&format!("http://{}/settings", node.api()));
     assert!(browser.wait(
-        |b| b.run("return document.querySelector('#name').value;", json!([])) == json!("Alice")
+        |b| b.run("return document.querySelector('#name').value;", json!([])) == json!(name)
     ));
 }
 
@@ -49,7 +50,7 @@ fn the_clip_policy_is_changed_in_the_page_and_a_bad_one_is_refused_beside_its_fi
     ok(dir, &["hood", "create", "Elm Street"]);
     let node = Node::run(dir, &[]);
     let page = driver.browser(390, 844);
-    sign_in(&page, dir, &node);
+    sign_in(&page, dir, &node, "Alice");
     assert_eq!(policy_in_file(dir), "ask", "the default");
     assert_eq!(
         page.run(
@@ -63,8 +64,8 @@ fn the_clip_policy_is_changed_in_the_page_and_a_bad_one_is_refused_beside_its_fi
             "return document.querySelector('#name').readOnly;",
             json!([])
         ),
-        json!(true),
-        "the name is shown, not editable"
+        json!(false),
+        "the name is editable"
     );
 
     // Any member who asks: saved, and in force in the running node.
@@ -93,14 +94,38 @@ fn the_clip_policy_is_changed_in_the_page_and_a_bad_one_is_refused_beside_its_fi
     );
     assert_eq!(policy_in_file(dir), "members", "nothing changed");
     assert_eq!(settings(&page)["clip_policy"], json!("members"));
-    // Nor can a request rename the member.
+    // A request with a bad name and a good policy changes neither.
     let renamed = page.run_async(
         "fetch('/v1/settings', {method: 'POST', headers: {'Content-Type': 'application/json'},
-           body: JSON.stringify({name: 'Mallory'})})
+           body: JSON.stringify({name: 'Mal\\u0007', clip_policy: 'never'})})
            .then(r => r.json().then(v => arguments[0]([r.status, v.error])));",
         json!([]),
     );
     assert_eq!(renamed[0], json!(400), "{renamed}");
+    assert_eq!(settings(&page)["name"], json!("Alice"));
+    assert_eq!(policy_in_file(dir), "members", "nothing changed");
+
+    // A blank name: the error beside the name field, nothing renamed.
+    page.set("#name", "   ");
+    page.click("#settings-form button[type=submit]");
+    assert!(page.wait_text("#name-error", "name must not be empty"));
+    assert_eq!(settings(&page)["name"], json!("Alice"));
+    // A new name (with the policy back to a good one): a signed rename the node
+    // applies; `members` shows it.
+    page.set("#clip-policy", "members");
+    page.set("#name", "Alice B.");
+    page.click("#settings-form button[type=submit]");
+    assert!(
+        page.wait_text("#notice", "Saved: Alice B."),
+        "notice {:?}, name error {:?}, policy error {:?}",
+        page.text("#notice"),
+        page.text("#name-error"),
+        page.text("#clip-policy-error")
+    );
+    assert!(page.wait(|b| b.text("#name-error").is_some_and(|t| t.is_empty())));
+    assert_eq!(settings(&page)["name"], json!("Alice B."));
+    let members = ok(dir, &["members"]);
+    assert!(members.contains("Alice B."), "{members}");
 
     // A good value again clears the error.
     page.set("#clip-policy", "never");
@@ -112,9 +137,11 @@ fn the_clip_policy_is_changed_in_the_page_and_a_bad_one_is_refused_beside_its_fi
     drop(node);
     let node = Node::run(dir, &[]);
     let page = driver.browser(1280, 900);
-    sign_in(&page, dir, &node);
+    sign_in(&page, dir, &node, "Alice B.");
     assert!(page.wait(|b| b.run(
         "return document.querySelector('#clip-policy').value;",
         json!([])
     ) == json!("never")));
+    // The rename is in the hood's log: still there after the restart.
+    assert_eq!(settings(&page)["name"], json!("Alice B."));
 }

@@ -1,6 +1,7 @@
 //! `GET /v1/settings`, `POST /v1/settings`: the owner's settings that may change while
-//! the node runs (the page's Settings). Today: `clip_policy`. The display name is shown
-//! but not changed: it is in the hood's signed membership log, fixed at joining.
+//! the node runs (the page's Settings): `clip_policy`, and `name`, the member's display
+//! name, which neighbors read from the hood's signed membership log: a change is a
+//! `Rename` operation every neighbor applies (docs/protocol.md § Renames).
 
 use super::*;
 
@@ -15,18 +16,35 @@ pub(super) struct NewSettings {
     name: Option<String>,
 }
 
-/// Why the name cannot be changed, in the words the page shows.
-pub const NAME_FIXED: &str = "name: your name in the hood was set when you founded or joined \
-     it, and neighbors read it from the hood's signed membership log; it cannot be changed \
-     yet";
+/// A change of settings, judged.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Change {
+    policy: Option<ClipPolicy>,
+    name: Option<String>,
+}
 
-/// `POST /v1/settings` judged: the new clip policy, if any.
-pub(super) fn settings_request(body: &[u8]) -> Result<Option<ClipPolicy>, Box<Response>> {
+/// `POST /v1/settings` judged: the new clip policy and name, if any. A name that breaks
+/// the rules of a member's name is refused here, in the request's words, before anything
+/// changes.
+pub(super) fn settings_request(body: &[u8]) -> Result<Change, Box<Response>> {
     let new: NewSettings = parse(body)?;
-    if new.name.is_some() {
-        return Err(Box::new(error(StatusCode::BAD_REQUEST, NAME_FIXED)));
+    if let Some(name) = &new.name
+        && let Err(e) = porchlight_proto::rename::check_name(name)
+    {
+        return Err(Box::new(error(
+            StatusCode::BAD_REQUEST,
+            crate::words::field_error(&e, crate::words::api_field),
+        )));
     }
-    match new.clip_policy.as_deref() {
+    let policy = clip_policy(new.clip_policy.as_deref())?;
+    Ok(Change {
+        policy,
+        name: new.name,
+    })
+}
+
+fn clip_policy(value: Option<&str>) -> Result<Option<ClipPolicy>, Box<Response>> {
+    match value {
         None => Ok(None),
         Some("members") => Ok(Some(ClipPolicy::Members)),
         Some("ask") => Ok(Some(ClipPolicy::Ask)),
@@ -57,7 +75,7 @@ async fn current(api: &Api) -> Response {
     };
     axum::Json(json!({
         "name": name,
-        "name_editable": false,
+        "name_editable": true,
         "clip_policy": policy.as_str(),
     }))
     .into_response()
@@ -70,10 +88,24 @@ pub(super) async fn settings(State(api): State<Api>) -> Response {
 /// Saves the change to porchlight.toml first (what the next start reads), then applies
 /// it to the running node.
 pub(super) async fn change_settings(State(api): State<Api>, body: Bytes) -> Response {
-    let policy = match settings_request(&body) {
-        Ok(p) => p,
+    let Change { policy, name } = match settings_request(&body) {
+        Ok(c) => c,
         Err(r) => return *r,
     };
+    // The name first: it is the change the node may refuse (a removed member, a history
+    // still arriving), and then nothing else changed either.
+    if let Some(name) = name {
+        if let Err(e) = api.node.rename(name.clone()).await {
+            return node_error(e);
+        }
+        // What a later join from this data dir would use.
+        let dir = api.data_dir.clone();
+        let saved = tokio::task::spawn_blocking(move || crate::config::set_name(&dir, &name)).await;
+        if !matches!(saved, Ok(Ok(()))) {
+            tracing::warn!("renamed in the hood, but porchlight.toml keeps the old name");
+        }
+        tracing::info!("renamed from the API");
+    }
     if let Some(policy) = policy {
         let dir = api.data_dir.clone();
         let saved =
@@ -102,12 +134,31 @@ mod tests {
     fn settings_bodies_are_judged() {
         assert_eq!(
             settings_request(br#"{"clip_policy": "members"}"#).ok(),
-            Some(Some(ClipPolicy::Members))
+            Some(Change {
+                policy: Some(ClipPolicy::Members),
+                name: None
+            })
         );
-        assert_eq!(settings_request(b"{}").ok(), Some(None));
+        assert_eq!(
+            settings_request(br#"{"name": "Al"}"#).ok(),
+            Some(Change {
+                policy: None,
+                name: Some("Al".into())
+            })
+        );
+        assert_eq!(
+            settings_request(b"{}").ok(),
+            Some(Change {
+                policy: None,
+                name: None
+            })
+        );
         for bad in [
             &br#"{"clip_policy": "everyone"}"#[..],
-            br#"{"name": "Al"}"#,
+            br#"{"name": ""}"#,
+            br#"{"name": " "}"#,
+            br#"{"name": "Al\u0007"}"#,
+            br#"{"name": "Al", "clip_policy": "everyone"}"#,
             br#"{"colour": 1}"#,
             b"[]",
             b"\xff",

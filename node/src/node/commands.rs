@@ -61,6 +61,18 @@ impl EventLoop {
                 self.flush_outbox();
                 let _ = reply.send(result);
             }
+            Command::Rename(name, reply) => {
+                let result = match &mut self.engine {
+                    None => Err(NodeError::NoHood),
+                    Some(engine) => engine
+                        .rename(&name, crate::now(), &mut crate::rng())
+                        .await
+                        .map_err(NodeError::from),
+                };
+                self.after_roster_change(false);
+                self.flush_outbox();
+                let _ = reply.send(result);
+            }
             Command::Promote(member, reply) => {
                 let result = match &mut self.engine {
                     None => Err(NodeError::NoHood),

@@ -43,6 +43,7 @@ pub(super) enum Command {
     /// Mutes (`true`) or unmutes a member on this node; answers whether it changed.
     Mute(MemberId, bool, Reply<bool>),
     Promote(MemberId, Reply<()>),
+    Rename(String, Reply<()>),
     /// This node's person has seen a neighbor's report that asked (`seen`).
     Seen(ItemId, Reply<crate::engine::Acked>),
     Ingest(Vec<u8>, Reply<Ingest>),
@@ -277,6 +278,11 @@ impl Node {
     /// asked who has seen it: sends the ack once (`seen`).
     pub async fn seen(&self, report: ItemId) -> Result<crate::engine::Acked, NodeError> {
         self.ask(|r| Command::Seen(report, r)).await
+    }
+
+    /// Renames this member in the hood (a signed operation every neighbor applies).
+    pub async fn rename(&self, name: String) -> Result<(), NodeError> {
+        self.ask(|r| Command::Rename(name, r)).await
     }
 
     /// Makes a member an admin.

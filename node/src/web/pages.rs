@@ -252,11 +252,12 @@ pub async fn settings() -> Response {
                 h2 #settings-form-title { "Your settings" }
                 div.field {
                     label for="name" { "Your name in the hood" }
-                    input #name name="name" type="text" readonly aria-describedby="name-hint";
+                    input #name name="name" type="text" maxlength="64" required autocomplete="nickname" aria-describedby="name-hint name-error";
                     p #name-hint.hint {
-                        "Set when you founded or joined the hood: neighbors read it from the hood's "
-                        "signed membership log, so it cannot be changed here."
+                        "What neighbors see beside your fingerprint. A change is signed and sent "
+                        "to every neighbor (up to 64 bytes)."
                     }
+                    p #name-error.error role="alert" {}
                 }
                 div.field {
                     label for="clip-policy" { "Who may fetch the clips your reports carry" }

@@ -672,28 +672,38 @@
     lanSettings().catch((e) => notice(e.message));
   }
 
-  // The settings the node lets the page change: the clip policy (the name is shown only).
+  // The settings the node lets the page change: your name in the hood (sent only when
+  // changed: a rename is a signed operation every neighbor applies) and the clip policy.
   async function ownSettings() {
     const form = $('#settings-form');
+    let saved = { name: '' };
     const fill = (v) => {
+      saved = v;
       form.name.value = v.name;
       form.clip_policy.value = v.clip_policy;
     };
     fill(await api('GET', '/v1/settings'));
-    const error = $('#clip-policy-error');
+    const errors = { name: $('#name-error'), clip_policy: $('#clip-policy-error') };
+    const fields = { name: form.name, clip_policy: form.clip_policy };
     form.addEventListener('submit', async (event) => {
       event.preventDefault();
-      error.textContent = '';
-      form.clip_policy.removeAttribute('aria-invalid');
+      for (const k of Object.keys(errors)) {
+        errors[k].textContent = '';
+        fields[k].removeAttribute('aria-invalid');
+      }
+      const change = { clip_policy: form.clip_policy.value };
+      if (form.name.value !== saved.name) change.name = form.name.value;
       try {
-        const v = await api('POST', '/v1/settings', { clip_policy: form.clip_policy.value });
+        const v = await api('POST', '/v1/settings', change);
         fill(v);
         const chosen = form.clip_policy.selectedOptions[0];
-        notice(`Saved: clips — ${chosen ? chosen.textContent : v.clip_policy}.`);
+        notice(`Saved: ${v.name}; clips — ${chosen ? chosen.textContent : v.clip_policy}.`);
       } catch (e) {
-        error.textContent = e.message;
-        form.clip_policy.setAttribute('aria-invalid', 'true');
-        form.clip_policy.focus();
+        // The node's error names its field first ("name …", "clip_policy: …").
+        const field = e.message.startsWith('name') ? 'name' : 'clip_policy';
+        errors[field].textContent = e.message;
+        fields[field].setAttribute('aria-invalid', 'true');
+        fields[field].focus();
       }
     });
   }
