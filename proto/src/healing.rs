@@ -61,7 +61,14 @@ impl Roster {
             return false;
         }
         let day_start = now - now % HEAL_EVERY;
-        if self.epochs().any(|e| e.created_at >= day_start) {
+        // Only the epoch everyone seals under counts: any member can make a rekey dated
+        // today that never becomes it (a low generation), and that must not switch the
+        // day's healing off (a hostile review, 2026-12-08).
+        if self
+            .sealing_epoch()
+            .and_then(|id| self.epoch(&id))
+            .is_some_and(|e| e.created_at >= day_start)
+        {
             return false;
         }
         self.healers(now)

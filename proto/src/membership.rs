@@ -1501,7 +1501,7 @@ impl Roster {
                 Some(position),
             ) if self.removal_unseen(state, id, &author, position) => state
                 .as_if_members(&[author], |s| s.check(policy, &author, &stored.op, None))
-                .and_then(|()| self.target_seen(id, &stored.op, position)),
+                .and_then(|()| self.target_seen(state, id, &stored.op, position)),
             (verdict, ..) => verdict,
         };
         let verdict = verdict.and_then(|()| self.check_op_time(&stored.op, stored.ticket.as_ref()));
@@ -1590,6 +1590,7 @@ impl Roster {
     /// who joined after him.
     fn target_seen(
         &self,
+        state: &State,
         id: &OpId,
         op: &Op,
         position: &BTreeMap<OpId, usize>,
@@ -1602,10 +1603,25 @@ impl Roster {
         if target == self.founder {
             return Ok(());
         }
-        match self.budget.joins.get(&target) {
-            Some(joins) if !self.in_past(id, joins, position).is_empty() => Ok(()),
-            _ => Err(Denied::TargetNotMember),
+        // Only a join that took effect admitted the target: a removed author can sign a
+        // join of anyone (a copy of their request) into his own past, which the fold
+        // voids, but which must not count as having seen them admitted.
+        let admitted: BTreeSet<OpId> = self
+            .budget
+            .joins
+            .get(&target)
+            .map(|joins| {
+                joins
+                    .iter()
+                    .filter(|j| state.effective.contains(*j))
+                    .copied()
+                    .collect()
+            })
+            .unwrap_or_default();
+        if self.in_past(id, &admitted, position).is_empty() {
+            return Err(Denied::TargetNotMember);
         }
+        Ok(())
     }
 
     /// A removal (or a vote that would complete one) of a member the fold has already
