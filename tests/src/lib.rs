@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod binary;
 pub mod browser;
+pub mod engines;
 
 use std::time::Duration;
 

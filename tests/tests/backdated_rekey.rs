@@ -11,68 +11,13 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::Path;
-
 use porchlight_node::engine::{Engine, Ingest};
-use porchlight_node::store::Store;
-use porchlight_proto::invite::SignedTicket;
 use porchlight_proto::keys::{self, EpochKey};
 use porchlight_proto::membership::{Denied, Op, Rekey};
 use porchlight_proto::testkit::SeededRng;
-use porchlight_proto::{
-    Body, EpochId, Item, ItemId, JoinRequest, MemberKeys, OpId, Policy, Ticket, TicketId,
-};
+use porchlight_proto::{Body, EpochId, Item, MemberKeys, OpId};
+use porchlight_tests::engines::{DAY, T0, admit, envelope_of, found};
 use porchlight_tests::report_for;
-
-const T0: u64 = 1_800_000_000;
-const DAY: u64 = 86_400;
-
-fn found(dir: &Path, rng: &mut SeededRng) -> Engine {
-    let keys = MemberKeys::generate(rng);
-    Engine::found(
-        Store::open(dir).unwrap(),
-        keys,
-        "Elm Street",
-        "Alice",
-        Policy::default(),
-        T0,
-        rng,
-    )
-    .unwrap()
-}
-
-async fn admit(
-    alice: &mut Engine,
-    n: u8,
-    dir: &Path,
-    now: u64,
-    rng: &mut SeededRng,
-) -> (MemberKeys, Engine) {
-    let keys = MemberKeys::generate(rng);
-    let ticket = Ticket {
-        hood: alice.hood(),
-        hood_name: "Elm Street".into(),
-        inviter: alice.keys().id(),
-        id: TicketId([n; 16]),
-        expires_at: now + 600,
-        bootstrap: vec![],
-    };
-    let signed = SignedTicket::issue(alice.keys(), &ticket).unwrap();
-    let request = JoinRequest::new(&keys, signed, &ticket, &format!("Member {n}")).unwrap();
-    let welcome = alice.admit(&request, now, rng).await.unwrap();
-    let engine = Engine::from_welcome(
-        Store::open(dir).unwrap(),
-        keys.clone(),
-        &alice.hood(),
-        &welcome,
-    )
-    .unwrap();
-    (keys, engine)
-}
-
-fn envelope_of(engine: &Engine, id: &ItemId) -> Vec<u8> {
-    engine.store().item(id).unwrap().unwrap().envelope
-}
 
 /// Hands every operation `from` holds to `to`, as catch-up sync does.
 fn sync_ops(from: &Engine, to: &mut Engine, now: u64) {

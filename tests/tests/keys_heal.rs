@@ -19,70 +19,14 @@ use std::path::Path;
 use porchlight_node::engine::{Engine, Ingest};
 use porchlight_node::store::Store;
 use porchlight_proto::envelope;
-use porchlight_proto::invite::SignedTicket;
 use porchlight_proto::keys;
 use porchlight_proto::membership::{Denied, Op};
 use porchlight_proto::rotation::Rotate;
 use porchlight_proto::testkit::SeededRng;
 use porchlight_proto::validate::Reason;
-use porchlight_proto::{
-    Body, ExchangeKey, Item, ItemId, JoinRequest, MemberKeys, Policy, Ticket, TicketId,
-};
+use porchlight_proto::{Body, ExchangeKey, Item, Policy};
+use porchlight_tests::engines::{DAY, T0, admit, contains, envelope_of, found};
 use porchlight_tests::report_for;
-
-const T0: u64 = 1_800_000_000;
-const DAY: u64 = 86_400;
-
-fn found(dir: &Path, rng: &mut SeededRng) -> Engine {
-    let keys = MemberKeys::generate(rng);
-    Engine::found(
-        Store::open(dir).unwrap(),
-        keys,
-        "Elm Street",
-        "Alice",
-        Policy::default(),
-        T0,
-        rng,
-    )
-    .unwrap()
-}
-
-async fn admit(
-    alice: &mut Engine,
-    n: u8,
-    dir: &Path,
-    now: u64,
-    rng: &mut SeededRng,
-) -> (MemberKeys, Engine) {
-    let keys = MemberKeys::generate(rng);
-    let ticket = Ticket {
-        hood: alice.hood(),
-        hood_name: "Elm Street".into(),
-        inviter: alice.keys().id(),
-        id: TicketId([n; 16]),
-        expires_at: now + 600,
-        bootstrap: vec![],
-    };
-    let signed = SignedTicket::issue(alice.keys(), &ticket).unwrap();
-    let request = JoinRequest::new(&keys, signed, &ticket, &format!("Member {n}")).unwrap();
-    let welcome = alice.admit(&request, now, rng).await.unwrap();
-    let engine = Engine::from_welcome(
-        Store::open(dir).unwrap(),
-        keys.clone(),
-        &alice.hood(),
-        &welcome,
-    )
-    .unwrap();
-    (keys, engine)
-}
-
-fn envelope_of(engine: &Engine, id: &ItemId) -> Vec<u8> {
-    engine.store().item(id).unwrap().unwrap().envelope
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
-}
 
 /// Hands every operation `from` holds to `to`, as catch-up sync does.
 fn sync_ops(from: &Engine, to: &mut Engine, now: u64) {
